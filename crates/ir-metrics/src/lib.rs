@@ -1,0 +1,77 @@
+//! `ir-metrics`: TREC qrels and run I/O, measures with trec_eval's exact semantics,
+//! significance tests and run fusion. No Burn dependency.
+//!
+//! ```
+//! use ir_metrics::{evaluate, parse_measures, EvalOptions, Qrels, Run};
+//! let qrels = Qrels::from_str_named("q1 0 d1 2\nq1 0 d2 0\nq1 0 d3 1\n", "qrels")?;
+//! let run = Run::from_str_named("q1 Q0 d2 1 9.0 bm25\nq1 Q0 d1 2 8.0 bm25\n", "run")?;
+//! let measures = parse_measures("nDCG@10")?;
+//! let e = evaluate(&qrels, &run, &measures, &EvalOptions::default())?;
+//! assert!((e.means[0] - 0.4796).abs() < 1e-4); // (2/log2(3)) / (2 + 1/log2(3))
+//! # Ok::<(), ir_metrics::Error>(())
+//! ```
+//!
+//! # Semantics (trec_eval 9.0.x, as in pytrec_eval)
+//! - Documents are ranked by score descending, ties broken by docid descending (byte order);
+//!   the rank column of a run is ignored.
+//! - `relevance_level` (`-l`) sets the minimum grade that is relevant for binary measures;
+//!   nDCG uses the grades as gains whatever the level.
+//! - Negative grades in the qrels mean "pooled but unjudged": neither relevant nor
+//!   non-relevant, but judged for `Judged@k`.
+//! - Only queries present in both run and qrels are evaluated, unless `complete` (`-c`).
+//! - A document listed twice for the same query, in a run or in qrels, is an error (trec_eval
+//!   refuses such input with "duplicate docs").
+
+pub mod error;
+pub mod eval;
+pub mod fusion;
+pub mod measure;
+pub mod qrels;
+pub mod report;
+pub mod run;
+pub mod stats;
+
+pub use error::{Error, Result};
+pub use eval::{EvalOptions, Evaluation, evaluate};
+pub use measure::{Kind, Measure, parse_measures};
+pub use qrels::{Qrels, QueryQrels};
+pub use run::{QueryRun, Run};
+
+use std::io::Write;
+use std::path::Path;
+
+/// Write a file atomically: the content goes to a temporary file in the same folder, which is
+/// synced and renamed over `path`. On error the old file (if any) is left untouched.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        write(&mut f)?;
+        f.flush()?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    Ok(())
+}
