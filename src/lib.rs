@@ -1,1 +1,13 @@
-//! placeholder
+//! `rankmamba`: Mamba vs transformer cross-encoder rerankers, in Rust on Burn.
+//!
+//! This facade re-exports the workspace's libraries; the `rankmamba` binary is built on it.
+//! See the README for the crate map and `DESIGN.md`-derived docs in `docs/`.
+
+pub use ir_metrics;
+pub use mamba_blocks;
+pub use mamba_ssm;
+pub use rank_data;
+pub use rank_heads;
+pub use transformer_baselines;
+
+pub mod backend;

@@ -1,1 +1,233 @@
-fn main() {}
+//! The `rankmamba` command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use rankmamba::ir_metrics::{
+    EvalOptions, Measure, Qrels, Run, SignificanceTest, compare, evaluate, fusion, parse_measures,
+    report,
+};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "rankmamba",
+    version,
+    about = "Mamba vs transformer cross-encoder rerankers: evaluation, fusion, and (soon) training and reranking"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a TREC run against qrels, with trec_eval's semantics and output format.
+    Eval(EvalArgs),
+    /// Compare runs against the first one, with paired significance tests (Holm-corrected).
+    Compare(CompareArgs),
+    /// Fuse runs (RRF, CombSUM, CombMNZ) into a new TREC run.
+    Fuse(FuseArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// TREC qrels file (`qid iter docid grade`).
+    #[arg(long)]
+    qrels: PathBuf,
+    /// Measure, trec_eval (`ndcg_cut.10`, `P.5,10`) or ir_measures (`nDCG@10`, `RR@10`, `AP`) style; repeatable.
+    #[arg(short = 'm', long = "measure")]
+    measures: Vec<String>,
+    /// Minimum grade counted relevant by binary measures (trec_eval -l).
+    #[arg(short = 'l', long, default_value_t = 1)]
+    relevance_level: i64,
+    /// Drop unjudged documents before measuring (trec_eval -J).
+    #[arg(short = 'J', long)]
+    judged_only: bool,
+    /// Average over all qrels queries; missing ones score 0 (trec_eval -c).
+    #[arg(short = 'c', long)]
+    complete: bool,
+    /// Look at the first N ranked documents of each query only (trec_eval -M).
+    #[arg(short = 'M', long)]
+    max_docs: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    fn options(&self) -> EvalOptions {
+        EvalOptions {
+            relevance_level: self.relevance_level,
+            judged_only: self.judged_only,
+            complete: self.complete,
+            max_docs: self.max_docs,
+        }
+    }
+    fn measures(&self) -> Result<Vec<Measure>> {
+        let names: Vec<&str> = if self.measures.is_empty() {
+            vec!["nDCG@10", "RR@10", "AP", "AP@100", "R@100", "P@10"]
+        } else {
+            self.measures.iter().map(String::as_str).collect()
+        };
+        let mut out = Vec::new();
+        for n in names {
+            out.extend(parse_measures(n)?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    common: Common,
+    /// TREC run file (`qid Q0 docid rank score tag`).
+    #[arg(long)]
+    run: PathBuf,
+    /// Also print per-query values (trec_eval -q).
+    #[arg(short = 'q', long)]
+    per_query: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Run files; the first is the baseline. Repeat the flag or list several.
+    #[arg(long = "run", num_args = 1.., required = true)]
+    runs: Vec<PathBuf>,
+    /// Paired test: `t` (Student) or `perm` (randomization).
+    #[arg(long, default_value = "t")]
+    test: String,
+    /// Random sign flips of the randomization test.
+    #[arg(long, default_value_t = 10_000)]
+    samples: usize,
+    /// Seed of the randomization test.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Significance level after Holm-Bonferroni correction.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+}
+
+#[derive(Args)]
+struct FuseArgs {
+    /// Run files to fuse.
+    #[arg(long = "run", num_args = 1.., required = true)]
+    runs: Vec<PathBuf>,
+    /// `rrf`, `combsum` or `combmnz`.
+    #[arg(long, default_value = "rrf")]
+    method: String,
+    /// RRF constant.
+    #[arg(long, default_value_t = 60.0)]
+    k: f64,
+    /// Score normalisation for CombSUM/CombMNZ: `none`, `min-max`, `z-score`.
+    #[arg(long, default_value = "min-max")]
+    norm: String,
+    /// Output run file (written atomically).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+fn load_run(p: &PathBuf) -> Result<Run> {
+    Ok(Run::from_path(p)?)
+}
+
+fn run_name(p: &std::path::Path, r: &Run) -> String {
+    if r.name().is_empty() {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        r.name().to_string()
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Eval(a) => {
+            let measures = a.common.measures()?;
+            let qrels = Qrels::from_path(&a.common.qrels)?;
+            let run = load_run(&a.run)?;
+            let e = evaluate(&qrels, &run, &measures, &a.common.options())?;
+            if e.num_queries() == 0 {
+                bail!(
+                    "no query of {} is judged in {}",
+                    a.run.display(),
+                    a.common.qrels.display()
+                );
+            }
+            if a.common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report::json(&e, a.per_query))?
+                );
+            } else {
+                print!(
+                    "{:<22}\tall\t{}\n{:<22}\tall\t{}\n",
+                    "runid",
+                    run_name(&a.run, &run),
+                    "num_q",
+                    e.num_queries()
+                );
+                print!("{}", report::trec_eval_text(&e, a.per_query));
+            }
+        }
+        Command::Compare(a) => {
+            let measures = a.common.measures()?;
+            let qrels = Qrels::from_path(&a.common.qrels)?;
+            let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
+            let names: Vec<String> = a
+                .runs
+                .iter()
+                .zip(&runs)
+                .map(|(p, r)| run_name(p, r))
+                .collect();
+            let pairs: Vec<(&str, &Run)> =
+                names.iter().map(String::as_str).zip(runs.iter()).collect();
+            let test = match a.test.as_str() {
+                "t" | "ttest" => SignificanceTest::TTest,
+                "perm" | "permutation" | "randomization" => SignificanceTest::Permutation {
+                    samples: a.samples,
+                    seed: a.seed,
+                },
+                other => bail!("--test must be `t` or `perm`, found {other:?}"),
+            };
+            let c = compare(
+                &qrels,
+                &pairs,
+                &measures,
+                &a.common.options(),
+                test,
+                a.alpha,
+            )?;
+            if a.common.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", c.table());
+            }
+        }
+        Command::Fuse(a) => {
+            let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
+            let refs: Vec<&Run> = runs.iter().collect();
+            let norm: fusion::Normalization = a.norm.parse()?;
+            let fused = match a.method.as_str() {
+                "rrf" => fusion::rrf(&refs, a.k)?,
+                "combsum" => fusion::comb_sum(&refs, norm)?,
+                "combmnz" => fusion::comb_mnz(&refs, norm)?,
+                other => bail!("--method must be rrf, combsum or combmnz, found {other:?}"),
+            };
+            fused
+                .write_path(&a.output)
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            eprintln!(
+                "wrote {} ({} queries, {} lines)",
+                a.output.display(),
+                fused.len(),
+                fused.num_entries()
+            );
+        }
+    }
+    Ok(())
+}

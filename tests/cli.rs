@@ -1,0 +1,176 @@
+//! The `rankmamba` binary: eval / compare / fuse end to end, and clear errors on bad input.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn data() -> PathBuf {
+    let dir = std::env::var_os("RANKMAMBA_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("trec-dl-2019-passage").is_dir(),
+        "set RANKMAMBA_DATA (missing {})",
+        dir.display()
+    );
+    dir.join("trec-dl-2019-passage")
+}
+
+fn rankmamba(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn eval_prints_trec_eval_format() {
+    let d = data();
+    let (q, r) = (d.join("qrels.txt"), d.join("runs/bm25.trec"));
+    let (ok, out, err) = rankmamba(&[
+        "eval",
+        "--qrels",
+        q.to_str().unwrap(),
+        "--run",
+        r.to_str().unwrap(),
+        "-l",
+        "2",
+        "-m",
+        "ndcg_cut.10",
+        "-m",
+        "map_cut.100",
+    ]);
+    assert!(ok, "{err}");
+    // figures of shared/data/README.md (pytrec_eval)
+    assert!(
+        out.contains("ndcg_cut_10           \tall\t0.5058\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("map_cut_100           \tall\t0.2476\n"),
+        "{out}"
+    );
+    assert!(out.contains("num_q                 \tall\t43\n"), "{out}");
+}
+
+#[test]
+fn eval_json_per_query() {
+    let d = data();
+    let (q, r) = (d.join("qrels.txt"), d.join("runs/tasb.trec"));
+    let (ok, out, err) = rankmamba(&[
+        "eval",
+        "--qrels",
+        q.to_str().unwrap(),
+        "--run",
+        r.to_str().unwrap(),
+        "-l",
+        "2",
+        "-m",
+        "nDCG@10",
+        "-q",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["num_queries"], 43);
+    assert_eq!(v["per_query"].as_object().unwrap().len(), 43);
+    assert_eq!(
+        format!("{:.4}", v["means"]["nDCG@10"].as_f64().unwrap()),
+        "0.7210"
+    );
+}
+
+#[test]
+fn compare_marks_significant_systems() {
+    let d = data();
+    let q = d.join("qrels.txt");
+    let runs: Vec<String> = ["bm25", "tasb"]
+        .iter()
+        .map(|r| d.join(format!("runs/{r}.trec")).display().to_string())
+        .collect();
+    let (ok, out, err) = rankmamba(&[
+        "compare",
+        "--qrels",
+        q.to_str().unwrap(),
+        "--run",
+        &runs[0],
+        &runs[1],
+        "-l",
+        "2",
+        "-m",
+        "nDCG@10",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0.5058 (base)") && out.contains("0.7210*"),
+        "{out}"
+    );
+}
+
+#[test]
+fn fuse_writes_a_run_that_evaluates() {
+    let d = data();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("fused.trec");
+    let runs: Vec<String> = ["tasb", "splade-pp-ed"]
+        .iter()
+        .map(|r| d.join(format!("runs/{r}.trec")).display().to_string())
+        .collect();
+    let (ok, _, err) = rankmamba(&[
+        "fuse",
+        "--run",
+        &runs[0],
+        &runs[1],
+        "--method",
+        "rrf",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = rankmamba(&[
+        "eval",
+        "--qrels",
+        d.join("qrels.txt").to_str().unwrap(),
+        "--run",
+        out_path.to_str().unwrap(),
+        "-m",
+        "nDCG@10",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("num_q                 \tall\t43"), "{out}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.trec");
+    std::fs::write(&bad, "q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 oops t\n").unwrap();
+    let q = data().join("qrels.txt");
+    let (ok, _, err) = rankmamba(&[
+        "eval",
+        "--qrels",
+        q.to_str().unwrap(),
+        "--run",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.trec:2: score must be a finite number"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let (ok, _, err) = rankmamba(&[
+        "eval",
+        "--qrels",
+        q.to_str().unwrap(),
+        "--run",
+        bad.to_str().unwrap(),
+        "-m",
+        "nDCG@ten",
+    ]);
+    assert!(!ok && err.contains("nDCG@ten"), "{err}");
+}
