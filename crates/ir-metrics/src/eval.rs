@@ -151,6 +151,18 @@ fn validate(measures: &[Measure], opts: &EvalOptions) -> Result<()> {
             )));
         }
     }
+    if let Some(m) = measures.iter().find(|m| {
+        m.cutoff.is_none()
+            && matches!(
+                m.kind,
+                Kind::P | Kind::Recall | Kind::Success | Kind::Judged
+            )
+    }) {
+        return Err(Error::Invalid(format!("{m:?} needs a cutoff")));
+    }
+    if measures.iter().any(|m| m.cutoff == Some(0)) {
+        return Err(Error::Invalid("cutoffs must be positive".into()));
+    }
     if opts.max_docs == Some(0) {
         return Err(Error::Invalid("max_docs must be positive".into()));
     }
@@ -329,8 +341,7 @@ pub fn measure_value(m: &Measure, ranked: &[i64], qrels: &QueryQrels, level: i64
                 ranked[..n].iter().filter(|&&g| g != NONPOOL).count() as f64 / n as f64
             }
         }
-        (Kind::P | Kind::Recall | Kind::Success | Kind::Judged, None) => {
-            unreachable!("measure parsing guarantees a cutoff for {:?}", m.kind)
-        }
+        // rejected by `evaluate`; a direct caller gets NaN rather than a panic
+        (Kind::P | Kind::Recall | Kind::Success | Kind::Judged, None) => f64::NAN,
     }
 }

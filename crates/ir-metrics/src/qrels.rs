@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// non-relevant for every other measure.
 #[derive(Debug, Clone, Default)]
 pub struct QueryQrels {
-    docs: FxHashMap<Box<str>, i64>,
+    /// docid -> (grade, line number in the source)
+    docs: FxHashMap<Box<str>, (i64, u64)>,
     /// (grade, count) for every grade >= 0 present, sorted by grade.
     levels: Vec<(i64, u64)>,
 }
@@ -21,7 +22,7 @@ pub struct QueryQrels {
 impl QueryQrels {
     /// The grade of `docid`, if judged.
     pub fn get(&self, docid: &str) -> Option<i64> {
-        self.docs.get(docid).copied()
+        self.docs.get(docid).map(|g| g.0)
     }
 
     /// Number of judged documents (any grade).
@@ -36,7 +37,7 @@ impl QueryQrels {
 
     /// Iterate over (docid, grade), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.docs.iter().map(|(d, &r)| (&**d, r))
+        self.docs.iter().map(|(d, &(r, _))| (&**d, r))
     }
 
     /// `(grade, count)` for each non-negative grade, ascending.
@@ -55,7 +56,7 @@ impl QueryQrels {
 
     fn finish(&mut self) {
         let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
-        for &r in self.docs.values() {
+        for &(r, _) in self.docs.values() {
             if r >= 0 {
                 *counts.entry(r).or_default() += 1;
             }
@@ -95,9 +96,8 @@ impl Qrels {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let mut buf = Vec::with_capacity(256);
         let mut line_no = 0u64;
-        // first line of each (qid, docid), to report duplicates
-        let mut first_line: FxHashMap<(String, Box<str>), u64> = FxHashMap::default();
-        let mut queries: BTreeMap<String, QueryQrels> = BTreeMap::new();
+        let mut queries: FxHashMap<Box<str>, QueryQrels> = FxHashMap::default();
+        let mut current: Option<(Box<str>, QueryQrels)> = None;
         let io_err = |source| Error::Io {
             path: name.to_path_buf(),
             source,
@@ -131,25 +131,35 @@ impl Qrels {
                     format!("relevance grade must be an integer, found {grade:?}"),
                 )
             })?;
-            let q = queries.entry(qid.to_string()).or_default();
-            if q.docs.insert(docid.into(), grade).is_some() {
-                let first = first_line
-                    .get(&(qid.to_string(), docid.into()))
-                    .copied()
-                    .unwrap_or(0);
+            // lines of one query are usually together: keep the current one out of the map
+            if current.as_ref().is_none_or(|(q, _)| &**q != qid) {
+                if let Some((q, j)) = current.take() {
+                    queries.insert(q, j);
+                }
+                let j = queries.remove(qid).unwrap_or_default();
+                current = Some((qid.into(), j));
+            }
+            let q = &mut current.as_mut().expect("set above").1;
+            if let Some((_, first_line)) = q.docs.insert(docid.into(), (grade, line_no)) {
                 return Err(Error::Duplicate {
                     path: name.to_path_buf(),
                     line: line_no,
-                    first_line: first,
+                    first_line,
                     qid: qid.to_string(),
                     docid: docid.to_string(),
                 });
             }
-            first_line.insert((qid.to_string(), docid.into()), line_no);
         }
-        for q in queries.values_mut() {
-            q.finish();
+        if let Some((q, j)) = current {
+            queries.insert(q, j);
         }
+        let queries = queries
+            .into_iter()
+            .map(|(q, mut j)| {
+                j.finish();
+                (q.into_string(), j)
+            })
+            .collect();
         Ok(Qrels { queries })
     }
 
@@ -160,11 +170,11 @@ impl Qrels {
         let mut queries: BTreeMap<String, QueryQrels> = BTreeMap::new();
         for (i, (qid, docid, grade)) in triples.into_iter().enumerate() {
             let q = queries.entry(qid.to_string()).or_default();
-            if q.docs.insert(docid.into(), grade).is_some() {
+            if let Some((_, first)) = q.docs.insert(docid.into(), (grade, i as u64 + 1)) {
                 return Err(Error::Duplicate {
                     path: PathBuf::from("<triples>"),
                     line: i as u64 + 1,
-                    first_line: 0,
+                    first_line: first,
                     qid: qid.into(),
                     docid: docid.into(),
                 });

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy)]
@@ -76,18 +76,111 @@ impl QueryRun {
         v
     }
 
-    /// Line numbers of the first duplicated docid, if any.
+    /// Line numbers (first, second) and docid of the first duplicated docid, if any.
     fn find_duplicate(&self) -> Option<(u64, u64, &str)> {
-        let mut idx: Vec<u32> = (0..self.entries.len() as u32).collect();
-        idx.sort_unstable_by(|&a, &b| {
-            let (ea, eb) = (&self.entries[a as usize], &self.entries[b as usize]);
-            self.doc(ea).cmp(self.doc(eb)).then(ea.line.cmp(&eb.line))
-        });
-        idx.windows(2).find_map(|w| {
-            let (a, b) = (&self.entries[w[0] as usize], &self.entries[w[1] as usize]);
-            (self.doc(a) == self.doc(b)).then(|| (a.line, b.line, self.doc(a)))
+        let mut seen: FxHashMap<&str, u64> = FxHashMap::default();
+        seen.reserve(self.entries.len());
+        self.entries.iter().find_map(|e| {
+            let d = self.doc(e);
+            seen.insert(d, e.line).map(|first| (first, e.line, d))
         })
     }
+}
+
+struct Row<'a> {
+    qid: &'a str,
+    docid: &'a str,
+    tag: &'a str,
+    score: f64,
+    /// 1-based line number within the piece
+    line: u64,
+}
+
+struct Piece<'a> {
+    rows: Vec<Row<'a>>,
+    lines: u64,
+    /// first error: (line within the piece, message)
+    error: Option<(u64, String)>,
+}
+
+/// Split `text` into about `n` pieces at line boundaries.
+fn split_lines(text: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(n);
+    let mut rest = text;
+    let target = text.len() / n.max(1) + 1;
+    while !rest.is_empty() {
+        if rest.len() <= target {
+            out.push(rest);
+            break;
+        }
+        let cut = match rest[target..].iter().position(|&b| b == b'\n') {
+            Some(i) => target + i + 1,
+            None => rest.len(),
+        };
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+fn parse_piece(bytes: &[u8]) -> Piece<'_> {
+    let mut piece = Piece {
+        rows: Vec::with_capacity(bytes.len() / 40),
+        lines: 0,
+        error: None,
+    };
+    // validate UTF-8 once; stop at the line holding an invalid byte
+    let (text, bad) = match std::str::from_utf8(bytes) {
+        Ok(t) => (t, None),
+        Err(e) => {
+            let ok = e.valid_up_to();
+            let line_start = bytes[..ok]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let t = std::str::from_utf8(&bytes[..line_start]).expect("validated prefix");
+            (t, Some(e))
+        }
+    };
+    for line in text.split_terminator('\n') {
+        piece.lines += 1;
+        let mut f = line.split_ascii_whitespace();
+        let Some(qid) = f.next() else { continue };
+        let (Some(_q0), Some(docid), Some(_rank), Some(score), Some(tag), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            piece.error = Some((
+                piece.lines,
+                format!(
+                    "expected 6 fields `qid Q0 docid rank score tag`, found {}",
+                    line.split_ascii_whitespace().count()
+                ),
+            ));
+            return piece;
+        };
+        let score: f64 = match score.parse() {
+            Ok(s) if f64::is_finite(s) => s,
+            _ => {
+                piece.error = Some((
+                    piece.lines,
+                    format!("score must be a finite number, found {score:?}"),
+                ));
+                return piece;
+            }
+        };
+        piece.rows.push(Row {
+            qid,
+            docid,
+            tag,
+            score,
+            line: piece.lines,
+        });
+    }
+    if let Some(e) = bad {
+        piece.lines += 1;
+        piece.error = Some((piece.lines, format!("not valid UTF-8 ({e})")));
+    }
+    piece
 }
 
 /// trec_eval's order: higher score first, then docid descending (strcmp on bytes).
@@ -140,56 +233,73 @@ impl Run {
     /// error naming both lines, as trec_eval rejects such runs. The run's name is the tag of
     /// its first line.
     pub fn from_reader(reader: impl Read, name: &Path) -> Result<Self> {
-        let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let mut buf = Vec::with_capacity(256);
+        Self::parse_blocks(reader, name, 8 << 20)
+    }
+
+    /// Blocks of whole lines (about `block_size` bytes) are read in turn; each block is split
+    /// into pieces that are tokenised and parsed in parallel, then appended in order.
+    fn parse_blocks(mut reader: impl Read, name: &Path, block_size: usize) -> Result<Self> {
+        let io_err = |source| Error::Io {
+            path: name.to_path_buf(),
+            source,
+        };
         let mut run = Run::default();
-        let mut line_no = 0u64;
-        let mut current: usize = usize::MAX;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|source| Error::Io {
-                    path: name.to_path_buf(),
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let line = std::str::from_utf8(&buf)
-                .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
-            let mut f = line.split_ascii_whitespace();
-            let Some(qid) = f.next() else { continue };
-            let (Some(_q0), Some(docid), Some(_rank), Some(score), Some(tag), None) =
-                (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
-                return Err(Error::parse(
-                    name,
-                    line_no,
-                    format!(
-                        "expected 6 fields `qid Q0 docid rank score tag`, found {}",
-                        line.split_ascii_whitespace().count()
-                    ),
-                ));
-            };
-            let score: f64 = match score.parse() {
-                Ok(s) if f64::is_finite(s) => s,
-                _ => {
-                    return Err(Error::parse(
-                        name,
-                        line_no,
-                        format!("score must be a finite number, found {score:?}"),
-                    ));
+        let mut current = usize::MAX;
+        let mut lines_before = 0u64;
+        let mut block: Vec<u8> = Vec::with_capacity(block_size + 4096);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut eof = false;
+        while !eof {
+            block.clear();
+            block.append(&mut carry);
+            // fill the block (always reading something, even after a long partial line)
+            let target = block_size.max(block.len() + 4096);
+            while block.len() < target {
+                let old = block.len();
+                block.resize(target, 0);
+                let n = loop {
+                    match reader.read(&mut block[old..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(io_err(e)),
+                    }
+                };
+                block.truncate(old + n);
+                if n == 0 {
+                    eof = true;
+                    break;
                 }
-            };
-            if run.queries.is_empty() {
-                run.name = tag.to_string();
             }
-            if current == usize::MAX || &*run.queries[current].qid != qid {
-                current = run.query_index_or_insert(qid);
+            // keep a trailing partial line for the next block
+            if !eof {
+                match block.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => carry.extend_from_slice(&block[i + 1..]),
+                    None => {
+                        // a single line longer than the block: read more of it
+                        std::mem::swap(&mut carry, &mut block);
+                        continue;
+                    }
+                }
+                let keep = block.len() - carry.len();
+                block.truncate(keep);
             }
-            run.queries[current].push_entry(docid, score, line_no);
+            let pieces = split_lines(&block, rayon::current_num_threads() * 2);
+            let parsed: Vec<Piece<'_>> = pieces.par_iter().map(|p| parse_piece(p)).collect();
+            for piece in parsed {
+                for row in &piece.rows {
+                    if run.queries.is_empty() {
+                        run.name = row.tag.to_string();
+                    }
+                    if current == usize::MAX || &*run.queries[current].qid != row.qid {
+                        current = run.query_index_or_insert(row.qid);
+                    }
+                    run.queries[current].push_entry(row.docid, row.score, lines_before + row.line);
+                }
+                if let Some((line, message)) = piece.error {
+                    return Err(Error::parse(name, lines_before + line, message));
+                }
+                lines_before += piece.lines;
+            }
         }
         run.check_duplicates(name)?;
         Ok(run)
@@ -316,5 +426,68 @@ impl Run {
     /// Write to a file atomically (a temporary file in the same folder, then a rename).
     pub fn write_path(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::write_atomically(path.as_ref(), |f| self.write_to(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> String {
+        let mut s = String::new();
+        for q in 0..7 {
+            for d in 0..30 {
+                s.push_str(&format!(
+                    "q{q}  Q0\tdoc-{d}-{} {} {}.25 tag{q}\n",
+                    "x".repeat(d % 5),
+                    d + 1,
+                    100 - d
+                ));
+                if d % 11 == 0 {
+                    s.push('\n');
+                }
+            }
+        }
+        s.push_str(&format!("q9 Q0 {} 1 1.0 long\n", "y".repeat(500))); // longer than a block
+        s
+    }
+
+    #[test]
+    fn small_blocks_give_the_same_run_and_line_numbers() {
+        let text = sample();
+        let whole = Run::parse_blocks(text.as_bytes(), Path::new("t"), 1 << 20).unwrap();
+        for block in [17, 64, 101, 4096] {
+            let r = Run::parse_blocks(text.as_bytes(), Path::new("t"), block).unwrap();
+            assert_eq!(r.name(), "tag0");
+            assert_eq!(r.len(), whole.len());
+            for (a, b) in r.queries().iter().zip(whole.queries()) {
+                assert_eq!(a.qid(), b.qid());
+                assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+                let la: Vec<u64> = a.entries.iter().map(|e| e.line).collect();
+                let lb: Vec<u64> = b.entries.iter().map(|e| e.line).collect();
+                assert_eq!(la, lb, "block {block}");
+            }
+            // errors keep their absolute line numbers across blocks
+            let lines: Vec<&str> = text.lines().collect();
+            for bad in [3usize, 120, lines.len()] {
+                let mut t: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                t[bad - 1] = "q1 Q0 broken 1 NaNx tag".into();
+                let t = t.join("\n");
+                match Run::parse_blocks(t.as_bytes(), Path::new("t"), block) {
+                    Err(Error::Parse { line, .. }) => assert_eq!(line, bad as u64, "block {block}"),
+                    other => panic!("expected a parse error, got {other:?}"),
+                }
+            }
+        }
+        let mut invalid = text.clone().into_bytes();
+        let pos = text.lines().take(40).map(|l| l.len() + 1).sum::<usize>() + 3; // in line 41
+        invalid[pos] = 0xff;
+        match Run::parse_blocks(&invalid[..], Path::new("t"), 64) {
+            Err(Error::Parse { line, message, .. }) => {
+                assert_eq!(line, 41);
+                assert!(message.contains("UTF-8"));
+            }
+            other => panic!("expected a UTF-8 error, got {other:?}"),
+        }
     }
 }
