@@ -246,7 +246,7 @@ impl Run {
         let mut run = Run::default();
         let mut current = usize::MAX;
         let mut lines_before = 0u64;
-        let mut block: Vec<u8> = Vec::with_capacity(block_size + 4096);
+        let mut block: Vec<u8> = Vec::new();
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
         while !eof {
@@ -256,7 +256,8 @@ impl Run {
             let target = block_size.max(block.len() + 4096);
             while block.len() < target {
                 let old = block.len();
-                block.resize(target, 0);
+                // grow in steps so that a small input costs a small buffer
+                block.resize(target.min(old + (256 << 10)), 0);
                 let n = loop {
                     match reader.read(&mut block[old..]) {
                         Ok(n) => break n,

@@ -1,4 +1,103 @@
-//! `mamba-ssm`: The selective-scan core: reference, fast CPU, cubecl kernel, custom backward.
+//! `mamba-ssm`: the selective state-space scan of Mamba (Gu and Dao, 2023) on Burn.
 //!
-//! **Not implemented yet.** This crate is a placeholder in the workspace layout of
-//! `DESIGN.md`; it exports nothing. Its content is tracked by issue 3 and 4 (CPU scan, cubecl kernel).
+//! Semantics are those of the official `mamba_ssm.selective_scan_fn` /
+//! `selective_scan_ref` (see [`ScanInputs`]). Implementations:
+//! - [`reference`]: plain Burn tensor ops, sequential over L, for any backend;
+//! - [`cpu`]: the fast CPU scan (rayon, state in registers, vectorised, fused
+//!   softplus / D / z) with a hand-written backward; used by the `NdArray` backend;
+//! - `Autodiff<B>`: one graph node whose backward is the inner backend's backward.
+//!
+//! ```
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::tensor::{Distribution, Tensor};
+//! use mamba_ssm::{ScanInputs, selective_scan};
+//!
+//! type B = Autodiff<NdArray>;
+//! let dev = Default::default();
+//! let (batch, dim, len, n) = (2, 8, 16, 4);
+//! let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Distribution::Normal(0.0, 1.0), &dev);
+//! let a = -Tensor::<B, 2>::random([dim, n], Distribution::Uniform(0.5, 1.5), &dev);
+//! let inp = ScanInputs::new_ungrouped(r([batch, dim, len]).require_grad(), r([batch, dim, len]), a, r([batch, n, len]), r([batch, n, len]))
+//!     .with_d(Tensor::ones([dim], &dev))
+//!     .with_z(r([batch, dim, len]))
+//!     .with_softplus(true);
+//! let out = selective_scan(inp.clone(), true)?;
+//! assert_eq!(out.y.dims(), [batch, dim, len]);
+//! assert_eq!(out.last_state.unwrap().dims(), [batch, dim, n]);
+//! let grads = out.y.sum().backward();
+//! assert!(inp.u.grad(&grads).is_some());
+//! # Ok::<(), mamba_ssm::ScanError>(())
+//! ```
+
+mod autodiff;
+pub mod cpu;
+pub mod host;
+mod input;
+pub mod reference;
+
+pub use input::{Dims, ScanError, ScanGrads, ScanInputs, ScanOutput};
+
+use burn::tensor::{Tensor, backend::Backend};
+
+/// A backend that can run the selective scan, forward and backward.
+///
+/// Implemented for `NdArray` (the fast CPU scan) and for `Autodiff<B>` of any implementor
+/// (custom backward). Shapes reaching these methods are validated by [`selective_scan`].
+pub trait SelectiveScanBackend: Backend {
+    /// The forward scan.
+    fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self>;
+    /// Gradients of a loss with respect to every input, given `dy` = dLoss/dy.
+    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self>;
+}
+
+/// Run the selective scan after validating shapes. `return_last_state` also returns the
+/// state after the last step, `[batch, d_inner, N]`.
+pub fn selective_scan<B: SelectiveScanBackend>(
+    inputs: ScanInputs<B>,
+    return_last_state: bool,
+) -> Result<ScanOutput<B>, ScanError> {
+    inputs.validate()?;
+    Ok(B::selective_scan(inputs, return_last_state))
+}
+
+/// The hand-written backward, after validating shapes (`dy` must be `[batch, d_inner, L]`).
+pub fn selective_scan_backward<B: SelectiveScanBackend>(
+    inputs: ScanInputs<B>,
+    dy: Tensor<B, 3>,
+) -> Result<ScanGrads<B>, ScanError> {
+    inputs.validate()?;
+    if dy.dims() != inputs.u.dims() {
+        return Err(ScanError::Shape {
+            tensor: "dy",
+            got: dy.dims().to_vec(),
+            expected: format!("{:?} like u", inputs.u.dims()),
+        });
+    }
+    Ok(B::selective_scan_backward(inputs, dy))
+}
+
+#[cfg(feature = "ndarray")]
+mod ndarray_impl {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::backend::ndarray::{
+        FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
+    };
+
+    impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend
+        for NdArray<E, I, Q>
+    where
+        NdArrayTensor: From<SharedArray<E>>,
+        NdArrayTensor: From<SharedArray<I>>,
+    {
+        fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+            host::selective_scan(inputs, return_last_state)
+        }
+        fn selective_scan_backward(
+            inputs: ScanInputs<Self>,
+            dy: Tensor<Self, 3>,
+        ) -> ScanGrads<Self> {
+            host::selective_scan_backward(inputs, dy)
+        }
+    }
+}

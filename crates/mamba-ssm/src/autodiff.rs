@@ -1,0 +1,137 @@
+//! `Autodiff<B>`: the scan is one node of Burn's graph whose backward calls the inner
+//! backend's hand-written backward (`SelectiveScanBackend::selective_scan_backward`), instead
+//! of differentiating a loop of tensor ops.
+
+use crate::SelectiveScanBackend;
+use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use burn::backend::Autodiff;
+use burn::backend::autodiff::{
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+#[derive(Debug)]
+struct SelectiveScanOp;
+
+/// Parents, in order: u, delta, A, B, C, D, z, delta_bias.
+const PARENTS: usize = 8;
+
+impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
+    type State = ScanInputs<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, PARENTS>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dy = grads.consume::<B>(&ops.node);
+        let dy = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dy));
+        let ScanGrads {
+            du,
+            ddelta,
+            da,
+            db,
+            dc,
+            dd,
+            dz,
+            ddelta_bias,
+        } = B::selective_scan_backward(ops.state, dy);
+        let outgoing: [Option<TensorPrimitive<B>>; PARENTS] = [
+            Some(du.into_primitive()),
+            Some(ddelta.into_primitive()),
+            Some(da.into_primitive()),
+            Some(db.into_primitive()),
+            Some(dc.into_primitive()),
+            dd.map(Tensor::into_primitive),
+            dz.map(Tensor::into_primitive),
+            ddelta_bias.map(Tensor::into_primitive),
+        ];
+        for (node, g) in ops.parents.into_iter().zip(outgoing) {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<B>(node.id, g.tensor());
+            }
+        }
+    }
+}
+
+impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Autodiff<B, C> {
+    fn selective_scan(inp: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+        let device = inp.u.device();
+        // an untracked leaf stands in for absent optional inputs
+        let dummy = || {
+            Tensor::<Self, 1>::zeros([1], &device)
+                .into_primitive()
+                .tensor()
+                .node
+        };
+        let node3 = |t: &Tensor<Self, 3>| t.clone().into_primitive().tensor().node;
+        let nodes = [
+            node3(&inp.u),
+            node3(&inp.delta),
+            inp.a.clone().into_primitive().tensor().node,
+            inp.b.clone().into_primitive().tensor().node,
+            inp.c.clone().into_primitive().tensor().node,
+            inp.d
+                .as_ref()
+                .map_or_else(dummy, |d| d.clone().into_primitive().tensor().node),
+            inp.z.as_ref().map_or_else(dummy, node3),
+            inp.delta_bias
+                .as_ref()
+                .map_or_else(dummy, |b| b.clone().into_primitive().tensor().node),
+        ];
+        let inner = ScanInputs::<B> {
+            u: inp.u.inner(),
+            delta: inp.delta.inner(),
+            a: inp.a.inner(),
+            b: inp.b.inner(),
+            c: inp.c.inner(),
+            d: inp.d.map(Tensor::inner),
+            z: inp.z.map(Tensor::inner),
+            delta_bias: inp.delta_bias.map(Tensor::inner),
+            delta_softplus: inp.delta_softplus,
+        };
+        let out = B::selective_scan(inner.clone(), return_last_state);
+        let y = out.y.into_primitive().tensor();
+        let y = match SelectiveScanOp
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(inner, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        ScanOutput {
+            y: Tensor::from_primitive(TensorPrimitive::Float(y)),
+            last_state: out.last_state.map(<Tensor<Self, 3>>::from_inner),
+        }
+    }
+
+    fn selective_scan_backward(inp: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        // no double backward: run the inner backend's backward untracked
+        let inner = ScanInputs::<B> {
+            u: inp.u.inner(),
+            delta: inp.delta.inner(),
+            a: inp.a.inner(),
+            b: inp.b.inner(),
+            c: inp.c.inner(),
+            d: inp.d.map(Tensor::inner),
+            z: inp.z.map(Tensor::inner),
+            delta_bias: inp.delta_bias.map(Tensor::inner),
+            delta_softplus: inp.delta_softplus,
+        };
+        let g = B::selective_scan_backward(inner, dy.inner());
+        ScanGrads {
+            du: Tensor::from_inner(g.du),
+            ddelta: Tensor::from_inner(g.ddelta),
+            da: Tensor::from_inner(g.da),
+            db: Tensor::from_inner(g.db),
+            dc: Tensor::from_inner(g.dc),
+            dd: g.dd.map(Tensor::from_inner),
+            dz: g.dz.map(Tensor::from_inner),
+            ddelta_bias: g.ddelta_bias.map(Tensor::from_inner),
+        }
+    }
+}

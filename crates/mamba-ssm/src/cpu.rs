@@ -1,0 +1,634 @@
+//! The fast CPU selective scan on plain `f32` slices: rayon over (batch, channel) rows, the
+//! state in a small per-thread buffer (never a `[batch, d_inner, L, N]` array), inner loops
+//! over the state dimension in lanes of 8 that the compiler vectorises, softplus / D / z
+//! fused, exp computed as a polynomial exp2 with log2(e) folded into A. An AVX2+FMA build of
+//! the same code is chosen at run time where the CPU has it.
+//!
+//! Layouts (row-major, contiguous): u, delta, z, y: `[batch, dim, len]`; A: `[dim, state]`;
+//! B, C: `[batch, groups, state, len]`; D, delta_bias: `[dim]`; last state `[batch, dim, state]`.
+
+use rayon::prelude::*;
+
+/// Sizes of a scan. `dim` must be a multiple of `groups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanDims {
+    /// Batch size.
+    pub batch: usize,
+    /// Channels (d_inner).
+    pub dim: usize,
+    /// Sequence length L.
+    pub len: usize,
+    /// State size N.
+    pub state: usize,
+    /// Groups G of B and C (channels `g * dim / G ..` share group g).
+    pub groups: usize,
+}
+
+/// Borrowed inputs of [`forward`] and [`backward`].
+#[derive(Debug, Clone, Copy)]
+pub struct CpuScanInputs<'a> {
+    /// `[batch, dim, len]`
+    pub u: &'a [f32],
+    /// `[batch, dim, len]`
+    pub delta: &'a [f32],
+    /// `[dim, state]`
+    pub a: &'a [f32],
+    /// `[batch, groups, state, len]`
+    pub b: &'a [f32],
+    /// `[batch, groups, state, len]`
+    pub c: &'a [f32],
+    /// `[dim]`
+    pub d: Option<&'a [f32]>,
+    /// `[batch, dim, len]`
+    pub z: Option<&'a [f32]>,
+    /// `[dim]`
+    pub delta_bias: Option<&'a [f32]>,
+    /// Apply softplus to `delta + delta_bias`.
+    pub delta_softplus: bool,
+}
+
+/// Gradients from [`backward`], in the layouts of the inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuScanGrads {
+    /// d u
+    pub du: Vec<f32>,
+    /// d delta
+    pub ddelta: Vec<f32>,
+    /// d A
+    pub da: Vec<f32>,
+    /// d B
+    pub db: Vec<f32>,
+    /// d C
+    pub dc: Vec<f32>,
+    /// d D (when D was given)
+    pub dd: Option<Vec<f32>>,
+    /// d z (when z was given)
+    pub dz: Option<Vec<f32>>,
+    /// d delta_bias (when given)
+    pub ddelta_bias: Option<Vec<f32>>,
+}
+
+const LANES: usize = 8;
+/// Chunk of time steps between saved states in the backward pass.
+const CHUNK: usize = 64;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+
+/// 2^x for x in about [-127, 127], relative error below 2e-7 (degree-6 polynomial after
+/// rounding to the nearest integer; the rounding uses the 1.5 * 2^23 trick so that the loop
+/// vectorises without SSE4.1). Underflows to 0 below -127.
+#[inline(always)]
+pub fn exp2_fast(x: f32) -> f32 {
+    let x = x.clamp(-127.0, 127.0);
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let r = (x + MAGIC) - MAGIC;
+    let f = x - r; // [-0.5, 0.5]
+    // Taylor coefficients of 2^f = e^(f ln 2)
+    const C1: f32 = std::f32::consts::LN_2;
+    const C2: f32 = 0.240_226_5;
+    const C3: f32 = 0.055_504_11;
+    const C4: f32 = 0.009_618_129;
+    const C5: f32 = 0.001_333_355_8;
+    const C6: f32 = 0.000_154_035_3;
+    let p = 1.0 + f * (C1 + f * (C2 + f * (C3 + f * (C4 + f * (C5 + f * C6)))));
+    let bits = ((r as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+#[inline(always)]
+fn softplus(x: f32) -> f32 {
+    // PyTorch / mamba_ssm: threshold 20
+    if x <= 20.0 { x.exp().ln_1p() } else { x }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// `[outer, state, len]` -> `[outer, len, np]` with the state padded by zeros to `np`.
+fn transpose_pad(x: &[f32], outer: usize, state: usize, len: usize, np: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; outer * len * np];
+    out.par_chunks_mut(len * np)
+        .enumerate()
+        .for_each(|(o, dst)| {
+            let src = &x[o * state * len..(o + 1) * state * len];
+            for n in 0..state {
+                for t in 0..len {
+                    dst[t * np + n] = src[n * len + t];
+                }
+            }
+        });
+    out
+}
+
+/// Per-row constants.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    u: &'a [f32],
+    dl: &'a [f32],
+    z: Option<&'a [f32]>,
+    /// A * log2(e), padded with zeros to np
+    a2: &'a [f32],
+    /// A, padded
+    a: &'a [f32],
+    /// `[len, np]`
+    bt: &'a [f32],
+    /// `[len, np]`
+    ct: &'a [f32],
+    d: f32,
+    bias: f32,
+    softplus: bool,
+}
+
+impl Row<'_> {
+    #[inline(always)]
+    fn dt(&self, t: usize) -> f32 {
+        let x = self.dl[t] + self.bias;
+        if self.softplus { softplus(x) } else { x }
+    }
+}
+
+/// One time step: h <- exp(dt A) h + dt u B_t; returns C_t . h.
+#[inline(always)]
+fn step(h: &mut [f32], a2: &[f32], bt: &[f32], ct: &[f32], dt: f32, du: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    for (((hc, ac), bc), cc) in h
+        .chunks_exact_mut(LANES)
+        .zip(a2.chunks_exact(LANES))
+        .zip(bt.chunks_exact(LANES))
+        .zip(ct.chunks_exact(LANES))
+    {
+        for k in 0..LANES {
+            let da = exp2_fast(dt * ac[k]);
+            let hv = da * hc[k] + du * bc[k];
+            hc[k] = hv;
+            acc[k] += hv * cc[k];
+        }
+    }
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn row_forward_impl(r: &Row<'_>, np: usize, h: &mut [f32], y: &mut [f32]) {
+    h.fill(0.0);
+    for (t, yt) in y.iter_mut().enumerate() {
+        let dt = r.dt(t);
+        let ut = r.u[t];
+        let s = step(
+            h,
+            r.a2,
+            &r.bt[t * np..(t + 1) * np],
+            &r.ct[t * np..(t + 1) * np],
+            dt,
+            dt * ut,
+        );
+        let mut v = s + r.d * ut;
+        if let Some(z) = r.z {
+            let zt = z[t];
+            v *= zt * sigmoid(zt);
+        }
+        *yt = v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn row_forward_avx2(r: &Row<'_>, np: usize, h: &mut [f32], y: &mut [f32]) {
+    row_forward_impl(r, np, h, y)
+}
+
+fn row_forward(r: &Row<'_>, np: usize, h: &mut [f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { row_forward_avx2(r, np, h, y) };
+    }
+    row_forward_impl(r, np, h, y)
+}
+
+/// Scratch of one backward worker.
+struct Scratch {
+    h: Vec<f32>,
+    ckpt: Vec<f32>,
+    hs: Vec<f32>,
+    das: Vec<f32>,
+    dts: Vec<f32>,
+    lam: Vec<f32>,
+    da_row: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(len: usize, np: usize) -> Self {
+        let chunks = len.div_ceil(CHUNK);
+        Scratch {
+            h: vec![0.0; np],
+            ckpt: vec![0.0; (chunks + 1) * np],
+            hs: vec![0.0; CHUNK * np],
+            das: vec![0.0; CHUNK * np],
+            dts: vec![0.0; CHUNK],
+            lam: vec![0.0; np],
+            da_row: vec![0.0; np],
+        }
+    }
+}
+
+/// Per-row outputs of the backward pass.
+struct RowGrads<'a> {
+    du: &'a mut [f32],
+    ddelta: &'a mut [f32],
+    dz: Option<&'a mut [f32]>,
+    /// `[len, np]`, accumulated over the channels of the group
+    dbt: &'a mut [f32],
+    dct: &'a mut [f32],
+}
+
+/// Backward of one row: checkpoints every CHUNK steps, then per chunk (last first) recompute
+/// the states and run the reverse scan. Returns (dD, d delta_bias) of the row; dA of the row
+/// is left in `s.da_row` (padded).
+#[inline(always)]
+fn row_backward_impl(
+    r: &Row<'_>,
+    np: usize,
+    dy: &[f32],
+    s: &mut Scratch,
+    g: &mut RowGrads<'_>,
+) -> (f32, f32) {
+    let len = r.u.len();
+    // pass 1: states at chunk starts
+    let h = &mut s.h;
+    h.fill(0.0);
+    s.ckpt[..np].fill(0.0);
+    for t in 0..len {
+        let dt = r.dt(t);
+        let du = dt * r.u[t];
+        let bt = &r.bt[t * np..(t + 1) * np];
+        for ((hv, &a2), &b) in h.iter_mut().zip(r.a2).zip(bt) {
+            *hv = exp2_fast(dt * a2) * *hv + du * b;
+        }
+        if (t + 1) % CHUNK == 0 {
+            let k = (t + 1) / CHUNK;
+            s.ckpt[k * np..(k + 1) * np].copy_from_slice(h);
+        }
+    }
+    // pass 2: reverse, chunk by chunk
+    let lam = &mut s.lam;
+    lam.fill(0.0);
+    s.da_row.fill(0.0);
+    let (mut d_d, mut d_bias) = (0.0f32, 0.0f32);
+    let chunks = len.div_ceil(CHUNK);
+    for k in (0..chunks).rev() {
+        let (t0, t1) = (k * CHUNK, ((k + 1) * CHUNK).min(len));
+        // recompute the states and decays of the chunk
+        for t in t0..t1 {
+            let i = t - t0;
+            let dt = r.dt(t);
+            s.dts[i] = dt;
+            let du = dt * r.u[t];
+            let bt = &r.bt[t * np..(t + 1) * np];
+            let (before, cur) = s.hs.split_at_mut(i * np);
+            let hprev: &[f32] = if i == 0 {
+                &s.ckpt[k * np..(k + 1) * np]
+            } else {
+                &before[(i - 1) * np..]
+            };
+            let das = &mut s.das[i * np..(i + 1) * np];
+            for n in 0..np {
+                let da = exp2_fast(dt * r.a2[n]);
+                das[n] = da;
+                cur[n] = da * hprev[n] + du * bt[n];
+            }
+        }
+        for t in (t0..t1).rev() {
+            let i = t - t0;
+            let dt = s.dts[i];
+            let ut = r.u[t];
+            let hcur = &s.hs[i * np..(i + 1) * np];
+            let hprev: &[f32] = if i == 0 {
+                &s.ckpt[k * np..(k + 1) * np]
+            } else {
+                &s.hs[(i - 1) * np..i * np]
+            };
+            let das = &s.das[i * np..(i + 1) * np];
+            let bt = &r.bt[t * np..(t + 1) * np];
+            let ct = &r.ct[t * np..(t + 1) * np];
+            let mut gy = dy[t];
+            if let (Some(z), Some(dz)) = (r.z, g.dz.as_deref_mut()) {
+                let y: f32 = hcur.iter().zip(ct).map(|(a, b)| a * b).sum::<f32>() + r.d * ut;
+                let zt = z[t];
+                let sg = sigmoid(zt);
+                dz[t] = gy * y * sg * (1.0 + zt * (1.0 - sg));
+                gy *= zt * sg;
+            }
+            d_d += gy * ut;
+            let dbt = &mut g.dbt[t * np..(t + 1) * np];
+            let dct = &mut g.dct[t * np..(t + 1) * np];
+            let (mut ddt, mut dus) = (0.0f32, 0.0f32);
+            for n in 0..np {
+                let l = lam[n] + gy * ct[n];
+                dct[n] += gy * hcur[n];
+                let dh = das[n] * hprev[n];
+                ddt += l * (r.a[n] * dh + bt[n] * ut);
+                s.da_row[n] += l * dt * dh;
+                dbt[n] += l * dt * ut;
+                dus += l * bt[n];
+                lam[n] = l * das[n];
+            }
+            g.du[t] = gy * r.d + dt * dus;
+            let raw = r.dl[t] + r.bias;
+            if r.softplus && raw <= 20.0 {
+                ddt *= sigmoid(raw);
+            }
+            g.ddelta[t] = ddt;
+            d_bias += ddt;
+        }
+    }
+    (d_d, d_bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn row_backward_avx2(
+    r: &Row<'_>,
+    np: usize,
+    dy: &[f32],
+    s: &mut Scratch,
+    g: &mut RowGrads<'_>,
+) -> (f32, f32) {
+    row_backward_impl(r, np, dy, s, g)
+}
+
+fn row_backward(
+    r: &Row<'_>,
+    np: usize,
+    dy: &[f32],
+    s: &mut Scratch,
+    g: &mut RowGrads<'_>,
+) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { row_backward_avx2(r, np, dy, s, g) };
+    }
+    row_backward_impl(r, np, dy, s, g)
+}
+
+/// Padded A and A * log2(e): `[dim, np]` each.
+fn prepare_a(a: &[f32], dim: usize, state: usize, np: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut ap = vec![0.0f32; dim * np];
+    for ch in 0..dim {
+        ap[ch * np..ch * np + state].copy_from_slice(&a[ch * state..(ch + 1) * state]);
+    }
+    let a2 = ap.iter().map(|x| x * LOG2E).collect();
+    (ap, a2)
+}
+
+fn check(dims: &ScanDims, inp: &CpuScanInputs<'_>) {
+    let ScanDims {
+        batch,
+        dim,
+        len,
+        state,
+        groups,
+    } = *dims;
+    let x = batch * dim * len;
+    assert!(
+        groups > 0 && dim % groups == 0,
+        "dim must be a multiple of groups"
+    );
+    assert_eq!(inp.u.len(), x, "u");
+    assert_eq!(inp.delta.len(), x, "delta");
+    assert_eq!(inp.a.len(), dim * state, "A");
+    assert_eq!(inp.b.len(), batch * groups * state * len, "B");
+    assert_eq!(inp.c.len(), batch * groups * state * len, "C");
+    assert!(inp.d.is_none_or(|d| d.len() == dim), "D");
+    assert!(inp.delta_bias.is_none_or(|d| d.len() == dim), "delta_bias");
+    assert!(inp.z.is_none_or(|z| z.len() == x), "z");
+}
+
+/// Forward scan. Returns y `[batch, dim, len]` and, if asked, the last state
+/// `[batch, dim, state]`.
+///
+/// # Panics
+/// When slice lengths do not match `dims` (the typed API in the crate root validates shapes
+/// and returns errors before calling this).
+pub fn forward(
+    dims: &ScanDims,
+    inp: &CpuScanInputs<'_>,
+    return_last_state: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    check(dims, inp);
+    let ScanDims {
+        batch,
+        dim,
+        len,
+        state,
+        groups,
+    } = *dims;
+    let np = round_up(state.max(1));
+    let (ap, a2) = prepare_a(inp.a, dim, state, np);
+    let bt = transpose_pad(inp.b, batch * groups, state, len, np);
+    let ct = transpose_pad(inp.c, batch * groups, state, len, np);
+    let per_group = dim / groups;
+    let mut y = vec![0.0f32; batch * dim * len];
+    let mut last = vec![
+        0.0f32;
+        if return_last_state {
+            batch * dim * state
+        } else {
+            0
+        }
+    ];
+    let row = |idx: usize| {
+        let (bi, ch) = (idx / dim, idx % dim);
+        let gi = ch / per_group;
+        let bg = (bi * groups + gi) * len * np;
+        Row {
+            u: &inp.u[idx * len..(idx + 1) * len],
+            dl: &inp.delta[idx * len..(idx + 1) * len],
+            z: inp.z.map(|z| &z[idx * len..(idx + 1) * len]),
+            a2: &a2[ch * np..(ch + 1) * np],
+            a: &ap[ch * np..(ch + 1) * np],
+            bt: &bt[bg..bg + len * np],
+            ct: &ct[bg..bg + len * np],
+            d: inp.d.map_or(0.0, |d| d[ch]),
+            bias: inp.delta_bias.map_or(0.0, |b| b[ch]),
+            softplus: inp.delta_softplus,
+        }
+    };
+    if len == 0 {
+        return (y, return_last_state.then_some(last));
+    }
+    let h_init = || vec![0.0f32; np];
+    if return_last_state {
+        y.par_chunks_mut(len)
+            .zip(last.par_chunks_mut(state.max(1)))
+            .enumerate()
+            .for_each_init(h_init, |h, (idx, (yr, lr))| {
+                row_forward(&row(idx), np, h, yr);
+                lr.copy_from_slice(&h[..lr.len()]);
+            });
+    } else {
+        y.par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(h_init, |h, (idx, yr)| row_forward(&row(idx), np, h, yr));
+    }
+    (y, return_last_state.then_some(last))
+}
+
+/// Backward scan: gradients of `sum(dy * y)` with respect to every input. States are
+/// recomputed from checkpoints every 64 steps (O(dim x N x L / 64) extra memory per worker,
+/// not O(L x N) per row).
+///
+/// # Panics
+/// When slice lengths do not match `dims`.
+pub fn backward(dims: &ScanDims, inp: &CpuScanInputs<'_>, dy: &[f32]) -> CpuScanGrads {
+    check(dims, inp);
+    let ScanDims {
+        batch,
+        dim,
+        len,
+        state,
+        groups,
+    } = *dims;
+    assert_eq!(dy.len(), batch * dim * len, "dy");
+    let np = round_up(state.max(1));
+    let (ap, a2) = prepare_a(inp.a, dim, state, np);
+    let bt = transpose_pad(inp.b, batch * groups, state, len, np);
+    let ct = transpose_pad(inp.c, batch * groups, state, len, np);
+    let per_group = dim / groups;
+    let x = batch * dim * len;
+    let mut du = vec![0.0f32; x];
+    let mut ddelta = vec![0.0f32; x];
+    let mut dz = inp.z.map(|_| vec![0.0f32; x]);
+    // transposed, padded dB / dC: [batch, groups, len, np]
+    let mut dbt = vec![0.0f32; batch * groups * len * np];
+    let mut dct = vec![0.0f32; batch * groups * len * np];
+    // per (batch, channel): dA row (np), dD, dbias; summed over batch at the end
+    let mut da_rows = vec![0.0f32; batch * dim * np];
+    let mut dd_rows = vec![0.0f32; batch * dim];
+    let mut db_rows = vec![0.0f32; batch * dim];
+
+    if len > 0 {
+        for bi in 0..batch {
+            for gi in 0..groups {
+                let c0 = bi * dim + gi * per_group; // first row of this (batch, group)
+                let rows = c0..c0 + per_group;
+                let bg = (bi * groups + gi) * len * np;
+                let span = rows.start * len..rows.end * len;
+                let dz_rows: Vec<Option<&mut [f32]>> = match dz.as_mut() {
+                    Some(v) => v[span.clone()].chunks_mut(len).map(Some).collect(),
+                    None => (0..per_group).map(|_| None).collect(),
+                };
+                let (sum_b, sum_c) = du[span.clone()]
+                    .par_chunks_mut(len)
+                    .zip(ddelta[span].par_chunks_mut(len))
+                    .zip(dz_rows)
+                    .zip(da_rows[rows.start * np..rows.end * np].par_chunks_mut(np))
+                    .zip(dd_rows[rows.clone()].par_iter_mut().zip(db_rows[rows.clone()].par_iter_mut()))
+                    .enumerate()
+                    .fold(
+                        || (vec![0.0f32; len * np], vec![0.0f32; len * np], Scratch::new(len, np)),
+                        |(mut acc_b, mut acc_c, mut scratch), (j, ((((du_r, dd_r), dz_r), da_r), (d_out, bias_out)))| {
+                            let idx = c0 + j;
+                            let ch = gi * per_group + j;
+                            let row = Row {
+                                u: &inp.u[idx * len..(idx + 1) * len],
+                                dl: &inp.delta[idx * len..(idx + 1) * len],
+                                z: inp.z.map(|z| &z[idx * len..(idx + 1) * len]),
+                                a2: &a2[ch * np..(ch + 1) * np],
+                                a: &ap[ch * np..(ch + 1) * np],
+                                bt: &bt[bg..bg + len * np],
+                                ct: &ct[bg..bg + len * np],
+                                d: inp.d.map_or(0.0, |d| d[ch]),
+                                bias: inp.delta_bias.map_or(0.0, |b| b[ch]),
+                                softplus: inp.delta_softplus,
+                            };
+                            let mut g = RowGrads {
+                                du: du_r,
+                                ddelta: dd_r,
+                                dz: dz_r,
+                                dbt: &mut acc_b,
+                                dct: &mut acc_c,
+                            };
+                            let (d_d, d_bias) = row_backward(&row, np, &dy[idx * len..(idx + 1) * len], &mut scratch, &mut g);
+                            da_r.copy_from_slice(&scratch.da_row);
+                            *d_out = d_d;
+                            *bias_out = d_bias;
+                            (acc_b, acc_c, scratch)
+                        },
+                    )
+                    .map(|(b, c, _)| (b, c))
+                    .reduce(
+                        || (vec![0.0f32; len * np], vec![0.0f32; len * np]),
+                        |(mut b1, mut c1), (b2, c2)| {
+                            b1.iter_mut().zip(&b2).for_each(|(x, y)| *x += y);
+                            c1.iter_mut().zip(&c2).for_each(|(x, y)| *x += y);
+                            (b1, c1)
+                        },
+                    );
+                dbt[bg..bg + len * np].copy_from_slice(&sum_b);
+                dct[bg..bg + len * np].copy_from_slice(&sum_c);
+            }
+        }
+    }
+    // reduce over batch, drop padding, transpose dB / dC back to [.., state, len]
+    let mut da = vec![0.0f32; dim * state];
+    let mut dd = vec![0.0f32; dim];
+    let mut dbias = vec![0.0f32; dim];
+    for bi in 0..batch {
+        for ch in 0..dim {
+            let r = bi * dim + ch;
+            for n in 0..state {
+                da[ch * state + n] += da_rows[r * np + n];
+            }
+            dd[ch] += dd_rows[r];
+            dbias[ch] += db_rows[r];
+        }
+    }
+    let untranspose = |t: &[f32]| {
+        let mut out = vec![0.0f32; batch * groups * state * len];
+        out.par_chunks_mut((state * len).max(1))
+            .enumerate()
+            .for_each(|(o, dst)| {
+                for n in 0..state {
+                    for tt in 0..len {
+                        dst[n * len + tt] = t[(o * len + tt) * np + n];
+                    }
+                }
+            });
+        out
+    };
+    CpuScanGrads {
+        du,
+        ddelta,
+        da,
+        db: untranspose(&dbt),
+        dc: untranspose(&dct),
+        dd: inp.d.map(|_| dd),
+        dz,
+        ddelta_bias: inp.delta_bias.map(|_| dbias),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp2_fast_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = -126.0f32;
+        while x < 126.0 {
+            let want = (x as f64).exp2();
+            let got = exp2_fast(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst:e}");
+        assert_eq!(exp2_fast(-200.0), 0.0);
+    }
+}

@@ -1,0 +1,119 @@
+//! Running the fast CPU scan on any backend's tensors: read them to host `f32` buffers, scan
+//! with [`crate::cpu`], write the results back with the inputs' dtype and device. On NdArray
+//! this is the fast path (the copies are memcpy-cheap next to the scan); on a GPU backend it
+//! is a correct but slow fallback.
+
+use crate::cpu::{self, CpuScanInputs, ScanDims};
+use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("converted to f32")
+}
+
+fn back<B: Backend, const D: usize>(
+    v: Vec<f32>,
+    shape: [usize; D],
+    like: &Tensor<B, 3>,
+) -> Tensor<B, D> {
+    let data = TensorData::new(v, shape).convert_dtype(like.dtype());
+    Tensor::from_data(data, &like.device())
+}
+
+struct HostInputs {
+    dims: ScanDims,
+    u: Vec<f32>,
+    delta: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    d: Option<Vec<f32>>,
+    z: Option<Vec<f32>>,
+    bias: Option<Vec<f32>>,
+    softplus: bool,
+}
+
+impl HostInputs {
+    fn new<B: Backend>(inp: ScanInputs<B>) -> Self {
+        let [batch, dim, len] = inp.u.dims();
+        let [_, groups, state, _] = inp.b.dims();
+        HostInputs {
+            dims: ScanDims {
+                batch,
+                dim,
+                len,
+                state,
+                groups,
+            },
+            u: host(inp.u),
+            delta: host(inp.delta),
+            a: host(inp.a),
+            b: host(inp.b),
+            c: host(inp.c),
+            d: inp.d.map(host),
+            z: inp.z.map(host),
+            bias: inp.delta_bias.map(host),
+            softplus: inp.delta_softplus,
+        }
+    }
+
+    fn view(&self) -> CpuScanInputs<'_> {
+        CpuScanInputs {
+            u: &self.u,
+            delta: &self.delta,
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            d: self.d.as_deref(),
+            z: self.z.as_deref(),
+            delta_bias: self.bias.as_deref(),
+            delta_softplus: self.softplus,
+        }
+    }
+}
+
+/// Forward through the CPU scan. Shapes must be valid.
+pub fn selective_scan<B: Backend>(inp: ScanInputs<B>, return_last_state: bool) -> ScanOutput<B> {
+    let like = inp.u.clone();
+    let h = HostInputs::new(inp);
+    let ScanDims {
+        batch,
+        dim,
+        len,
+        state,
+        ..
+    } = h.dims;
+    let (y, last) = cpu::forward(&h.dims, &h.view(), return_last_state);
+    ScanOutput {
+        y: back(y, [batch, dim, len], &like),
+        last_state: last.map(|l| back(l, [batch, dim, state], &like)),
+    }
+}
+
+/// Backward through the CPU scan (gradients given dL/dy). Shapes must be valid.
+pub fn selective_scan_backward<B: Backend>(inp: ScanInputs<B>, dy: Tensor<B, 3>) -> ScanGrads<B> {
+    let like = inp.u.clone();
+    let h = HostInputs::new(inp);
+    let ScanDims {
+        batch,
+        dim,
+        len,
+        state,
+        groups,
+    } = h.dims;
+    let g = cpu::backward(&h.dims, &h.view(), &host(dy));
+    let bc = [batch, groups, state, len];
+    ScanGrads {
+        du: back(g.du, [batch, dim, len], &like),
+        ddelta: back(g.ddelta, [batch, dim, len], &like),
+        da: back(g.da, [dim, state], &like),
+        db: back(g.db, bc, &like),
+        dc: back(g.dc, bc, &like),
+        dd: g.dd.map(|v| back(v, [dim], &like)),
+        dz: g.dz.map(|v| back(v, [batch, dim, len], &like)),
+        ddelta_bias: g.ddelta_bias.map(|v| back(v, [dim], &like)),
+    }
+}

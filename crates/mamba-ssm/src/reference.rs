@@ -1,0 +1,63 @@
+//! The reference selective scan in plain Burn tensor ops, sequential over L: obviously
+//! correct, works on any backend (and under `Autodiff`, where Burn differentiates it op by
+//! op). The state is `[batch, d_inner, N]`; nothing of size `L x N` is kept.
+
+use crate::input::{ScanInputs, ScanOutput};
+use burn::tensor::{Tensor, activation, backend::Backend};
+
+/// softplus with PyTorch's threshold: x above 20 is returned as is.
+pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let big = x.clone().greater_elem(20.0);
+    // clamp before exp so that masked-out lanes stay finite (and their gradient zero)
+    let soft = x.clone().clamp_max(20.0).exp().log1p();
+    soft.mask_where(big, x)
+}
+
+/// Run the scan with tensor ops. Shapes must be valid (see [`ScanInputs::validate`]).
+pub fn selective_scan<B: Backend>(inp: ScanInputs<B>, return_last_state: bool) -> ScanOutput<B> {
+    let [batch, dim, len] = inp.u.dims();
+    let [_, groups, state, _] = inp.b.dims();
+    let per_group = dim / groups;
+    let mut delta = inp.delta;
+    if let Some(bias) = inp.delta_bias {
+        delta = delta + bias.reshape([1, dim, 1]);
+    }
+    if inp.delta_softplus {
+        delta = softplus(delta);
+    }
+    let expand = |x: Tensor<B, 4>| -> Tensor<B, 4> {
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, groups, per_group, state, len])
+            .reshape([batch, dim, state, len])
+    };
+    let (bx, cx) = (expand(inp.b), expand(inp.c));
+    let a = inp.a.unsqueeze_dim::<3>(0); // [1, dim, N]
+    let device = inp.u.device();
+    let mut h = Tensor::<B, 3>::zeros([batch, dim, state], &device);
+    let mut ys = Vec::with_capacity(len);
+    for t in 0..len {
+        let dt = delta.clone().slice([0..batch, 0..dim, t..t + 1]); // [b, d, 1]
+        let ut = inp.u.clone().slice([0..batch, 0..dim, t..t + 1]);
+        let bt: Tensor<B, 3> = bx
+            .clone()
+            .slice([0..batch, 0..dim, 0..state, t..t + 1])
+            .squeeze_dim(3);
+        let ct: Tensor<B, 3> = cx
+            .clone()
+            .slice([0..batch, 0..dim, 0..state, t..t + 1])
+            .squeeze_dim(3);
+        h = (dt.clone() * a.clone()).exp() * h + (dt * ut) * bt;
+        ys.push((h.clone() * ct).sum_dim(2)); // [b, d, 1]
+    }
+    let mut y = Tensor::cat(ys, 2);
+    if let Some(d) = inp.d {
+        y = y + inp.u * d.reshape([1, dim, 1]);
+    }
+    if let Some(z) = inp.z {
+        y = y * activation::silu(z);
+    }
+    ScanOutput {
+        y,
+        last_state: return_last_state.then_some(h),
+    }
+}
