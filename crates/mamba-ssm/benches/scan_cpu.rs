@@ -1,1 +1,224 @@
-fn main() {}
+//! Criterion `scan_cpu`: the selective scan on the CPU (NdArray), forward and forward+backward,
+//! for the fast path, the tensor-op reference and an op-by-op implementation in the style of
+//! burn-mamba / mamba-minimal (`[batch, L, d_inner, N]` tensors for exp(delta A) and
+//! delta B u, then a per-timestep loop). Also the CPU's exp2 and FMA throughput, the roofline
+//! the fast path is read against (see docs/kernels.md).
+//!
+//! Shapes (batch, d_inner, L, N): (1, 1536, 512, 16), (8, 1536, 512, 16), (2, 768, 2048, 16).
+//! `SCAN_BENCH_SHAPES=1,1536,512,16;...` overrides them.
+
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::{Distribution, Tensor, activation, backend::Backend};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mamba_ssm::{ScanInputs, reference, selective_scan};
+use std::hint::black_box;
+use std::time::Duration;
+
+type Cpu = NdArray;
+type Ad = Autodiff<NdArray>;
+
+fn shapes() -> Vec<[usize; 4]> {
+    match std::env::var("SCAN_BENCH_SHAPES") {
+        Ok(s) => s
+            .split(';')
+            .map(|t| {
+                let v: Vec<usize> = t.split(',').map(|x| x.trim().parse().expect("SCAN_BENCH_SHAPES")).collect();
+                [v[0], v[1], v[2], v[3]]
+            })
+            .collect(),
+        Err(_) => vec![[1, 1536, 512, 16], [8, 1536, 512, 16], [2, 768, 2048, 16]],
+    }
+}
+
+/// Mamba's configuration: D, z, delta_bias, softplus.
+fn inputs<B: Backend>([batch, dim, len, n]: [usize; 4], dev: &B::Device) -> ScanInputs<B> {
+    let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Distribution::Normal(0.0, 1.0), dev);
+    let a = -Tensor::<B, 2>::random([dim, n], Distribution::Uniform(0.5, 8.0), dev);
+    let bc = || Tensor::<B, 4>::random([batch, 1, n, len], Distribution::Normal(0.0, 1.0), dev);
+    ScanInputs::new(r([batch, dim, len]), r([batch, dim, len]) * 0.5 - 2.0, a, bc(), bc())
+        .with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev))
+        .with_z(r([batch, dim, len]))
+        .with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.1), dev))
+        .with_softplus(true)
+}
+
+/// The op-by-op style of burn-mamba / mamba-minimal: exp(delta A) and delta B u materialised
+/// as `[batch, L, d_inner, N]`, then a loop over L of slice, multiply-add and a state x C
+/// matmul.
+fn op_by_op<B: Backend>(inp: ScanInputs<B>) -> Tensor<B, 3> {
+    let [batch, dim, len] = inp.u.dims();
+    let n = inp.a.dims()[1];
+    let mut delta = inp.delta + inp.delta_bias.unwrap().reshape([1, dim, 1]);
+    delta = reference::softplus(delta);
+    let delta = delta.swap_dims(1, 2); // [b, l, d]
+    let u = inp.u.clone().swap_dims(1, 2); // [b, l, d]
+    let bm: Tensor<B, 3> = inp.b.squeeze_dim::<3>(1).swap_dims(1, 2); // [b, l, n]
+    let cm: Tensor<B, 3> = inp.c.squeeze_dim::<3>(1).swap_dims(1, 2); // [b, l, n]
+    let delta_a = (delta.clone().unsqueeze_dim::<4>(3) * inp.a.unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(0)).exp(); // [b,l,d,n]
+    let delta_b_u = (delta * u).unsqueeze_dim::<4>(3) * bm.unsqueeze_dim::<4>(2); // [b,l,d,n]
+    let mut x = Tensor::<B, 3>::zeros([batch, dim, n], &delta_a.device());
+    let mut ys = Vec::with_capacity(len);
+    for i in 0..len {
+        let da: Tensor<B, 3> = delta_a.clone().slice([0..batch, i..i + 1, 0..dim, 0..n]).squeeze_dim(1);
+        let dbu: Tensor<B, 3> = delta_b_u.clone().slice([0..batch, i..i + 1, 0..dim, 0..n]).squeeze_dim(1);
+        x = da * x + dbu;
+        let ci: Tensor<B, 3> = cm.clone().slice([0..batch, i..i + 1, 0..n]).swap_dims(1, 2); // [b, n, 1]
+        ys.push(x.clone().matmul(ci)); // [b, d, 1]
+    }
+    let y = Tensor::cat(ys, 2) + inp.u * inp.d.unwrap().reshape([1, dim, 1]);
+    y * activation::silu(inp.z.unwrap())
+}
+
+fn require_grad(inp: ScanInputs<Ad>) -> ScanInputs<Ad> {
+    ScanInputs {
+        u: inp.u.require_grad(),
+        delta: inp.delta.require_grad(),
+        a: inp.a.require_grad(),
+        b: inp.b.require_grad(),
+        c: inp.c.require_grad(),
+        d: inp.d.map(|t| t.require_grad()),
+        z: inp.z.map(|t| t.require_grad()),
+        delta_bias: inp.delta_bias.map(|t| t.require_grad()),
+        delta_softplus: inp.delta_softplus,
+    }
+}
+
+fn bench_scan(c: &mut Criterion) {
+    let dev = Default::default();
+    for shape in shapes() {
+        let [batch, dim, len, n] = shape;
+        let label = format!("b{batch}_d{dim}_l{len}_n{n}");
+        let mut g = c.benchmark_group(format!("scan_cpu/{label}"));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(5));
+        g.throughput(Throughput::Elements((batch * dim * len * n) as u64)); // element x state updates
+        let inp = inputs::<Cpu>(shape, &dev);
+        let inp_ad = require_grad(inputs::<Ad>(shape, &dev));
+        let w = Tensor::<Ad, 3>::random([batch, dim, len], Distribution::Normal(0.0, 1.0), &dev);
+
+        g.bench_function(BenchmarkId::new("fast", "fwd"), |b| {
+            b.iter(|| black_box(selective_scan(inp.clone(), false).unwrap().y.into_data()))
+        });
+        g.bench_function(BenchmarkId::new("fast", "fwd+bwd"), |b| {
+            b.iter(|| {
+                let y = selective_scan(inp_ad.clone(), false).unwrap().y;
+                black_box((y * w.clone()).sum().backward())
+            })
+        });
+        g.bench_function(BenchmarkId::new("reference", "fwd"), |b| {
+            b.iter(|| black_box(reference::selective_scan(inp.clone(), false).y.into_data()))
+        });
+        g.bench_function(BenchmarkId::new("reference", "fwd+bwd"), |b| {
+            b.iter(|| {
+                let y = reference::selective_scan(inp_ad.clone(), false).y;
+                black_box((y * w.clone()).sum().backward())
+            })
+        });
+        g.bench_function(BenchmarkId::new("op_by_op", "fwd"), |b| {
+            b.iter(|| black_box(op_by_op(inp.clone()).into_data()))
+        });
+        g.bench_function(BenchmarkId::new("op_by_op", "fwd+bwd"), |b| {
+            b.iter(|| {
+                let y = op_by_op(inp_ad.clone());
+                black_box((y * w.clone()).sum().backward())
+            })
+        });
+        g.finish();
+    }
+}
+
+/// exp2 of each element into an L1-resident buffer (no reduction chain to serialise it).
+#[inline(always)]
+fn exp2_sum(c: &[f32]) -> f32 {
+    let mut out = [0.0f32; 4096];
+    let mut keep = 0.0f32;
+    for part in c.chunks(4096) {
+        for (o, &x) in out.iter_mut().zip(part) {
+            *o = mamba_ssm::cpu::exp2_fast(x);
+        }
+        keep += out[part.len() - 1];
+    }
+    keep
+}
+
+/// 64 independent chains (8 x 8 lanes) of a = a * 0.999 + x, 8 steps per element: the
+/// multiply-add pairs the scan's inner loop is made of (Rust does not contract them into FMA).
+#[inline(always)]
+fn mul_add_chains(c: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; 8]; 8];
+    for chunk in c.chunks_exact(64) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for k in 0..8 {
+                let x = chunk[j * 8 + k];
+                for _ in 0..8 {
+                    a[k] = a[k] * 0.999 + x;
+                }
+            }
+        }
+    }
+    acc.iter().flatten().sum::<f32>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp2_sum_avx2(c: &[f32]) -> f32 {
+    exp2_sum(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn mul_add_chains_avx2(c: &[f32]) -> f32 {
+    mul_add_chains(c)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    #[allow(unreachable_code)]
+    false
+}
+
+/// The roofline, with the code generation the fast path uses (AVX2 where present), on all
+/// cores: exp2_fast evaluations per second and multiply-add pairs per second.
+fn bench_roofline(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let mut g = c.benchmark_group("scan_cpu/roofline");
+    let n = 1 << 22;
+    let xs: Vec<f32> = (0..n).map(|i| -((i % 1000) as f32) * 0.01).collect();
+    let avx2 = has_avx2();
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("exp2_fast", |b| {
+        b.iter(|| {
+            xs.par_chunks(1 << 14)
+                .map(|c| {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        // SAFETY: checked above
+                        return unsafe { exp2_sum_avx2(c) };
+                    }
+                    exp2_sum(c)
+                })
+                .sum::<f32>()
+        })
+    });
+    g.throughput(Throughput::Elements(n as u64 * 8));
+    g.bench_function("mul_add", |b| {
+        b.iter(|| {
+            xs.par_chunks(1 << 14)
+                .map(|c| {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        // SAFETY: checked above
+                        return unsafe { mul_add_chains_avx2(c) };
+                    }
+                    mul_add_chains(c)
+                })
+                .sum::<f32>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_roofline, bench_scan);
+criterion_main!(benches);

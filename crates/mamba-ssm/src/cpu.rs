@@ -73,15 +73,20 @@ const LANES: usize = 8;
 const CHUNK: usize = 64;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 
-/// 2^x for x in about [-127, 127], relative error below 2e-7 (degree-6 polynomial after
-/// rounding to the nearest integer; the rounding uses the 1.5 * 2^23 trick so that the loop
-/// vectorises without SSE4.1). Underflows to 0 below -127.
+/// 2^x for x in about [-127, 127], relative error below 2e-7; 0 below -127.
+///
+/// Round to the nearest integer r with the 1.5 * 2^23 trick (t = x + 1.5 * 2^23 holds r in its
+/// low mantissa bits, which also give the exponent field of 2^r), then a degree-6 polynomial
+/// for 2^f on f = x - r in [-0.5, 0.5]. Branch-free and without float-to-int conversion, so
+/// loops over it vectorise (no SSE4.1 rounding needed).
 #[inline(always)]
 pub fn exp2_fast(x: f32) -> f32 {
-    let x = x.clamp(-127.0, 127.0);
+    let x = if x < -127.0 { -127.0 } else { x };
+    let x = if x > 127.0 { 127.0 } else { x };
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let r = (x + MAGIC) - MAGIC;
-    let f = x - r; // [-0.5, 0.5]
+    let t = x + MAGIC;
+    let r = t - MAGIC;
+    let f = x - r;
     // Taylor coefficients of 2^f = e^(f ln 2)
     const C1: f32 = std::f32::consts::LN_2;
     const C2: f32 = 0.240_226_5;
@@ -90,8 +95,9 @@ pub fn exp2_fast(x: f32) -> f32 {
     const C5: f32 = 0.001_333_355_8;
     const C6: f32 = 0.000_154_035_3;
     let p = 1.0 + f * (C1 + f * (C2 + f * (C3 + f * (C4 + f * (C5 + f * C6)))));
-    let bits = ((r as i32 + 127) as u32) << 23;
-    p * f32::from_bits(bits)
+    // low bits of t are r (two's complement in the mantissa): (r + 127) << 23 is 2^r
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
+    p * scale
 }
 
 #[inline(always)]

@@ -79,25 +79,75 @@ pub fn selective_scan_backward<B: SelectiveScanBackend>(
 #[cfg(feature = "ndarray")]
 mod ndarray_impl {
     use super::*;
+    use crate::host::{HostInputs, backward_host, dims_of, forward_host};
     use burn::backend::NdArray;
-    use burn::backend::ndarray::{
-        FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
-    };
+    use burn::backend::ndarray::{FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray};
+    use burn::tensor::TensorMetadata;
+    use std::borrow::Cow;
 
-    impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend
-        for NdArray<E, I, Q>
+    /// Borrow an f32 tensor in standard layout without copying; copy (in logical order)
+    /// otherwise.
+    fn slice_of(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+        match t {
+            NdArrayTensor::F32(storage) => match storage.view().to_slice() {
+                Some(s) => Cow::Borrowed(s),
+                None => Cow::Owned(storage.view().iter().copied().collect()),
+            },
+            NdArrayTensor::F64(storage) => Cow::Owned(storage.view().iter().map(|&x| x as f32).collect()),
+            other => unreachable!("float tensors are F32 or F64 on NdArray, got {:?}", other.dtype()),
+        }
+    }
+
+    fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+        t.into_primitive().tensor()
+    }
+
+    impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend for NdArray<E, I, Q>
     where
         NdArrayTensor: From<SharedArray<E>>,
         NdArrayTensor: From<SharedArray<I>>,
     {
         fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
-            host::selective_scan(inputs, return_last_state)
+            let like = inputs.u.clone();
+            let dims = dims_of(&inputs);
+            let softplus = inputs.delta_softplus;
+            let (u, delta, a, b, c) = (prim(inputs.u), prim(inputs.delta), prim(inputs.a), prim(inputs.b), prim(inputs.c));
+            let (d, z, bias) = (inputs.d.map(prim), inputs.z.map(prim), inputs.delta_bias.map(prim));
+            let h = HostInputs {
+                dims,
+                u: slice_of(&u),
+                delta: slice_of(&delta),
+                a: slice_of(&a),
+                b: slice_of(&b),
+                c: slice_of(&c),
+                d: d.as_ref().map(slice_of),
+                z: z.as_ref().map(slice_of),
+                bias: bias.as_ref().map(slice_of),
+                softplus,
+            };
+            forward_host(&h, return_last_state, &like)
         }
-        fn selective_scan_backward(
-            inputs: ScanInputs<Self>,
-            dy: Tensor<Self, 3>,
-        ) -> ScanGrads<Self> {
-            host::selective_scan_backward(inputs, dy)
+
+        fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+            let like = inputs.u.clone();
+            let dims = dims_of(&inputs);
+            let softplus = inputs.delta_softplus;
+            let (u, delta, a, b, c) = (prim(inputs.u), prim(inputs.delta), prim(inputs.a), prim(inputs.b), prim(inputs.c));
+            let (d, z, bias) = (inputs.d.map(prim), inputs.z.map(prim), inputs.delta_bias.map(prim));
+            let dy = prim(dy);
+            let h = HostInputs {
+                dims,
+                u: slice_of(&u),
+                delta: slice_of(&delta),
+                a: slice_of(&a),
+                b: slice_of(&b),
+                c: slice_of(&c),
+                d: d.as_ref().map(slice_of),
+                z: z.as_ref().map(slice_of),
+                bias: bias.as_ref().map(slice_of),
+                softplus,
+            };
+            backward_host(&h, &slice_of(&dy), &like)
         }
     }
 }
