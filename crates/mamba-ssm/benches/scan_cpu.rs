@@ -5,10 +5,13 @@
 //! the fast path is read against (see docs/kernels.md).
 //!
 //! Shapes (batch, d_inner, L, N): (1, 1536, 512, 16), (8, 1536, 512, 16), (2, 768, 2048, 16).
-//! `SCAN_BENCH_SHAPES=1,1536,512,16;...` overrides them.
+//! `SCAN_BENCH_SHAPES=1,1536,512,16;...` overrides them. The forward+backward of the two slow
+//! paths takes minutes per iteration (tens of minutes at batch 8): it runs only with
+//! `SCAN_BENCH_SLOW=1`; `cargo run --release -p mamba-ssm --example scan_cpu_table` times
+//! every path once per shape instead.
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{Distribution, Tensor, activation, backend::Backend};
+use burn::tensor::{Distribution, Tensor, backend::Backend};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mamba_ssm::{ScanInputs, reference, selective_scan};
 use std::hint::black_box;
@@ -22,7 +25,10 @@ fn shapes() -> Vec<[usize; 4]> {
         Ok(s) => s
             .split(';')
             .map(|t| {
-                let v: Vec<usize> = t.split(',').map(|x| x.trim().parse().expect("SCAN_BENCH_SHAPES")).collect();
+                let v: Vec<usize> = t
+                    .split(',')
+                    .map(|x| x.trim().parse().expect("SCAN_BENCH_SHAPES"))
+                    .collect();
                 [v[0], v[1], v[2], v[3]]
             })
             .collect(),
@@ -35,38 +41,17 @@ fn inputs<B: Backend>([batch, dim, len, n]: [usize; 4], dev: &B::Device) -> Scan
     let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Distribution::Normal(0.0, 1.0), dev);
     let a = -Tensor::<B, 2>::random([dim, n], Distribution::Uniform(0.5, 8.0), dev);
     let bc = || Tensor::<B, 4>::random([batch, 1, n, len], Distribution::Normal(0.0, 1.0), dev);
-    ScanInputs::new(r([batch, dim, len]), r([batch, dim, len]) * 0.5 - 2.0, a, bc(), bc())
-        .with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev))
-        .with_z(r([batch, dim, len]))
-        .with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.1), dev))
-        .with_softplus(true)
-}
-
-/// The op-by-op style of burn-mamba / mamba-minimal: exp(delta A) and delta B u materialised
-/// as `[batch, L, d_inner, N]`, then a loop over L of slice, multiply-add and a state x C
-/// matmul.
-fn op_by_op<B: Backend>(inp: ScanInputs<B>) -> Tensor<B, 3> {
-    let [batch, dim, len] = inp.u.dims();
-    let n = inp.a.dims()[1];
-    let mut delta = inp.delta + inp.delta_bias.unwrap().reshape([1, dim, 1]);
-    delta = reference::softplus(delta);
-    let delta = delta.swap_dims(1, 2); // [b, l, d]
-    let u = inp.u.clone().swap_dims(1, 2); // [b, l, d]
-    let bm: Tensor<B, 3> = inp.b.squeeze_dim::<3>(1).swap_dims(1, 2); // [b, l, n]
-    let cm: Tensor<B, 3> = inp.c.squeeze_dim::<3>(1).swap_dims(1, 2); // [b, l, n]
-    let delta_a = (delta.clone().unsqueeze_dim::<4>(3) * inp.a.unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(0)).exp(); // [b,l,d,n]
-    let delta_b_u = (delta * u).unsqueeze_dim::<4>(3) * bm.unsqueeze_dim::<4>(2); // [b,l,d,n]
-    let mut x = Tensor::<B, 3>::zeros([batch, dim, n], &delta_a.device());
-    let mut ys = Vec::with_capacity(len);
-    for i in 0..len {
-        let da: Tensor<B, 3> = delta_a.clone().slice([0..batch, i..i + 1, 0..dim, 0..n]).squeeze_dim(1);
-        let dbu: Tensor<B, 3> = delta_b_u.clone().slice([0..batch, i..i + 1, 0..dim, 0..n]).squeeze_dim(1);
-        x = da * x + dbu;
-        let ci: Tensor<B, 3> = cm.clone().slice([0..batch, i..i + 1, 0..n]).swap_dims(1, 2); // [b, n, 1]
-        ys.push(x.clone().matmul(ci)); // [b, d, 1]
-    }
-    let y = Tensor::cat(ys, 2) + inp.u * inp.d.unwrap().reshape([1, dim, 1]);
-    y * activation::silu(inp.z.unwrap())
+    ScanInputs::new(
+        r([batch, dim, len]),
+        r([batch, dim, len]) * 0.5 - 2.0,
+        a,
+        bc(),
+        bc(),
+    )
+    .with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev))
+    .with_z(r([batch, dim, len]))
+    .with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.1), dev))
+    .with_softplus(true)
 }
 
 fn require_grad(inp: ScanInputs<Ad>) -> ScanInputs<Ad> {
@@ -109,21 +94,26 @@ fn bench_scan(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("reference", "fwd"), |b| {
             b.iter(|| black_box(reference::selective_scan(inp.clone(), false).y.into_data()))
         });
-        g.bench_function(BenchmarkId::new("reference", "fwd+bwd"), |b| {
-            b.iter(|| {
-                let y = reference::selective_scan(inp_ad.clone(), false).y;
-                black_box((y * w.clone()).sum().backward())
-            })
-        });
+        let slow = std::env::var("SCAN_BENCH_SLOW").is_ok_and(|v| v == "1");
+        if slow {
+            g.bench_function(BenchmarkId::new("reference", "fwd+bwd"), |b| {
+                b.iter(|| {
+                    let y = reference::selective_scan(inp_ad.clone(), false).y;
+                    black_box((y * w.clone()).sum().backward())
+                })
+            });
+        }
         g.bench_function(BenchmarkId::new("op_by_op", "fwd"), |b| {
-            b.iter(|| black_box(op_by_op(inp.clone()).into_data()))
+            b.iter(|| black_box(reference::selective_scan_op_by_op(inp.clone()).into_data()))
         });
-        g.bench_function(BenchmarkId::new("op_by_op", "fwd+bwd"), |b| {
-            b.iter(|| {
-                let y = op_by_op(inp_ad.clone());
-                black_box((y * w.clone()).sum().backward())
-            })
-        });
+        if slow {
+            g.bench_function(BenchmarkId::new("op_by_op", "fwd+bwd"), |b| {
+                b.iter(|| {
+                    let y = reference::selective_scan_op_by_op(inp_ad.clone());
+                    black_box((y * w.clone()).sum().backward())
+                })
+            });
+        }
         g.finish();
     }
 }
@@ -174,7 +164,8 @@ fn mul_add_chains_avx2(c: &[f32]) -> f32 {
 
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    return std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma");
     #[allow(unreachable_code)]
     false
 }

@@ -97,7 +97,11 @@ pub fn selective_scan_backward<B: Backend>(inp: ScanInputs<B>, dy: Tensor<B, 3>)
 }
 
 /// The forward on host inputs; outputs take `like`'s dtype and device.
-pub(crate) fn forward_host<B: Backend>(h: &HostInputs<'_>, return_last_state: bool, like: &Tensor<B, 3>) -> ScanOutput<B> {
+pub(crate) fn forward_host<B: Backend>(
+    h: &HostInputs<'_>,
+    return_last_state: bool,
+    like: &Tensor<B, 3>,
+) -> ScanOutput<B> {
     let ScanDims {
         batch,
         dim,
@@ -113,7 +117,11 @@ pub(crate) fn forward_host<B: Backend>(h: &HostInputs<'_>, return_last_state: bo
 }
 
 /// The backward on host inputs; gradients take `like`'s dtype and device.
-pub(crate) fn backward_host<B: Backend>(h: &HostInputs<'_>, dy: &[f32], like: &Tensor<B, 3>) -> ScanGrads<B> {
+pub(crate) fn backward_host<B: Backend>(
+    h: &HostInputs<'_>,
+    dy: &[f32],
+    like: &Tensor<B, 3>,
+) -> ScanGrads<B> {
     let ScanDims {
         batch,
         dim,

@@ -81,7 +81,9 @@ mod ndarray_impl {
     use super::*;
     use crate::host::{HostInputs, backward_host, dims_of, forward_host};
     use burn::backend::NdArray;
-    use burn::backend::ndarray::{FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray};
+    use burn::backend::ndarray::{
+        FloatNdArrayElement, IntNdArrayElement, NdArrayTensor, QuantElement, SharedArray,
+    };
     use burn::tensor::TensorMetadata;
     use std::borrow::Cow;
 
@@ -93,8 +95,13 @@ mod ndarray_impl {
                 Some(s) => Cow::Borrowed(s),
                 None => Cow::Owned(storage.view().iter().copied().collect()),
             },
-            NdArrayTensor::F64(storage) => Cow::Owned(storage.view().iter().map(|&x| x as f32).collect()),
-            other => unreachable!("float tensors are F32 or F64 on NdArray, got {:?}", other.dtype()),
+            NdArrayTensor::F64(storage) => {
+                Cow::Owned(storage.view().iter().map(|&x| x as f32).collect())
+            }
+            other => unreachable!(
+                "float tensors are F32 or F64 on NdArray, got {:?}",
+                other.dtype()
+            ),
         }
     }
 
@@ -102,7 +109,8 @@ mod ndarray_impl {
         t.into_primitive().tensor()
     }
 
-    impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend for NdArray<E, I, Q>
+    impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend
+        for NdArray<E, I, Q>
     where
         NdArrayTensor: From<SharedArray<E>>,
         NdArrayTensor: From<SharedArray<I>>,
@@ -111,8 +119,18 @@ mod ndarray_impl {
             let like = inputs.u.clone();
             let dims = dims_of(&inputs);
             let softplus = inputs.delta_softplus;
-            let (u, delta, a, b, c) = (prim(inputs.u), prim(inputs.delta), prim(inputs.a), prim(inputs.b), prim(inputs.c));
-            let (d, z, bias) = (inputs.d.map(prim), inputs.z.map(prim), inputs.delta_bias.map(prim));
+            let (u, delta, a, b, c) = (
+                prim(inputs.u),
+                prim(inputs.delta),
+                prim(inputs.a),
+                prim(inputs.b),
+                prim(inputs.c),
+            );
+            let (d, z, bias) = (
+                inputs.d.map(prim),
+                inputs.z.map(prim),
+                inputs.delta_bias.map(prim),
+            );
             let h = HostInputs {
                 dims,
                 u: slice_of(&u),
@@ -128,12 +146,25 @@ mod ndarray_impl {
             forward_host(&h, return_last_state, &like)
         }
 
-        fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        fn selective_scan_backward(
+            inputs: ScanInputs<Self>,
+            dy: Tensor<Self, 3>,
+        ) -> ScanGrads<Self> {
             let like = inputs.u.clone();
             let dims = dims_of(&inputs);
             let softplus = inputs.delta_softplus;
-            let (u, delta, a, b, c) = (prim(inputs.u), prim(inputs.delta), prim(inputs.a), prim(inputs.b), prim(inputs.c));
-            let (d, z, bias) = (inputs.d.map(prim), inputs.z.map(prim), inputs.delta_bias.map(prim));
+            let (u, delta, a, b, c) = (
+                prim(inputs.u),
+                prim(inputs.delta),
+                prim(inputs.a),
+                prim(inputs.b),
+                prim(inputs.c),
+            );
+            let (d, z, bias) = (
+                inputs.d.map(prim),
+                inputs.z.map(prim),
+                inputs.delta_bias.map(prim),
+            );
             let dy = prim(dy);
             let h = HostInputs {
                 dims,

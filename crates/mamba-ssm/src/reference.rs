@@ -61,3 +61,61 @@ pub fn selective_scan<B: Backend>(inp: ScanInputs<B>, return_last_state: bool) -
         last_state: return_last_state.then_some(h),
     }
 }
+
+/// The op-by-op style of burn-mamba / mamba-minimal: exp(delta A) and delta B u materialised
+/// as `[batch, L, d_inner, N]` tensors, then a loop over L of slice, multiply-add and a
+/// state x C product. Same semantics as [`selective_scan`] (every option supported); kept
+/// as the baseline of the `scan_cpu` benchmark, as it is what a Burn model without a
+/// custom kernel runs.
+pub fn selective_scan_op_by_op<B: Backend>(inp: ScanInputs<B>) -> Tensor<B, 3> {
+    let [batch, dim, len] = inp.u.dims();
+    let [_, groups, n, _] = inp.b.dims();
+    let per_group = dim / groups;
+    let mut delta = inp.delta;
+    if let Some(bias) = inp.delta_bias {
+        delta = delta + bias.reshape([1, dim, 1]);
+    }
+    if inp.delta_softplus {
+        delta = softplus(delta);
+    }
+    let delta = delta.swap_dims(1, 2); // [b, l, d]
+    let u = inp.u.clone().swap_dims(1, 2); // [b, l, d]
+    // [b, g, n, l] -> [b, l, d, n]
+    let per_channel = |x: Tensor<B, 4>| -> Tensor<B, 4> {
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, groups, per_group, n, len])
+            .reshape([batch, dim, n, len])
+            .permute([0, 3, 1, 2])
+    };
+    let (bm, cm) = (per_channel(inp.b), per_channel(inp.c));
+    let delta_a = (delta.clone().unsqueeze_dim::<4>(3)
+        * inp.a.unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(0))
+    .exp(); // [b,l,d,n]
+    let delta_b_u = (delta * u).unsqueeze_dim::<4>(3) * bm; // [b,l,d,n]
+    let mut x = Tensor::<B, 3>::zeros([batch, dim, n], &delta_a.device());
+    let mut ys = Vec::with_capacity(len);
+    for i in 0..len {
+        let da: Tensor<B, 3> = delta_a
+            .clone()
+            .slice([0..batch, i..i + 1, 0..dim, 0..n])
+            .squeeze_dim(1);
+        let dbu: Tensor<B, 3> = delta_b_u
+            .clone()
+            .slice([0..batch, i..i + 1, 0..dim, 0..n])
+            .squeeze_dim(1);
+        x = da * x + dbu;
+        let ci: Tensor<B, 3> = cm
+            .clone()
+            .slice([0..batch, i..i + 1, 0..dim, 0..n])
+            .squeeze_dim(1); // [b, d, n]
+        ys.push((x.clone() * ci).sum_dim(2)); // [b, d, 1]
+    }
+    let mut y = Tensor::cat(ys, 2);
+    if let Some(d) = inp.d {
+        y = y + inp.u * d.reshape([1, dim, 1]);
+    }
+    if let Some(z) = inp.z {
+        y = y * activation::silu(z);
+    }
+    y
+}

@@ -85,3 +85,14 @@ fn tensor_op_reference_matches_pytorch_float64() {
         );
     }
 }
+
+#[test]
+fn op_by_op_baseline_matches_pytorch_float64() {
+    for name in CASES {
+        check(
+            &load(name),
+            |inp| (reference::selective_scan_op_by_op(inp), None),
+            "op_by_op",
+        );
+    }
+}

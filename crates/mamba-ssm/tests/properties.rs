@@ -27,20 +27,29 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (1usize..4, 1usize..4, 1usize..4, 1usize..70, 1usize..20, any::<[bool; 4]>(), any::<u64>()).prop_map(
-        |(batch, groups, per_group, len, state, [d, z, bias, softplus], seed)| Spec {
-            batch,
-            groups,
-            per_group,
-            len,
-            state,
-            d,
-            z,
-            bias,
-            softplus,
-            seed,
-        },
+    (
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..70,
+        1usize..20,
+        any::<[bool; 4]>(),
+        any::<u64>(),
     )
+        .prop_map(
+            |(batch, groups, per_group, len, state, [d, z, bias, softplus], seed)| Spec {
+                batch,
+                groups,
+                per_group,
+                len,
+                state,
+                d,
+                z,
+                bias,
+                softplus,
+                seed,
+            },
+        )
 }
 
 fn inputs<B: burn::tensor::backend::Backend>(s: &Spec, dev: &B::Device) -> ScanInputs<B> {
@@ -53,8 +62,15 @@ fn inputs<B: burn::tensor::backend::Backend>(s: &Spec, dev: &B::Device) -> ScanI
         Tensor::random([s.batch, dim, s.len], Distribution::Uniform(0.0, 0.2), dev)
     };
     let a = -Tensor::<B, 2>::random([dim, s.state], Distribution::Uniform(0.3, 2.0), dev);
-    let bc = || Tensor::<B, 4>::random([s.batch, s.groups, s.state, s.len], Distribution::Normal(0.0, 1.0), dev);
-    let mut inp = ScanInputs::new(n([s.batch, dim, s.len]), delta, a, bc(), bc()).with_softplus(s.softplus);
+    let bc = || {
+        Tensor::<B, 4>::random(
+            [s.batch, s.groups, s.state, s.len],
+            Distribution::Normal(0.0, 1.0),
+            dev,
+        )
+    };
+    let mut inp =
+        ScanInputs::new(n([s.batch, dim, s.len]), delta, a, bc(), bc()).with_softplus(s.softplus);
     if s.d {
         inp = inp.with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev));
     }
@@ -69,7 +85,10 @@ fn inputs<B: burn::tensor::backend::Backend>(s: &Spec, dev: &B::Device) -> ScanI
 
 /// Copy inputs between backends (same values).
 fn to_ad(inp: &ScanInputs<Cpu>, dev: &burn::backend::ndarray::NdArrayDevice) -> ScanInputs<Ad> {
-    fn c<const D: usize>(t: &Tensor<Cpu, D>, dev: &burn::backend::ndarray::NdArrayDevice) -> Tensor<Ad, D> {
+    fn c<const D: usize>(
+        t: &Tensor<Cpu, D>,
+        dev: &burn::backend::ndarray::NdArrayDevice,
+    ) -> Tensor<Ad, D> {
         Tensor::from_data(t.to_data(), dev).require_grad()
     }
     ScanInputs {
@@ -131,12 +150,27 @@ proptest! {
 #[test]
 fn finite_differences_agree_with_backward() {
     let dev = Default::default();
-    let s = Spec { batch: 2, groups: 2, per_group: 1, len: 5, state: 3, d: true, z: true, bias: true, softplus: true, seed: 3 };
+    let s = Spec {
+        batch: 2,
+        groups: 2,
+        per_group: 1,
+        len: 5,
+        state: 3,
+        d: true,
+        z: true,
+        bias: true,
+        softplus: true,
+        seed: 3,
+    };
     let inp = inputs::<Cpu>(&s, &dev);
     let w = Tensor::<Cpu, 3>::random([2, 2, 5], Distribution::Normal(0.0, 1.0), &dev);
     let loss = |inp: ScanInputs<Cpu>| -> f64 {
         let y = selective_scan(inp, false).unwrap().y;
-        to_vec(y).iter().zip(to_vec(w.clone())).map(|(a, b)| *a as f64 * b as f64).sum()
+        to_vec(y)
+            .iter()
+            .zip(to_vec(w.clone()))
+            .map(|(a, b)| *a as f64 * b as f64)
+            .sum()
     };
     let g = selective_scan_backward(inp.clone(), w.clone()).unwrap();
     let eps = 1e-2f32;
@@ -160,7 +194,12 @@ fn finite_differences_agree_with_backward() {
                 let fd = (loss(ip) - loss(im)) / (2.0 * eps as f64);
                 let err = (fd - grad[i] as f64).abs() / (1.0 + fd.abs());
                 worst = worst.max(err);
-                assert!(err < 5e-3, "{} [{i}]: finite difference {fd} vs backward {}", stringify!($field), grad[i]);
+                assert!(
+                    err < 5e-3,
+                    "{} [{i}]: finite difference {fd} vs backward {}",
+                    stringify!($field),
+                    grad[i]
+                );
             }
         }};
     }
@@ -175,11 +214,25 @@ fn finite_differences_agree_with_backward() {
 #[test]
 fn bad_shapes_are_errors_naming_the_tensor() {
     let dev = Default::default();
-    let s = Spec { batch: 2, groups: 2, per_group: 2, len: 6, state: 3, d: false, z: false, bias: false, softplus: false, seed: 1 };
+    let s = Spec {
+        batch: 2,
+        groups: 2,
+        per_group: 2,
+        len: 6,
+        state: 3,
+        d: false,
+        z: false,
+        bias: false,
+        softplus: false,
+        seed: 1,
+    };
     let good = inputs::<Cpu>(&s, &dev);
     let mut bad = good.clone();
     bad.a = Tensor::zeros([4, 5], &dev);
-    assert!(matches!(selective_scan(bad, false), Err(ScanError::Shape { tensor: "A", .. })));
+    assert!(matches!(
+        selective_scan(bad, false),
+        Err(ScanError::Shape { tensor: "A", .. })
+    ));
     let mut bad = good.clone();
     bad.c = Tensor::zeros([2, 2, 3, 7], &dev);
     let e = selective_scan(bad, false).unwrap_err();
@@ -187,11 +240,23 @@ fn bad_shapes_are_errors_naming_the_tensor() {
     let mut bad = good.clone();
     bad.b = Tensor::zeros([2, 3, 3, 6], &dev);
     bad.c = Tensor::zeros([2, 3, 3, 6], &dev);
-    assert!(matches!(selective_scan(bad, false), Err(ScanError::Groups { groups: 3, dim: 4 })));
+    assert!(matches!(
+        selective_scan(bad, false),
+        Err(ScanError::Groups { groups: 3, dim: 4 })
+    ));
     let bad = good.clone().with_d(Tensor::zeros([3], &dev));
-    assert!(matches!(selective_scan(bad, false), Err(ScanError::Shape { tensor: "D", .. })));
+    assert!(matches!(
+        selective_scan(bad, false),
+        Err(ScanError::Shape { tensor: "D", .. })
+    ));
     let bad = good.clone().with_z(Tensor::zeros([2, 4, 5], &dev));
-    assert!(matches!(selective_scan(bad, false), Err(ScanError::Shape { tensor: "z", .. })));
+    assert!(matches!(
+        selective_scan(bad, false),
+        Err(ScanError::Shape { tensor: "z", .. })
+    ));
     let dy = Tensor::zeros([2, 4, 5], &dev);
-    assert!(matches!(selective_scan_backward(good, dy), Err(ScanError::Shape { tensor: "dy", .. })));
+    assert!(matches!(
+        selective_scan_backward(good, dy),
+        Err(ScanError::Shape { tensor: "dy", .. })
+    ));
 }
