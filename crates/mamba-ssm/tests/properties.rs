@@ -260,3 +260,36 @@ fn bad_shapes_are_errors_naming_the_tensor() {
         Err(ScanError::Shape { tensor: "dy", .. })
     ));
 }
+
+/// Non-contiguous views (a transposed u) and an f64 NdArray take the copying path and give
+/// the same result as the reference.
+#[test]
+fn strided_and_f64_inputs() {
+    let dev = Default::default();
+    let s = Spec { batch: 2, groups: 1, per_group: 5, len: 9, state: 4, d: true, z: true, bias: true, softplus: true, seed: 9 };
+    let mut inp = inputs::<Cpu>(&s, &dev);
+    let u_t = Tensor::<Cpu, 3>::random([2, 9, 5], Distribution::Normal(0.0, 1.0), &dev);
+    inp.u = u_t.swap_dims(1, 2); // [2, 5, 9], strided
+    let fast = selective_scan(inp.clone(), true).unwrap();
+    let slow = reference::selective_scan(inp.clone(), true);
+    assert!(rel_err(&to_vec(fast.y.clone()), &to_vec(slow.y)) < 1e-5);
+
+    type F64 = NdArray<f64>;
+    fn c<const D: usize>(t: &Tensor<Cpu, D>) -> Tensor<F64, D> {
+        Tensor::from_data(t.to_data().convert::<f64>(), &Default::default())
+    }
+    let inp64 = ScanInputs::<F64> {
+        u: c(&inp.u),
+        delta: c(&inp.delta),
+        a: c(&inp.a),
+        b: c(&inp.b),
+        c: c(&inp.c),
+        d: inp.d.as_ref().map(c),
+        z: inp.z.as_ref().map(c),
+        delta_bias: inp.delta_bias.as_ref().map(c),
+        delta_softplus: true,
+    };
+    let y64 = selective_scan(inp64, false).unwrap().y;
+    assert_eq!(y64.dtype(), burn::tensor::DType::F64);
+    assert!(rel_err(&to_vec(y64), &to_vec(fast.y)) < 1e-6);
+}
