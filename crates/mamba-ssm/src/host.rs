@@ -20,8 +20,11 @@ fn back<B: Backend, const D: usize>(
     shape: [usize; D],
     like: &Tensor<B, 3>,
 ) -> Tensor<B, D> {
-    let data = TensorData::new(v, shape).convert_dtype(like.dtype());
-    Tensor::from_data(data, &like.device())
+    let dtype = like.dtype();
+    Tensor::from_data(
+        TensorData::new(v, shape).convert_dtype(dtype),
+        (&like.device(), dtype),
+    )
 }
 
 /// Host copies (or borrows) of the inputs, as `f32`.

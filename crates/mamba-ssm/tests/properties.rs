@@ -266,7 +266,18 @@ fn bad_shapes_are_errors_naming_the_tensor() {
 #[test]
 fn strided_and_f64_inputs() {
     let dev = Default::default();
-    let s = Spec { batch: 2, groups: 1, per_group: 5, len: 9, state: 4, d: true, z: true, bias: true, softplus: true, seed: 9 };
+    let s = Spec {
+        batch: 2,
+        groups: 1,
+        per_group: 5,
+        len: 9,
+        state: 4,
+        d: true,
+        z: true,
+        bias: true,
+        softplus: true,
+        seed: 9,
+    };
     let mut inp = inputs::<Cpu>(&s, &dev);
     let u_t = Tensor::<Cpu, 3>::random([2, 9, 5], Distribution::Normal(0.0, 1.0), &dev);
     inp.u = u_t.swap_dims(1, 2); // [2, 5, 9], strided
@@ -276,7 +287,11 @@ fn strided_and_f64_inputs() {
 
     type F64 = NdArray<f64>;
     fn c<const D: usize>(t: &Tensor<Cpu, D>) -> Tensor<F64, D> {
-        Tensor::from_data(t.to_data().convert::<f64>(), &Default::default())
+        let dev = Default::default();
+        Tensor::from_data(
+            t.to_data().convert::<f64>(),
+            (&dev, burn::tensor::DType::F64),
+        )
     }
     let inp64 = ScanInputs::<F64> {
         u: c(&inp.u),
@@ -289,6 +304,7 @@ fn strided_and_f64_inputs() {
         delta_bias: inp.delta_bias.as_ref().map(c),
         delta_softplus: true,
     };
+    assert_eq!(inp64.u.dtype(), burn::tensor::DType::F64);
     let y64 = selective_scan(inp64, false).unwrap().y;
     assert_eq!(y64.dtype(), burn::tensor::DType::F64);
     assert!(rel_err(&to_vec(y64), &to_vec(fast.y)) < 1e-6);
