@@ -148,12 +148,14 @@ impl Comparison {
             for c in row {
                 let cell = match c.p_holm {
                     None => format!("{:.4} (base)", c.mean),
-                    Some(p) => format!(
-                        "{:.4}{} p={:.3}",
-                        c.mean,
-                        if c.significant { "*" } else { " " },
-                        p
-                    ),
+                    Some(p) => {
+                        let star = if c.significant { "*" } else { " " };
+                        if p < 0.001 {
+                            format!("{:.4}{star} p<.001", c.mean)
+                        } else {
+                            format!("{:.4}{star} p={p:.3}", c.mean)
+                        }
+                    }
                 };
                 let _ = write!(out, "{cell:>18}");
             }

@@ -33,6 +33,8 @@ mod autodiff;
 pub mod cpu;
 pub mod host;
 mod input;
+#[cfg(feature = "cubecl")]
+pub mod kernel;
 pub mod reference;
 
 pub use input::{Dims, ScanError, ScanGrads, ScanInputs, ScanOutput};

@@ -1,0 +1,148 @@
+//! The cubecl selective-scan kernel for Burn's `CubeBackend` (CUDA, wgpu).
+//!
+//! Status: the forward kernel runs on the device; the backward still runs the CPU scan's
+//! hand-written backward on host copies (correct, slow on a GPU) until the backward kernel
+//! lands. Burn's `Fusion` wrapper is not implemented yet: build Burn without its `fusion`
+//! feature (this workspace does), so that `burn::backend::{Wgpu, Cuda}` are plain
+//! `CubeBackend`s.
+
+mod device;
+
+use crate::SelectiveScanBackend;
+use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_cubecl::{
+    BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+    ops::numeric::empty_device_dtype, tensor::CubeTensor,
+};
+use cubecl::features::Plane;
+use cubecl::{CubeCount, CubeDim};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Steps per unit in a chunk.
+const ITEMS: usize = 4;
+
+static PLANE_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Which cube-wide scan the kernel uses: `None` (default) follows the device's report of
+/// plane operations; `Some(true)` forces plane shuffles (lavapipe runs them but does not
+/// report them); `Some(false)` forces the shared-memory path. Also read from the environment
+/// variable `MAMBA_SSM_PLANE=0|1` when not set here.
+pub fn set_plane_mode(mode: Option<bool>) {
+    PLANE_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+fn use_plane(reported: bool) -> bool {
+    match PLANE_MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => match std::env::var("MAMBA_SSM_PLANE").ok().as_deref() {
+            Some("1") => true,
+            Some("0") => false,
+            _ => reported,
+        },
+    }
+}
+
+fn prim<B: burn::tensor::backend::Backend, const D: usize>(
+    t: Tensor<B, D>,
+) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveScanBackend
+    for CubeBackend<R, F, I, BT>
+{
+    fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+        let [batch, dim, len] = inputs.u.dims();
+        let n_state = inputs.a.dims()[1];
+        let softplus = inputs.delta_softplus;
+        let (has_d, has_z, has_bias) = (
+            inputs.d.is_some(),
+            inputs.z.is_some(),
+            inputs.delta_bias.is_some(),
+        );
+        let u: CubeTensor<R> = prim(inputs.u);
+        let delta = prim(inputs.delta);
+        let a = prim(inputs.a);
+        let b = prim(inputs.b);
+        let c = prim(inputs.c);
+        // absent optional inputs: any tensor stands in; the kernel does not read it
+        let d = inputs.d.map(prim).unwrap_or_else(|| u.clone());
+        let z = inputs.z.map(prim).unwrap_or_else(|| u.clone());
+        let bias = inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone());
+
+        let client = u.client.clone();
+        let props = client.properties();
+        let hw = &props.hardware;
+        let plane = use_plane(props.features.plane.contains(Plane::Ops));
+        // a 1-D cube (CUDA derives plane indices from x), a power of two of full planes
+        let max_units = hw.max_units_per_cube.min(hw.max_cube_dim.0).min(256);
+        let units = (len.div_ceil(ITEMS).next_power_of_two() as u32)
+            .max(hw.plane_size_max)
+            .min(max_units);
+        let smem_len = if plane {
+            (units / hw.plane_size_min.max(1)).max(1) as usize
+        } else {
+            units as usize
+        };
+        let rows = batch * dim;
+        let cx = rows.min(hw.max_cube_count.0 as usize).max(1);
+        let cy = rows.div_ceil(cx);
+
+        let dtype = u.dtype;
+        let y = empty_device_dtype(
+            client.clone(),
+            u.device.clone(),
+            [batch, dim, len].into(),
+            dtype,
+        );
+        let last = empty_device_dtype(
+            client.clone(),
+            u.device.clone(),
+            [batch, dim, n_state].into(),
+            dtype,
+        );
+        device::scan_fwd::launch::<R>(
+            &client,
+            CubeCount::Static(cx as u32, cy as u32, 1),
+            CubeDim::new_1d(units),
+            u.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            z.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            last.clone().into_tensor_arg(),
+            n_state,
+            ITEMS,
+            units as usize,
+            smem_len,
+            has_d,
+            has_z,
+            has_bias,
+            softplus,
+            plane,
+            dtype.into(),
+        );
+        ScanOutput {
+            y: Tensor::from_primitive(TensorPrimitive::Float(y)),
+            last_state: return_last_state
+                .then(|| Tensor::from_primitive(TensorPrimitive::Float(last))),
+        }
+    }
+
+    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        crate::host::selective_scan_backward(inputs, dy)
+    }
+}
