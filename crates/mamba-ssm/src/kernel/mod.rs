@@ -17,12 +17,38 @@ use burn_cubecl::{
 };
 use cubecl::features::Plane;
 use cubecl::{CubeCount, CubeDim};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-/// Steps per unit in a chunk.
+/// Default steps per unit in a chunk.
 const ITEMS: usize = 4;
+/// Default largest cube.
+const MAX_UNITS: u32 = 256;
 
 static PLANE_MODE: AtomicU8 = AtomicU8::new(0);
+static ITEMS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+static UNITS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// Launch shape for tuning: `items` steps per unit (1, 2, 4, 8 or 16; default 4) and the
+/// largest cube `max_units` (a power of two; default 256). `None` restores the default.
+/// Cubes are `next_pow2(L / items)` units, clamped to [plane width, max_units].
+pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
+    ITEMS_OVERRIDE.store(items.unwrap_or(0), Ordering::Relaxed);
+    UNITS_OVERRIDE.store(max_units.unwrap_or(0), Ordering::Relaxed);
+}
+
+fn launch_items() -> usize {
+    match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
+        i @ (1 | 2 | 4 | 8 | 16) => i,
+        _ => ITEMS,
+    }
+}
+
+fn launch_max_units() -> u32 {
+    match UNITS_OVERRIDE.load(Ordering::Relaxed) {
+        0 => MAX_UNITS,
+        u => (u as u32).next_power_of_two(),
+    }
+}
 
 /// Which cube-wide scan the kernel uses: `None` (default) follows the device's report of
 /// plane operations; `Some(true)` forces plane shuffles (lavapipe runs them but does not
@@ -84,8 +110,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let hw = &props.hardware;
         let plane = use_plane(props.features.plane.contains(Plane::Ops));
         // a 1-D cube (CUDA derives plane indices from x), a power of two of full planes
-        let max_units = hw.max_units_per_cube.min(hw.max_cube_dim.0).min(256);
-        let units = (len.div_ceil(ITEMS).next_power_of_two() as u32)
+        let items = launch_items();
+        let max_units = hw
+            .max_units_per_cube
+            .min(hw.max_cube_dim.0)
+            .min(launch_max_units());
+        let units = (len.div_ceil(items).next_power_of_two() as u32)
             .max(hw.plane_size_max)
             .min(max_units);
         let smem_len = if plane {
@@ -125,7 +155,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
             y.clone().into_tensor_arg(),
             last.clone().into_tensor_arg(),
             n_state,
-            ITEMS,
+            items,
             units as usize,
             smem_len,
             has_d,
