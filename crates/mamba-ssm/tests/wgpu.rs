@@ -28,21 +28,45 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     set_plane_mode(None);
 }
 
+/// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures.
 #[test]
-fn autodiff_on_wgpu_gives_the_fixture_gradients() {
+fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
+    type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
-    for name in ["g2_n16_all", "odd_n4_d_only"] {
-        let case = load(name);
-        let inp = case.inputs::<Autodiff<Wgpu>>(&dev, |t| t.require_grad());
-        let y = selective_scan(inp.clone(), false).unwrap().y;
-        let dy: Tensor<Autodiff<Wgpu>, 3> = tensor(&case, "dy", &dev);
-        let grads = (y * dy).sum().backward();
-        let e = rel_err(&to_vec(inp.u.grad(&grads).unwrap()), case.vec("grad_u"));
-        assert!(e < 1e-5, "{name}: du rel err {e:e}");
-        let e = rel_err(
-            &to_vec(inp.delta.grad(&grads).unwrap()),
-            case.vec("grad_delta"),
-        );
-        assert!(e < 1e-5, "{name}: ddelta rel err {e:e}");
+    for mode in [false, true] {
+        set_plane_mode(Some(mode));
+        for name in CASES {
+            let case = load(name);
+            let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
+            inp.a = inp.a.require_grad();
+            inp.b = inp.b.require_grad();
+            inp.c = inp.c.require_grad();
+            inp.d = inp.d.map(|d| d.require_grad());
+            inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+            let y = selective_scan(inp.clone(), false).unwrap().y;
+            let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
+            let grads = (y * dy).sum().backward();
+            let mut checks: Vec<(&str, Vec<f32>)> = vec![
+                ("u", to_vec(inp.u.grad(&grads).unwrap())),
+                ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
+                ("A", to_vec(inp.a.grad(&grads).unwrap())),
+                ("B", to_vec(inp.b.grad(&grads).unwrap())),
+                ("C", to_vec(inp.c.grad(&grads).unwrap())),
+            ];
+            if let Some(d) = &inp.d {
+                checks.push(("D", to_vec(d.grad(&grads).unwrap())));
+            }
+            if let Some(z) = &inp.z {
+                checks.push(("z", to_vec(z.grad(&grads).unwrap())));
+            }
+            if let Some(b) = &inp.delta_bias {
+                checks.push(("delta_bias", to_vec(b.grad(&grads).unwrap())));
+            }
+            for (k, got) in checks {
+                let e = rel_err(&got, case.vec(&format!("grad_{k}")));
+                assert!(e < 1e-5, "plane={mode} {name}: grad {k} rel err {e:e}");
+            }
+        }
     }
+    set_plane_mode(None);
 }

@@ -10,7 +10,7 @@ mod device;
 
 use crate::SelectiveScanBackend;
 use crate::input::{ScanGrads, ScanInputs, ScanOutput};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
     ops::numeric::empty_device_dtype, tensor::CubeTensor,
@@ -106,6 +106,176 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let bias = inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone());
 
         let client = u.client.clone();
+        let cfg = LaunchCfg::new(&client, batch * dim, len);
+        let dtype = u.dtype;
+        let y = empty_device_dtype(
+            client.clone(),
+            u.device.clone(),
+            [batch, dim, len].into(),
+            dtype,
+        );
+        let last = empty_device_dtype(
+            client.clone(),
+            u.device.clone(),
+            [batch, dim, n_state].into(),
+            dtype,
+        );
+        device::scan_fwd::launch::<R>(
+            &client,
+            cfg.count.clone(),
+            CubeDim::new_1d(cfg.units),
+            u.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            z.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            last.clone().into_tensor_arg(),
+            n_state,
+            cfg.items,
+            cfg.units as usize,
+            cfg.smem_len,
+            has_d,
+            has_z,
+            has_bias,
+            softplus,
+            cfg.plane,
+            dtype.into(),
+        );
+        ScanOutput {
+            y: Tensor::from_primitive(TensorPrimitive::Float(y)),
+            last_state: return_last_state
+                .then(|| Tensor::from_primitive(TensorPrimitive::Float(last))),
+        }
+    }
+
+    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        if std::env::var("MAMBA_SSM_HOST_BACKWARD").is_ok_and(|v| v == "1") {
+            return crate::host::selective_scan_backward(inputs, dy);
+        }
+        let [batch, dim, len] = inputs.u.dims();
+        let [_, groups, n_state, _] = inputs.b.dims();
+        let device = inputs.u.device();
+        let dtype = inputs.u.dtype();
+        let softplus = inputs.delta_softplus;
+        let (has_d, has_z, has_bias) = (
+            inputs.d.is_some(),
+            inputs.z.is_some(),
+            inputs.delta_bias.is_some(),
+        );
+        let u: CubeTensor<R> = prim(inputs.u);
+        let (delta, a, b, c) = (
+            prim(inputs.delta),
+            prim(inputs.a),
+            prim(inputs.b),
+            prim(inputs.c),
+        );
+        let d = inputs.d.map(prim).unwrap_or_else(|| u.clone());
+        let z = inputs.z.map(prim).unwrap_or_else(|| u.clone());
+        let bias = inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone());
+        let dy: CubeTensor<R> = prim(dy);
+
+        let client = u.client.clone();
+        let cfg = LaunchCfg::new(&client, batch * dim, len);
+        let chunks = len.div_ceil(cfg.units as usize * cfg.items);
+        let grad = |shape: [usize; 3]| {
+            empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
+        };
+        let (du, ddelta) = (grad([batch, dim, len]), grad([batch, dim, len]));
+        let dz = if has_z {
+            grad([batch, dim, len])
+        } else {
+            grad([1, 1, 1])
+        };
+        // f32 accumulators for the atomic adds, zeroed
+        let da: CubeTensor<R> = prim(Tensor::<Self, 2>::zeros(
+            [dim, n_state],
+            (&device, DType::F32),
+        ));
+        let db: CubeTensor<R> = prim(Tensor::<Self, 4>::zeros(
+            [batch, groups, n_state, len],
+            (&device, DType::F32),
+        ));
+        let dc: CubeTensor<R> = prim(Tensor::<Self, 4>::zeros(
+            [batch, groups, n_state, len],
+            (&device, DType::F32),
+        ));
+        let dd: CubeTensor<R> = prim(Tensor::<Self, 1>::zeros([dim], (&device, DType::F32)));
+        let dbias: CubeTensor<R> = prim(Tensor::<Self, 1>::zeros([dim], (&device, DType::F32)));
+        let ckpt = empty_device_dtype(
+            client.clone(),
+            u.device.clone(),
+            [batch * dim * chunks * n_state].into(),
+            DType::F32,
+        );
+        device::scan_bwd::launch::<R>(
+            &client,
+            cfg.count.clone(),
+            CubeDim::new_1d(cfg.units),
+            u.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            z.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            du.clone().into_tensor_arg(),
+            ddelta.clone().into_tensor_arg(),
+            dz.clone().into_tensor_arg(),
+            da.clone().into_tensor_arg(),
+            db.clone().into_tensor_arg(),
+            dc.clone().into_tensor_arg(),
+            dd.clone().into_tensor_arg(),
+            dbias.clone().into_tensor_arg(),
+            ckpt.into_tensor_arg(),
+            n_state,
+            cfg.items,
+            cfg.units as usize,
+            cfg.smem_len,
+            has_d,
+            has_z,
+            has_bias,
+            softplus,
+            cfg.plane,
+            dtype.into(),
+        );
+        let t3 = |x: CubeTensor<R>| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+        ScanGrads {
+            du: t3(du),
+            ddelta: t3(ddelta),
+            da: Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(da)).cast(dtype),
+            db: Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(db)).cast(dtype),
+            dc: Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(dc)).cast(dtype),
+            dd: has_d
+                .then(|| Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(dd)).cast(dtype)),
+            dz: has_z.then(|| t3(dz)),
+            ddelta_bias: has_bias.then(|| {
+                Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(dbias)).cast(dtype)
+            }),
+        }
+    }
+}
+
+/// Launch shape shared by the forward and backward kernels.
+struct LaunchCfg {
+    count: CubeCount,
+    units: u32,
+    items: usize,
+    smem_len: usize,
+    plane: bool,
+}
+
+impl LaunchCfg {
+    fn new<R: CubeRuntime>(
+        client: &cubecl::client::ComputeClient<R>,
+        rows: usize,
+        len: usize,
+    ) -> Self {
         let props = client.properties();
         let hw = &props.hardware;
         let plane = use_plane(props.features.plane.contains(Plane::Ops));
@@ -123,56 +293,14 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         } else {
             units as usize
         };
-        let rows = batch * dim;
         let cx = rows.min(hw.max_cube_count.0 as usize).max(1);
         let cy = rows.div_ceil(cx);
-
-        let dtype = u.dtype;
-        let y = empty_device_dtype(
-            client.clone(),
-            u.device.clone(),
-            [batch, dim, len].into(),
-            dtype,
-        );
-        let last = empty_device_dtype(
-            client.clone(),
-            u.device.clone(),
-            [batch, dim, n_state].into(),
-            dtype,
-        );
-        device::scan_fwd::launch::<R>(
-            &client,
-            CubeCount::Static(cx as u32, cy as u32, 1),
-            CubeDim::new_1d(units),
-            u.into_tensor_arg(),
-            delta.into_tensor_arg(),
-            a.into_tensor_arg(),
-            b.into_tensor_arg(),
-            c.into_tensor_arg(),
-            d.into_tensor_arg(),
-            z.into_tensor_arg(),
-            bias.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            last.clone().into_tensor_arg(),
-            n_state,
+        LaunchCfg {
+            count: CubeCount::Static(cx as u32, cy as u32, 1),
+            units,
             items,
-            units as usize,
             smem_len,
-            has_d,
-            has_z,
-            has_bias,
-            softplus,
             plane,
-            dtype.into(),
-        );
-        ScanOutput {
-            y: Tensor::from_primitive(TensorPrimitive::Float(y)),
-            last_state: return_last_state
-                .then(|| Tensor::from_primitive(TensorPrimitive::Float(last))),
         }
-    }
-
-    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
-        crate::host::selective_scan_backward(inputs, dy)
     }
 }
