@@ -7,7 +7,7 @@
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use mamba_ssm::kernel::{set_launch_config, set_plane_mode};
-use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan};
+use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan, selective_scan_backward};
 use std::time::Instant;
 
 fn inputs<B: Backend>([batch, dim, len, n]: [usize; 4], dev: &B::Device) -> ScanInputs<B> {
@@ -92,6 +92,28 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
             );
         }
     }
+    // backward kernel against the CPU scan's backward, every gradient
+    for plane in [false, true] {
+        set_plane_mode(Some(plane));
+        for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16]] {
+            let inp = inputs::<B>(shape, &dev);
+            let dy = Tensor::<B, 3>::random([shape[0], shape[1], shape[2]], Distribution::Normal(0.0, 1.0), &dev);
+            let want = selective_scan_backward(host(&inp), to_cpu(&dy)).unwrap();
+            let got = selective_scan_backward(inp, dy).unwrap();
+            let errs = [
+                ("du", max_rel(got.du.into_data(), want.du.into_data())),
+                ("ddelta", max_rel(got.ddelta.into_data(), want.ddelta.into_data())),
+                ("dA", max_rel(got.da.into_data(), want.da.into_data())),
+                ("dB", max_rel(got.db.into_data(), want.db.into_data())),
+                ("dC", max_rel(got.dc.into_data(), want.dc.into_data())),
+                ("dD", max_rel(got.dd.unwrap().into_data(), want.dd.unwrap().into_data())),
+                ("dz", max_rel(got.dz.unwrap().into_data(), want.dz.unwrap().into_data())),
+                ("dbias", max_rel(got.ddelta_bias.unwrap().into_data(), want.ddelta_bias.unwrap().into_data())),
+            ];
+            let text: Vec<String> = errs.iter().map(|(k, e)| format!("{k} {e:.1e}")).collect();
+            println!("check bwd plane={plane} {shape:?}: {}", text.join(", "));
+        }
+    }
     set_plane_mode(None);
 
     // launch configurations at the reranking shape (L = 512, batch 128) and L = 8192
@@ -121,8 +143,8 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
     set_launch_config(None, None);
 
     // the grid at the default configuration, fp32 and bf16 storage
-    println!("\n| shape (b, d, L, N) | dtype | fwd ms | exp floor ms |");
-    println!("|---|---|---|---|");
+    println!("\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | exp floor ms |");
+    println!("|---|---|---|---|---|");
     let grid: Vec<[usize; 4]> = if quick {
         vec![[8, 1536, 512, 16]]
     } else {
@@ -150,10 +172,15 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
                 z: inp.z.clone().map(|z| z.cast(dtype)),
                 ..inp.clone()
             };
+            let dy = Tensor::<B, 3>::random([shape[0], shape[1], shape[2]], Distribution::Normal(0.0, 1.0), &dev).cast(dtype);
             let ms = time_ms::<B>(&dev, || {
                 let _ = selective_scan(cast.clone(), false).unwrap();
             });
-            println!("| {shape:?} | {dtype:?} | {ms:.3} | {floor:.3} |");
+            let fb = time_ms::<B>(&dev, || {
+                let _ = selective_scan(cast.clone(), false).unwrap();
+                let _ = selective_scan_backward(cast.clone(), dy.clone()).unwrap();
+            });
+            println!("| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {floor:.3} |");
         }
     }
 }
