@@ -97,18 +97,37 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
         set_plane_mode(Some(plane));
         for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16]] {
             let inp = inputs::<B>(shape, &dev);
-            let dy = Tensor::<B, 3>::random([shape[0], shape[1], shape[2]], Distribution::Normal(0.0, 1.0), &dev);
+            let dy = Tensor::<B, 3>::random(
+                [shape[0], shape[1], shape[2]],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            );
             let want = selective_scan_backward(host(&inp), to_cpu(&dy)).unwrap();
             let got = selective_scan_backward(inp, dy).unwrap();
             let errs = [
                 ("du", max_rel(got.du.into_data(), want.du.into_data())),
-                ("ddelta", max_rel(got.ddelta.into_data(), want.ddelta.into_data())),
+                (
+                    "ddelta",
+                    max_rel(got.ddelta.into_data(), want.ddelta.into_data()),
+                ),
                 ("dA", max_rel(got.da.into_data(), want.da.into_data())),
                 ("dB", max_rel(got.db.into_data(), want.db.into_data())),
                 ("dC", max_rel(got.dc.into_data(), want.dc.into_data())),
-                ("dD", max_rel(got.dd.unwrap().into_data(), want.dd.unwrap().into_data())),
-                ("dz", max_rel(got.dz.unwrap().into_data(), want.dz.unwrap().into_data())),
-                ("dbias", max_rel(got.ddelta_bias.unwrap().into_data(), want.ddelta_bias.unwrap().into_data())),
+                (
+                    "dD",
+                    max_rel(got.dd.unwrap().into_data(), want.dd.unwrap().into_data()),
+                ),
+                (
+                    "dz",
+                    max_rel(got.dz.unwrap().into_data(), want.dz.unwrap().into_data()),
+                ),
+                (
+                    "dbias",
+                    max_rel(
+                        got.ddelta_bias.unwrap().into_data(),
+                        want.ddelta_bias.unwrap().into_data(),
+                    ),
+                ),
             ];
             let text: Vec<String> = errs.iter().map(|(k, e)| format!("{k} {e:.1e}")).collect();
             println!("check bwd plane={plane} {shape:?}: {}", text.join(", "));
@@ -172,7 +191,12 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
                 z: inp.z.clone().map(|z| z.cast(dtype)),
                 ..inp.clone()
             };
-            let dy = Tensor::<B, 3>::random([shape[0], shape[1], shape[2]], Distribution::Normal(0.0, 1.0), &dev).cast(dtype);
+            let dy = Tensor::<B, 3>::random(
+                [shape[0], shape[1], shape[2]],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            )
+            .cast(dtype);
             let ms = time_ms::<B>(&dev, || {
                 let _ = selective_scan(cast.clone(), false).unwrap();
             });
