@@ -11,7 +11,7 @@
 //! every path once per shape instead.
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{Distribution, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mamba_ssm::{ScanInputs, reference, selective_scan};
 use std::hint::black_box;
@@ -34,24 +34,6 @@ fn shapes() -> Vec<[usize; 4]> {
             .collect(),
         Err(_) => vec![[1, 1536, 512, 16], [8, 1536, 512, 16], [2, 768, 2048, 16]],
     }
-}
-
-/// Mamba's configuration: D, z, delta_bias, softplus.
-fn inputs<B: Backend>([batch, dim, len, n]: [usize; 4], dev: &B::Device) -> ScanInputs<B> {
-    let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Distribution::Normal(0.0, 1.0), dev);
-    let a = -Tensor::<B, 2>::random([dim, n], Distribution::Uniform(0.5, 8.0), dev);
-    let bc = || Tensor::<B, 4>::random([batch, 1, n, len], Distribution::Normal(0.0, 1.0), dev);
-    ScanInputs::new(
-        r([batch, dim, len]),
-        r([batch, dim, len]) * 0.5 - 2.0,
-        a,
-        bc(),
-        bc(),
-    )
-    .with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev))
-    .with_z(r([batch, dim, len]))
-    .with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.1), dev))
-    .with_softplus(true)
 }
 
 fn require_grad(inp: ScanInputs<Ad>) -> ScanInputs<Ad> {
@@ -78,8 +60,8 @@ fn bench_scan(c: &mut Criterion) {
         g.warm_up_time(Duration::from_millis(500));
         g.measurement_time(Duration::from_secs(5));
         g.throughput(Throughput::Elements((batch * dim * len * n) as u64)); // element x state updates
-        let inp = inputs::<Cpu>(shape, &dev);
-        let inp_ad = require_grad(inputs::<Ad>(shape, &dev));
+        let inp = ScanInputs::<Cpu>::random(shape, &dev);
+        let inp_ad = require_grad(ScanInputs::<Ad>::random(shape, &dev));
         let w = Tensor::<Ad, 3>::random([batch, dim, len], Distribution::Normal(0.0, 1.0), &dev);
 
         g.bench_function(BenchmarkId::new("fast", "fwd"), |b| {

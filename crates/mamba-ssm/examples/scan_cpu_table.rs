@@ -12,26 +12,17 @@ use std::time::Instant;
 type Cpu = NdArray;
 type Ad = Autodiff<NdArray>;
 
-fn inputs<B: Backend>(
-    [batch, dim, len, n]: [usize; 4],
-    dev: &B::Device,
-    grad: bool,
-) -> ScanInputs<B> {
-    let g3 = |t: Tensor<B, 3>| if grad { t.require_grad() } else { t };
-    let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Distribution::Normal(0.0, 1.0), dev);
-    let a = -Tensor::<B, 2>::random([dim, n], Distribution::Uniform(0.5, 8.0), dev);
-    let bc = || Tensor::<B, 4>::random([batch, 1, n, len], Distribution::Normal(0.0, 1.0), dev);
-    ScanInputs::new(
-        g3(r([batch, dim, len])),
-        g3(r([batch, dim, len]) * 0.5 - 2.0),
-        a,
-        bc(),
-        bc(),
-    )
-    .with_d(Tensor::random([dim], Distribution::Normal(0.0, 1.0), dev))
-    .with_z(g3(r([batch, dim, len])))
-    .with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.1), dev))
-    .with_softplus(true)
+fn inputs<B: Backend>(shape: [usize; 4], dev: &B::Device, grad: bool) -> ScanInputs<B> {
+    let inp = ScanInputs::random(shape, dev);
+    if !grad {
+        return inp;
+    }
+    ScanInputs {
+        u: inp.u.require_grad(),
+        delta: inp.delta.require_grad(),
+        z: inp.z.map(|z| z.require_grad()),
+        ..inp
+    }
 }
 
 /// Median of `runs` timed runs, after one warm-up run when `runs > 1`.

@@ -57,6 +57,23 @@ impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
     }
 }
 
+/// The same inputs on the inner backend (untracked).
+fn inner_inputs<B: SelectiveScanBackend, C: CheckpointStrategy>(
+    inp: ScanInputs<Autodiff<B, C>>,
+) -> ScanInputs<B> {
+    ScanInputs {
+        u: inp.u.inner(),
+        delta: inp.delta.inner(),
+        a: inp.a.inner(),
+        b: inp.b.inner(),
+        c: inp.c.inner(),
+        d: inp.d.map(Tensor::inner),
+        z: inp.z.map(Tensor::inner),
+        delta_bias: inp.delta_bias.map(Tensor::inner),
+        delta_softplus: inp.delta_softplus,
+    }
+}
+
 impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Autodiff<B, C> {
     fn selective_scan(inp: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
         let device = inp.u.device();
@@ -82,17 +99,7 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
                 .as_ref()
                 .map_or_else(dummy, |b| b.clone().into_primitive().tensor().node),
         ];
-        let inner = ScanInputs::<B> {
-            u: inp.u.inner(),
-            delta: inp.delta.inner(),
-            a: inp.a.inner(),
-            b: inp.b.inner(),
-            c: inp.c.inner(),
-            d: inp.d.map(Tensor::inner),
-            z: inp.z.map(Tensor::inner),
-            delta_bias: inp.delta_bias.map(Tensor::inner),
-            delta_softplus: inp.delta_softplus,
-        };
+        let inner = inner_inputs(inp);
         let out = B::selective_scan(inner.clone(), return_last_state);
         let y = out.y.into_primitive().tensor();
         let y = match SelectiveScanOp
@@ -111,17 +118,7 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
 
     fn selective_scan_backward(inp: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
         // no double backward: run the inner backend's backward untracked
-        let inner = ScanInputs::<B> {
-            u: inp.u.inner(),
-            delta: inp.delta.inner(),
-            a: inp.a.inner(),
-            b: inp.b.inner(),
-            c: inp.c.inner(),
-            d: inp.d.map(Tensor::inner),
-            z: inp.z.map(Tensor::inner),
-            delta_bias: inp.delta_bias.map(Tensor::inner),
-            delta_softplus: inp.delta_softplus,
-        };
+        let inner = inner_inputs(inp);
         let g = B::selective_scan_backward(inner, dy.inner());
         ScanGrads {
             du: Tensor::from_inner(g.du),

@@ -482,6 +482,62 @@ fn row_backward(
     row_backward_impl(r, np, dy, s, g)
 }
 
+/// What the rows of one call share: A padded and scaled by log2(e), B and C transposed to
+/// `[batch, groups, len, np]`.
+struct Prepared {
+    dims: ScanDims,
+    np: usize,
+    ap: Vec<f32>,
+    a2: Vec<f32>,
+    bt: Vec<f32>,
+    ct: Vec<f32>,
+}
+
+impl Prepared {
+    fn new(dims: &ScanDims, inp: &CpuScanInputs<'_>) -> Self {
+        let ScanDims {
+            batch,
+            dim,
+            len,
+            state,
+            groups,
+        } = *dims;
+        let np = round_up(state.max(1));
+        let (ap, a2) = prepare_a(inp.a, dim, state, np);
+        Prepared {
+            dims: *dims,
+            np,
+            ap,
+            a2,
+            bt: transpose_pad(inp.b, batch * groups, state, len, np),
+            ct: transpose_pad(inp.c, batch * groups, state, len, np),
+        }
+    }
+
+    /// The constants of row `idx` (= batch * dim + channel).
+    fn row<'a>(&'a self, inp: &CpuScanInputs<'a>, idx: usize) -> Row<'a> {
+        let ScanDims {
+            dim, len, groups, ..
+        } = self.dims;
+        let np = self.np;
+        let (bi, ch) = (idx / dim, idx % dim);
+        let gi = ch / (dim / groups);
+        let bg = (bi * groups + gi) * len * np;
+        Row {
+            u: &inp.u[idx * len..(idx + 1) * len],
+            dl: &inp.delta[idx * len..(idx + 1) * len],
+            z: inp.z.map(|z| &z[idx * len..(idx + 1) * len]),
+            a2: &self.a2[ch * np..(ch + 1) * np],
+            a: &self.ap[ch * np..(ch + 1) * np],
+            bt: &self.bt[bg..bg + len * np],
+            ct: &self.ct[bg..bg + len * np],
+            d: inp.d.map_or(0.0, |d| d[ch]),
+            bias: inp.delta_bias.map_or(0.0, |b| b[ch]),
+            softplus: inp.delta_softplus,
+        }
+    }
+}
+
 /// Padded A and A * log2(e): `[dim, np]` each.
 fn prepare_a(a: &[f32], dim: usize, state: usize, np: usize) -> (Vec<f32>, Vec<f32>) {
     let mut ap = vec![0.0f32; dim * np];
@@ -532,13 +588,10 @@ pub fn forward(
         dim,
         len,
         state,
-        groups,
+        ..
     } = *dims;
-    let np = round_up(state.max(1));
-    let (ap, a2) = prepare_a(inp.a, dim, state, np);
-    let bt = transpose_pad(inp.b, batch * groups, state, len, np);
-    let ct = transpose_pad(inp.c, batch * groups, state, len, np);
-    let per_group = dim / groups;
+    let prep = Prepared::new(dims, inp);
+    let np = prep.np;
     let mut y = vec![0.0f32; batch * dim * len];
     let mut last = vec![
         0.0f32;
@@ -548,23 +601,7 @@ pub fn forward(
             0
         }
     ];
-    let row = |idx: usize| {
-        let (bi, ch) = (idx / dim, idx % dim);
-        let gi = ch / per_group;
-        let bg = (bi * groups + gi) * len * np;
-        Row {
-            u: &inp.u[idx * len..(idx + 1) * len],
-            dl: &inp.delta[idx * len..(idx + 1) * len],
-            z: inp.z.map(|z| &z[idx * len..(idx + 1) * len]),
-            a2: &a2[ch * np..(ch + 1) * np],
-            a: &ap[ch * np..(ch + 1) * np],
-            bt: &bt[bg..bg + len * np],
-            ct: &ct[bg..bg + len * np],
-            d: inp.d.map_or(0.0, |d| d[ch]),
-            bias: inp.delta_bias.map_or(0.0, |b| b[ch]),
-            softplus: inp.delta_softplus,
-        }
-    };
+    let row = |idx: usize| prep.row(inp, idx);
     if len == 0 {
         return (y, return_last_state.then_some(last));
     }
@@ -606,10 +643,8 @@ pub fn backward(dims: &ScanDims, inp: &CpuScanInputs<'_>, dy: &[f32]) -> CpuScan
         groups,
     } = *dims;
     assert_eq!(dy.len(), batch * dim * len, "dy");
-    let np = round_up(state.max(1));
-    let (ap, a2) = prepare_a(inp.a, dim, state, np);
-    let bt = transpose_pad(inp.b, batch * groups, state, len, np);
-    let ct = transpose_pad(inp.c, batch * groups, state, len, np);
+    let prep = Prepared::new(dims, inp);
+    let np = prep.np;
     let per_group = dim / groups;
     let x = batch * dim * len;
     let mut du = vec![0.0f32; x];
@@ -645,19 +680,7 @@ pub fn backward(dims: &ScanDims, inp: &CpuScanInputs<'_>, dy: &[f32]) -> CpuScan
                         || (vec![0.0f32; len * np], vec![0.0f32; len * np], Scratch::new(len, np)),
                         |(mut acc_b, mut acc_c, mut scratch), (j, ((((du_r, dd_r), dz_r), da_r), (d_out, bias_out)))| {
                             let idx = c0 + j;
-                            let ch = gi * per_group + j;
-                            let row = Row {
-                                u: &inp.u[idx * len..(idx + 1) * len],
-                                dl: &inp.delta[idx * len..(idx + 1) * len],
-                                z: inp.z.map(|z| &z[idx * len..(idx + 1) * len]),
-                                a2: &a2[ch * np..(ch + 1) * np],
-                                a: &ap[ch * np..(ch + 1) * np],
-                                bt: &bt[bg..bg + len * np],
-                                ct: &ct[bg..bg + len * np],
-                                d: inp.d.map_or(0.0, |d| d[ch]),
-                                bias: inp.delta_bias.map_or(0.0, |b| b[ch]),
-                                softplus: inp.delta_softplus,
-                            };
+                            let row = prep.row(inp, idx);
                             let mut g = RowGrads {
                                 du: du_r,
                                 ddelta: dd_r,

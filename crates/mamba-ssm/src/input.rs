@@ -138,6 +138,27 @@ impl<B: Backend> ScanInputs<B> {
         }
     }
 
+    /// Random inputs in Mamba's configuration, for benchmarks and examples: shape
+    /// `[batch, d_inner, L, N]`, one group, u and z ~ N(0, 1), delta ~ N(-2, 0.5),
+    /// A ~ -U(0.5, 8), B and C ~ N(0, 1), D ~ N(0, 1), delta_bias ~ N(0, 0.1), softplus on.
+    pub fn random([batch, dim, len, n]: [usize; 4], device: &B::Device) -> Self {
+        use burn::tensor::Distribution::{Normal, Uniform};
+        let r = |s: [usize; 3]| Tensor::<B, 3>::random(s, Normal(0.0, 1.0), device);
+        let a = -Tensor::<B, 2>::random([dim, n], Uniform(0.5, 8.0), device);
+        let bc = || Tensor::<B, 4>::random([batch, 1, n, len], Normal(0.0, 1.0), device);
+        Self::new(
+            r([batch, dim, len]),
+            r([batch, dim, len]) * 0.5 - 2.0,
+            a,
+            bc(),
+            bc(),
+        )
+        .with_d(Tensor::random([dim], Normal(0.0, 1.0), device))
+        .with_z(r([batch, dim, len]))
+        .with_delta_bias(Tensor::random([dim], Normal(0.0, 0.1), device))
+        .with_softplus(true)
+    }
+
     /// Set the skip connection D `[d_inner]`.
     pub fn with_d(mut self, d: Tensor<B, 1>) -> Self {
         self.d = Some(d);

@@ -111,6 +111,52 @@ mod ndarray_impl {
         t.into_primitive().tensor()
     }
 
+    /// The inputs' NdArray primitives, kept alive while the scan borrows them.
+    struct Prims {
+        dims: crate::cpu::ScanDims,
+        softplus: bool,
+        u: NdArrayTensor,
+        delta: NdArrayTensor,
+        a: NdArrayTensor,
+        b: NdArrayTensor,
+        c: NdArrayTensor,
+        d: Option<NdArrayTensor>,
+        z: Option<NdArrayTensor>,
+        bias: Option<NdArrayTensor>,
+    }
+
+    impl Prims {
+        fn new<B: Backend<FloatTensorPrimitive = NdArrayTensor>>(inputs: ScanInputs<B>) -> Self {
+            Prims {
+                dims: dims_of(&inputs),
+                softplus: inputs.delta_softplus,
+                u: prim(inputs.u),
+                delta: prim(inputs.delta),
+                a: prim(inputs.a),
+                b: prim(inputs.b),
+                c: prim(inputs.c),
+                d: inputs.d.map(prim),
+                z: inputs.z.map(prim),
+                bias: inputs.delta_bias.map(prim),
+            }
+        }
+
+        fn host(&self) -> HostInputs<'_> {
+            HostInputs {
+                dims: self.dims,
+                u: slice_of(&self.u),
+                delta: slice_of(&self.delta),
+                a: slice_of(&self.a),
+                b: slice_of(&self.b),
+                c: slice_of(&self.c),
+                d: self.d.as_ref().map(slice_of),
+                z: self.z.as_ref().map(slice_of),
+                bias: self.bias.as_ref().map(slice_of),
+                softplus: self.softplus,
+            }
+        }
+    }
+
     impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> SelectiveScanBackend
         for NdArray<E, I, Q>
     where
@@ -119,33 +165,7 @@ mod ndarray_impl {
     {
         fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
             let like = inputs.u.clone();
-            let dims = dims_of(&inputs);
-            let softplus = inputs.delta_softplus;
-            let (u, delta, a, b, c) = (
-                prim(inputs.u),
-                prim(inputs.delta),
-                prim(inputs.a),
-                prim(inputs.b),
-                prim(inputs.c),
-            );
-            let (d, z, bias) = (
-                inputs.d.map(prim),
-                inputs.z.map(prim),
-                inputs.delta_bias.map(prim),
-            );
-            let h = HostInputs {
-                dims,
-                u: slice_of(&u),
-                delta: slice_of(&delta),
-                a: slice_of(&a),
-                b: slice_of(&b),
-                c: slice_of(&c),
-                d: d.as_ref().map(slice_of),
-                z: z.as_ref().map(slice_of),
-                bias: bias.as_ref().map(slice_of),
-                softplus,
-            };
-            forward_host(&h, return_last_state, &like)
+            forward_host(&Prims::new(inputs).host(), return_last_state, &like)
         }
 
         fn selective_scan_backward(
@@ -153,34 +173,8 @@ mod ndarray_impl {
             dy: Tensor<Self, 3>,
         ) -> ScanGrads<Self> {
             let like = inputs.u.clone();
-            let dims = dims_of(&inputs);
-            let softplus = inputs.delta_softplus;
-            let (u, delta, a, b, c) = (
-                prim(inputs.u),
-                prim(inputs.delta),
-                prim(inputs.a),
-                prim(inputs.b),
-                prim(inputs.c),
-            );
-            let (d, z, bias) = (
-                inputs.d.map(prim),
-                inputs.z.map(prim),
-                inputs.delta_bias.map(prim),
-            );
             let dy = prim(dy);
-            let h = HostInputs {
-                dims,
-                u: slice_of(&u),
-                delta: slice_of(&delta),
-                a: slice_of(&a),
-                b: slice_of(&b),
-                c: slice_of(&c),
-                d: d.as_ref().map(slice_of),
-                z: z.as_ref().map(slice_of),
-                bias: bias.as_ref().map(slice_of),
-                softplus,
-            };
-            backward_host(&h, &slice_of(&dy), &like)
+            backward_host(&Prims::new(inputs).host(), &slice_of(&dy), &like)
         }
     }
 }

@@ -13,24 +13,34 @@ pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     soft.mask_where(big, x)
 }
 
+/// dt = softplus?(delta + delta_bias), `[batch, d_inner, L]`.
+fn step_sizes<B: Backend>(
+    delta: Tensor<B, 3>,
+    bias: Option<Tensor<B, 1>>,
+    use_softplus: bool,
+) -> Tensor<B, 3> {
+    let dim = delta.dims()[1];
+    let delta = match bias {
+        Some(bias) => delta + bias.reshape([1, dim, 1]),
+        None => delta,
+    };
+    if use_softplus { softplus(delta) } else { delta }
+}
+
+/// B or C `[batch, G, N, L]` expanded to the channels, `[batch, d_inner, N, L]` (a view).
+fn per_channel<B: Backend>(x: Tensor<B, 4>, dim: usize) -> Tensor<B, 4> {
+    let [batch, groups, state, len] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([batch, groups, dim / groups, state, len])
+        .reshape([batch, dim, state, len])
+}
+
 /// Run the scan with tensor ops. Shapes must be valid (see [`ScanInputs::validate`]).
 pub fn selective_scan<B: Backend>(inp: ScanInputs<B>, return_last_state: bool) -> ScanOutput<B> {
     let [batch, dim, len] = inp.u.dims();
-    let [_, groups, state, _] = inp.b.dims();
-    let per_group = dim / groups;
-    let mut delta = inp.delta;
-    if let Some(bias) = inp.delta_bias {
-        delta = delta + bias.reshape([1, dim, 1]);
-    }
-    if inp.delta_softplus {
-        delta = softplus(delta);
-    }
-    let expand = |x: Tensor<B, 4>| -> Tensor<B, 4> {
-        x.unsqueeze_dim::<5>(2)
-            .expand([batch, groups, per_group, state, len])
-            .reshape([batch, dim, state, len])
-    };
-    let (bx, cx) = (expand(inp.b), expand(inp.c));
+    let state = inp.b.dims()[2];
+    let delta = step_sizes(inp.delta, inp.delta_bias, inp.delta_softplus);
+    let (bx, cx) = (per_channel(inp.b, dim), per_channel(inp.c, dim));
     let a = inp.a.unsqueeze_dim::<3>(0); // [1, dim, N]
     let device = inp.u.device();
     let mut h = Tensor::<B, 3>::zeros([batch, dim, state], &device);
@@ -69,25 +79,15 @@ pub fn selective_scan<B: Backend>(inp: ScanInputs<B>, return_last_state: bool) -
 /// custom kernel runs.
 pub fn selective_scan_op_by_op<B: Backend>(inp: ScanInputs<B>) -> Tensor<B, 3> {
     let [batch, dim, len] = inp.u.dims();
-    let [_, groups, n, _] = inp.b.dims();
-    let per_group = dim / groups;
-    let mut delta = inp.delta;
-    if let Some(bias) = inp.delta_bias {
-        delta = delta + bias.reshape([1, dim, 1]);
-    }
-    if inp.delta_softplus {
-        delta = softplus(delta);
-    }
+    let n = inp.b.dims()[2];
+    let delta = step_sizes(inp.delta, inp.delta_bias, inp.delta_softplus);
     let delta = delta.swap_dims(1, 2); // [b, l, d]
     let u = inp.u.clone().swap_dims(1, 2); // [b, l, d]
     // [b, g, n, l] -> [b, l, d, n]
-    let per_channel = |x: Tensor<B, 4>| -> Tensor<B, 4> {
-        x.unsqueeze_dim::<5>(2)
-            .expand([batch, groups, per_group, n, len])
-            .reshape([batch, dim, n, len])
-            .permute([0, 3, 1, 2])
-    };
-    let (bm, cm) = (per_channel(inp.b), per_channel(inp.c));
+    let (bm, cm) = (
+        per_channel(inp.b, dim).permute([0, 3, 1, 2]),
+        per_channel(inp.c, dim).permute([0, 3, 1, 2]),
+    );
     let delta_a = (delta.clone().unsqueeze_dim::<4>(3)
         * inp.a.unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(0))
     .exp(); // [b,l,d,n]
