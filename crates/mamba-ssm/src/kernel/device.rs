@@ -116,6 +116,75 @@ fn scan_cube(
     }
 }
 
+/// Loads `items` steps of a unit: dt = softplus?(delta + bias) and u (0 past the end, which
+/// makes the step the identity).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_steps<F: Float>(
+    u: &Tensor<F>,
+    delta: &Tensor<F>,
+    u_row: usize,
+    d_row: usize,
+    first: usize,
+    len: usize,
+    bias_v: f32,
+    dt: &mut Array<f32>,
+    uu: &mut Array<f32>,
+    #[comptime] items: usize,
+    #[comptime] delta_softplus: bool,
+) {
+    #[unroll]
+    for i in 0..items {
+        let t = first + i;
+        let mut dv = 0.0f32;
+        let mut uv = 0.0f32;
+        if t < len {
+            uv = f32::cast_from(u[u_row + t * u.stride(2)]);
+            dv = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
+            if delta_softplus {
+                dv = softplus(dv);
+            }
+        }
+        dt[i] = dv;
+        uu[i] = uv;
+    }
+}
+
+/// The steps of a unit for state n: pa = exp(dt A_n), pb = dt u B_n; returns their
+/// composition (first step first).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn compose_steps<F: Float>(
+    bm: &Tensor<F>,
+    bc_row: usize,
+    n: usize,
+    first: usize,
+    len: usize,
+    a_n: f32,
+    dt: &Array<f32>,
+    uu: &Array<f32>,
+    pa: &mut Array<f32>,
+    pb: &mut Array<f32>,
+    #[comptime] items: usize,
+) -> (f32, f32) {
+    let mut ga = 1.0f32;
+    let mut gb = 0.0f32;
+    #[unroll]
+    for i in 0..items {
+        let t = first + i;
+        let mut bv = 0.0f32;
+        if t < len {
+            bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
+        }
+        let ai = f32::exp(dt[i] * a_n);
+        pa[i] = ai;
+        pb[i] = dt[i] * uu[i] * bv;
+        gb = ai * gb + pb[i];
+        ga *= ai;
+    }
+    (ga, gb)
+}
+
 /// Forward selective scan. One cube per (batch, channel); the sequence in chunks of
 /// CUBE_DIM x `items` steps, each unit owning `items` consecutive steps. Per state: the
 /// unit's steps are composed sequentially, the units' compositions scanned across the cube
@@ -192,20 +261,21 @@ pub fn scan_fwd<F: Float>(
     let chunk = units * items;
     let mut start = 0usize;
     while start < len {
+        load_steps(
+            u,
+            delta,
+            u_row,
+            d_row,
+            start + tid * items,
+            len,
+            bias_v,
+            &mut dt,
+            &mut uu,
+            items,
+            delta_softplus,
+        );
         #[unroll]
         for i in 0..items {
-            let t = start + tid * items + i;
-            let mut dv = 0.0f32; // dt = 0 and u = 0: the identity step
-            let mut uv = 0.0f32;
-            if t < len {
-                uv = f32::cast_from(u[u_row + t * u.stride(2)]);
-                dv = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
-                if delta_softplus {
-                    dv = softplus(dv);
-                }
-            }
-            dt[i] = dv;
-            uu[i] = uv;
             acc[i] = 0.0f32;
         }
         for n in 0..n_state {
@@ -213,22 +283,19 @@ pub fn scan_fwd<F: Float>(
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             let h0 = carry[n];
             // this unit's steps, composed
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let t = start + tid * items + i;
-                let mut bv = 0.0f32;
-                if t < len {
-                    bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
-                }
-                let ai = f32::exp(dt[i] * a_n);
-                let b_i = dt[i] * uu[i] * bv;
-                pa[i] = ai;
-                pb[i] = b_i;
-                gb = ai * gb + b_i;
-                ga *= ai;
-            }
+            let (ga, gb) = compose_steps(
+                bm,
+                bc_row,
+                n,
+                start + tid * items,
+                len,
+                a_n,
+                &dt,
+                &uu,
+                &mut pa,
+                &mut pb,
+                items,
+            );
             let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
             // state after this unit's last step; the one before its first step is the previous unit's
             smem_h[tid] = sa * h0 + sb;
@@ -457,37 +524,35 @@ pub fn scan_bwd<F: Float>(
             ckpt[ck_row + c * n_state + k] = carry[k];
             k += units;
         }
-        #[unroll]
-        for i in 0..items {
-            let t = start + tid * items + i;
-            let mut dv = 0.0f32;
-            let mut uv = 0.0f32;
-            if t < len {
-                uv = f32::cast_from(u[u_row + t * u.stride(2)]);
-                dv = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
-                if delta_softplus {
-                    dv = softplus(dv);
-                }
-            }
-            dt[i] = dv;
-            uu[i] = uv;
-        }
+        load_steps(
+            u,
+            delta,
+            u_row,
+            d_row,
+            start + tid * items,
+            len,
+            bias_v,
+            &mut dt,
+            &mut uu,
+            items,
+            delta_softplus,
+        );
         for n in 0..n_state {
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             let h0 = carry[n];
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let t = start + tid * items + i;
-                let mut bv = 0.0f32;
-                if t < len {
-                    bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
-                }
-                let ai = f32::exp(dt[i] * a_n);
-                gb = ai * gb + dt[i] * uu[i] * bv;
-                ga *= ai;
-            }
+            let (ga, gb) = compose_steps(
+                bm,
+                bc_row,
+                n,
+                start + tid * items,
+                len,
+                a_n,
+                &dt,
+                &uu,
+                &mut pa,
+                &mut pb,
+                items,
+            );
             let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
             smem_h[tid] = sa * h0 + sb;
             sync_cube();
@@ -516,18 +581,24 @@ pub fn scan_bwd<F: Float>(
     while c > 0 {
         c -= 1;
         let start = c * chunk;
+        load_steps(
+            u,
+            delta,
+            u_row,
+            d_row,
+            start + tid * items,
+            len,
+            bias_v,
+            &mut dt,
+            &mut uu,
+            items,
+            delta_softplus,
+        );
         #[unroll]
         for i in 0..items {
             let t = start + tid * items + i;
-            let mut dv = 0.0f32;
-            let mut uv = 0.0f32;
             let mut g = 0.0f32;
             if t < len {
-                uv = f32::cast_from(u[u_row + t * u.stride(2)]);
-                dv = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
-                if delta_softplus {
-                    dv = softplus(dv);
-                }
                 g = f32::cast_from(dy[bi * dy.stride(0) + ch * dy.stride(1) + t * dy.stride(2)]);
                 if has_z {
                     let zv =
@@ -535,8 +606,6 @@ pub fn scan_bwd<F: Float>(
                     g *= zv / (1.0f32 + f32::exp(-zv));
                 }
             }
-            dt[i] = dv;
-            uu[i] = uv;
             gy[i] = g;
             yacc[i] = 0.0f32;
             ddt[i] = 0.0f32;
@@ -546,21 +615,19 @@ pub fn scan_bwd<F: Float>(
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             // recompute the chunk's states
             let h0 = ckpt[ck_row + c * n_state + n];
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let t = start + tid * items + i;
-                let mut bv = 0.0f32;
-                if t < len {
-                    bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
-                }
-                let ai = f32::exp(dt[i] * a_n);
-                pa[i] = ai;
-                pb[i] = dt[i] * uu[i] * bv;
-                gb = ai * gb + pb[i];
-                ga *= ai;
-            }
+            let (ga, gb) = compose_steps(
+                bm,
+                bc_row,
+                n,
+                start + tid * items,
+                len,
+                a_n,
+                &dt,
+                &uu,
+                &mut pa,
+                &mut pb,
+                items,
+            );
             let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
             smem_h[tid] = sa * h0 + sb;
             sync_cube();

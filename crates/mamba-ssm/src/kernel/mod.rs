@@ -83,27 +83,70 @@ fn prim<B: burn::tensor::backend::Backend, const D: usize>(
     t.into_primitive().tensor()
 }
 
+/// The inputs as cube tensors. Absent optional inputs are replaced by `u`: the kernels do
+/// not read them (their flags are off), but every launch argument must be a tensor.
+struct KernelInputs<R: CubeRuntime> {
+    u: CubeTensor<R>,
+    delta: CubeTensor<R>,
+    a: CubeTensor<R>,
+    b: CubeTensor<R>,
+    c: CubeTensor<R>,
+    d: CubeTensor<R>,
+    z: CubeTensor<R>,
+    bias: CubeTensor<R>,
+    has_d: bool,
+    has_z: bool,
+    has_bias: bool,
+    softplus: bool,
+}
+
+impl<R: CubeRuntime> KernelInputs<R> {
+    fn new<B: burn::tensor::backend::Backend<FloatTensorPrimitive = CubeTensor<R>>>(
+        inputs: ScanInputs<B>,
+    ) -> Self {
+        let (has_d, has_z, has_bias) = (
+            inputs.d.is_some(),
+            inputs.z.is_some(),
+            inputs.delta_bias.is_some(),
+        );
+        let u = prim(inputs.u);
+        KernelInputs {
+            delta: prim(inputs.delta),
+            a: prim(inputs.a),
+            b: prim(inputs.b),
+            c: prim(inputs.c),
+            d: inputs.d.map(prim).unwrap_or_else(|| u.clone()),
+            z: inputs.z.map(prim).unwrap_or_else(|| u.clone()),
+            bias: inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone()),
+            u,
+            has_d,
+            has_z,
+            has_bias,
+            softplus: inputs.delta_softplus,
+        }
+    }
+}
+
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveScanBackend
     for CubeBackend<R, F, I, BT>
 {
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
         let [batch, dim, len] = inputs.u.dims();
         let n_state = inputs.a.dims()[1];
-        let softplus = inputs.delta_softplus;
-        let (has_d, has_z, has_bias) = (
-            inputs.d.is_some(),
-            inputs.z.is_some(),
-            inputs.delta_bias.is_some(),
-        );
-        let u: CubeTensor<R> = prim(inputs.u);
-        let delta = prim(inputs.delta);
-        let a = prim(inputs.a);
-        let b = prim(inputs.b);
-        let c = prim(inputs.c);
-        // absent optional inputs: any tensor stands in; the kernel does not read it
-        let d = inputs.d.map(prim).unwrap_or_else(|| u.clone());
-        let z = inputs.z.map(prim).unwrap_or_else(|| u.clone());
-        let bias = inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone());
+        let KernelInputs {
+            u,
+            delta,
+            a,
+            b,
+            c,
+            d,
+            z,
+            bias,
+            has_d,
+            has_z,
+            has_bias,
+            softplus,
+        } = KernelInputs::new(inputs);
 
         let client = u.client.clone();
         let cfg = LaunchCfg::new(&client, batch * dim, len);
@@ -160,22 +203,20 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let [_, groups, n_state, _] = inputs.b.dims();
         let device = inputs.u.device();
         let dtype = inputs.u.dtype();
-        let softplus = inputs.delta_softplus;
-        let (has_d, has_z, has_bias) = (
-            inputs.d.is_some(),
-            inputs.z.is_some(),
-            inputs.delta_bias.is_some(),
-        );
-        let u: CubeTensor<R> = prim(inputs.u);
-        let (delta, a, b, c) = (
-            prim(inputs.delta),
-            prim(inputs.a),
-            prim(inputs.b),
-            prim(inputs.c),
-        );
-        let d = inputs.d.map(prim).unwrap_or_else(|| u.clone());
-        let z = inputs.z.map(prim).unwrap_or_else(|| u.clone());
-        let bias = inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone());
+        let KernelInputs {
+            u,
+            delta,
+            a,
+            b,
+            c,
+            d,
+            z,
+            bias,
+            has_d,
+            has_z,
+            has_bias,
+            softplus,
+        } = KernelInputs::new(inputs);
         let dy: CubeTensor<R> = prim(dy);
 
         let client = u.client.clone();
