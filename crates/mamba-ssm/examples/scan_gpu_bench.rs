@@ -1,7 +1,8 @@
 //! Forward selective-scan kernel on a GPU backend: correctness against the CPU scan at a small
 //! shape, then timings over launch configurations and the grid. Prints a table.
 //!
-//! `scan_gpu_bench [cuda|wgpu] [--quick]` (build with `--features cuda` or `--features wgpu`).
+//! `scan_gpu_bench [cuda|wgpu] [--quick] [--no-sweep]` (build with `--features cuda` or
+//! `--features wgpu`).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
 //! launch, about 10 us).
 
@@ -56,7 +57,7 @@ fn time_ms<B: Backend>(dev: &B::Device, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
-fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
+fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
     println!("backend: {}", B::name(&dev));
     // correctness against the CPU scan, both scan paths
     for plane in [false, true] {
@@ -121,7 +122,9 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
     // launch configurations at the reranking shape (L = 512, batch 128) and L = 8192
     println!("\n| shape (b, d, L, N) | plane | items | max units | fwd ms |");
     println!("|---|---|---|---|---|");
-    let sweep: Vec<[usize; 4]> = if quick {
+    let sweep: Vec<[usize; 4]> = if !sweep {
+        vec![]
+    } else if quick {
         vec![[8, 1536, 512, 16]]
     } else {
         vec![[128, 1536, 512, 16], [8, 1536, 8192, 16]]
@@ -195,11 +198,12 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let sweep = !args.iter().any(|a| a == "--no-sweep");
     match args.get(1).map(String::as_str) {
         #[cfg(feature = "cuda")]
-        Some("cuda") => run::<burn::backend::Cuda>(Default::default(), quick),
+        Some("cuda") => run::<burn::backend::Cuda>(Default::default(), quick, sweep),
         #[cfg(feature = "wgpu")]
-        Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), quick),
+        Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), quick, sweep),
         other => eprintln!(
             "usage: scan_gpu_bench [cuda|wgpu] [--quick] (got {other:?}; build with the matching feature)"
         ),

@@ -693,7 +693,15 @@ pub fn scan_bwd<F: Float>(
                     mu = pa[i] * lam;
                 }
             }
-            da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
+            // dA: summed over the plane first (one atomic per plane, not per unit)
+            if use_plane {
+                let total = plane_sum(d_a);
+                if UNIT_POS_PLANE == 0 {
+                    da[ch * da.stride(0) + n * da.stride(1)].fetch_add(total);
+                }
+            } else {
+                da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
+            }
         }
         #[unroll]
         for i in 0..items {
