@@ -31,6 +31,8 @@
 
 mod autodiff;
 pub mod cpu;
+#[cfg(feature = "fusion")]
+mod fusion;
 pub mod host;
 mod input;
 #[cfg(feature = "cubecl")]

@@ -1,6 +1,7 @@
 //! The cubecl kernel on wgpu (in CI: Mesa's lavapipe, a Vulkan device on the CPU, plane width
 //! 8), both cube-scan paths (plane shuffles and shared memory only), against the PyTorch
-//! float64 fixtures. Run with `cargo test -p mamba-ssm --features wgpu --test wgpu`.
+//! float64 fixtures. Run with `cargo test -p mamba-ssm --features wgpu --test wgpu`, and with
+//! `--features wgpu,fusion` for the same tests through Burn's `Fusion` wrapper.
 #![cfg(feature = "wgpu")]
 
 mod common;
@@ -13,6 +14,10 @@ use mamba_ssm::selective_scan;
 #[test]
 fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     let dev = Default::default();
+    // with the `fusion` feature, Burn's Wgpu is Fusion<CubeBackend>: the Fusion impl is tested
+    let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
+    assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
+    eprintln!("backend: {name}");
     for mode in [false, true] {
         set_plane_mode(Some(mode));
         for name in CASES {

@@ -1,10 +1,8 @@
 //! The cubecl selective-scan kernel for Burn's `CubeBackend` (CUDA, wgpu).
 //!
-//! Status: the forward kernel runs on the device; the backward still runs the CPU scan's
-//! hand-written backward on host copies (correct, slow on a GPU) until the backward kernel
-//! lands. Burn's `Fusion` wrapper is not implemented yet: build Burn without its `fusion`
-//! feature (this workspace does), so that `burn::backend::{Wgpu, Cuda}` are plain
-//! `CubeBackend`s.
+//! Forward and backward kernels run on the device (`MAMBA_SSM_HOST_BACKWARD=1` runs the CPU
+//! backward on host copies instead). With this crate's `fusion` feature the same kernels serve
+//! Burn's `Fusion<CubeBackend>`. Design and measurements: `docs/kernels.md`.
 
 mod device;
 

@@ -1,0 +1,216 @@
+//! `SelectiveScanBackend` for Burn's `Fusion<B>` (what `burn::backend::{Wgpu, Cuda}` are with
+//! Burn's `fusion` feature): the scan and its backward are registered in the fusion stream as
+//! custom operations, executed by the inner backend's kernels (they are not fused with their
+//! neighbours).
+
+use crate::SelectiveScanBackend;
+use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use burn::tensor::{DType, Shape, Tensor, TensorPrimitive, backend::Backend};
+use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use std::marker::PhantomData;
+
+/// Which optional inputs travel with an operation (inputs are u, delta, A, B, C, then D, z,
+/// delta_bias when present).
+#[derive(Clone, Copy, Debug)]
+struct Present {
+    d: bool,
+    z: bool,
+    bias: bool,
+    softplus: bool,
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+fn tensor<B: Backend, const D: usize>(p: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn split<B: Backend>(inp: ScanInputs<B>) -> (Vec<B::FloatTensorPrimitive>, Present) {
+    let present = Present {
+        d: inp.d.is_some(),
+        z: inp.z.is_some(),
+        bias: inp.delta_bias.is_some(),
+        softplus: inp.delta_softplus,
+    };
+    let mut v = vec![
+        prim(inp.u),
+        prim(inp.delta),
+        prim(inp.a),
+        prim(inp.b),
+        prim(inp.c),
+    ];
+    v.extend(inp.d.map(prim));
+    v.extend(inp.z.map(prim));
+    v.extend(inp.delta_bias.map(prim));
+    (v, present)
+}
+
+fn join<B: Backend>(
+    prims: &mut impl Iterator<Item = B::FloatTensorPrimitive>,
+    p: Present,
+) -> ScanInputs<B> {
+    let mut next = || prims.next().expect("operation inputs");
+    ScanInputs {
+        u: tensor(next()),
+        delta: tensor(next()),
+        a: tensor(next()),
+        b: tensor(next()),
+        c: tensor(next()),
+        d: p.d.then(|| tensor(next())),
+        z: p.z.then(|| tensor(next())),
+        delta_bias: p.bias.then(|| tensor(next())),
+        delta_softplus: p.softplus,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ForwardOp<B> {
+    desc: CustomOpIr,
+    present: Present,
+    _b: PhantomData<B>,
+}
+
+impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for ForwardOp<B> {
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
+    ) {
+        let mut prims = self
+            .desc
+            .inputs
+            .iter()
+            .map(|t| handles.get_float_tensor::<B>(t))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let out = B::selective_scan(join::<B>(&mut prims, self.present), true);
+        handles.register_float_tensor::<B>(&self.desc.outputs[0].id, prim(out.y));
+        handles.register_float_tensor::<B>(
+            &self.desc.outputs[1].id,
+            prim(out.last_state.expect("asked for")),
+        );
+    }
+}
+
+#[derive(Clone, Debug)]
+struct BackwardOp<B> {
+    desc: CustomOpIr,
+    present: Present,
+    _b: PhantomData<B>,
+}
+
+impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for BackwardOp<B> {
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
+    ) {
+        let mut prims = self
+            .desc
+            .inputs
+            .iter()
+            .map(|t| handles.get_float_tensor::<B>(t))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let inp = join::<B>(&mut prims, self.present);
+        let dy = tensor(prims.next().expect("dy"));
+        let g = B::selective_scan_backward(inp, dy);
+        let mut outs: Vec<B::FloatTensorPrimitive> = vec![
+            prim(g.du),
+            prim(g.ddelta),
+            prim(g.da),
+            prim(g.db),
+            prim(g.dc),
+        ];
+        outs.extend(g.dd.map(prim));
+        outs.extend(g.dz.map(prim));
+        outs.extend(g.ddelta_bias.map(prim));
+        for (ir, t) in self.desc.outputs.iter().zip(outs) {
+            handles.register_float_tensor::<B>(&ir.id, t);
+        }
+    }
+}
+
+impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B> {
+    fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+        let [batch, dim, len] = inputs.u.dims();
+        let n = inputs.a.dims()[1];
+        let dtype = inputs.u.dtype();
+        let (prims, present) = split(inputs);
+        let client = prims[0].client.clone();
+        let streams = OperationStreams::with_inputs(prims.iter());
+        let out = |shape: Shape| TensorIr::uninit(client.create_empty_handle(), shape, dtype);
+        let outputs = [
+            out(Shape::from([batch, dim, len])),
+            out(Shape::from([batch, dim, n])),
+        ];
+        let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
+        let desc = CustomOpIr::new("mamba_ssm_selective_scan", &inputs, &outputs);
+        let op = ForwardOp::<B> {
+            desc: desc.clone(),
+            present,
+            _b: PhantomData,
+        };
+        let mut outs = client
+            .register(streams, OperationIr::Custom(desc), op)
+            .into_iter();
+        let y = tensor(outs.next().expect("y"));
+        let last = tensor(outs.next().expect("last state"));
+        ScanOutput {
+            y,
+            last_state: return_last_state.then_some(last),
+        }
+    }
+
+    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        let [batch, dim, len] = inputs.u.dims();
+        let [_, groups, n, _] = inputs.b.dims();
+        let dtype: DType = inputs.u.dtype();
+        let (mut prims, present) = split(inputs);
+        prims.push(prim(dy));
+        let client = prims[0].client.clone();
+        let streams = OperationStreams::with_inputs(prims.iter());
+        let out = |shape: Shape| TensorIr::uninit(client.create_empty_handle(), shape, dtype);
+        let x = Shape::from([batch, dim, len]);
+        let bc = Shape::from([batch, groups, n, len]);
+        let mut outputs = vec![
+            out(x.clone()),
+            out(x.clone()),
+            out(Shape::from([dim, n])),
+            out(bc.clone()),
+            out(bc),
+        ];
+        if present.d {
+            outputs.push(out(Shape::from([dim])));
+        }
+        if present.z {
+            outputs.push(out(x));
+        }
+        if present.bias {
+            outputs.push(out(Shape::from([dim])));
+        }
+        let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
+        let desc = CustomOpIr::new("mamba_ssm_selective_scan_backward", &inputs, &outputs);
+        let op = BackwardOp::<B> {
+            desc: desc.clone(),
+            present,
+            _b: PhantomData,
+        };
+        let mut outs = client
+            .register(streams, OperationIr::Custom(desc), op)
+            .into_iter();
+        let mut next = || outs.next().expect("gradient");
+        ScanGrads {
+            du: tensor(next()),
+            ddelta: tensor(next()),
+            da: tensor(next()),
+            db: tensor(next()),
+            dc: tensor(next()),
+            dd: present.d.then(|| tensor(next())),
+            dz: present.z.then(|| tensor(next())),
+            ddelta_bias: present.bias.then(|| tensor(next())),
+        }
+    }
+}
