@@ -15,6 +15,20 @@ pub enum ScanError {
         /// What was expected.
         expected: String,
     },
+    /// A size is zero.
+    #[error(
+        "selective_scan: every size must be positive, got batch {batch}, d_inner {dim}, L {len}, N {state}"
+    )]
+    Empty {
+        /// batch
+        batch: usize,
+        /// d_inner
+        dim: usize,
+        /// L
+        len: usize,
+        /// N
+        state: usize,
+    },
     /// B and C groups must divide d_inner.
     #[error("selective_scan: {groups} groups of B/C do not divide d_inner = {dim}")]
     Groups {
@@ -194,6 +208,14 @@ impl<B: Backend> ScanInputs<B> {
             got: got.to_vec(),
             expected,
         };
+        if batch == 0 || dim == 0 || len == 0 || state == 0 {
+            return Err(ScanError::Empty {
+                batch,
+                dim,
+                len,
+                state,
+            });
+        }
         if self.delta.dims() != us {
             return Err(err("delta", &self.delta.dims(), format!("{us:?} like u")));
         }
