@@ -67,42 +67,17 @@ fn join<B: Backend>(
     }
 }
 
+/// The scan (`backward: false`; outputs y and the last state) or its backward (inputs end
+/// with dy; outputs the gradients of the inputs, in input order), run by the inner backend.
 #[derive(Clone, Debug)]
-struct ForwardOp<B> {
+struct ScanOp<B> {
     desc: CustomOpIr,
     present: Present,
+    backward: bool,
     _b: PhantomData<B>,
 }
 
-impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for ForwardOp<B> {
-    fn execute(
-        &self,
-        handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
-    ) {
-        let mut prims = self
-            .desc
-            .inputs
-            .iter()
-            .map(|t| handles.get_float_tensor::<B>(t))
-            .collect::<Vec<_>>()
-            .into_iter();
-        let out = B::selective_scan(join::<B>(&mut prims, self.present), true);
-        handles.register_float_tensor::<B>(&self.desc.outputs[0].id, prim(out.y));
-        handles.register_float_tensor::<B>(
-            &self.desc.outputs[1].id,
-            prim(out.last_state.expect("asked for")),
-        );
-    }
-}
-
-#[derive(Clone, Debug)]
-struct BackwardOp<B> {
-    desc: CustomOpIr,
-    present: Present,
-    _b: PhantomData<B>,
-}
-
-impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for BackwardOp<B> {
+impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for ScanOp<B> {
     fn execute(
         &self,
         handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
@@ -115,18 +90,23 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Ba
             .collect::<Vec<_>>()
             .into_iter();
         let inp = join::<B>(&mut prims, self.present);
-        let dy = tensor(prims.next().expect("dy"));
-        let g = B::selective_scan_backward(inp, dy);
-        let mut outs: Vec<B::FloatTensorPrimitive> = vec![
-            prim(g.du),
-            prim(g.ddelta),
-            prim(g.da),
-            prim(g.db),
-            prim(g.dc),
-        ];
-        outs.extend(g.dd.map(prim));
-        outs.extend(g.dz.map(prim));
-        outs.extend(g.ddelta_bias.map(prim));
+        let outs: Vec<B::FloatTensorPrimitive> = if self.backward {
+            let g = B::selective_scan_backward(inp, tensor(prims.next().expect("dy")));
+            let mut v = vec![
+                prim(g.du),
+                prim(g.ddelta),
+                prim(g.da),
+                prim(g.db),
+                prim(g.dc),
+            ];
+            v.extend(g.dd.map(prim));
+            v.extend(g.dz.map(prim));
+            v.extend(g.ddelta_bias.map(prim));
+            v
+        } else {
+            let out = B::selective_scan(inp, true);
+            vec![prim(out.y), prim(out.last_state.expect("asked for"))]
+        };
         for (ir, t) in self.desc.outputs.iter().zip(outs) {
             handles.register_float_tensor::<B>(&ir.id, t);
         }
@@ -148,9 +128,10 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         ];
         let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
         let desc = CustomOpIr::new("mamba_ssm_selective_scan", &inputs, &outputs);
-        let op = ForwardOp::<B> {
+        let op = ScanOp::<B> {
             desc: desc.clone(),
             present,
+            backward: false,
             _b: PhantomData,
         };
         let mut outs = client
@@ -193,9 +174,10 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         }
         let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
         let desc = CustomOpIr::new("mamba_ssm_selective_scan_backward", &inputs, &outputs);
-        let op = BackwardOp::<B> {
+        let op = ScanOp::<B> {
             desc: desc.clone(),
             present,
+            backward: true,
             _b: PhantomData,
         };
         let mut outs = client
