@@ -198,6 +198,9 @@ pub struct Run {
     name: String,
     queries: Vec<QueryRun>,
     index: FxHashMap<Box<str>, usize>,
+    /// (query index, docid) of documents added one at a time by [`Run::push`], so that its
+    /// duplicate check costs O(1), not a scan of the query
+    pushed: rustc_hash::FxHashSet<(usize, Box<str>)>,
 }
 
 impl Run {
@@ -341,12 +344,19 @@ impl Run {
             )));
         }
         let i = self.query_index_or_insert(qid);
-        let q = &mut self.queries[i];
-        if q.iter().any(|(d, _)| d == docid) {
+        if self.pushed.is_empty() && self.queries.iter().any(|q| !q.is_empty()) {
+            // documents parsed or built in bulk before the first push: index them once
+            for (qi, q) in self.queries.iter().enumerate() {
+                self.pushed
+                    .extend(q.iter().map(|(d, _)| (qi, Box::<str>::from(d))));
+            }
+        }
+        if !self.pushed.insert((i, docid.into())) {
             return Err(Error::Invalid(format!(
                 "document {docid:?} already in query {qid:?}"
             )));
         }
+        let q = &mut self.queries[i];
         let line = q.entries.len() as u64 + 1;
         q.push_entry(docid, score, line);
         Ok(())

@@ -161,3 +161,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn push_rejects_duplicates_including_parsed_ones() {
+    let mut run = Run::from_str_named("q Q0 a 1 1.0 t\n", "r").unwrap();
+    assert!(
+        run.push("q", "a", 2.0).is_err(),
+        "a came from the parsed text"
+    );
+    run.push("q", "b", 2.0).unwrap();
+    assert!(run.push("q", "b", 3.0).is_err());
+    run.push("q2", "b", 3.0).unwrap();
+    assert!(run.push("q", "c", f64::NAN).is_err());
+    assert_eq!(run.num_entries(), 3);
+}
