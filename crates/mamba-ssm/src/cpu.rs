@@ -282,6 +282,7 @@ struct Scratch {
     h: Vec<f32>,
     ckpt: Vec<f32>,
     hs: Vec<f32>,
+    /// exp(dt A) of every step of the row (`[len, np]`), from the checkpoint pass
     das: Vec<f32>,
     dh: Vec<f32>,
     /// dt of every step of the row
@@ -297,7 +298,7 @@ impl Scratch {
             h: vec![0.0; np],
             ckpt: vec![0.0; (chunks + 1) * np],
             hs: vec![0.0; CHUNK * np],
-            das: vec![0.0; CHUNK * np],
+            das: vec![0.0; len.max(1) * np],
             dh: vec![0.0; np],
             dt: vec![0.0; len],
             lam: vec![0.0; np],
@@ -316,8 +317,8 @@ struct RowGrads<'a> {
     dct: &'a mut [f32],
 }
 
-/// Backward of one row: checkpoints every CHUNK steps, then per chunk (last first) recompute
-/// the states and run the reverse scan. Returns (dD, d delta_bias) of the row; dA of the row
+/// Backward of one row: checkpoints every CHUNK steps (keeping every step's decays), then per
+/// chunk (last first) recompute the states from the checkpoint and run the reverse scan. Returns (dD, d delta_bias) of the row; dA of the row
 /// is left in `s.da_row` (padded).
 #[inline(always)]
 fn row_backward_impl(
@@ -337,7 +338,7 @@ fn row_backward_impl(
         let dt = s.dt[t];
         let du = dt * r.u[t];
         let bt = &r.bt[t * np..(t + 1) * np];
-        let da = &mut s.das[..np];
+        let da = &mut s.das[t * np..(t + 1) * np];
         for (d, &a2) in da.iter_mut().zip(r.a2) {
             *d = exp2_fast(dt * a2);
         }
@@ -369,10 +370,7 @@ fn row_backward_impl(
             } else {
                 &before[(i - 1) * np..]
             };
-            let das = &mut s.das[i * np..(i + 1) * np];
-            for (d, &a2) in das.iter_mut().zip(r.a2) {
-                *d = exp2_fast(dt * a2);
-            }
+            let das = &s.das[t * np..(t + 1) * np]; // kept from pass 1
             for (((c, &d), &hp), &b) in cur[..np].iter_mut().zip(das.iter()).zip(hprev).zip(bt) {
                 *c = d * hp + du * b;
             }
@@ -387,7 +385,7 @@ fn row_backward_impl(
             } else {
                 &s.hs[(i - 1) * np..i * np]
             };
-            let das = &s.das[i * np..(i + 1) * np];
+            let das = &s.das[t * np..(t + 1) * np];
             let bt = &r.bt[t * np..(t + 1) * np];
             let ct = &r.ct[t * np..(t + 1) * np];
             let mut gy = dy[t];
