@@ -8,7 +8,7 @@ mod common;
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
-use mamba_ssm::kernel::set_plane_mode;
+use mamba_ssm::kernel::{set_launch_config, set_plane_mode};
 use mamba_ssm::selective_scan;
 
 #[test]
@@ -18,19 +18,28 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
     assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
     eprintln!("backend: {name}");
-    for mode in [false, true] {
+    // default launch, and small cubes (2 steps x 16 units) so that long cases span many chunks
+    for (mode, small) in [(false, false), (true, false), (false, true), (true, true)] {
         set_plane_mode(Some(mode));
+        set_launch_config(small.then_some(2), small.then_some(16));
         for name in CASES {
             let case = load(name);
             let inp = case.inputs::<Wgpu>(&dev, |t| t);
             let out = selective_scan(inp, true).unwrap();
             let e = rel_err(&to_vec(out.y), case.vec("y"));
-            assert!(e < 1e-5, "plane={mode} {name}: y rel err {e:e}");
+            assert!(
+                e < 1e-5,
+                "plane={mode} small={small} {name}: y rel err {e:e}"
+            );
             let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
-            assert!(e < 1e-5, "plane={mode} {name}: last state rel err {e:e}");
+            assert!(
+                e < 1e-5,
+                "plane={mode} small={small} {name}: last state rel err {e:e}"
+            );
         }
     }
     set_plane_mode(None);
+    set_launch_config(None, None);
 }
 
 /// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures.
@@ -38,8 +47,9 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
 fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
-    for mode in [false, true] {
+    for (mode, small) in [(false, false), (true, false), (false, true), (true, true)] {
         set_plane_mode(Some(mode));
+        set_launch_config(small.then_some(2), small.then_some(16));
         for name in CASES {
             let case = load(name);
             let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
@@ -69,9 +79,13 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
             }
             for (k, got) in checks {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
-                assert!(e < 1e-5, "plane={mode} {name}: grad {k} rel err {e:e}");
+                assert!(
+                    e < 1e-5,
+                    "plane={mode} small={small} {name}: grad {k} rel err {e:e}"
+                );
             }
         }
     }
     set_plane_mode(None);
+    set_launch_config(None, None);
 }
