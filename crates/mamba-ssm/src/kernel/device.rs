@@ -18,12 +18,12 @@ fn scan_index(#[comptime] use_plane: bool) -> usize {
 /// each plane (its width read at run time), then the plane totals folded through shared
 /// memory. `smem_a`, `smem_b`: at least CUBE_DIM / plane width entries.
 #[cube]
-fn scan_plane_parts(
+fn scan_plane(
     a: f32,
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
-) -> (f32, f32, f32, f32) {
+) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
     let plane = PLANE_POS as usize;
@@ -54,18 +54,6 @@ fn scan_plane_parts(
         pa *= qa;
     }
     sync_cube();
-    (pa, pb, sa, sb)
-}
-
-/// The inclusive scan of [`scan_plane_parts`].
-#[cube]
-fn scan_plane(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-) -> (f32, f32) {
-    let (pa, pb, sa, sb) = scan_plane_parts(a, b, smem_a, smem_b);
     (pa * sa, sa * pb + sb)
 }
 
@@ -197,67 +185,6 @@ fn compose_steps<F: Float>(
     (ga, gb)
 }
 
-/// Exclusive and inclusive compositions of the units in scan order, `(ea, eb, ia, ib)`: (ea,
-/// eb) composes the units before this one, (ia, ib) includes it. Plane path: the exclusive
-/// value is the inclusive one shuffled up a lane (two barriers in all); shared-memory path:
-/// the inclusive values exchanged through shared memory (two more barriers).
-#[cube]
-fn scan_cube_excl(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-    #[comptime] use_plane: bool,
-) -> (f32, f32, f32, f32) {
-    if use_plane {
-        scan_excl_plane(a, b, smem_a, smem_b)
-    } else {
-        scan_excl_smem(a, b, smem_a, smem_b)
-    }
-}
-
-#[cube]
-fn scan_excl_plane(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-) -> (f32, f32, f32, f32) {
-    // (pre: the planes before; within: this plane up to this lane)
-    let (pa, pb, sa, sb) = scan_plane_parts(a, b, smem_a, smem_b);
-    let xa = plane_shuffle_up(sa, 1u32);
-    let xb = plane_shuffle_up(sb, 1u32);
-    let mut wa = 1.0f32;
-    let mut wb = 0.0f32;
-    if UNIT_POS_PLANE > 0 {
-        wa = xa;
-        wb = xb;
-    }
-    (pa * wa, wa * pb + wb, pa * sa, sa * pb + sb)
-}
-
-#[cube]
-fn scan_excl_smem(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-) -> (f32, f32, f32, f32) {
-    let (sa, sb) = scan_smem(a, b, smem_a, smem_b);
-    let i = UNIT_POS as usize;
-    smem_a[i] = sa;
-    smem_b[i] = sb;
-    sync_cube();
-    let mut ea = 1.0f32;
-    let mut eb = 0.0f32;
-    if i > 0 {
-        ea = smem_a[i - 1];
-        eb = smem_b[i - 1];
-    }
-    sync_cube();
-    (ea, eb, sa, sb)
-}
-
 /// Forward selective scan. One cube per (batch, channel); the sequence in chunks of
 /// CUBE_DIM x `items` steps, each unit owning `items` consecutive steps. Per state: the
 /// unit's steps are composed sequentially, the units' compositions scanned across the cube
@@ -303,10 +230,8 @@ pub fn scan_fwd<F: Float>(
 
     let mut smem_a = SharedMemory::<f32>::new(smem_len);
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
-    let _ = cube_units;
-    // the state carried between chunks, double-buffered by chunk parity: a chunk's writes never
-    // race the previous chunk's reads, so no barrier separates them
-    let mut carry = SharedMemory::<f32>::new(n_state * 2usize);
+    let mut smem_h = SharedMemory::<f32>::new(cube_units);
+    let mut carry = SharedMemory::<f32>::new(n_state);
     let mut k = tid;
     while k < n_state {
         carry[k] = 0.0f32;
@@ -335,7 +260,6 @@ pub fn scan_fwd<F: Float>(
 
     let chunk = units * items;
     let mut start = 0usize;
-    let mut parity = 0usize;
     while start < len {
         load_steps(
             u,
@@ -357,6 +281,7 @@ pub fn scan_fwd<F: Float>(
         for n in 0..n_state {
             // cubecl 0.10 has no exp2 intrinsic: exp(dt A) as is (see docs/kernels.md)
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
+            let h0 = carry[n];
             // this unit's steps, composed
             let (ga, gb) = compose_steps(
                 bm,
@@ -371,13 +296,16 @@ pub fn scan_fwd<F: Float>(
                 &mut pb,
                 items,
             );
-            let (ea, eb, ia, ib) = scan_cube_excl(ga, gb, &mut smem_a, &mut smem_b, use_plane);
-            // read after the scan's barriers, which follow the previous chunk's write
-            let h0 = carry[parity * n_state + n];
-            // the state before this unit's first step
-            let mut h = ea * h0 + eb;
+            let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
+            // state after this unit's last step; the one before its first step is the previous unit's
+            smem_h[tid] = sa * h0 + sb;
+            sync_cube();
+            let mut h = h0;
+            if tid > 0 {
+                h = smem_h[tid - 1];
+            }
             if tid == units - 1 {
-                carry[(1 - parity) * n_state + n] = ia * h0 + ib;
+                carry[n] = smem_h[tid];
             }
             #[unroll]
             for i in 0..items {
@@ -387,6 +315,7 @@ pub fn scan_fwd<F: Float>(
                     acc[i] += h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
                 }
             }
+            sync_cube();
         }
         #[unroll]
         for i in 0..items {
@@ -402,13 +331,11 @@ pub fn scan_fwd<F: Float>(
             }
         }
         start += chunk;
-        parity = 1 - parity;
     }
-    sync_cube();
     let mut k = tid;
     while k < n_state {
         last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
-            F::cast_from(carry[parity * n_state + k]);
+            F::cast_from(carry[k]);
         k += units;
     }
 }
