@@ -191,7 +191,7 @@ fn compose_steps<F: Float>(
 /// (plane shuffles + shared memory), the state carried from the previous chunk, and the
 /// unit's states recomputed to accumulate C . h. softplus(delta + bias), D and silu(z)
 /// fused. Storage dtype `F` (run time), math in f32.
-#[cube(launch)]
+#[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_fwd<F: Float>(
     u: &Tensor<F>,
@@ -439,7 +439,7 @@ fn scan_cube_rev(
 /// lambda_t = g_t C_t + mu_{t+1}, by a reverse cube scan. du, d delta and dz are written per
 /// step; dA, dB, dC, dD and d delta_bias are accumulated with f32 atomic adds (dB and dC over
 /// the channels of a group, the rest over the batch).
-#[cube(launch)]
+#[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_bwd<F: Float>(
     u: &Tensor<F>,
