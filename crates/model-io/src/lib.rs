@@ -1,0 +1,377 @@
+//! `model-io`: checkpoint I/O shared by the RankMamba model crates.
+//!
+//! - [`resolve_model`]: a local directory, or a Hugging Face hub id fetched through `hf-hub`
+//!   (cache dir, offline mode, custom endpoint for mirrors and loopback tests).
+//! - [`read_json`]: a `config.json` read into a serde type; errors name the file, line and column.
+//! - [`load_safetensors`] / [`save_safetensors`]: a Burn module from/to safetensors with the
+//!   PyTorch (HF) tensor names and layouts, through `burn-store`. Linear weights are transposed,
+//!   LayerNorm `weight`/`bias` map to `gamma`/`beta`, half-precision tensors are converted to the
+//!   module's dtype, and every missing or mis-shaped tensor is reported by name. Saving is atomic
+//!   (a temporary file in the same directory, then a rename).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use burn::module::Module;
+use burn::tensor::DType;
+use burn::tensor::backend::Backend;
+use burn_store::{
+    ApplyError, BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore, TensorSnapshot,
+};
+use serde::de::DeserializeOwned;
+
+/// Errors of checkpoint I/O. Every variant names the file or tensor concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelIoError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    #[error("{path}: {} tensor(s) missing: {}", .names.len(), .names.join(", "))]
+    MissingTensors { path: PathBuf, names: Vec<String> },
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: tensor `{name}`: {message}")]
+    Tensor {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
+    #[error("{path}: unexpected tensor(s) not used by the model: {}", .names.join(", "))]
+    UnusedTensors { path: PathBuf, names: Vec<String> },
+    #[error("model `{spec}`: {message}")]
+    Hub { spec: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where [`resolve_model`] looks for hub models.
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// Cache directory (default: `HF_HOME`/hub or `~/.cache/huggingface/hub`, as `hf-hub`).
+    pub cache_dir: Option<PathBuf>,
+    /// Use only the cache; never touch the network (also set by `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Hub endpoint (default `https://huggingface.co`, or `HF_ENDPOINT`); a mirror or a loopback
+    /// server in tests.
+    pub endpoint: Option<String>,
+    /// Revision (branch, tag or commit); default `main`.
+    pub revision: Option<String>,
+}
+
+/// Turns `spec` (a local directory, or a hub id such as `state-spaces/mamba-130m-hf`) into a
+/// local directory holding `files`. A local directory must contain them all; a hub id is fetched
+/// file by file into the `hf-hub` cache (or read from it when offline).
+pub fn resolve_model(
+    spec: &str,
+    files: &[&str],
+    options: &HubOptions,
+) -> Result<PathBuf, ModelIoError> {
+    let local = Path::new(spec);
+    if local.is_dir() {
+        for f in files {
+            let p = local.join(f);
+            if !p.is_file() {
+                return Err(ModelIoError::Io {
+                    path: p,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+                });
+            }
+        }
+        return Ok(local.to_path_buf());
+    }
+    if spec.split('/').count() != 2 || spec.starts_with('.') || spec.contains('\\') {
+        return Err(ModelIoError::Hub {
+            spec: spec.into(),
+            message: "neither an existing directory nor a hub id of the form `owner/name`".into(),
+        });
+    }
+    let hub_err = |message: String| ModelIoError::Hub {
+        spec: spec.into(),
+        message,
+    };
+    let revision = options.revision.clone().unwrap_or_else(|| "main".into());
+    let repo = hf_hub::Repo::with_revision(spec.into(), hf_hub::RepoType::Model, revision);
+    let cache = match &options.cache_dir {
+        Some(dir) => hf_hub::Cache::new(dir.clone()),
+        None => hf_hub::Cache::from_env(),
+    };
+    let offline = options.offline
+        || std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let mut paths = Vec::with_capacity(files.len());
+    if offline {
+        let cached = cache.repo(repo);
+        for f in files {
+            let p = cached.get(f).ok_or_else(|| {
+                hub_err(format!(
+                    "`{f}` is not in the cache {} (offline mode)",
+                    cache.path().display()
+                ))
+            })?;
+            paths.push(p);
+        }
+    } else {
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache).with_progress(false);
+        let endpoint = options
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("HF_ENDPOINT").ok());
+        if let Some(e) = endpoint {
+            builder = builder.with_endpoint(e);
+        }
+        let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
+        let api_repo = api.repo(repo);
+        for f in files {
+            let p = api_repo
+                .get(f)
+                .map_err(|e| hub_err(format!("fetching `{f}`: {e}")))?;
+            paths.push(p);
+        }
+    }
+    match paths.first().and_then(|p| p.parent()) {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => Err(hub_err("no files requested".into())),
+    }
+}
+
+/// Reads a JSON file into `T`; a syntax or schema error names the file, line and column.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelIoError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelIoError::Io {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelIoError::Json {
+        path: path.into(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// How checkpoint names map onto the module's parameter paths.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Regex rewrites applied to the file's names before matching (`(from, to)`, in order).
+    pub remap: Vec<(String, String)>,
+    /// Float dtype the loaded tensors get (default F32). Half-precision files are converted.
+    pub dtype: Option<DType>,
+    /// Module paths that may be absent from the file (e.g. a tied LM head, an optional pooler).
+    pub optional: Vec<String>,
+    /// File tensors that may be left unused (e.g. `lm_head.weight` when loading a backbone).
+    pub ignore_unused: Vec<String>,
+    /// Fail when the file holds tensors the module does not use (default: report nothing).
+    pub strict_unused: bool,
+}
+
+/// Converts every float tensor to one dtype on the way in.
+#[derive(Clone)]
+struct CastAdapter(DType);
+
+impl ModuleAdapter for CastAdapter {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        let from = snapshot.dtype;
+        let is_float = matches!(
+            from,
+            DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::Flex32
+        );
+        if !is_float || from == self.0 {
+            return snapshot.clone();
+        }
+        let to = self.0;
+        let data_fn = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            Rc::new(move || Ok(data_fn()?.convert_dtype(to))),
+            to,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
+/// Loads `module`'s parameters from a safetensors file written with PyTorch names and layouts.
+pub fn load_safetensors<B: Backend, M: Module<B>>(
+    mut module: M,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<M, ModelIoError> {
+    if !path.is_file() {
+        return Err(ModelIoError::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+        });
+    }
+    let dtype = options.dtype.unwrap_or(DType::F32);
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter.chain(CastAdapter(dtype)))
+        .validate(false)
+        .allow_partial(true);
+    for (from, to) in &options.remap {
+        regex_check(from)?;
+        store = store.with_key_remapping(from, to.clone());
+    }
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| ModelIoError::Safetensors {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    if let Some(err) = result.errors.first() {
+        return Err(match err {
+            ApplyError::ShapeMismatch {
+                path: name,
+                expected,
+                found,
+            } => ModelIoError::ShapeMismatch {
+                path: path.into(),
+                name: name.clone(),
+                expected: expected.as_slice().to_vec(),
+                found: found.as_slice().to_vec(),
+            },
+            ApplyError::DTypeMismatch { path: name, .. }
+            | ApplyError::AdapterError { path: name, .. }
+            | ApplyError::LoadError { path: name, .. } => ModelIoError::Tensor {
+                path: path.into(),
+                name: name.clone(),
+                message: err.to_string(),
+            },
+        });
+    }
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| !options.optional.iter().any(|o| o == name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ModelIoError::MissingTensors {
+            path: path.into(),
+            names: missing,
+        });
+    }
+    if options.strict_unused {
+        let unused: Vec<String> = result
+            .unused
+            .iter()
+            .filter(|n| !options.ignore_unused.iter().any(|o| o == *n))
+            .cloned()
+            .collect();
+        if !unused.is_empty() {
+            return Err(ModelIoError::UnusedTensors {
+                path: path.into(),
+                names: unused,
+            });
+        }
+    }
+    Ok(module)
+}
+
+fn regex_check(pattern: &str) -> Result<(), ModelIoError> {
+    // burn-store panics on an invalid pattern; check first so bad input is an error.
+    burn_store::KeyRemapper::new()
+        .add_pattern(pattern, "")
+        .map(|_| ())
+        .map_err(|e| ModelIoError::Invalid(format!("invalid remap pattern `{pattern}`: {e}")))
+}
+
+/// Names (as written to the file) of the module's parameters, sorted; useful for diagnostics.
+pub fn parameter_names<B: Backend, M: Module<B>>(module: &M) -> BTreeSet<String> {
+    module
+        .collect(None, None, false)
+        .into_iter()
+        .map(|s| s.full_path())
+        .collect()
+}
+
+/// Saves `module` to a safetensors file with PyTorch names and layouts (Linear weights
+/// transposed back, LayerNorm `gamma`/`beta` written as `weight`/`bias`), so that
+/// [`load_safetensors`] and `transformers` read it back. `remap` rewrites Burn paths to file
+/// names. The file is written to a temporary sibling and renamed: a crash leaves either the old
+/// file or the new one, never a torn file.
+pub fn save_safetensors<B: Backend, M: Module<B>>(
+    module: &M,
+    path: &Path,
+    remap: &[(String, String)],
+    metadata: &[(String, String)],
+) -> Result<(), ModelIoError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |source| ModelIoError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    for (from, to) in remap {
+        regex_check(from)?;
+        store = store.with_key_remapping(from, to.clone());
+    }
+    for (k, v) in metadata {
+        store = store.metadata(k.clone(), v.clone());
+    }
+    module
+        .save_into(&mut store)
+        .map_err(|e| ModelIoError::Safetensors {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    let bytes = store.get_bytes().map_err(|e| ModelIoError::Safetensors {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    tmp.write_all(&bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Lists a safetensors file's tensors as `name: dtype shape`, one per line (for error messages
+/// and the CLI's `inspect`).
+pub fn describe_safetensors(path: &Path) -> Result<String, ModelIoError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelIoError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let st =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelIoError::Safetensors {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    let mut names = st.names();
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        if let Ok(t) = st.tensor(n) {
+            let _ = writeln!(out, "{n}: {:?} {:?}", t.dtype(), t.shape());
+        }
+    }
+    Ok(out)
+}
