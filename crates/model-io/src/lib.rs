@@ -228,6 +228,7 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(
         });
     }
     let dtype = options.dtype.unwrap_or(DType::F32);
+    check_float_dtypes(&module, path, options)?;
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter.chain(CastAdapter(dtype)))
         .validate(false)
@@ -292,6 +293,50 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(
     Ok(module)
 }
 
+/// Tensors the module will take as float parameters must be stored as floats: Burn would build
+/// a float tensor over integer bytes otherwise.
+fn check_float_dtypes<B: Backend, M: Module<B>>(
+    module: &M,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<(), ModelIoError> {
+    let params = parameter_names(module);
+    let mut remapper = burn_store::KeyRemapper::new();
+    for (from, to) in &options.remap {
+        regex_check(from)?;
+        remapper = remapper
+            .add_pattern(from, to.clone())
+            .map_err(|e| ModelIoError::Invalid(e.to_string()))?;
+    }
+    let pairs = remapper.to_regex_pairs();
+    for entry in read_header(path)? {
+        if matches!(entry.dtype.as_str(), "F64" | "F32" | "F16" | "BF16") {
+            continue;
+        }
+        let mut name = entry.name.clone();
+        for (re, rep) in &pairs {
+            if re.is_match(&name) {
+                name = re.replace_all(&name, rep.as_str()).into_owned();
+            }
+        }
+        let alt = name
+            .strip_suffix(".weight")
+            .map(|p| format!("{p}.gamma"))
+            .or_else(|| name.strip_suffix(".bias").map(|p| format!("{p}.beta")));
+        if params.contains(&name) || alt.is_some_and(|a| params.contains(&a)) {
+            return Err(ModelIoError::Tensor {
+                path: path.into(),
+                name: entry.name,
+                message: format!(
+                    "stored as {}, expected a float type (F32, F16, BF16 or F64)",
+                    entry.dtype
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn regex_check(pattern: &str) -> Result<(), ModelIoError> {
     // burn-store panics on an invalid pattern; check first so bad input is an error.
     burn_store::KeyRemapper::new()
@@ -320,14 +365,6 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(
     remap: &[(String, String)],
     metadata: &[(String, String)],
 ) -> Result<(), ModelIoError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |source| ModelIoError::Io {
-        path: path.into(),
-        source,
-    };
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
     for (from, to) in remap {
         regex_check(from)?;
@@ -346,11 +383,96 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(
         path: path.into(),
         message: e.to_string(),
     })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary sibling file, synced, then renamed over
+/// `path`. A crash leaves either the old content or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelIoError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |source| ModelIoError::Io {
+        path: path.into(),
+        source,
+    };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(&bytes).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// One tensor of a safetensors header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEntry {
+    /// Tensor name.
+    pub name: String,
+    /// Safetensors dtype string (`F32`, `BF16`, `I64`, ...).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+}
+
+/// The tensors of a safetensors file (name, dtype, shape), sorted by name, read from its
+/// header only; a malformed or truncated header is an error naming the file.
+pub fn read_header(path: &Path) -> Result<Vec<HeaderEntry>, ModelIoError> {
+    use std::io::Read as _;
+    let bad = |message: String| ModelIoError::Safetensors {
+        path: path.into(),
+        message,
+    };
+    let mut f = std::fs::File::open(path).map_err(|source| ModelIoError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|e| bad(format!("cannot read the header length: {e}")))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 || n + 8 > file_len {
+        return Err(bad(format!(
+            "header length {n} does not fit in a file of {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| bad(format!("truncated header: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("header is not a JSON object".into()))?;
+    let mut out = Vec::with_capacity(obj.len());
+    for (name, info) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no dtype")))?
+            .to_string();
+        let shape = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no valid shape")))?;
+        out.push(HeaderEntry {
+            name: name.clone(),
+            dtype,
+            shape,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Names of the tensors in a safetensors file, read from its header only.
+pub fn tensor_names(path: &Path) -> Result<Vec<String>, ModelIoError> {
+    Ok(read_header(path)?.into_iter().map(|e| e.name).collect())
 }
 
 /// Lists a safetensors file's tensors as `name: dtype shape`, one per line (for error messages

@@ -1,0 +1,143 @@
+//! Loading and saving Mamba checkpoints: HF layout (`backbone.embeddings`,
+//! `backbone.layers.{i}.mixer.*`, `backbone.norm_f`, optional `lm_head`) and the original
+//! state-spaces layout (`backbone.embedding`), from a local directory or a hub id.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use model_io::{HubOptions, LoadOptions};
+
+use crate::{MambaConfig, MambaError, MambaForCausalLM, MambaModel};
+
+/// File holding the weights.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File holding the config.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// File name -> module path rewrites shared by both layouts.
+fn load_remap(file_names: &[String], with_head: bool) -> Vec<(String, String)> {
+    let mut remap = vec![
+        (r"\.mixer\.A_log$".into(), ".mixer.a_log".into()),
+        (r"\.mixer\.D$".into(), ".mixer.d".into()),
+        (
+            r"^backbone\.embedding\.".into(),
+            "backbone.embeddings.".into(),
+        ),
+        (r"^embedding\.".into(), "embeddings.".into()),
+    ];
+    let prefixed = file_names.iter().any(|n| n.starts_with("backbone."));
+    match (with_head, prefixed) {
+        // A bare backbone file loaded into the LM: give its names the prefix.
+        (true, false) => remap.push((
+            r"^(embeddings|embedding|layers|norm_f)\.".into(),
+            "backbone.$1.".into(),
+        )),
+        // An LM file loaded into the backbone: drop the prefix.
+        (false, true) => remap.push((r"^backbone\.".into(), String::new())),
+        _ => {}
+    }
+    remap
+}
+
+fn save_remap() -> Vec<(String, String)> {
+    vec![
+        (r"\.mixer\.a_log$".into(), ".mixer.A_log".into()),
+        (r"\.mixer\.d$".into(), ".mixer.D".into()),
+    ]
+}
+
+fn options(file_names: &[String], with_head: bool) -> LoadOptions {
+    LoadOptions {
+        remap: load_remap(file_names, with_head),
+        ..LoadOptions::default()
+    }
+}
+
+impl<B: Backend> MambaForCausalLM<B> {
+    /// Loads `config.json` + `model.safetensors` from a local directory or a hub id (e.g.
+    /// `state-spaces/mamba-130m-hf`). Half-precision weights are converted to fp32.
+    pub fn from_pretrained(
+        spec: &str,
+        hub: &HubOptions,
+        device: &B::Device,
+    ) -> Result<(Self, MambaConfig), MambaError> {
+        let dir = model_io::resolve_model(spec, &[CONFIG_FILE, WEIGHTS_FILE], hub)?;
+        Self::load_dir(&dir, device)
+    }
+
+    /// Loads `config.json` + `model.safetensors` from `dir`.
+    pub fn load_dir(dir: &Path, device: &B::Device) -> Result<(Self, MambaConfig), MambaError> {
+        let config = MambaConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let model = Self::new(&config, device).load_weights(&dir.join(WEIGHTS_FILE))?;
+        Ok((model, config))
+    }
+
+    /// Loads the weights of a safetensors file into this model (whose config must match).
+    pub fn load_weights(self, file: &Path) -> Result<Self, MambaError> {
+        let names = model_io::tensor_names(file)?;
+        Ok(model_io::load_safetensors(
+            self,
+            file,
+            &options(&names, true),
+        )?)
+    }
+
+    /// Writes `config.json` (HF layout) and `model.safetensors` (HF names, fp32, no
+    /// `lm_head.weight` when tied) into `dir`, each atomically. `transformers` and
+    /// [`Self::load_dir`] read the result.
+    pub fn save_pretrained(&self, config: &MambaConfig, dir: &Path) -> Result<(), MambaError> {
+        save_dir(self, config, dir)
+    }
+}
+
+impl<B: Backend> MambaModel<B> {
+    /// Loads a backbone from a local directory or a hub id (an LM head in the file is ignored).
+    pub fn from_pretrained(
+        spec: &str,
+        hub: &HubOptions,
+        device: &B::Device,
+    ) -> Result<(Self, MambaConfig), MambaError> {
+        let dir = model_io::resolve_model(spec, &[CONFIG_FILE, WEIGHTS_FILE], hub)?;
+        Self::load_dir(&dir, device)
+    }
+
+    /// Loads a backbone from `dir`.
+    pub fn load_dir(dir: &Path, device: &B::Device) -> Result<(Self, MambaConfig), MambaError> {
+        let config = MambaConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let model = Self::new(&config, device).load_weights(&dir.join(WEIGHTS_FILE))?;
+        Ok((model, config))
+    }
+
+    /// Loads the weights of a safetensors file into this backbone.
+    pub fn load_weights(self, file: &Path) -> Result<Self, MambaError> {
+        let names = model_io::tensor_names(file)?;
+        Ok(model_io::load_safetensors(
+            self,
+            file,
+            &options(&names, false),
+        )?)
+    }
+
+    /// Writes the backbone as `config.json` + `model.safetensors` with HF backbone names
+    /// (`embeddings.weight`, `layers.{i}...`, `norm_f.weight`).
+    pub fn save_pretrained(&self, config: &MambaConfig, dir: &Path) -> Result<(), MambaError> {
+        save_dir(self, config, dir)
+    }
+}
+
+fn save_dir<B: Backend, M: burn::module::Module<B>>(
+    module: &M,
+    config: &MambaConfig,
+    dir: &Path,
+) -> Result<(), MambaError> {
+    std::fs::create_dir_all(dir).map_err(|source| model_io::ModelIoError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    let meta = [("format".to_string(), "pt".to_string())];
+    model_io::save_safetensors(module, &dir.join(WEIGHTS_FILE), &save_remap(), &meta)?;
+    let text = serde_json::to_string_pretty(&config.to_hf_json())
+        .map_err(|e| MambaError::Config(e.to_string()))?;
+    model_io::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    Ok(())
+}

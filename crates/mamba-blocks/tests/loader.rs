@@ -1,0 +1,342 @@
+//! Checkpoint loader errors (each names what is wrong), hub loading through a loopback server,
+//! tokenizer parity with HF `tokenizers`, and the upstream initialisation.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use burn::backend::NdArray;
+use burn::tensor::{Int, Tensor};
+use mamba_blocks::{HubOptions, MambaConfig, MambaError, MambaForCausalLM, MambaTokenizer};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+type B = NdArray;
+
+fn tiny_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+/// A copy of the tiny checkpoint with its tensors edited by `edit`.
+fn edited(
+    edit: impl Fn(&str, Dtype, Vec<usize>, &[u8]) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        tiny_dir().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(tiny_dir().join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut kept: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        if let Some((dt, shape, data)) = edit(&name, t.dtype(), t.shape().to_vec(), t.data()) {
+            kept.push((name, dt, shape, data));
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = kept
+        .iter()
+        .map(|(n, dt, s, d)| (n.clone(), TensorView::new(*dt, s.clone(), d).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
+    tmp
+}
+
+fn load_err(dir: &Path) -> String {
+    match MambaForCausalLM::<B>::load_dir(dir, &Default::default()) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = edited(|n, dt, s, d| {
+        (n != "backbone.layers.1.mixer.x_proj.weight").then(|| (dt, s, d.to_vec()))
+    });
+    let e = load_err(dir.path());
+    eprintln!("{e}");
+    assert!(
+        e.contains("missing") && e.contains("layers.1.mixer.x_proj.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_shape_names_tensor_and_shapes() {
+    let dir = edited(|n, dt, s, d| {
+        if n == "backbone.layers.0.mixer.A_log" {
+            // [128, 16] stored as [16, 128]
+            Some((dt, vec![s[1], s[0]], d.to_vec()))
+        } else {
+            Some((dt, s, d.to_vec()))
+        }
+    });
+    let e = load_err(dir.path());
+    eprintln!("{e}");
+    assert!(e.contains("A_log") || e.contains("a_log"), "{e}");
+    assert!(e.contains("[128, 16]") && e.contains("[16, 128]"), "{e}");
+}
+
+#[test]
+fn wrong_dtype_is_an_error() {
+    // Integer data where a float parameter is expected.
+    let dir = edited(|n, dt, s, d| {
+        if n == "backbone.norm_f.weight" {
+            Some((Dtype::I32, s, d.to_vec()))
+        } else {
+            Some((dt, s, d.to_vec()))
+        }
+    });
+    let e = load_err(dir.path());
+    eprintln!("{e}");
+    assert!(e.contains("norm_f"), "{e}");
+}
+
+#[test]
+fn truncated_file_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        tiny_dir().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(tiny_dir().join("model.safetensors")).unwrap();
+    std::fs::write(
+        tmp.path().join("model.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let e = load_err(tmp.path());
+    eprintln!("{e}");
+    assert!(e.contains("model.safetensors"), "{e}");
+    // and a file cut inside its header
+    std::fs::write(tmp.path().join("model.safetensors"), &bytes[..20]).unwrap();
+    let e = load_err(tmp.path());
+    eprintln!("{e}");
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn bad_config_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        "{\n  \"hidden_size\": 64,\n  oops\n}\n",
+    )
+    .unwrap();
+    let e = MambaConfig::from_file(&tmp.path().join("config.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("config.json:3:"), "{e}");
+    std::fs::write(
+        tmp.path().join("config.json"),
+        "{\"hidden_size\": 64, \"num_hidden_layers\": 2}",
+    )
+    .unwrap();
+    let e = MambaConfig::from_file(&tmp.path().join("config.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("config.json") && e.contains("vocab_size"), "{e}");
+}
+
+#[test]
+fn missing_directory_files_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        tiny_dir().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
+    let spec = tmp.path().to_str().unwrap();
+    let e =
+        MambaForCausalLM::<B>::from_pretrained(spec, &HubOptions::default(), &Default::default())
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+/// A minimal HF hub: `GET /{repo}/resolve/{rev}/{file}` with Range support and the headers
+/// `hf-hub` reads (etag, x-repo-commit, content-range).
+fn serve_hub(files: HashMap<String, Vec<u8>>) -> (String, std::thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut served = 0;
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap() == 0 {
+                continue;
+            }
+            let mut range = None;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line
+                    .strip_prefix("Range: bytes=")
+                    .or(line.strip_prefix("range: bytes="))
+                {
+                    let (a, b) = v.split_once('-').unwrap();
+                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            if path == "/__stop" {
+                break;
+            }
+            let file = path.rsplit('/').next().unwrap_or("");
+            let Some(data) = files.get(file) else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                continue;
+            };
+            served += 1;
+            let (start, end) = match range {
+                Some((a, b)) => (a, b.unwrap_or(data.len() - 1).min(data.len() - 1)),
+                None => (0, data.len() - 1),
+            };
+            let body = &data[start..=end];
+            let head = format!(
+                "HTTP/1.1 206 Partial Content\r\netag: \"etag-{file}\"\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\ncontent-range: bytes {start}-{end}/{}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                data.len(),
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        }
+        served
+    });
+    (format!("http://{addr}"), handle)
+}
+
+#[test]
+fn hub_id_through_a_loopback_server_then_offline_cache() {
+    let mut files = HashMap::new();
+    for f in ["config.json", "model.safetensors"] {
+        files.insert(f.to_string(), std::fs::read(tiny_dir().join(f)).unwrap());
+    }
+    let (endpoint, server) = serve_hub(files);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = HubOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        endpoint: Some(endpoint.clone()),
+        ..HubOptions::default()
+    };
+    let dev = Default::default();
+    let (model, config) =
+        MambaForCausalLM::<B>::from_pretrained("state-spaces/tiny-test", &hub, &dev).unwrap();
+    let (local, _) = MambaForCausalLM::<B>::load_dir(&tiny_dir(), &dev).unwrap();
+    assert_eq!(config.hidden_size, 64);
+    let ids = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 4, 5]], &dev);
+    let a: Vec<f32> = model
+        .forward(ids.clone(), None)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let b: Vec<f32> = local.forward(ids, None).into_data().to_vec().unwrap();
+    assert_eq!(a, b, "hub copy differs from the local files");
+    // Stop the server; offline mode must now find everything in the cache.
+    let _ = std::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
+        .and_then(|mut s| s.write_all(b"GET /__stop HTTP/1.1\r\n\r\n"));
+    assert_eq!(
+        server.join().unwrap(),
+        4,
+        "two metadata + two file requests"
+    );
+    let offline = HubOptions {
+        offline: true,
+        endpoint: None,
+        ..hub.clone()
+    };
+    MambaForCausalLM::<B>::from_pretrained("state-spaces/tiny-test", &offline, &dev).unwrap();
+    let e = MambaForCausalLM::<B>::from_pretrained("state-spaces/other", &offline, &dev)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, MambaError::Io(_)) && e.to_string().contains("offline"),
+        "{e}"
+    );
+}
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("RANKMAMBA_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    }
+}
+
+#[test]
+fn tokenizer_matches_hf_tokenizers() {
+    let path = data_dir().join("tokenizers/gpt-neox-20b/tokenizer.json");
+    assert!(
+        path.is_file(),
+        "{} not found: set RANKMAMBA_DATA to the data folder (see ../shared/data/README.md)",
+        path.display()
+    );
+    let tok = MambaTokenizer::from_file(&path).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_ids.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tok.eos_id() as u64, fixture["eos_id"].as_u64().unwrap());
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 10);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text).unwrap(), want, "{text:?}");
+        assert_eq!(tok.decode(&want).unwrap(), text);
+    }
+    assert!(MambaTokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).is_err());
+}
+
+#[test]
+fn initialisation_follows_upstream() {
+    let mut c = MambaConfig::new(32, 1, 50);
+    c.state_size = 5;
+    let m = MambaForCausalLM::<B>::new(&c, &Default::default());
+    let mixer = &m.backbone.layers[0].mixer;
+    let a: Vec<f32> = mixer.a_log.val().into_data().to_vec().unwrap();
+    for row in a.chunks(5) {
+        for (j, v) in row.iter().enumerate() {
+            assert!((v - ((j + 1) as f32).ln()).abs() < 1e-6);
+        }
+    }
+    let d: Vec<f32> = mixer.d.val().into_data().to_vec().unwrap();
+    assert!(d.iter().all(|x| *x == 1.0));
+    // softplus(dt bias) is the initial step size, within [dt_min, dt_max]
+    let bias: Vec<f32> = mixer
+        .dt_proj
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    for b in bias {
+        let dt = (1.0 + (b as f64).exp()).ln();
+        assert!((0.001 - 1e-6..=0.1 + 1e-6).contains(&dt), "{dt}");
+    }
+    assert!(m.lm_head.is_none(), "tied by default");
+}
