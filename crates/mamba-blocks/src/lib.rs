@@ -20,8 +20,9 @@
 //! let model = MambaForCausalLM::<NdArray>::new(&config, &dev);
 //! let ids = Tensor::<NdArray, 2, Int>::from_ints([[1, 2, 3, 4], [0, 0, 5, 6]], &dev);
 //! let mask = Tensor::<NdArray, 2, Int>::from_ints([[1, 1, 1, 1], [0, 0, 1, 1]], &dev);
-//! let logits = model.forward(ids, Some(mask));
+//! let logits = model.forward(ids, Some(mask))?;
 //! assert_eq!(logits.dims(), [2, 4, 100]);
+//! # Ok::<(), mamba_blocks::MambaError>(())
 //! ```
 
 mod block;
@@ -49,6 +50,9 @@ pub enum MambaError {
     /// Checkpoint files (missing, malformed, wrong names or shapes, hub failures).
     #[error(transparent)]
     Io(#[from] model_io::ModelIoError),
+    /// Model inputs that cannot be run (ids out of the vocabulary, mask of the wrong shape).
+    #[error("input: {0}")]
+    Input(String),
     /// Tokenizer file or encoding failures.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

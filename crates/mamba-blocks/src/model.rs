@@ -5,7 +5,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::{Int, Tensor, backend::Backend};
 use mamba_ssm::SelectiveScanBackend;
 
-use crate::{MambaBlock, MambaConfig, RmsNorm};
+use crate::{MambaBlock, MambaConfig, MambaError, RmsNorm};
 
 /// The Mamba backbone (HF `MambaModel`: `embeddings`, `layers`, `norm_f`).
 #[derive(Module, Debug)]
@@ -47,8 +47,22 @@ impl<B: SelectiveScanBackend> MambaModel<B> {
     ///
     /// `attention_mask` (`[batch, L]`, 1 at real tokens, 0 at padding) makes padded positions
     /// exact no-ops, so real positions do not depend on the padding (left or right); without
-    /// it every position is a real token.
+    /// it every position is a real token. Ids out of the vocabulary, a mask of another shape
+    /// or with values other than 0/1 are errors ([`MambaError::Input`]).
     pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> Result<Tensor<B, 3>, MambaError> {
+        let vocab = self.embeddings.weight.dims()[0];
+        model_io::check_token_batch(&input_ids, attention_mask.as_ref(), vocab)
+            .map_err(MambaError::Input)?;
+        Ok(self.forward_unchecked(input_ids, attention_mask))
+    }
+
+    /// [`Self::forward`] without the input checks (no device sync); out-of-range ids are
+    /// undefined behaviour of the backend (a panic on NdArray).
+    pub fn forward_unchecked(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
@@ -86,14 +100,15 @@ impl<B: Backend> MambaForCausalLM<B> {
 }
 
 impl<B: SelectiveScanBackend> MambaForCausalLM<B> {
-    /// Logits `[batch, L, vocab]` from the last hidden states.
+    /// Logits `[batch, L, vocab]` from the last hidden states (inputs checked as in
+    /// [`MambaModel::forward`]).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
-    ) -> Tensor<B, 3> {
-        let h = self.backbone.forward(input_ids, attention_mask);
-        self.logits(h)
+    ) -> Result<Tensor<B, 3>, MambaError> {
+        let h = self.backbone.forward(input_ids, attention_mask)?;
+        Ok(self.logits(h))
     }
 
     /// The LM head applied to hidden states `[batch, L, H]`.

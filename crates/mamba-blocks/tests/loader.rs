@@ -242,10 +242,16 @@ fn hub_id_through_a_loopback_server_then_offline_cache() {
     let ids = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 4, 5]], &dev);
     let a: Vec<f32> = model
         .forward(ids.clone(), None)
+        .unwrap()
         .into_data()
         .to_vec()
         .unwrap();
-    let b: Vec<f32> = local.forward(ids, None).into_data().to_vec().unwrap();
+    let b: Vec<f32> = local
+        .forward(ids, None)
+        .unwrap()
+        .into_data()
+        .to_vec()
+        .unwrap();
     assert_eq!(a, b, "hub copy differs from the local files");
     // Stop the server; offline mode must now find everything in the cache.
     let _ = std::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
@@ -339,4 +345,29 @@ fn initialisation_follows_upstream() {
         assert!((0.001 - 1e-6..=0.1 + 1e-6).contains(&dt), "{dt}");
     }
     assert!(m.lm_head.is_none(), "tied by default");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let dev = Default::default();
+    let (model, _) = MambaForCausalLM::<B>::load_dir(&tiny_dir(), &dev).unwrap();
+    let err =
+        |ids: Tensor<B, 2, Int>, mask: Option<Tensor<B, 2, Int>>| match model.forward(ids, mask) {
+            Ok(_) => panic!("should fail"),
+            Err(e) => e.to_string(),
+        };
+    let e = err(Tensor::from_ints([[1, 2, 512]], &dev), None);
+    assert!(e.contains("0..512") && e.contains("512"), "{e}");
+    let e = err(Tensor::from_ints([[1, -2, 3]], &dev), None);
+    assert!(e.contains("input_ids"), "{e}");
+    let e = err(
+        Tensor::from_ints([[1, 2, 3]], &dev),
+        Some(Tensor::from_ints([[1, 1]], &dev)),
+    );
+    assert!(e.contains("attention_mask has shape"), "{e}");
+    let e = err(
+        Tensor::from_ints([[1, 2, 3]], &dev),
+        Some(Tensor::from_ints([[1, 2, 1]], &dev)),
+    );
+    assert!(e.contains("only 0 and 1"), "{e}");
 }

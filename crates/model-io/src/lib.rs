@@ -497,3 +497,45 @@ pub fn describe_safetensors(path: &Path) -> Result<String, ModelIoError> {
     }
     Ok(out)
 }
+
+/// Checks a token batch before it reaches a model: a non-empty `[batch, seq]` shape, every id in
+/// `0..vocab`, and a mask (if any) of the same shape holding only 0 and 1. Costs one reduction
+/// per tensor (a device sync). Returns a message naming what is wrong.
+pub fn check_token_batch<B: Backend>(
+    input_ids: &burn::tensor::Tensor<B, 2, burn::tensor::Int>,
+    attention_mask: Option<&burn::tensor::Tensor<B, 2, burn::tensor::Int>>,
+    vocab: usize,
+) -> Result<(), String> {
+    use burn::tensor::ElementConversion;
+    let dims = input_ids.dims();
+    if dims.contains(&0) {
+        return Err(format!("input_ids has an empty shape {dims:?}"));
+    }
+    let range = |t: &burn::tensor::Tensor<B, 2, burn::tensor::Int>| -> (i64, i64) {
+        (
+            t.clone().min().into_scalar().elem(),
+            t.clone().max().into_scalar().elem(),
+        )
+    };
+    let (lo, hi) = range(input_ids);
+    if lo < 0 || hi as u64 >= vocab as u64 {
+        return Err(format!(
+            "input_ids must lie in 0..{vocab}, found values in {lo}..={hi}"
+        ));
+    }
+    if let Some(m) = attention_mask {
+        if m.dims() != dims {
+            return Err(format!(
+                "attention_mask has shape {:?}, input_ids has shape {dims:?}",
+                m.dims()
+            ));
+        }
+        let (lo, hi) = range(m);
+        if lo < 0 || hi > 1 {
+            return Err(format!(
+                "attention_mask must hold only 0 and 1, found values in {lo}..={hi}"
+            ));
+        }
+    }
+    Ok(())
+}
