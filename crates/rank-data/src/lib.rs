@@ -1,4 +1,44 @@
-//! `rank-data`: Readers for TREC DL, MS MARCO and BEIR layouts, query groups, BM25 first stage.
+//! `rank-data`: readers for the TREC DL, BEIR and MS MARCO layouts, a BM25 first stage for
+//! collections that ship no run, and seeded training groups with hard negatives.
 //!
-//! **Not implemented yet.** This crate is a placeholder in the workspace layout of
-//! `DESIGN.md`; it exports nothing. Its content is tracked by issue 7.
+//! Knows nothing of models. Qrels and runs are `ir-metrics`' types (re-exported here); every
+//! reader streams its file line by line and reports bad input as an [`Error`] naming the file,
+//! the line and what was expected.
+//!
+//! ```no_run
+//! use rank_data::{Bm25Index, Dataset, GroupConfig, GroupSampler};
+//! let scifact = Dataset::open("scifact")?; // $RANKMAMBA_DATA/scifact, or a path
+//! let qrels = scifact.qrels("train")?;
+//! let index = Bm25Index::build(scifact.documents()?)?;
+//! let mut queries = scifact.queries()?;
+//! queries.retain(|q| qrels.get(q).is_some());
+//! let run = index.run(&queries.to_vec(), 100, "bm25")?;
+//! let sampler = GroupSampler::from_run(queries.ids(), &qrels, &run, GroupConfig::default())?;
+//! let corpus = scifact.corpus(|_| true)?;
+//! for group in sampler.groups(0) {
+//!     let _texts = group.texts(&queries, &corpus)?; // docs[0] is the positive
+//! }
+//! # Ok::<(), rank_data::Error>(())
+//! ```
+
+pub mod beir;
+pub mod bm25;
+pub mod dataset;
+pub mod error;
+pub mod groups;
+mod jsonl;
+mod lines;
+pub mod msmarco;
+pub mod trec;
+pub mod types;
+
+pub use bm25::Bm25Index;
+pub use dataset::{DATA_ENV, Dataset, DocumentReader, Layout, data_dir};
+pub use error::{Error, Result};
+pub use groups::{
+    Group, GroupConfig, GroupSampler, GroupTexts, Position, SkipReason, Skipped, TooFewNegatives,
+    TrainingData,
+};
+pub use ir_metrics::{Qrels, QueryQrels, QueryRun, Run};
+pub use msmarco::{TrainingExample, Triple};
+pub use types::{Corpus, Document, Queries, Query};
