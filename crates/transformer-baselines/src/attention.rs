@@ -39,8 +39,8 @@ pub fn attention<B: Backend>(
     }
 }
 
-/// Burn's fused attention. The padding mask is broadcast to `[batch, heads, seq_q, seq_k]`
-/// (the shape the fused kernels take); the causal mask is Burn's `is_causal` option.
+/// Burn's fused attention. The padding mask is materialised as `[batch, heads, seq_q, seq_k]`
+/// (see [`full_mask`]); the causal mask is Burn's `is_causal` option.
 pub fn fused_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -48,12 +48,8 @@ pub fn fused_attention<B: Backend>(
     key_padding: Option<Tensor<B, 2, Bool>>,
     causal: bool,
 ) -> Tensor<B, 4> {
-    let [batch, heads, seq_q, _] = q.dims();
-    let seq_k = k.dims()[2];
-    let mask = key_padding.map(|pad| {
-        pad.reshape([batch, 1, 1, seq_k])
-            .expand([batch, heads, seq_q, seq_k])
-    });
+    let [_, heads, seq_q, _] = q.dims();
+    let mask = key_padding.map(|pad| full_mask(pad, heads, seq_q));
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
@@ -95,6 +91,25 @@ pub fn reference_attention<B: Backend>(
     // A row whose keys are all masked would average every value: make it zero instead.
     let visible = mask.bool_not().any_dim(3).float(); // [batch, heads, seq_q, 1]
     (probs * visible).matmul(v)
+}
+
+/// A key-padding mask `[batch, seq_k]` as the `[batch, heads, seq_q, seq_k]` mask that Burn's
+/// `attention` takes, materialised (contiguous). A broadcast view (`expand` or, on the cubecl
+/// backends, `repeat_dim`: stride 0) is not enough: Burn 0.21's cubecl flash kernels read the
+/// mask as if it were contiguous and return wrong results for a broadcast one (measured on
+/// wgpu, tests/wgpu.rs), while the decomposed path accepts either. The broadcast view goes
+/// through one element-wise op (`bool_not` of the inverted mask), whose output is contiguous.
+pub fn full_mask<B: Backend>(
+    key_padding: Tensor<B, 2, Bool>,
+    heads: usize,
+    seq_q: usize,
+) -> Tensor<B, 4, Bool> {
+    let [batch, seq_k] = key_padding.dims();
+    key_padding
+        .bool_not()
+        .reshape([batch, 1, 1, seq_k])
+        .expand([batch, heads, seq_q, seq_k])
+        .bool_not()
 }
 
 /// `[seq_q, seq_k]`, `true` where key `j` lies after query `i` (`j > i`), aligned at the start.
