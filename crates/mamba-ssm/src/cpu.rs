@@ -625,9 +625,13 @@ pub fn forward(
     (y, return_last_state.then_some(last))
 }
 
+/// Channels per block in the backward's dB / dC reduction (fixed, for reproducibility).
+const ROW_BLOCK: usize = 16;
+
 /// Backward scan: gradients of `sum(dy * y)` with respect to every input. States are
 /// recomputed from checkpoints every 64 steps (O(dim x N x L / 64) extra memory per worker,
-/// not O(L x N) per row).
+/// not O(L x N) per row). Bitwise reproducible: the reductions over channels run in a fixed
+/// order whatever the thread count.
 ///
 /// # Panics
 /// When slice lengths do not match `dims`.
@@ -667,41 +671,53 @@ pub fn backward(dims: &ScanDims, inp: &CpuScanInputs<'_>, dy: &[f32]) -> CpuScan
                     Some(v) => v[span.clone()].chunks_mut(len).map(Some).collect(),
                     None => (0..per_group).map(|_| None).collect(),
                 };
-                let (sum_b, sum_c) = du[span.clone()]
-                    .par_chunks_mut(len)
-                    .zip(ddelta[span].par_chunks_mut(len))
-                    .zip(dz_rows)
-                    .zip(da_rows[rows.start * np..rows.end * np].par_chunks_mut(np))
-                    .zip(dd_rows[rows.clone()].par_iter_mut().zip(db_rows[rows.clone()].par_iter_mut()))
+                // Channels in fixed blocks of ROW_BLOCK: each block sums its rows' dB / dC in
+                // order, blocks run in parallel, and the block sums are added in block order.
+                // The result does not depend on the thread count or on work stealing, so the
+                // backward (and training on top of it) is bitwise reproducible.
+                let mut dz_rows = dz_rows;
+                let partials: Vec<(Vec<f32>, Vec<f32>)> = du[span.clone()]
+                    .par_chunks_mut(len * ROW_BLOCK)
+                    .zip(ddelta[span].par_chunks_mut(len * ROW_BLOCK))
+                    .zip(dz_rows.par_chunks_mut(ROW_BLOCK))
+                    .zip(da_rows[rows.start * np..rows.end * np].par_chunks_mut(np * ROW_BLOCK))
+                    .zip(dd_rows[rows.clone()].par_chunks_mut(ROW_BLOCK))
+                    .zip(db_rows[rows.clone()].par_chunks_mut(ROW_BLOCK))
                     .enumerate()
-                    .fold(
-                        || (vec![0.0f32; len * np], vec![0.0f32; len * np], Scratch::new(len, np)),
-                        |(mut acc_b, mut acc_c, mut scratch), (j, ((((du_r, dd_r), dz_r), da_r), (d_out, bias_out)))| {
-                            let idx = c0 + j;
+                    .map(|(blk, (((((du_b, dd_b), dz_b), da_b), d_out), bias_out))| {
+                        let mut acc_b = vec![0.0f32; len * np];
+                        let mut acc_c = vec![0.0f32; len * np];
+                        let mut scratch = Scratch::new(len, np);
+                        for (k, dz_r) in dz_b.iter_mut().enumerate() {
+                            let idx = c0 + blk * ROW_BLOCK + k;
                             let row = prep.row(inp, idx);
                             let mut g = RowGrads {
-                                du: du_r,
-                                ddelta: dd_r,
-                                dz: dz_r,
+                                du: &mut du_b[k * len..(k + 1) * len],
+                                ddelta: &mut dd_b[k * len..(k + 1) * len],
+                                dz: dz_r.as_deref_mut(),
                                 dbt: &mut acc_b,
                                 dct: &mut acc_c,
                             };
-                            let (d_d, d_bias) = row_backward(&row, np, &dy[idx * len..(idx + 1) * len], &mut scratch, &mut g);
-                            da_r.copy_from_slice(&scratch.da_row);
-                            *d_out = d_d;
-                            *bias_out = d_bias;
-                            (acc_b, acc_c, scratch)
-                        },
-                    )
-                    .map(|(b, c, _)| (b, c))
-                    .reduce(
-                        || (vec![0.0f32; len * np], vec![0.0f32; len * np]),
-                        |(mut b1, mut c1), (b2, c2)| {
-                            b1.iter_mut().zip(&b2).for_each(|(x, y)| *x += y);
-                            c1.iter_mut().zip(&c2).for_each(|(x, y)| *x += y);
-                            (b1, c1)
-                        },
-                    );
+                            let (d_d, d_bias) = row_backward(
+                                &row,
+                                np,
+                                &dy[idx * len..(idx + 1) * len],
+                                &mut scratch,
+                                &mut g,
+                            );
+                            da_b[k * np..(k + 1) * np].copy_from_slice(&scratch.da_row);
+                            d_out[k] = d_d;
+                            bias_out[k] = d_bias;
+                        }
+                        (acc_b, acc_c)
+                    })
+                    .collect();
+                let mut sum_b = vec![0.0f32; len * np];
+                let mut sum_c = vec![0.0f32; len * np];
+                for (b, c) in &partials {
+                    sum_b.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    sum_c.iter_mut().zip(c).for_each(|(x, y)| *x += y);
+                }
                 dbt[bg..bg + len * np].copy_from_slice(&sum_b);
                 dct[bg..bg + len * np].copy_from_slice(&sum_c);
             }

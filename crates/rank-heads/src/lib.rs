@@ -1,4 +1,65 @@
-//! `rank-heads`: Cross-encoder heads, pooling, losses, reranker and training loop.
+//! `rank-heads`: cross-encoder reranking on Burn.
 //!
-//! **Not implemented yet.** This crate is a placeholder in the workspace layout of
-//! `DESIGN.md`; it exports nothing. Its content is tracked by issue 7.
+//! - [`SequenceEncoder`]: token batch -> hidden states; implemented for `MambaModel`,
+//!   `BertModel`, `GptNeoXModel`, and open to a user's own encoder;
+//! - [`Pooling`] (CLS, last real token, mean) and [`CrossEncoder`] (encoder + dropout +
+//!   `Linear(H, 1)`, fp32 logits);
+//! - [`PairEncoder`]: the paper's input templates, truncating the document only;
+//! - losses ([`RankLoss`]: LCE, BCE, RankNet, margin);
+//! - [`train`]: AdamW, warmup + linear decay, global-norm clipping, accumulation, seeded
+//!   determinism, atomic checkpoints with exact resume, progress bar, JSONL metrics;
+//! - [`Reranker`]: batching, sorting, reranking a whole TREC run.
+
+mod cross_encoder;
+mod encoder;
+pub mod loss;
+mod pooling;
+mod rerank;
+mod template;
+pub mod train;
+
+pub use cross_encoder::CrossEncoder;
+pub use encoder::{SequenceEncoder, TokenBatch};
+pub use loss::RankLoss;
+pub use pooling::Pooling;
+pub use rerank::Reranker;
+pub use template::{
+    EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, TemplateStyle,
+};
+pub use train::{Scorer, TrainConfig, Trainer, Warmup};
+
+use burn::tensor::backend::Backend;
+
+/// Errors of reranking and training.
+#[derive(Debug, thiserror::Error)]
+pub enum RankError {
+    /// A setting that cannot work.
+    #[error("config: {0}")]
+    Config(String),
+    /// Input that cannot be scored (a query longer than the limit, a missing document).
+    #[error("input: {0}")]
+    Input(String),
+    /// Tokenizer failures.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Mamba model errors.
+    #[error(transparent)]
+    Mamba(#[from] mamba_blocks::MambaError),
+    /// Transformer model errors.
+    #[error(transparent)]
+    Transformer(#[from] transformer_baselines::TransformerError),
+    /// Checkpoint and log I/O.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl<B: Backend, E: SequenceEncoder<B>> Scorer<B> for CrossEncoder<B, E> {
+    fn score(&self, batch: &TokenBatch<B>) -> Result<burn::tensor::Tensor<B, 1>, RankError> {
+        self.forward(batch)
+    }
+}

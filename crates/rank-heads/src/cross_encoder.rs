@@ -1,0 +1,55 @@
+//! `CrossEncoder`: an encoder, dropout and `Linear(H, 1)` over the pooled vector; one fp32
+//! relevance logit per (query, document) pair.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{DType, Tensor, activation, backend::Backend};
+
+use crate::{Pooling, RankError, SequenceEncoder, TokenBatch};
+
+/// Encoder + pooling + dropout + scoring head (`classifier`, HF's name for the head of
+/// `*ForSequenceClassification` with one label).
+#[derive(Module, Debug)]
+pub struct CrossEncoder<B: Backend, E> {
+    /// The sequence encoder (Mamba, BERT, GPT-NeoX, or a user's own).
+    pub encoder: E,
+    /// Dropout on the pooled vector (active only under autodiff training).
+    pub dropout: Dropout,
+    /// `[H] -> [1]`.
+    pub classifier: Linear<B>,
+    /// How the hidden states are pooled.
+    pub pooling: Pooling,
+}
+
+impl<B: Backend, E: SequenceEncoder<B>> CrossEncoder<B, E> {
+    /// A head over `encoder` (classifier initialised as burn's Linear default).
+    pub fn new(encoder: E, pooling: Pooling, dropout: f64, device: &B::Device) -> Self {
+        let h = encoder.hidden_size();
+        CrossEncoder {
+            encoder,
+            dropout: DropoutConfig::new(dropout).init(),
+            classifier: LinearConfig::new(h, 1).init(device),
+            pooling,
+        }
+    }
+
+    /// Relevance logits `[batch]` (fp32 whatever the model's dtype).
+    pub fn forward(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError> {
+        let hidden = self.encoder.encode(batch)?;
+        let pooled = self.pooling.pool(hidden, &batch.attention_mask);
+        let pooled = self.dropout.forward(pooled);
+        let logits = self.classifier.forward(pooled);
+        let [n, _] = logits.dims();
+        let logits = logits.reshape([n]);
+        Ok(if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.cast(DType::F32)
+        })
+    }
+
+    /// `sigmoid(forward)`: scores in (0, 1).
+    pub fn forward_probabilities(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError> {
+        Ok(activation::sigmoid(self.forward(batch)?))
+    }
+}

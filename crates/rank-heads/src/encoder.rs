@@ -1,0 +1,67 @@
+//! `SequenceEncoder`: what a cross-encoder needs from a model (token ids + mask -> hidden
+//! states), implemented for the workspace's Mamba, BERT and GPT-NeoX models. A user's own
+//! encoder implements it to sit behind a [`crate::CrossEncoder`].
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, backend::Backend};
+use mamba_blocks::MambaModel;
+use mamba_ssm::SelectiveScanBackend;
+use transformer_baselines::{BertModel, GptNeoXModel};
+
+use crate::RankError;
+
+/// A token batch on a device: ids, token types (segment ids; zeros when unused) and the
+/// attention mask (1 = token, 0 = padding), all `[batch, seq]`.
+#[derive(Debug, Clone)]
+pub struct TokenBatch<B: Backend> {
+    /// `[batch, seq]`
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[batch, seq]`
+    pub token_type_ids: Tensor<B, 2, Int>,
+    /// `[batch, seq]`
+    pub attention_mask: Tensor<B, 2, Int>,
+}
+
+/// A model that turns a token batch into hidden states `[batch, seq, hidden]`.
+pub trait SequenceEncoder<B: Backend>: Module<B> {
+    /// Hidden states of every position (padding positions hold unspecified values).
+    fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError>;
+    /// Width of the hidden states.
+    fn hidden_size(&self) -> usize;
+}
+
+impl<B: SelectiveScanBackend> SequenceEncoder<B> for MambaModel<B> {
+    fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
+        Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)
+    }
+
+    fn hidden_size(&self) -> usize {
+        MambaModel::hidden_size(self)
+    }
+}
+
+impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
+    fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
+        Ok(self
+            .forward(
+                batch.input_ids.clone(),
+                Some(batch.token_type_ids.clone()),
+                Some(batch.attention_mask.clone()),
+            )?
+            .last_hidden_state)
+    }
+
+    fn hidden_size(&self) -> usize {
+        BertModel::hidden_size(self)
+    }
+}
+
+impl<B: Backend> SequenceEncoder<B> for GptNeoXModel<B> {
+    fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
+        Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)
+    }
+
+    fn hidden_size(&self) -> usize {
+        GptNeoXModel::hidden_size(self)
+    }
+}

@@ -1,0 +1,111 @@
+//! `Reranker`: tokenizer + cross-encoder + batching. Scores (query, document) pairs, sorts
+//! candidates, and reranks a whole first-stage run into a new TREC run.
+
+use std::collections::HashMap;
+
+use burn::tensor::backend::Backend;
+use ir_metrics::Run;
+
+use crate::{PairEncoder, RankError, Scorer};
+
+/// A scorer with its tokenizer, scoring in batches of `batch_size` pairs.
+pub struct Reranker<'a, B: Backend, M: Scorer<B>> {
+    /// The model.
+    pub model: &'a M,
+    /// Tokenizer + template.
+    pub encoder: &'a PairEncoder,
+    /// Pairs per forward pass.
+    pub batch_size: usize,
+    /// Where tensors go.
+    pub device: B::Device,
+}
+
+impl<B: Backend, M: Scorer<B>> Reranker<'_, B, M> {
+    /// Relevance scores (logits) of `docs` for `query`, in input order.
+    pub fn score(&self, query: &str, docs: &[&str]) -> Result<Vec<f32>, RankError> {
+        let pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, *d)).collect();
+        self.score_pairs(&pairs)
+    }
+
+    /// Scores arbitrary pairs, batch by batch. Pairs are grouped by length inside each
+    /// call (sorted by token count) so that batches carry little padding; the output is in
+    /// input order.
+    pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>, RankError> {
+        if self.batch_size == 0 {
+            return Err(RankError::Config("batch_size must be positive".into()));
+        }
+        let encoded = pairs
+            .iter()
+            .map(|(q, d)| self.encoder.encode_pair(q, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let mut scores = vec![0f32; pairs.len()];
+        for chunk in order.chunks(self.batch_size) {
+            let rows: Vec<_> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+            let batch = self.encoder.pad(&rows).to_tensors::<B>(&self.device);
+            let s: Vec<f32> = self
+                .model
+                .score(&batch)?
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| RankError::Input(format!("{e:?}")))?;
+            for (&i, v) in chunk.iter().zip(s) {
+                scores[i] = v;
+            }
+        }
+        Ok(scores)
+    }
+
+    /// `(index, score)` sorted by decreasing score (ties by index).
+    pub fn rerank(&self, query: &str, docs: &[&str]) -> Result<Vec<(usize, f32)>, RankError> {
+        let s = self.score(query, docs)?;
+        let mut ranked: Vec<(usize, f32)> = s.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(ranked)
+    }
+
+    /// Reranks the top `depth` documents of every query of `run` that has a text in
+    /// `queries`; `doc_text` gives a document's text (a missing document is an error naming
+    /// it). Returns a run named `name` with the model's scores.
+    pub fn rerank_run(
+        &self,
+        run: &Run,
+        queries: &HashMap<String, String>,
+        doc_text: &dyn Fn(&str) -> Option<String>,
+        depth: usize,
+        name: &str,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Run, RankError> {
+        let mut out = Run::new(name);
+        let total = run.queries().len();
+        for (qi, qrun) in run.queries().iter().enumerate() {
+            let Some(query) = queries.get(qrun.qid()) else {
+                continue;
+            };
+            let ranked = qrun.ranked();
+            let top: Vec<&str> = ranked.iter().take(depth).map(|(d, _)| *d).collect();
+            let texts = top
+                .iter()
+                .map(|d| {
+                    doc_text(d).ok_or_else(|| {
+                        RankError::Input(format!(
+                            "run {}: document `{d}` (query {}) has no text in the collection",
+                            run.name(),
+                            qrun.qid()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<String>, _>>()?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let scores = self.score(query, &refs)?;
+            for (d, s) in top.iter().zip(scores) {
+                out.push(qrun.qid(), d, s as f64)
+                    .map_err(|e| RankError::Input(e.to_string()))?;
+            }
+            progress(qi + 1, total);
+        }
+        Ok(out)
+    }
+}

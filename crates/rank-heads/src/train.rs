@@ -1,0 +1,537 @@
+//! The training loop: AdamW, linear warmup then linear decay, global-norm gradient clipping,
+//! gradient accumulation, seeded determinism, periodic evaluation, atomic checkpoints with
+//! exact resume, a progress bar and JSONL metrics.
+//!
+//! Data comes from a function of the global micro-batch index (`step * accumulation + micro`),
+//! so the data position is the step: a resumed run asks for exactly the batches the
+//! uninterrupted run would have seen. Dropout and every other random op are reseeded from
+//! `(seed, index)` before each micro-batch, so randomness does not depend on history either.
+//! Training `2N` steps equals training `N`, stopping, and resuming `N` (tested bit for bit).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::{
+    AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
+};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{RankError, RankLoss, TokenBatch};
+
+/// A model that scores a token batch (one logit per row).
+pub trait Scorer<B: Backend> {
+    /// Logits `[rows]`.
+    fn score(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError>;
+}
+
+/// Warmup length.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Warmup {
+    /// A number of optimizer steps.
+    Steps(usize),
+    /// A fraction of `total_steps`.
+    Ratio(f64),
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Linear warmup from 0 to `lr`, then linear decay to 0 at `total_steps`.
+    pub warmup: Warmup,
+    /// Optimizer steps.
+    pub total_steps: usize,
+    /// Clip the global gradient norm (over all parameters) to this value.
+    pub grad_clip_norm: Option<f64>,
+    /// Micro-batches per optimizer step.
+    pub accumulation: usize,
+    /// Seed of every random op (dropout).
+    pub seed: u64,
+    /// Rows per group in a batch (positive first); the loss sees `[rows / G, G]`.
+    pub group_size: usize,
+    /// The loss.
+    pub loss: RankLoss,
+    /// Evaluate every this many steps (and at the end).
+    pub eval_every: Option<usize>,
+    /// Write a checkpoint every this many steps (and at the end) when a checkpoint dir is set.
+    pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept (older ones are deleted).
+    pub keep_checkpoints: usize,
+    /// Log a JSONL line every this many steps.
+    pub log_every: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 2e-5,
+            weight_decay: 0.01,
+            warmup: Warmup::Ratio(0.1),
+            total_steps: 1000,
+            grad_clip_norm: Some(1.0),
+            accumulation: 1,
+            seed: 42,
+            group_size: 8,
+            loss: RankLoss::Lce,
+            eval_every: None,
+            checkpoint_every: None,
+            keep_checkpoints: 2,
+            log_every: 10,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Warmup steps.
+    pub fn warmup_steps(&self) -> usize {
+        match self.warmup {
+            Warmup::Steps(n) => n,
+            Warmup::Ratio(r) => (r * self.total_steps as f64).round() as usize,
+        }
+    }
+
+    /// Learning rate of optimizer step `step` (0-based): `lr * (step + 1) / warmup` during
+    /// warmup, then `lr * (total - step) / (total - warmup)`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let w = self.warmup_steps();
+        if step < w {
+            self.lr * (step + 1) as f64 / w as f64
+        } else {
+            let rest = self.total_steps.saturating_sub(w).max(1);
+            self.lr * self.total_steps.saturating_sub(step) as f64 / rest as f64
+        }
+    }
+
+    fn check(&self) -> Result<(), RankError> {
+        let bad = |m: &str| Err(RankError::Config(m.into()));
+        if self.lr.is_nan() || self.lr <= 0.0 {
+            return bad("lr must be positive");
+        }
+        if self.total_steps == 0 || self.accumulation == 0 || self.group_size == 0 {
+            return bad("total_steps, accumulation and group_size must be positive");
+        }
+        if self.log_every == 0 {
+            return bad("log_every must be positive");
+        }
+        if let Warmup::Ratio(r) = self.warmup
+            && !(0.0..=1.0).contains(&r)
+        {
+            return bad("warmup ratio must lie in [0, 1]");
+        }
+        if self.grad_clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
+            return bad("grad_clip_norm must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// What [`Trainer::train`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Steps done in this call.
+    pub steps: usize,
+    /// Mean loss of the last logged window.
+    pub last_loss: f64,
+    /// Tokens (non-padding) processed per second in this call.
+    pub tokens_per_s: f64,
+    /// `(step, value)` of each evaluation.
+    pub evals: Vec<(usize, f64)>,
+}
+
+/// Checkpoint state besides the model and optimizer records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    config: TrainConfig,
+}
+
+type Adam<M, B> = OptimizerAdaptor<AdamW, M, B>;
+
+/// An evaluation callback: scores the inference copy of the model (higher is better).
+pub type EvalFn<'a, I> = &'a mut dyn FnMut(&I) -> Result<f64, RankError>;
+type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+/// A model being trained, with its optimizer and step counter.
+pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> {
+    /// The model (moved in and out of the optimizer at each step).
+    pub model: M,
+    optim: Adam<M, B>,
+    /// Optimizer steps done.
+    pub step: usize,
+    config: TrainConfig,
+    checkpoint_dir: Option<PathBuf>,
+    log: Option<(PathBuf, File)>,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
+    /// A fresh run.
+    pub fn new(model: M, config: TrainConfig, device: B::Device) -> Result<Self, RankError> {
+        config.check()?;
+        let optim = AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init::<B, M>();
+        Ok(Trainer {
+            model,
+            optim,
+            step: 0,
+            config,
+            checkpoint_dir: None,
+            log: None,
+            device,
+        })
+    }
+
+    /// Writes checkpoints under `dir` (`step-00000100/`, and `latest` naming the newest).
+    pub fn with_checkpoints(mut self, dir: &Path) -> Result<Self, RankError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        self.checkpoint_dir = Some(dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// Appends JSONL metrics to `path`.
+    pub fn with_log(mut self, path: &Path) -> Result<Self, RankError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
+        self.log = Some((path.to_path_buf(), f));
+        Ok(self)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Resumes from the newest checkpoint in `dir` (model, optimizer moments, step). `model`
+    /// must have the checkpointed architecture. Returns `Ok(None)` when `dir` holds none.
+    pub fn resume(
+        model: M,
+        config: TrainConfig,
+        dir: &Path,
+        device: B::Device,
+    ) -> Result<Option<Self>, RankError> {
+        let latest = dir.join("latest");
+        let name = match std::fs::read_to_string(&latest) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&latest, e)),
+        };
+        let ckpt = dir.join(&name);
+        let state_path = ckpt.join("state.json");
+        let state: CheckpointState = serde_json::from_str(
+            &std::fs::read_to_string(&state_path).map_err(|e| io_err(&state_path, e))?,
+        )
+        .map_err(|e| RankError::Io {
+            path: state_path.clone(),
+            message: format!("line {}: {e}", e.line()),
+        })?;
+        if state.config.total_steps != config.total_steps
+            || state.config.accumulation != config.accumulation
+            || state.config.seed != config.seed
+            || state.config.group_size != config.group_size
+        {
+            return Err(RankError::Config(format!(
+                "{}: checkpoint was written with another schedule (total_steps, accumulation, seed or group_size differ)",
+                state_path.display()
+            )));
+        }
+        let rec = Rec::new();
+        let model = model
+            .load_file(ckpt.join("model"), &rec, &device)
+            .map_err(|e| RankError::Io {
+                path: ckpt.join("model.mpk"),
+                message: e.to_string(),
+            })?;
+        let optim_record = rec
+            .load(ckpt.join("optim"), &device)
+            .map_err(|e| RankError::Io {
+                path: ckpt.join("optim.mpk"),
+                message: e.to_string(),
+            })?;
+        let mut t = Trainer::new(model, config, device)?;
+        t.optim = t.optim.load_record(optim_record);
+        t.step = state.step;
+        t.checkpoint_dir = Some(dir.to_path_buf());
+        Ok(Some(t))
+    }
+
+    /// Trains until `total_steps` or `max_steps` more steps, whichever comes first.
+    /// `data(i)` returns micro-batch `i` (rows in groups of `group_size`, positive first);
+    /// `eval` scores the inference copy of the model (higher is better).
+    pub fn train(
+        &mut self,
+        max_steps: Option<usize>,
+        data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
+        mut eval: Option<EvalFn<'_, M::InnerModule>>,
+    ) -> Result<TrainReport, RankError> {
+        let cfg = self.config.clone();
+        let end = match max_steps {
+            Some(n) => (self.step + n).min(cfg.total_steps),
+            None => cfg.total_steps,
+        };
+        let start_step = self.step;
+        let bar = if cfg.progress {
+            let b = indicatif::ProgressBar::new(cfg.total_steps as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_position(self.step as u64);
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let t0 = Instant::now();
+        let mut tokens_total = 0usize;
+        let (mut window_loss, mut window_n) = (0f64, 0usize);
+        let mut last_loss = f64::NAN;
+        let mut evals = Vec::new();
+        while self.step < end {
+            let step = self.step;
+            let lr = cfg.lr_at(step);
+            let mut acc = GradientsAccumulator::<M>::new();
+            let mut step_loss = 0f64;
+            for micro in 0..cfg.accumulation {
+                let index = step * cfg.accumulation + micro;
+                B::seed(&self.device, seed_for(cfg.seed, index));
+                let batch = data(index)?;
+                let [rows, _] = batch.input_ids.dims();
+                if rows % cfg.group_size != 0 {
+                    return Err(RankError::Input(format!(
+                        "micro-batch {index} has {rows} rows, not a multiple of the group size {}",
+                        cfg.group_size
+                    )));
+                }
+                tokens_total += batch
+                    .attention_mask
+                    .clone()
+                    .sum()
+                    .into_scalar()
+                    .elem::<i64>() as usize;
+                let scores = self.model.score(&batch)?;
+                let scores = scores.reshape([rows / cfg.group_size, cfg.group_size]);
+                let loss = cfg.loss.compute(scores).div_scalar(cfg.accumulation as f64);
+                step_loss += loss.clone().into_scalar().elem::<f64>();
+                let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+                acc.accumulate(&self.model, grads);
+            }
+            let mut grads = acc.grads();
+            let norm = global_norm::<B, M>(&self.model, &grads);
+            if let Some(max) = cfg.grad_clip_norm
+                && norm > max
+            {
+                scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
+            }
+            if !step_loss.is_finite() {
+                return Err(RankError::Input(format!(
+                    "loss is {step_loss} at step {step}: diverged (lower the learning rate?)"
+                )));
+            }
+            let model = self.model.clone();
+            self.model = self.optim.step(lr, model, grads);
+            self.step += 1;
+            window_loss += step_loss;
+            window_n += 1;
+            let elapsed = t0.elapsed().as_secs_f64();
+            let tps = tokens_total as f64 / elapsed.max(1e-9);
+            bar.set_position(self.step as u64);
+            bar.set_message(format!("loss {step_loss:.4}  {tps:.0} tok/s"));
+            if self.step.is_multiple_of(cfg.log_every) || self.step == end {
+                last_loss = window_loss / window_n as f64;
+                self.log_line(serde_json::json!({
+                    "step": self.step, "lr": lr, "loss": last_loss, "grad_norm": norm,
+                    "tokens": tokens_total, "tokens_per_s": tps, "elapsed_s": elapsed,
+                }))?;
+                (window_loss, window_n) = (0.0, 0);
+            }
+            let now = self.step;
+            let at = |every: Option<usize>| {
+                every.is_some_and(|e| e > 0 && now.is_multiple_of(e)) || now == cfg.total_steps
+            };
+            if at(cfg.eval_every)
+                && let Some(f) = eval.as_mut()
+            {
+                let v = f(&self.model.valid())?;
+                evals.push((self.step, v));
+                self.log_line(serde_json::json!({"step": self.step, "eval": v}))?;
+            }
+            if self.checkpoint_dir.is_some() && (at(cfg.checkpoint_every) || self.step == end) {
+                self.save_checkpoint()?;
+            }
+        }
+        bar.finish_and_clear();
+        Ok(TrainReport {
+            steps: self.step - start_step,
+            last_loss,
+            tokens_per_s: tokens_total as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            evals,
+        })
+    }
+
+    fn log_line(&mut self, v: serde_json::Value) -> Result<(), RankError> {
+        if let Some((path, f)) = self.log.as_mut() {
+            writeln!(f, "{v}").map_err(|e| io_err(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `step-{step}/` (model, optimizer, state) to a temporary directory, syncs it,
+    /// renames it into place, then points `latest` at it (atomically). A crash at any point
+    /// leaves the previous checkpoint intact and `latest` valid.
+    pub fn save_checkpoint(&self) -> Result<PathBuf, RankError> {
+        let dir = self
+            .checkpoint_dir
+            .as_ref()
+            .ok_or_else(|| RankError::Config("no checkpoint directory set".into()))?;
+        let name = format!("step-{:08}", self.step);
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(dir)
+            .map_err(|e| io_err(dir, e))?;
+        let rec = Rec::new();
+        self.model
+            .clone()
+            .save_file(tmp.path().join("model"), &rec)
+            .map_err(|e| RankError::Io {
+                path: tmp.path().join("model.mpk"),
+                message: e.to_string(),
+            })?;
+        rec.record(self.optim.to_record(), tmp.path().join("optim"))
+            .map_err(|e| RankError::Io {
+                path: tmp.path().join("optim.mpk"),
+                message: e.to_string(),
+            })?;
+        let state = serde_json::to_string_pretty(&CheckpointState {
+            step: self.step,
+            config: self.config.clone(),
+        })
+        .map_err(|e| RankError::Config(e.to_string()))?;
+        let state_path = tmp.path().join("state.json");
+        std::fs::write(&state_path, state).map_err(|e| io_err(&state_path, e))?;
+        for f in ["model.mpk", "optim.mpk", "state.json"] {
+            let p = tmp.path().join(f);
+            File::open(&p)
+                .and_then(|h| h.sync_all())
+                .map_err(|e| io_err(&p, e))?;
+        }
+        let target = dir.join(&name);
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| io_err(&target, e))?;
+        }
+        let tmp_path = tmp.keep();
+        std::fs::rename(&tmp_path, &target).map_err(|e| io_err(&target, e))?;
+        model_io::write_atomic(&dir.join("latest"), name.as_bytes()).map_err(|e| {
+            RankError::Io {
+                path: dir.join("latest"),
+                message: e.to_string(),
+            }
+        })?;
+        // keep the newest `keep_checkpoints`
+        let mut old: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+            })
+            .collect();
+        old.sort();
+        let keep = self.config.keep_checkpoints.max(1);
+        if old.len() > keep {
+            for p in &old[..old.len() - keep] {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+        Ok(target)
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
+    RankError::Io {
+        path: path.into(),
+        message: e.to_string(),
+    }
+}
+
+/// SplitMix64 of (seed, index): independent, reproducible seeds per micro-batch.
+fn seed_for(seed: u64, index: usize) -> u64 {
+    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct NormVisitor<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.square().sum();
+            self.sum = Some(match self.sum.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// The L2 norm of all gradients together (PyTorch's `clip_grad_norm_` norm).
+fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &GradientsParams,
+) -> f64 {
+    let mut v = NormVisitor::<B> { grads, sum: None };
+    model.visit(&mut v);
+    v.sum
+        .map(|s| s.into_scalar().elem::<f64>().sqrt())
+        .unwrap_or(0.0)
+}
+
+struct ScaleVisitor<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleVisitor<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    let mut v = ScaleVisitor::<B> {
+        grads,
+        factor,
+        _b: std::marker::PhantomData,
+    };
+    model.visit(&mut v);
+}
