@@ -1,8 +1,11 @@
 //! Forward selective-scan kernel on a GPU backend: correctness against the CPU scan at a small
 //! shape, then timings over launch configurations and the grid. Prints a table.
 //!
-//! `scan_gpu_bench [cuda|wgpu] [--quick] [--no-sweep]` (build with `--features cuda` or
-//! `--features wgpu`).
+//! `scan_gpu_bench [cuda|wgpu] [--quick] [--no-sweep] [--no-check] [--fp32-only]
+//! [--grid=b,d,l,n;...]`
+//! (build with `--features cuda` or `--features wgpu`). The kernel's launch settings come from
+//! the environment: `MAMBA_SSM_CHANS_FWD`, `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`,
+//! `MAMBA_SSM_PLANE` (see `mamba_ssm::kernel`).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
 //! launch, about 10 us).
 
@@ -57,10 +60,33 @@ fn time_ms<B: Backend>(dev: &B::Device, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
-fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
+struct Opts {
+    quick: bool,
+    sweep: bool,
+    check: bool,
+    fp32_only: bool,
+    grid: Option<Vec<[usize; 4]>>,
+}
+
+fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
+    let Opts {
+        quick,
+        sweep,
+        check,
+        fp32_only,
+        grid,
+    } = opts;
     println!("backend: {}", B::name(&dev));
+    let env: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MAMBA_SSM_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!("settings: {}", env.join(" "));
     // correctness against the CPU scan, both scan paths
     for plane in [false, true] {
+        if !check {
+            break;
+        }
         set_plane_mode(Some(plane));
         for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16], [1, 8, 7, 4]] {
             let inp = ScanInputs::<B>::random(shape, &dev);
@@ -78,8 +104,11 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
     }
     // backward kernel against the CPU scan's backward, every gradient
     for plane in [false, true] {
+        if !check {
+            break;
+        }
         set_plane_mode(Some(plane));
-        for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16]] {
+        for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16], [2, 30, 700, 16]] {
             let inp = ScanInputs::<B>::random(shape, &dev);
             let dy = Tensor::<B, 3>::random(
                 [shape[0], shape[1], shape[2]],
@@ -150,7 +179,9 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
     // the grid at the default configuration, fp32 and bf16 storage
     println!("\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | exp floor ms |");
     println!("|---|---|---|---|---|");
-    let grid: Vec<[usize; 4]> = if quick {
+    let grid: Vec<[usize; 4]> = if let Some(g) = grid {
+        g
+    } else if quick {
         vec![[8, 1536, 512, 16]]
     } else {
         vec![
@@ -168,7 +199,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
         // exp floor on the H200: 4.0e12 exp2/s
         let floor = (shape[0] * shape[1] * shape[2] * shape[3]) as f64 / 4.0e12 * 1e3;
         for dtype in [burn::tensor::DType::F32, burn::tensor::DType::BF16] {
-            if !B::supports_dtype(&dev, dtype) {
+            if !B::supports_dtype(&dev, dtype) || (fp32_only && dtype != burn::tensor::DType::F32) {
                 continue;
             }
             let cast = ScanInputs {
@@ -197,13 +228,29 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, quick: bool, sweep: bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let sweep = !args.iter().any(|a| a == "--no-sweep");
+    let grid = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--grid="))
+        .map(|g| {
+            g.split(';')
+                .map(|s| {
+                    let v: Vec<usize> = s.split(',').map(|x| x.parse().expect("--grid")).collect();
+                    [v[0], v[1], v[2], v[3]]
+                })
+                .collect()
+        });
+    let opts = Opts {
+        quick: args.iter().any(|a| a == "--quick"),
+        sweep: !args.iter().any(|a| a == "--no-sweep"),
+        check: !args.iter().any(|a| a == "--no-check"),
+        fp32_only: args.iter().any(|a| a == "--fp32-only"),
+        grid,
+    };
     match args.get(1).map(String::as_str) {
         #[cfg(feature = "cuda")]
-        Some("cuda") => run::<burn::backend::Cuda>(Default::default(), quick, sweep),
+        Some("cuda") => run::<burn::backend::Cuda>(Default::default(), opts),
         #[cfg(feature = "wgpu")]
-        Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), quick, sweep),
+        Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), opts),
         other => eprintln!(
             "usage: scan_gpu_bench [cuda|wgpu] [--quick] (got {other:?}; build with the matching feature)"
         ),

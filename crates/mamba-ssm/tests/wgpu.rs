@@ -8,8 +8,22 @@ mod common;
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
-use mamba_ssm::kernel::{set_launch_config, set_plane_mode};
+use mamba_ssm::kernel::{set_channels_per_cube, set_launch_config, set_plane_mode};
 use mamba_ssm::selective_scan;
+
+/// (plane shuffles, small cubes: 2 steps x 16 units so that long cases span many chunks,
+/// channels per cube: `None` is the default, 3 leaves a partial last cube when d_inner / G is
+/// not a multiple of 3 and puts several channels of a group in one cube).
+const CONFIGS: [(bool, bool, Option<usize>); 8] = [
+    (false, false, None),
+    (true, false, None),
+    (false, true, None),
+    (true, true, None),
+    (false, false, Some(1)),
+    (true, true, Some(1)),
+    (false, true, Some(3)),
+    (true, true, Some(3)),
+];
 
 #[test]
 fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
@@ -19,9 +33,10 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
     eprintln!("backend: {name}");
     // default launch, and small cubes (2 steps x 16 units) so that long cases span many chunks
-    for (mode, small) in [(false, false), (true, false), (false, true), (true, true)] {
+    for (mode, small, chans) in CONFIGS {
         set_plane_mode(Some(mode));
         set_launch_config(small.then_some(2), small.then_some(16));
+        set_channels_per_cube(chans, chans);
         for name in CASES {
             let case = load(name);
             let inp = case.inputs::<Wgpu>(&dev, |t| t);
@@ -29,17 +44,18 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
             let e = rel_err(&to_vec(out.y), case.vec("y"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small} {name}: y rel err {e:e}"
+                "plane={mode} small={small} chans={chans:?} {name}: y rel err {e:e}"
             );
             let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small} {name}: last state rel err {e:e}"
+                "plane={mode} small={small} chans={chans:?} {name}: last state rel err {e:e}"
             );
         }
     }
     set_plane_mode(None);
     set_launch_config(None, None);
+    set_channels_per_cube(None, None);
 }
 
 /// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures.
@@ -47,9 +63,10 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
 fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
-    for (mode, small) in [(false, false), (true, false), (false, true), (true, true)] {
+    for (mode, small, chans) in CONFIGS {
         set_plane_mode(Some(mode));
         set_launch_config(small.then_some(2), small.then_some(16));
+        set_channels_per_cube(chans, chans);
         for name in CASES {
             let case = load(name);
             let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
@@ -81,11 +98,12 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
                 assert!(
                     e < 1e-5,
-                    "plane={mode} small={small} {name}: grad {k} rel err {e:e}"
+                    "plane={mode} small={small} chans={chans:?} {name}: grad {k} rel err {e:e}"
                 );
             }
         }
     }
     set_plane_mode(None);
     set_launch_config(None, None);
+    set_channels_per_cube(None, None);
 }

@@ -3,30 +3,44 @@
 
 use cubecl::prelude::*;
 
-/// Index of this unit in scan order: with plane ops, (plane, lane) so that shuffles follow it.
+/// Position of this unit in scan order: with plane ops, (plane, lane) so that shuffles follow
+/// it. The cube holds `chans` segments of `seg` units (one channel each, whole planes); returns
+/// (segment, index inside the segment).
 #[cube]
-fn scan_index(#[comptime] use_plane: bool) -> usize {
+fn scan_index(
+    #[comptime] seg: usize,
+    #[comptime] chans: usize,
+    #[comptime] use_plane: bool,
+) -> (usize, usize) {
+    let mut g = UNIT_POS as usize;
     if use_plane {
-        (PLANE_POS * PLANE_DIM + UNIT_POS_PLANE) as usize
+        g = (PLANE_POS * PLANE_DIM + UNIT_POS_PLANE) as usize;
+    }
+    // one channel: segment 0, a constant for the compiler (fewer live registers)
+    if comptime!(chans == 1) {
+        (0usize, g)
     } else {
-        UNIT_POS as usize
+        (g / seg, g % seg)
     }
 }
 
-/// Inclusive scan over the cube of one (a, b) pair per unit, in scan order, under
-/// (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2). Plane path: Kogge-Stone with shuffles inside
-/// each plane (its width read at run time), then the plane totals folded through shared
-/// memory. `smem_a`, `smem_b`: at least CUBE_DIM / plane width entries.
+/// Inclusive scan over each segment of `seg` units of one (a, b) pair per unit, in scan
+/// order, under (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2). Plane path: Kogge-Stone with
+/// shuffles inside each plane (its width read at run time), then the plane totals of the
+/// segment (planes `planes.0 .. planes.1`, see [`seg_planes`]) folded through shared memory.
+/// `smem_a`, `smem_b`: at least CUBE_DIM / plane width entries.
 #[cube]
 fn scan_plane(
     a: f32,
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    planes: (usize, usize),
 ) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
     let plane = PLANE_POS as usize;
+    let (first, _end) = planes;
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
@@ -45,10 +59,10 @@ fn scan_plane(
         smem_b[plane] = sb;
     }
     sync_cube();
-    // fold the totals of the planes before this one
+    // fold the totals of the segment's planes before this one
     let mut pa = 1.0f32;
     let mut pb = 0.0f32;
-    for p in 0..plane {
+    for p in first..plane {
         let qa = smem_a[p];
         pb = qa * pb + smem_b[p];
         pa *= qa;
@@ -65,9 +79,11 @@ fn scan_smem(
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    #[comptime] seg: usize,
 ) -> (f32, f32) {
     let i = UNIT_POS as usize;
-    let n = CUBE_DIM as usize;
+    let li = i % seg;
+    let n = seg;
     let mut sa = a;
     let mut sb = b;
     smem_a[i] = sa;
@@ -77,7 +93,7 @@ fn scan_smem(
     while d < n {
         let mut pa = 1.0f32;
         let mut pb = 0.0f32;
-        if i >= d {
+        if li >= d {
             pa = smem_a[i - d];
             pb = smem_b[i - d];
         }
@@ -101,18 +117,65 @@ fn softplus(x: f32) -> f32 {
     y
 }
 
+/// The planes of this unit's segment, `first .. end` (computed once per kernel: a division
+/// by the run-time plane width inside the scans costs more than the scan step itself).
+#[cube]
+fn seg_planes(slot: usize, #[comptime] seg: usize, #[comptime] use_plane: bool) -> (usize, usize) {
+    let mut per_seg = 1usize;
+    if use_plane {
+        per_seg = seg / PLANE_DIM as usize;
+    }
+    (slot * per_seg, slot * per_seg + per_seg)
+}
+
 #[cube]
 fn scan_cube(
     a: f32,
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    planes: (usize, usize),
+    #[comptime] seg: usize,
     #[comptime] use_plane: bool,
 ) -> (f32, f32) {
     if use_plane {
-        scan_plane(a, b, smem_a, smem_b)
+        scan_plane(a, b, smem_a, smem_b, planes)
     } else {
-        scan_smem(a, b, smem_a, smem_b)
+        scan_smem(a, b, smem_a, smem_b, seg)
+    }
+}
+
+/// The channel of segment `slot` of this cube: cubes are laid out (batch, group, block of
+/// `chans` channels of the group). Returns (batch, group, channel, active): a segment past the
+/// group's last channel reads channel 0 of the group and writes nothing. Ends the whole cube
+/// when it is past the grid's end.
+#[cube]
+fn cube_channel(
+    batch: usize,
+    dim: usize,
+    groups: usize,
+    slot: usize,
+    #[comptime] chans: usize,
+) -> (usize, usize, usize, bool) {
+    let per_group = dim / groups;
+    let blocks = per_group.div_ceil(chans);
+    let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    if pos >= batch * groups * blocks {
+        terminate!();
+    }
+    let bi = pos / (groups * blocks);
+    let rem = pos % (groups * blocks);
+    let gi = rem / blocks;
+    let lc = (rem % blocks) * chans + slot;
+    if comptime!(chans == 1) {
+        (bi, gi, gi * per_group + lc, true)
+    } else {
+        let active = lc < per_group;
+        let mut ch = gi * per_group;
+        if active {
+            ch += lc;
+        }
+        (bi, gi, ch, active)
     }
 }
 
@@ -185,13 +248,14 @@ fn compose_steps<F: Float>(
     (ga, gb)
 }
 
-/// Forward selective scan. One cube per (batch, channel); the sequence in chunks of
-/// CUBE_DIM x `items` steps, each unit owning `items` consecutive steps. Per state: the
-/// unit's steps are composed sequentially, the units' compositions scanned across the cube
+/// Forward selective scan. One cube per (batch, group, block of `chans` channels), each
+/// channel a segment of `cube_units` units (whole planes); the sequence in chunks of
+/// `cube_units` x `items` steps, each unit owning `items` consecutive steps. Per state: the
+/// unit's steps are composed sequentially, the units' compositions scanned across the segment
 /// (plane shuffles + shared memory), the state carried from the previous chunk, and the
 /// unit's states recomputed to accumulate C . h. softplus(delta + bias), D and silu(z)
 /// fused. Storage dtype `F` (run time), math in f32.
-#[cube(launch_unchecked)]
+#[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_fwd<F: Float>(
     u: &Tensor<F>,
@@ -207,6 +271,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] n_state: usize,
     #[comptime] items: usize,
     #[comptime] cube_units: usize,
+    #[comptime] chans: usize,
     #[comptime] smem_len: usize,
     #[comptime] has_d: bool,
     #[comptime] has_z: bool,
@@ -218,23 +283,25 @@ pub fn scan_fwd<F: Float>(
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
-    let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
-    if pos >= u.shape(0) * dim {
-        terminate!();
+    let (slot, tid) = scan_index(cube_units, chans, use_plane);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    // an inactive segment runs on zero steps (identities) and writes nothing
+    let mut slot_len = 0usize;
+    if active {
+        slot_len = len;
     }
-    let bi = pos / dim;
-    let ch = pos % dim;
-    let gi = ch / (dim / groups);
-    let tid = scan_index(use_plane);
-    let units = CUBE_DIM as usize;
+    let units = cube_units;
+    let planes = seg_planes(slot, cube_units, use_plane);
+    let hi = slot * units + tid;
+    let cbase = slot * n_state;
 
     let mut smem_a = SharedMemory::<f32>::new(smem_len);
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
-    let mut smem_h = SharedMemory::<f32>::new(cube_units);
-    let mut carry = SharedMemory::<f32>::new(n_state);
+    let mut smem_h = SharedMemory::<f32>::new(comptime!(cube_units * chans));
+    let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
     let mut k = tid;
     while k < n_state {
-        carry[k] = 0.0f32;
+        carry[cbase + k] = 0.0f32;
         k += units;
     }
     sync_cube();
@@ -267,7 +334,7 @@ pub fn scan_fwd<F: Float>(
             u_row,
             d_row,
             start + tid * items,
-            len,
+            slot_len,
             bias_v,
             &mut dt,
             &mut uu,
@@ -279,16 +346,16 @@ pub fn scan_fwd<F: Float>(
             acc[i] = 0.0f32;
         }
         for n in 0..n_state {
-            // cubecl 0.10 has no exp2 intrinsic: exp(dt A) as is (see docs/kernels.md)
+            // exp is `__expf` on CUDA (the kernel's fast-math flags): ex2.approx after one multiply
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
-            let h0 = carry[n];
+            let h0 = carry[cbase + n];
             // this unit's steps, composed
             let (ga, gb) = compose_steps(
                 bm,
                 bc_row,
                 n,
                 start + tid * items,
-                len,
+                slot_len,
                 a_n,
                 &dt,
                 &uu,
@@ -296,22 +363,30 @@ pub fn scan_fwd<F: Float>(
                 &mut pb,
                 items,
             );
-            let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
+            let (sa, sb) = scan_cube(
+                ga,
+                gb,
+                &mut smem_a,
+                &mut smem_b,
+                planes,
+                cube_units,
+                use_plane,
+            );
             // state after this unit's last step; the one before its first step is the previous unit's
-            smem_h[tid] = sa * h0 + sb;
+            smem_h[hi] = sa * h0 + sb;
             sync_cube();
             let mut h = h0;
             if tid > 0 {
-                h = smem_h[tid - 1];
+                h = smem_h[hi - 1];
             }
             if tid == units - 1 {
-                carry[n] = smem_h[tid];
+                carry[cbase + n] = smem_h[hi];
             }
             #[unroll]
             for i in 0..items {
                 let t = start + tid * items + i;
                 h = pa[i] * h + pb[i];
-                if t < len {
+                if t < slot_len {
                     acc[i] += h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
                 }
             }
@@ -320,7 +395,7 @@ pub fn scan_fwd<F: Float>(
         #[unroll]
         for i in 0..items {
             let t = start + tid * items + i;
-            if t < len {
+            if t < slot_len {
                 let mut out = acc[i] + d_v * uu[i];
                 if has_z {
                     let zv =
@@ -332,11 +407,13 @@ pub fn scan_fwd<F: Float>(
         }
         start += chunk;
     }
-    let mut k = tid;
-    while k < n_state {
-        last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
-            F::cast_from(carry[k]);
-        k += units;
+    if active {
+        let mut k = tid;
+        while k < n_state {
+            last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
+                F::cast_from(carry[cbase + k]);
+            k += units;
+        }
     }
 }
 
@@ -348,11 +425,12 @@ fn scan_plane_rev(
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    seg_planes: (usize, usize),
 ) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
     let plane = PLANE_POS as usize;
-    let planes = (CUBE_DIM / PLANE_DIM) as usize;
+    let (_first, planes) = seg_planes;
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
@@ -390,9 +468,11 @@ fn scan_smem_rev(
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    #[comptime] seg: usize,
 ) -> (f32, f32) {
     let i = UNIT_POS as usize;
-    let n = CUBE_DIM as usize;
+    let li = i % seg;
+    let n = seg;
     let mut sa = a;
     let mut sb = b;
     smem_a[i] = sa;
@@ -402,7 +482,7 @@ fn scan_smem_rev(
     while d < n {
         let mut pa = 1.0f32;
         let mut pb = 0.0f32;
-        if i + d < n {
+        if li + d < n {
             pa = smem_a[i + d];
             pb = smem_b[i + d];
         }
@@ -423,23 +503,33 @@ fn scan_cube_rev(
     b: f32,
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
+    planes: (usize, usize),
+    #[comptime] seg: usize,
     #[comptime] use_plane: bool,
 ) -> (f32, f32) {
     if use_plane {
-        scan_plane_rev(a, b, smem_a, smem_b)
+        scan_plane_rev(a, b, smem_a, smem_b, planes)
     } else {
-        scan_smem_rev(a, b, smem_a, smem_b)
+        scan_smem_rev(a, b, smem_a, smem_b, seg)
     }
 }
 
-/// Backward selective scan, same cube layout as [`scan_fwd`]. A forward sweep saves the
-/// state at every chunk start (`ckpt`, `[rows, chunks, N]` f32 scratch); then, chunk by
-/// chunk from the end and per state, the chunk's states are recomputed (forward cube scan)
-/// and the gradient carried backwards, mu_t = exp(dt_t A) lambda_t with
-/// lambda_t = g_t C_t + mu_{t+1}, by a reverse cube scan. du, d delta and dz are written per
-/// step; dA, dB, dC, dD and d delta_bias are accumulated with f32 atomic adds (dB and dC over
-/// the channels of a group, the rest over the batch).
-#[cube(launch_unchecked)]
+/// Index into a chunk-sized shared buffer with one padding word per 32, so that units writing
+/// their `items` consecutive steps (stride `items` across lanes) do not collide in banks.
+#[cube]
+fn padded(j: usize) -> usize {
+    j + j / 32
+}
+
+/// Backward selective scan, same cube layout as [`scan_fwd`] (`chans` channels of one
+/// (batch, group) per cube). A forward sweep saves the state at every chunk start but the
+/// first (`ckpt`, `[cubes x chans, chunks, N]` f32 scratch); then, chunk by chunk from the
+/// end and per state, the chunk's states are recomputed (forward cube scan) and the gradient
+/// carried backwards, mu_t = exp(dt_t A) lambda_t with lambda_t = g_t C_t + mu_{t+1}, by a
+/// reverse cube scan. du, d delta and dz are written per step. dB and dC are summed over the
+/// cube's channels in shared memory, then added with one coalesced f32 atomic per (cube,
+/// state, step); dA (summed per plane first), dD and d delta_bias with f32 atomics.
+#[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_bwd<F: Float>(
     u: &Tensor<F>,
@@ -463,6 +553,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] n_state: usize,
     #[comptime] items: usize,
     #[comptime] cube_units: usize,
+    #[comptime] chans: usize,
     #[comptime] smem_len: usize,
     #[comptime] has_d: bool,
     #[comptime] has_z: bool,
@@ -474,22 +565,28 @@ pub fn scan_bwd<F: Float>(
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
-    let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
-    if pos >= u.shape(0) * dim {
-        terminate!();
+    let (slot, tid) = scan_index(cube_units, chans, use_plane);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let mut slot_len = 0usize;
+    if active {
+        slot_len = len;
     }
-    let bi = pos / dim;
-    let ch = pos % dim;
-    let gi = ch / (dim / groups);
-    let tid = scan_index(use_plane);
-    let units = CUBE_DIM as usize;
+    let units = cube_units;
+    let planes = seg_planes(slot, cube_units, use_plane);
+    let hi = slot * units + tid;
+    let cbase = slot * n_state;
     let chunk = units * items;
     let chunks = len.div_ceil(chunk);
+    let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
 
     let mut smem_a = SharedMemory::<f32>::new(smem_len);
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
-    let mut smem_h = SharedMemory::<f32>::new(cube_units);
-    let mut carry = SharedMemory::<f32>::new(n_state);
+    let mut smem_h = SharedMemory::<f32>::new(comptime!(cube_units * chans));
+    let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
+    // per (channel, step) dB and dC terms of one state and chunk, padded (see `padded`)
+    let red_len = comptime!(cube_units * items + cube_units * items / 32);
+    let mut red_b = SharedMemory::<f32>::new(comptime!(red_len * chans));
+    let mut red_c = SharedMemory::<f32>::new(comptime!(red_len * chans));
 
     let mut bias_v = 0.0f32;
     if has_bias {
@@ -503,34 +600,30 @@ pub fn scan_bwd<F: Float>(
     let d_row = bi * delta.stride(0) + ch * delta.stride(1);
     let bc_row = bi * bm.stride(0) + gi * bm.stride(1);
     let cc_row = bi * cm.stride(0) + gi * cm.stride(1);
-    let ck_row = pos * chunks * n_state;
+    let ck_row = (pos * chans + slot) * chunks * n_state;
 
     let mut dt = Array::<f32>::new(items);
     let mut uu = Array::<f32>::new(items);
     let mut pa = Array::<f32>::new(items);
     let mut pb = Array::<f32>::new(items);
 
-    // pass 1: the state at every chunk start
+    // pass 1: the state at every chunk start (none needed past the last chunk's start)
     let mut k = tid;
     while k < n_state {
-        carry[k] = 0.0f32;
+        carry[cbase + k] = 0.0f32;
         k += units;
     }
     sync_cube();
-    for c in 0..chunks {
+    let mut c = 0usize;
+    while c + 1 < chunks {
         let start = c * chunk;
-        let mut k = tid;
-        while k < n_state {
-            ckpt[ck_row + c * n_state + k] = carry[k];
-            k += units;
-        }
         load_steps(
             u,
             delta,
             u_row,
             d_row,
             start + tid * items,
-            len,
+            slot_len,
             bias_v,
             &mut dt,
             &mut uu,
@@ -539,13 +632,13 @@ pub fn scan_bwd<F: Float>(
         );
         for n in 0..n_state {
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
-            let h0 = carry[n];
+            let h0 = carry[cbase + n];
             let (ga, gb) = compose_steps(
                 bm,
                 bc_row,
                 n,
                 start + tid * items,
-                len,
+                slot_len,
                 a_n,
                 &dt,
                 &uu,
@@ -553,14 +646,24 @@ pub fn scan_bwd<F: Float>(
                 &mut pb,
                 items,
             );
-            let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
-            smem_h[tid] = sa * h0 + sb;
+            let (sa, sb) = scan_cube(
+                ga,
+                gb,
+                &mut smem_a,
+                &mut smem_b,
+                planes,
+                cube_units,
+                use_plane,
+            );
+            smem_h[hi] = sa * h0 + sb;
             sync_cube();
             if tid == units - 1 {
-                carry[n] = smem_h[tid];
+                carry[cbase + n] = smem_h[hi];
+                ckpt[ck_row + (c + 1) * n_state + n] = smem_h[hi];
             }
             sync_cube();
         }
+        c += 1;
     }
 
     // pass 2: chunks from the end
@@ -569,9 +672,10 @@ pub fn scan_bwd<F: Float>(
     let mut ddt = Array::<f32>::new(items);
     let mut dus = Array::<f32>::new(items);
     let mut hs = Array::<f32>::new(items);
+    let mut cvs = Array::<f32>::new(items);
     let mut k = tid;
     while k < n_state {
-        carry[k] = 0.0f32; // now the carried mu per state
+        carry[cbase + k] = 0.0f32; // now the carried mu per state
         k += units;
     }
     sync_cube();
@@ -587,7 +691,7 @@ pub fn scan_bwd<F: Float>(
             u_row,
             d_row,
             start + tid * items,
-            len,
+            slot_len,
             bias_v,
             &mut dt,
             &mut uu,
@@ -598,7 +702,7 @@ pub fn scan_bwd<F: Float>(
         for i in 0..items {
             let t = start + tid * items + i;
             let mut g = 0.0f32;
-            if t < len {
+            if t < slot_len {
                 g = f32::cast_from(dy[bi * dy.stride(0) + ch * dy.stride(1) + t * dy.stride(2)]);
                 if has_z {
                     let zv =
@@ -613,14 +717,17 @@ pub fn scan_bwd<F: Float>(
         }
         for n in 0..n_state {
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
-            // recompute the chunk's states
-            let h0 = ckpt[ck_row + c * n_state + n];
+            // recompute the chunk's states (the first chunk starts from zero)
+            let mut h0 = 0.0f32;
+            if c > 0 {
+                h0 = ckpt[ck_row + c * n_state + n];
+            }
             let (ga, gb) = compose_steps(
                 bm,
                 bc_row,
                 n,
                 start + tid * items,
-                len,
+                slot_len,
                 a_n,
                 &dt,
                 &uu,
@@ -628,12 +735,20 @@ pub fn scan_bwd<F: Float>(
                 &mut pb,
                 items,
             );
-            let (sa, sb) = scan_cube(ga, gb, &mut smem_a, &mut smem_b, use_plane);
-            smem_h[tid] = sa * h0 + sb;
+            let (sa, sb) = scan_cube(
+                ga,
+                gb,
+                &mut smem_a,
+                &mut smem_b,
+                planes,
+                cube_units,
+                use_plane,
+            );
+            smem_h[hi] = sa * h0 + sb;
             sync_cube();
             let mut h = h0;
             if tid > 0 {
-                h = smem_h[tid - 1];
+                h = smem_h[hi - 1];
             }
             sync_cube();
             let h_start = h;
@@ -643,7 +758,7 @@ pub fn scan_bwd<F: Float>(
                 hs[i] = h;
             }
             // reverse: steps mu <- a_t (g_t C_t + mu), later steps first
-            let mu0 = carry[n];
+            let mu0 = carry[cbase + n];
             let mut ra = 1.0f32;
             let mut rb = 0.0f32;
             #[unroll]
@@ -651,62 +766,96 @@ pub fn scan_bwd<F: Float>(
                 let i = items - 1 - j;
                 let t = start + tid * items + i;
                 let mut cv = 0.0f32;
-                if t < len {
+                if t < slot_len {
                     cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
                 }
+                cvs[i] = cv;
                 rb = pa[i] * (rb + gy[i] * cv);
                 ra *= pa[i];
             }
-            let (qa, qb) = scan_cube_rev(ra, rb, &mut smem_a, &mut smem_b, use_plane);
-            smem_h[tid] = qa * mu0 + qb;
+            let (qa, qb) = scan_cube_rev(
+                ra,
+                rb,
+                &mut smem_a,
+                &mut smem_b,
+                planes,
+                cube_units,
+                use_plane,
+            );
+            smem_h[hi] = qa * mu0 + qb;
             sync_cube();
             let mut mu = mu0;
             if tid + 1 < units {
-                mu = smem_h[tid + 1];
+                mu = smem_h[hi + 1];
             }
             if tid == 0 {
-                carry[n] = smem_h[0];
+                carry[cbase + n] = smem_h[hi];
             }
-            sync_cube();
             let mut d_a = 0.0f32;
+            let rbase = slot * red_len;
             #[unroll]
             for j in 0..items {
                 let i = items - 1 - j;
                 let t = start + tid * items + i;
-                if t < len {
-                    let cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
-                    let bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
-                    let mut hprev = h_start;
-                    if i > 0 {
-                        hprev = hs[i - 1];
-                    }
-                    let lam = gy[i] * cv + mu;
-                    yacc[i] += cv * hs[i];
-                    let dh = pa[i] * hprev;
-                    ddt[i] += lam * (a_n * dh + bv * uu[i]);
-                    dus[i] += lam * bv;
-                    d_a += lam * dt[i] * dh;
-                    db[bi * db.stride(0) + gi * db.stride(1) + n * db.stride(2) + t * db.stride(3)]
-                        .fetch_add(lam * dt[i] * uu[i]);
-                    dc[bi * dc.stride(0) + gi * dc.stride(1) + n * dc.stride(2) + t * dc.stride(3)]
-                        .fetch_add(gy[i] * hs[i]);
-                    mu = pa[i] * lam;
+                let cv = cvs[i];
+                let mut bv = 0.0f32;
+                if t < slot_len {
+                    bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
                 }
+                let mut hprev = h_start;
+                if i > 0 {
+                    hprev = hs[i - 1];
+                }
+                // zero past the end (gy, dt, u and C are zero there)
+                let lam = gy[i] * cv + mu;
+                yacc[i] += cv * hs[i];
+                let dh = pa[i] * hprev;
+                ddt[i] += lam * (a_n * dh + bv * uu[i]);
+                dus[i] += lam * bv;
+                d_a += lam * dt[i] * dh;
+                let r = rbase + padded(tid * items + i);
+                red_b[r] = lam * dt[i] * uu[i];
+                red_c[r] = gy[i] * hs[i];
+                mu = pa[i] * lam;
             }
             // dA: summed over the plane first (one atomic per plane, not per unit)
-            if use_plane {
-                let total = plane_sum(d_a);
-                if UNIT_POS_PLANE == 0 {
-                    da[ch * da.stride(0) + n * da.stride(1)].fetch_add(total);
+            if active {
+                if use_plane {
+                    let total = plane_sum(d_a);
+                    if UNIT_POS_PLANE == 0 {
+                        da[ch * da.stride(0) + n * da.stride(1)].fetch_add(total);
+                    }
+                } else {
+                    da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
                 }
-            } else {
-                da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
             }
+            sync_cube();
+            // dB, dC: summed over the cube's channels, one coalesced atomic per step
+            let mut j = UNIT_POS as usize;
+            while j < chunk {
+                let t = start + j;
+                if t < len {
+                    let r = padded(j);
+                    let mut sb_ = 0.0f32;
+                    let mut sc_ = 0.0f32;
+                    #[unroll]
+                    for k in 0..chans {
+                        sb_ += red_b[k * red_len + r];
+                        sc_ += red_c[k * red_len + r];
+                    }
+                    db[bi * db.stride(0) + gi * db.stride(1) + n * db.stride(2) + t * db.stride(3)]
+                        .fetch_add(sb_);
+                    dc[bi * dc.stride(0) + gi * dc.stride(1) + n * dc.stride(2) + t * dc.stride(3)]
+                        .fetch_add(sc_);
+                }
+                j += units * chans;
+            }
+            sync_cube();
         }
         #[unroll]
         for i in 0..items {
             let t = start + tid * items + i;
-            if t < len {
+            if t < slot_len {
                 du[bi * du.stride(0) + ch * du.stride(1) + t * du.stride(2)] =
                     F::cast_from(gy[i] * d_v + dt[i] * dus[i]);
                 let mut g = ddt[i];
@@ -734,10 +883,12 @@ pub fn scan_bwd<F: Float>(
             }
         }
     }
-    if has_d {
-        dd[ch * dd.stride(0)].fetch_add(d_d);
-    }
-    if has_bias {
-        dbias[ch * dbias.stride(0)].fetch_add(d_bias);
+    if active {
+        if has_d {
+            dd[ch * dd.stride(0)].fetch_add(d_d);
+        }
+        if has_bias {
+            dbias[ch * dbias.stride(0)].fetch_add(d_bias);
+        }
     }
 }

@@ -22,7 +22,22 @@ const ITEMS: usize = 4;
 /// Default largest cube.
 const MAX_UNITS: u32 = 256;
 
+/// Default channels per cube in the forward.
+const CHANS_FWD: usize = 1;
+/// Default channels per cube in the backward, by sequence length (H200 sweep, fp32, d_inner
+/// 1536, N 16, 1024-unit cubes; `docs/kernel-notes.md`, 2026-11-28 call 8): 4 at L 128
+/// (19.2 ms; 8: 29.0), 8 at L 512 (21.2; 4: 23.0), 4 or 8 at L 2048 (24.6 / 25.1), 8 or 16 at
+/// L 8192 (27.6 / 27.0).
+fn default_chans_bwd(len: usize) -> usize {
+    if len <= 256 { 4 } else { 8 }
+}
+/// Default largest backward cube (all channels' units together): 1024 units, which also makes
+/// the compiler keep the backward at 64 registers (128 at 512 units, 25% occupancy).
+const BWD_THREADS: usize = 1024;
+
 static PLANE_MODE: AtomicU8 = AtomicU8::new(0);
+static CHANS_FWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+static CHANS_BWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static ITEMS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static UNITS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 
@@ -32,6 +47,38 @@ static UNITS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
     ITEMS_OVERRIDE.store(items.unwrap_or(0), Ordering::Relaxed);
     UNITS_OVERRIDE.store(max_units.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Channels per cube for the forward and the backward kernel (each 1 to 16; `None` restores
+/// the default, or the environment variables `MAMBA_SSM_CHANS_FWD` / `MAMBA_SSM_CHANS_BWD`).
+/// The channels of a cube share one (batch, group); the backward sums their dB and dC terms
+/// in shared memory before its atomic adds. A cube has at most 256 units per channel and at
+/// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: 1 in the
+/// forward; in the backward 4 up to L = 256, else 8 (measured on the H200).
+pub fn set_channels_per_cube(fwd: Option<usize>, bwd: Option<usize>) {
+    CHANS_FWD_OVERRIDE.store(fwd.unwrap_or(0), Ordering::Relaxed);
+    CHANS_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn chans(backward: bool, len: usize) -> usize {
+    let (o, var, default) = if backward {
+        (
+            &CHANS_BWD_OVERRIDE,
+            "MAMBA_SSM_CHANS_BWD",
+            default_chans_bwd(len),
+        )
+    } else {
+        (&CHANS_FWD_OVERRIDE, "MAMBA_SSM_CHANS_FWD", CHANS_FWD)
+    };
+    match o.load(Ordering::Relaxed) {
+        0 => env_usize(var).unwrap_or(default),
+        k => k,
+    }
+    .clamp(1, 16)
 }
 
 fn launch_items() -> usize {
@@ -146,8 +193,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
             softplus,
         } = KernelInputs::new(inputs);
 
+        let groups = b.meta.shape()[1];
         let client = u.client.clone();
-        let cfg = LaunchCfg::new(&client, batch * dim, len);
+        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false);
         let dtype = u.dtype;
         let y = empty_device_dtype(
             client.clone(),
@@ -168,7 +216,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
             device::scan_fwd::launch_unchecked::<R>(
                 &client,
                 cfg.count.clone(),
-                CubeDim::new_1d(cfg.units),
+                CubeDim::new_1d(cfg.units * cfg.chans as u32),
                 u.into_tensor_arg(),
                 delta.into_tensor_arg(),
                 a.into_tensor_arg(),
@@ -182,6 +230,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 n_state,
                 cfg.items,
                 cfg.units as usize,
+                cfg.chans,
                 cfg.smem_len,
                 has_d,
                 has_z,
@@ -223,7 +272,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let dy: CubeTensor<R> = prim(dy);
 
         let client = u.client.clone();
-        let cfg = LaunchCfg::new(&client, batch * dim, len);
+        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true);
         let chunks = len.div_ceil(cfg.units as usize * cfg.items);
         let grad = |shape: [usize; 3]| {
             empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
@@ -252,7 +301,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let ckpt = empty_device_dtype(
             client.clone(),
             u.device.clone(),
-            [batch * dim * chunks * n_state].into(),
+            [cfg.cubes * cfg.chans * chunks * n_state].into(),
             DType::F32,
         );
         // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
@@ -262,7 +311,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
             device::scan_bwd::launch_unchecked::<R>(
                 &client,
                 cfg.count.clone(),
-                CubeDim::new_1d(cfg.units),
+                CubeDim::new_1d(cfg.units * cfg.chans as u32),
                 u.into_tensor_arg(),
                 delta.into_tensor_arg(),
                 a.into_tensor_arg(),
@@ -284,6 +333,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 n_state,
                 cfg.items,
                 cfg.units as usize,
+                cfg.chans,
                 cfg.smem_len,
                 has_d,
                 has_z,
@@ -310,10 +360,15 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
     }
 }
 
-/// Launch shape shared by the forward and backward kernels.
+/// Launch shape of the forward and backward kernels.
 struct LaunchCfg {
     count: CubeCount,
+    /// units per channel
     units: u32,
+    /// channels per cube
+    chans: usize,
+    /// cubes in the grid
+    cubes: usize,
     items: usize,
     smem_len: usize,
     plane: bool,
@@ -322,34 +377,86 @@ struct LaunchCfg {
 impl LaunchCfg {
     fn new<R: CubeRuntime>(
         client: &cubecl::client::ComputeClient<R>,
-        rows: usize,
+        batch: usize,
+        dim: usize,
+        groups: usize,
         len: usize,
+        n_state: usize,
+        backward: bool,
     ) -> Self {
         let props = client.properties();
         let hw = &props.hardware;
         let plane = use_plane(props.features.plane.contains(Plane::Ops));
-        // a 1-D cube (CUDA derives plane indices from x), a power of two of full planes
+        // a 1-D cube (CUDA derives plane indices from x): `chans` segments, each a power of two
+        // of full planes
         let items = launch_items();
-        let max_units = hw
-            .max_units_per_cube
-            .min(hw.max_cube_dim.0)
-            .min(launch_max_units());
-        let units = (len.div_ceil(items).next_power_of_two() as u32)
-            .max(hw.plane_size_max)
-            .min(max_units);
-        let smem_len = if plane {
-            (units / hw.plane_size_min.max(1)).max(1) as usize
+        let max_cube = hw.max_units_per_cube.min(hw.max_cube_dim.0) as usize;
+        let cap = if backward {
+            env_usize("MAMBA_SSM_BWD_THREADS").unwrap_or(BWD_THREADS)
         } else {
-            units as usize
+            max_cube
+        }
+        .min(max_cube);
+        let per_group = dim / groups.max(1);
+        let min_units = hw.plane_size_max as usize;
+        let mut chans = chans(backward, len)
+            .min(per_group.max(1))
+            .min((cap / min_units).max(1));
+        let max_units = (launch_max_units() as usize)
+            .min(prev_pow2(cap / chans))
+            .max(min_units);
+        let mut units = len
+            .div_ceil(items)
+            .next_power_of_two()
+            .clamp(min_units, max_units);
+        let smem_len = |chans: usize, units: usize| {
+            if plane {
+                (chans * units / hw.plane_size_min.max(1) as usize).max(1)
+            } else {
+                chans * units
+            }
         };
-        let cx = rows.min(hw.max_cube_count.0 as usize).max(1);
-        let cy = rows.div_ceil(cx);
+        // shared memory (f32 words) of the kernel: scan scratch, unit states, carries and,
+        // in the backward, the dB/dC buffers of a chunk per channel (see `device.rs`)
+        let words = |chans: usize, units: usize| {
+            let chunk = units * items;
+            let red = if backward {
+                2 * chans * (chunk + chunk / 32)
+            } else {
+                0
+            };
+            2 * smem_len(chans, units) + chans * (units + n_state) + red
+        };
+        // fit the device's shared memory: fewer units per channel first, then fewer channels
+        while words(chans, units) * 4 > hw.max_shared_memory_size {
+            if units > min_units {
+                units /= 2;
+            } else if chans > 1 {
+                chans /= 2;
+            } else {
+                break;
+            }
+        }
+        let smem_len = smem_len(chans, units);
+        let cubes = batch * groups * per_group.div_ceil(chans);
+        let cx = cubes.min(hw.max_cube_count.0 as usize).max(1);
+        let cy = cubes.div_ceil(cx);
         LaunchCfg {
             count: CubeCount::Static(cx as u32, cy as u32, 1),
-            units,
+            units: units as u32,
+            chans,
+            cubes,
             items,
             smem_len,
             plane,
         }
+    }
+}
+
+fn prev_pow2(x: usize) -> usize {
+    if x == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - x.leading_zeros())
     }
 }
