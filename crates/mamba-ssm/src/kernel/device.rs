@@ -36,6 +36,7 @@ fn scan_plane(
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
     planes: (usize, usize),
+    #[comptime] lean: bool,
 ) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
@@ -67,7 +68,10 @@ fn scan_plane(
         pb = qa * pb + smem_b[p];
         pa *= qa;
     }
-    sync_cube();
+    // lean: the caller separates these reads from the next writes by its own barriers
+    if comptime!(!lean) {
+        sync_cube();
+    }
     (pa * sa, sa * pb + sb)
 }
 
@@ -137,9 +141,10 @@ fn scan_cube(
     planes: (usize, usize),
     #[comptime] seg: usize,
     #[comptime] use_plane: bool,
+    #[comptime] lean: bool,
 ) -> (f32, f32) {
     if use_plane {
-        scan_plane(a, b, smem_a, smem_b, planes)
+        scan_plane(a, b, smem_a, smem_b, planes, lean)
     } else {
         scan_smem(a, b, smem_a, smem_b, seg)
     }
@@ -278,6 +283,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] has_bias: bool,
     #[comptime] delta_softplus: bool,
     #[comptime] use_plane: bool,
+    #[comptime] lean: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -371,6 +377,7 @@ pub fn scan_fwd<F: Float>(
                 planes,
                 cube_units,
                 use_plane,
+                lean,
             );
             // state after this unit's last step; the one before its first step is the previous unit's
             smem_h[hi] = sa * h0 + sb;
@@ -426,6 +433,7 @@ fn scan_plane_rev(
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
     seg_planes: (usize, usize),
+    #[comptime] lean: bool,
 ) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
@@ -457,7 +465,10 @@ fn scan_plane_rev(
         pb = qa * pb + smem_b[p];
         pa *= qa;
     }
-    sync_cube();
+    // lean: the caller separates these reads from the next writes by its own barriers
+    if comptime!(!lean) {
+        sync_cube();
+    }
     (pa * sa, sa * pb + sb)
 }
 
@@ -506,9 +517,10 @@ fn scan_cube_rev(
     planes: (usize, usize),
     #[comptime] seg: usize,
     #[comptime] use_plane: bool,
+    #[comptime] lean: bool,
 ) -> (f32, f32) {
     if use_plane {
-        scan_plane_rev(a, b, smem_a, smem_b, planes)
+        scan_plane_rev(a, b, smem_a, smem_b, planes, lean)
     } else {
         scan_smem_rev(a, b, smem_a, smem_b, seg)
     }
@@ -560,6 +572,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] has_bias: bool,
     #[comptime] delta_softplus: bool,
     #[comptime] use_plane: bool,
+    #[comptime] lean: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -654,6 +667,7 @@ pub fn scan_bwd<F: Float>(
                 planes,
                 cube_units,
                 use_plane,
+                lean,
             );
             smem_h[hi] = sa * h0 + sb;
             sync_cube();
@@ -743,6 +757,7 @@ pub fn scan_bwd<F: Float>(
                 planes,
                 cube_units,
                 use_plane,
+                lean,
             );
             smem_h[hi] = sa * h0 + sb;
             sync_cube();
@@ -750,7 +765,10 @@ pub fn scan_bwd<F: Float>(
             if tid > 0 {
                 h = smem_h[hi - 1];
             }
-            sync_cube();
+            // lean: the reverse scan's first barrier comes before the next write of smem_h
+            if comptime!(!lean) {
+                sync_cube();
+            }
             let h_start = h;
             #[unroll]
             for i in 0..items {
@@ -781,6 +799,7 @@ pub fn scan_bwd<F: Float>(
                 planes,
                 cube_units,
                 use_plane,
+                lean,
             );
             smem_h[hi] = qa * mu0 + qb;
             sync_cube();

@@ -237,6 +237,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 has_bias,
                 softplus,
                 cfg.plane,
+                cfg.lean,
                 dtype.into(),
             );
         }
@@ -340,6 +341,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 has_bias,
                 softplus,
                 cfg.plane,
+                cfg.lean,
                 dtype.into(),
             );
         }
@@ -372,6 +374,8 @@ struct LaunchCfg {
     items: usize,
     smem_len: usize,
     plane: bool,
+    /// drop the barriers that other barriers already cover (`MAMBA_SSM_LEAN_SYNC=0` keeps them)
+    lean: bool,
 }
 
 impl LaunchCfg {
@@ -449,6 +453,7 @@ impl LaunchCfg {
             items,
             smem_len,
             plane,
+            lean: std::env::var("MAMBA_SSM_LEAN_SYNC").map_or(true, |v| v != "0"),
         }
     }
 }
