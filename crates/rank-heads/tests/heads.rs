@@ -405,3 +405,72 @@ fn training_lowers_the_loss_on_a_learnable_signal() {
         "held-out LCE did not drop: {before:.4} -> {after:.4}"
     );
 }
+
+/// all-MiniLM-L6-v2's directory (provisioned by `scripts/provision_minilm.sh` on first use).
+fn minilm_dir() -> PathBuf {
+    let dir = match std::env::var_os("RANKMAMBA_MINILM") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+            .join(".cache/rankmamba/models/all-MiniLM-L6-v2"),
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/provision_minilm.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("RANKMAMBA_MINILM", &dir)
+        .output()
+        .expect("run scripts/provision_minilm.sh");
+    assert!(
+        out.status.success(),
+        "provisioning all-MiniLM-L6-v2 into {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[test]
+fn encoder_template_truncates_the_document_only() {
+    let path = minilm_dir().join("tokenizer.json");
+    let tok = tokenizers::Tokenizer::from_file(&path).unwrap();
+    let (cls, sep) = (
+        tok.token_to_id("[CLS]").unwrap(),
+        tok.token_to_id("[SEP]").unwrap(),
+    );
+    let query = "does vitamin d reduce the risk of fractures";
+    let doc = "Vitamin D supplementation was studied in a randomised trial of older adults; \
+               fractures were recorded over five years of follow up in every participant.";
+    let word = |s: &str| -> Vec<u32> {
+        let mut t = tok.clone();
+        t.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+        t.with_truncation(None).unwrap();
+        t.with_padding(None);
+        t.encode(s, false).unwrap().get_ids().to_vec()
+    };
+    let (q, d) = (word(query), word(doc));
+    let enc =
+        PairEncoder::from_file(&path, TemplateStyle::Encoder, 256, PaddingSide::Right).unwrap();
+    // [CLS] q [SEP] d [SEP], token types 0 then 1
+    let e = enc.encode_pair(query, doc).unwrap();
+    let mut want = vec![cls];
+    want.extend(&q);
+    want.push(sep);
+    want.extend(&d);
+    want.push(sep);
+    assert_eq!(e.ids, want);
+    let types: Vec<u32> = (0..want.len()).map(|i| (i > q.len() + 1) as u32).collect();
+    assert_eq!(e.type_ids, types);
+    // cut to 20 tokens: the query and the three special tokens stay, the document is cut
+    let short =
+        PairEncoder::from_file(&path, TemplateStyle::Encoder, 20, PaddingSide::Right).unwrap();
+    let t = short.encode_pair(query, doc).unwrap();
+    assert!(t.truncated);
+    assert_eq!(t.ids.len(), 20);
+    assert_eq!(&t.ids[1..1 + q.len()], &q[..]);
+    assert_eq!(t.ids[q.len() + 1], sep);
+    assert_eq!(&t.ids[q.len() + 2..19], &d[..19 - q.len() - 2]);
+    assert_eq!(t.ids[19], sep);
+    // a query longer than the limit is an error
+    let tiny =
+        PairEncoder::from_file(&path, TemplateStyle::Encoder, 6, PaddingSide::Right).unwrap();
+    assert!(tiny.encode_pair(query, doc).is_err());
+}
