@@ -253,6 +253,32 @@ fn compose_steps<F: Float>(
     (ga, gb)
 }
 
+/// [`compose_steps`] with B read from the chunk staged in shared memory (see [`padded`]).
+#[cube]
+fn compose_staged(
+    st_b: &SharedMemory<f32>,
+    first: usize,
+    a_n: f32,
+    dt: &Array<f32>,
+    uu: &Array<f32>,
+    pa: &mut Array<f32>,
+    pb: &mut Array<f32>,
+    #[comptime] items: usize,
+) -> (f32, f32) {
+    let mut ga = 1.0f32;
+    let mut gb = 0.0f32;
+    #[unroll]
+    for i in 0..items {
+        let bv = st_b[padded(first + i)];
+        let ai = f32::exp(dt[i] * a_n);
+        pa[i] = ai;
+        pb[i] = dt[i] * uu[i] * bv;
+        gb = ai * gb + pb[i];
+        ga *= ai;
+    }
+    (ga, gb)
+}
+
 /// Forward selective scan. One cube per (batch, group, block of `chans` channels), each
 /// channel a segment of `cube_units` units (whole planes); the sequence in chunks of
 /// `cube_units` x `items` steps, each unit owning `items` consecutive steps. Per state: the
@@ -284,6 +310,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] delta_softplus: bool,
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
+    #[comptime] stage: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -305,6 +332,14 @@ pub fn scan_fwd<F: Float>(
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
     let mut smem_h = SharedMemory::<f32>::new(comptime!(cube_units * chans));
     let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
+    // stage: B_n and C_n of the chunk, loaded once per cube (coalesced) for all its channels
+    let st_len = comptime!(if stage {
+        cube_units * items + cube_units * items / 32
+    } else {
+        1
+    });
+    let mut st_b = SharedMemory::<f32>::new(st_len);
+    let mut st_c = SharedMemory::<f32>::new(st_len);
     let mut k = tid;
     while k < n_state {
         carry[cbase + k] = 0.0f32;
@@ -355,20 +390,38 @@ pub fn scan_fwd<F: Float>(
             // exp is `__expf` on CUDA (the kernel's fast-math flags): ex2.approx after one multiply
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             let h0 = carry[cbase + n];
-            // this unit's steps, composed
-            let (ga, gb) = compose_steps(
-                bm,
-                bc_row,
-                n,
-                start + tid * items,
-                slot_len,
-                a_n,
-                &dt,
-                &uu,
-                &mut pa,
-                &mut pb,
-                items,
-            );
+            let (ga, gb) = if stage {
+                let mut j = UNIT_POS as usize;
+                while j < chunk {
+                    let t = start + j;
+                    let mut bv = 0.0f32;
+                    let mut cv = 0.0f32;
+                    if t < len {
+                        bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
+                        cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                    }
+                    st_b[padded(j)] = bv;
+                    st_c[padded(j)] = cv;
+                    j += units * chans;
+                }
+                sync_cube();
+                compose_staged(&st_b, tid * items, a_n, &dt, &uu, &mut pa, &mut pb, items)
+            } else {
+                // this unit's steps, composed
+                compose_steps(
+                    bm,
+                    bc_row,
+                    n,
+                    start + tid * items,
+                    slot_len,
+                    a_n,
+                    &dt,
+                    &uu,
+                    &mut pa,
+                    &mut pb,
+                    items,
+                )
+            };
             let (sa, sb) = scan_cube(
                 ga,
                 gb,
@@ -394,7 +447,12 @@ pub fn scan_fwd<F: Float>(
                 let t = start + tid * items + i;
                 h = pa[i] * h + pb[i];
                 if t < slot_len {
-                    acc[i] += h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                    if stage {
+                        acc[i] += h * st_c[padded(tid * items + i)];
+                    } else {
+                        acc[i] +=
+                            h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                    }
                 }
             }
             sync_cube();

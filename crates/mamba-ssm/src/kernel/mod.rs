@@ -22,8 +22,13 @@ const ITEMS: usize = 4;
 /// Default largest cube.
 const MAX_UNITS: u32 = 256;
 
-/// Default channels per cube in the forward.
-const CHANS_FWD: usize = 1;
+/// Default channels per cube in the forward, and whether it stages B and C in shared memory
+/// (H200, call 11 in `docs/kernel-notes.md`: staged with 4 channels per cube, 3.85 vs 4.84 ms
+/// at L 128 x 512 and 4.40 vs 4.60 at L 512 x 128; slower at L 2048 and 8192, 5.71 vs 4.86 and
+/// 6.52 vs 5.62, where one 1024-unit cube fills an SM and every barrier stalls it).
+fn default_fwd(len: usize) -> (usize, bool) {
+    if len <= 512 { (4, true) } else { (1, false) }
+}
 /// Default channels per cube in the backward, by sequence length (H200 sweep, fp32, d_inner
 /// 1536, N 16, 1024-unit cubes; `docs/kernel-notes.md`, 2026-11-28 call 8): 4 at L 128
 /// (19.2 ms; 8: 29.0), 8 at L 512 (21.2; 4: 23.0), 4 or 8 at L 2048 (24.6 / 25.1), 8 or 16 at
@@ -53,8 +58,9 @@ pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
 /// the default, or the environment variables `MAMBA_SSM_CHANS_FWD` / `MAMBA_SSM_CHANS_BWD`).
 /// The channels of a cube share one (batch, group); the backward sums their dB and dC terms
 /// in shared memory before its atomic adds. A cube has at most 256 units per channel and at
-/// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: 1 in the
-/// forward; in the backward 4 up to L = 256, else 8 (measured on the H200).
+/// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: in the
+/// forward 4 up to L = 512 (with B and C staged in shared memory), else 1; in the backward 4
+/// up to L = 256, else 8 (measured on the H200).
 pub fn set_channels_per_cube(fwd: Option<usize>, bwd: Option<usize>) {
     CHANS_FWD_OVERRIDE.store(fwd.unwrap_or(0), Ordering::Relaxed);
     CHANS_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
@@ -72,7 +78,11 @@ fn chans(backward: bool, len: usize) -> usize {
             default_chans_bwd(len),
         )
     } else {
-        (&CHANS_FWD_OVERRIDE, "MAMBA_SSM_CHANS_FWD", CHANS_FWD)
+        (
+            &CHANS_FWD_OVERRIDE,
+            "MAMBA_SSM_CHANS_FWD",
+            default_fwd(len).0,
+        )
     };
     match o.load(Ordering::Relaxed) {
         0 => env_usize(var).unwrap_or(default),
@@ -238,6 +248,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 softplus,
                 cfg.plane,
                 cfg.lean,
+                cfg.stage,
                 dtype.into(),
             );
         }
@@ -376,6 +387,9 @@ struct LaunchCfg {
     plane: bool,
     /// drop the barriers that other barriers already cover (`MAMBA_SSM_LEAN_SYNC=0` keeps them)
     lean: bool,
+    /// forward: stage B and C of a chunk in shared memory, once per cube (`MAMBA_SSM_STAGE=0|1`
+    /// overrides the table)
+    stage: bool,
 }
 
 impl LaunchCfg {
@@ -422,10 +436,18 @@ impl LaunchCfg {
         };
         // shared memory (f32 words) of the kernel: scan scratch, unit states, carries and,
         // in the backward, the dB/dC buffers of a chunk per channel (see `device.rs`)
+        let stage = !backward
+            && match std::env::var("MAMBA_SSM_STAGE").ok().as_deref() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => default_fwd(len).1,
+            };
         let words = |chans: usize, units: usize| {
             let chunk = units * items;
             let red = if backward {
                 2 * chans * (chunk + chunk / 32)
+            } else if stage {
+                2 * (chunk + chunk / 32)
             } else {
                 0
             };
@@ -454,6 +476,7 @@ impl LaunchCfg {
             smem_len,
             plane,
             lean: std::env::var("MAMBA_SSM_LEAN_SYNC").map_or(true, |v| v != "0"),
+            stage,
         }
     }
 }
