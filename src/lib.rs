@@ -11,3 +11,4 @@ pub use rank_heads;
 pub use transformer_baselines;
 
 pub mod backend;
+pub mod recipes;

@@ -5,7 +5,7 @@
 mod common;
 
 use burn::backend::Autodiff;
-use burn::tensor::{Bool, Distribution, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 use proptest::prelude::*;
 use transformer_baselines::attention::{fused_attention, reference_attention};
 
@@ -26,9 +26,26 @@ fn padding(batch_pads: &[(usize, usize)], seq: usize) -> (Vec<bool>, Tensor<B, 2
     (v, t)
 }
 
+/// N(0, 1.5²) values from a local SplitMix64 + Box-Muller stream: independent of the backend's
+/// process-global RNG, which the tests running in parallel threads would otherwise race on
+/// (two "identical" inputs drawn between another test's reseed and draw differ).
 fn random(shape: [usize; 4], seed: u64) -> Tensor<B, 4> {
-    <B as burn::tensor::backend::Backend>::seed(&Default::default(), seed);
-    Tensor::random(shape, Distribution::Normal(0.0, 1.5), &Default::default())
+    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u1, u2) = (next().max(1e-300), next());
+            (1.5 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
 /// softmax(q kᵀ/√d) v with masked keys skipped, one query row at a time, in f64.
