@@ -75,7 +75,7 @@ fn wrong_shape_names_tensor_and_shapes() {
     });
     let e = load_err(dir.path());
     eprintln!("{e}");
-    assert!(e.contains("A_log") || e.contains("a_log"), "{e}");
+    assert!(e.contains("`backbone.layers.0.mixer.A_log`"), "{e}");
     assert!(e.contains("[128, 16]") && e.contains("[16, 128]"), "{e}");
 }
 
@@ -370,4 +370,23 @@ fn bad_inputs_are_errors_not_panics() {
         Some(Tensor::from_ints([[1, 2, 1]], &dev)),
     );
     assert!(e.contains("only 0 and 1"), "{e}");
+}
+
+#[test]
+fn wrong_linear_shape_is_reported_in_the_file_layout() {
+    // in_proj.weight is [2 * 128, 64] in the file ([out, in]); store [2 * 128, 32] instead.
+    let dir = edited(|n, dt, s, d| {
+        if n == "backbone.layers.1.mixer.in_proj.weight" {
+            Some((dt, vec![s[0], s[1] / 2], d[..d.len() / 2].to_vec()))
+        } else {
+            Some((dt, s, d.to_vec()))
+        }
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains(
+            "`backbone.layers.1.mixer.in_proj.weight` has shape [256, 32], expected [256, 64]"
+        ),
+        "{e}"
+    );
 }

@@ -228,7 +228,8 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(
         });
     }
     let dtype = options.dtype.unwrap_or(DType::F32);
-    check_float_dtypes(&module, path, options)?;
+    let header = mapped_header(path, options)?;
+    check_float_dtypes(&module, path, &header)?;
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter.chain(CastAdapter(dtype)))
         .validate(false)
@@ -249,12 +250,34 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(
                 path: name,
                 expected,
                 found,
-            } => ModelIoError::ShapeMismatch {
-                path: path.into(),
-                name: name.clone(),
-                expected: expected.as_slice().to_vec(),
-                found: found.as_slice().to_vec(),
-            },
+            } => {
+                // Report in the file's terms: its tensor name, and its layout (a Linear weight
+                // is stored transposed, [out, in]).
+                let (expected, found) = (expected.as_slice().to_vec(), found.as_slice().to_vec());
+                match header.iter().find(|(_, m)| same_param(name, m)) {
+                    Some((entry, _)) => {
+                        let mut reversed = entry.shape.clone();
+                        reversed.reverse();
+                        let transposed = entry.shape != found && reversed == found;
+                        let mut expected_file = expected;
+                        if transposed {
+                            expected_file.reverse();
+                        }
+                        ModelIoError::ShapeMismatch {
+                            path: path.into(),
+                            name: entry.name.clone(),
+                            expected: expected_file,
+                            found: entry.shape.clone(),
+                        }
+                    }
+                    None => ModelIoError::ShapeMismatch {
+                        path: path.into(),
+                        name: name.clone(),
+                        expected,
+                        found,
+                    },
+                }
+            }
             ApplyError::DTypeMismatch { path: name, .. }
             | ApplyError::AdapterError { path: name, .. }
             | ApplyError::LoadError { path: name, .. } => ModelIoError::Tensor {
@@ -293,14 +316,11 @@ pub fn load_safetensors<B: Backend, M: Module<B>>(
     Ok(module)
 }
 
-/// Tensors the module will take as float parameters must be stored as floats: Burn would build
-/// a float tensor over integer bytes otherwise.
-fn check_float_dtypes<B: Backend, M: Module<B>>(
-    module: &M,
+/// Every tensor of the file with the module path its name maps to (after `options.remap`).
+fn mapped_header(
     path: &Path,
     options: &LoadOptions,
-) -> Result<(), ModelIoError> {
-    let params = parameter_names(module);
+) -> Result<Vec<(HeaderEntry, String)>, ModelIoError> {
     let mut remapper = burn_store::KeyRemapper::new();
     for (from, to) in &options.remap {
         regex_check(from)?;
@@ -309,24 +329,48 @@ fn check_float_dtypes<B: Backend, M: Module<B>>(
             .map_err(|e| ModelIoError::Invalid(e.to_string()))?;
     }
     let pairs = remapper.to_regex_pairs();
-    for entry in read_header(path)? {
+    Ok(read_header(path)?
+        .into_iter()
+        .map(|entry| {
+            let mut name = entry.name.clone();
+            for (re, rep) in &pairs {
+                if re.is_match(&name) {
+                    name = re.replace_all(&name, rep.as_str()).into_owned();
+                }
+            }
+            (entry, name)
+        })
+        .collect())
+}
+
+/// Whether a module path is the one a (mapped) file name loads into, LayerNorm's
+/// `weight`/`bias` -> `gamma`/`beta` included.
+fn same_param(module_path: &str, mapped: &str) -> bool {
+    module_path == mapped
+        || mapped
+            .strip_suffix(".weight")
+            .is_some_and(|p| module_path == format!("{p}.gamma"))
+        || mapped
+            .strip_suffix(".bias")
+            .is_some_and(|p| module_path == format!("{p}.beta"))
+}
+
+/// Tensors the module will take as float parameters must be stored as floats: Burn would build
+/// a float tensor over integer bytes otherwise.
+fn check_float_dtypes<B: Backend, M: Module<B>>(
+    module: &M,
+    path: &Path,
+    header: &[(HeaderEntry, String)],
+) -> Result<(), ModelIoError> {
+    let params = parameter_names(module);
+    for (entry, mapped) in header {
         if matches!(entry.dtype.as_str(), "F64" | "F32" | "F16" | "BF16") {
             continue;
         }
-        let mut name = entry.name.clone();
-        for (re, rep) in &pairs {
-            if re.is_match(&name) {
-                name = re.replace_all(&name, rep.as_str()).into_owned();
-            }
-        }
-        let alt = name
-            .strip_suffix(".weight")
-            .map(|p| format!("{p}.gamma"))
-            .or_else(|| name.strip_suffix(".bias").map(|p| format!("{p}.beta")));
-        if params.contains(&name) || alt.is_some_and(|a| params.contains(&a)) {
+        if params.iter().any(|p| same_param(p, mapped)) {
             return Err(ModelIoError::Tensor {
                 path: path.into(),
-                name: entry.name,
+                name: entry.name.clone(),
                 message: format!(
                     "stored as {}, expected a float type (F32, F16, BF16 or F64)",
                     entry.dtype
