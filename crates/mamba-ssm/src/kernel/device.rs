@@ -233,6 +233,7 @@ fn compose_steps<F: Float>(
     uu: &Array<f32>,
     pa: &mut Array<f32>,
     pb: &mut Array<f32>,
+    bvs: &mut Array<f32>,
     #[comptime] items: usize,
 ) -> (f32, f32) {
     let mut ga = 1.0f32;
@@ -244,6 +245,8 @@ fn compose_steps<F: Float>(
         if t < len {
             bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
         }
+        // B_t, kept for the backward's gradient loop (dead, so removed, elsewhere)
+        bvs[i] = bv;
         let ai = f32::exp(dt[i] * a_n);
         pa[i] = ai;
         pb[i] = dt[i] * uu[i] * bv;
@@ -365,6 +368,7 @@ pub fn scan_fwd<F: Float>(
     let mut acc = Array::<f32>::new(items);
     let mut pa = Array::<f32>::new(items);
     let mut pb = Array::<f32>::new(items);
+    let mut bvs = Array::<f32>::new(items);
 
     let chunk = units * items;
     let mut start = 0usize;
@@ -419,6 +423,7 @@ pub fn scan_fwd<F: Float>(
                     &uu,
                     &mut pa,
                     &mut pb,
+                    &mut bvs,
                     items,
                 )
             };
@@ -631,6 +636,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] delta_softplus: bool,
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
+    #[comptime] keep_b: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -677,6 +683,7 @@ pub fn scan_bwd<F: Float>(
     let mut uu = Array::<f32>::new(items);
     let mut pa = Array::<f32>::new(items);
     let mut pb = Array::<f32>::new(items);
+    let mut bvs = Array::<f32>::new(items);
 
     // pass 1: the state at every chunk start (none needed past the last chunk's start)
     let mut k = tid;
@@ -715,6 +722,7 @@ pub fn scan_bwd<F: Float>(
                 &uu,
                 &mut pa,
                 &mut pb,
+                &mut bvs,
                 items,
             );
             let (sa, sb) = scan_cube(
@@ -805,6 +813,7 @@ pub fn scan_bwd<F: Float>(
                 &uu,
                 &mut pa,
                 &mut pb,
+                &mut bvs,
                 items,
             );
             let (sa, sb) = scan_cube(
@@ -876,7 +885,9 @@ pub fn scan_bwd<F: Float>(
                 let t = start + tid * items + i;
                 let cv = cvs[i];
                 let mut bv = 0.0f32;
-                if t < slot_len {
+                if keep_b {
+                    bv = bvs[i];
+                } else if t < slot_len {
                     bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
                 }
                 let mut hprev = h_start;
