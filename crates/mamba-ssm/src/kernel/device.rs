@@ -260,19 +260,22 @@ fn compose_steps<F: Float>(
 #[cube]
 fn compose_staged(
     st_b: &SharedMemory<f32>,
+    off: usize,
     first: usize,
     a_n: f32,
     dt: &Array<f32>,
     uu: &Array<f32>,
     pa: &mut Array<f32>,
     pb: &mut Array<f32>,
+    bvs: &mut Array<f32>,
     #[comptime] items: usize,
 ) -> (f32, f32) {
     let mut ga = 1.0f32;
     let mut gb = 0.0f32;
     #[unroll]
     for i in 0..items {
-        let bv = st_b[padded(first + i)];
+        let bv = st_b[off + padded(first + i)];
+        bvs[i] = bv;
         let ai = f32::exp(dt[i] * a_n);
         pa[i] = ai;
         pb[i] = dt[i] * uu[i] * bv;
@@ -409,7 +412,18 @@ pub fn scan_fwd<F: Float>(
                     j += units * chans;
                 }
                 sync_cube();
-                compose_staged(&st_b, tid * items, a_n, &dt, &uu, &mut pa, &mut pb, items)
+                compose_staged(
+                    &st_b,
+                    0,
+                    tid * items,
+                    a_n,
+                    &dt,
+                    &uu,
+                    &mut pa,
+                    &mut pb,
+                    &mut bvs,
+                    items,
+                )
             } else {
                 // this unit's steps, composed
                 compose_steps(
@@ -605,7 +619,7 @@ fn padded(j: usize) -> usize {
 /// cube's channels in shared memory, then added with one coalesced f32 atomic per (cube,
 /// state, step); dA (summed per plane first), dD and d delta_bias with f32 atomics.
 #[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 pub fn scan_bwd<F: Float>(
     u: &Tensor<F>,
     delta: &Tensor<F>,
@@ -637,6 +651,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
     #[comptime] keep_b: bool,
+    #[comptime] stage_bwd: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -664,6 +679,15 @@ pub fn scan_bwd<F: Float>(
     let red_len = comptime!(cube_units * items + cube_units * items / 32);
     let mut red_b = SharedMemory::<f32>::new(comptime!(red_len * chans));
     let mut red_c = SharedMemory::<f32>::new(comptime!(red_len * chans));
+    // stage_bwd: B_n and C_n of the chunk in shared memory, two buffers (state parity); state
+    // n+1's are loaded during state n and stored before its reduction barrier
+    let st_len = comptime!(if stage_bwd {
+        cube_units * items + cube_units * items / 32
+    } else {
+        1
+    });
+    let mut st_b = SharedMemory::<f32>::new(comptime!(2 * st_len));
+    let mut st_c = SharedMemory::<f32>::new(comptime!(2 * st_len));
 
     let mut bias_v = 0.0f32;
     if has_bias {
@@ -795,27 +819,68 @@ pub fn scan_bwd<F: Float>(
             ddt[i] = 0.0f32;
             dus[i] = 0.0f32;
         }
+        let jn = UNIT_POS as usize;
+        if stage_bwd {
+            // (one value per unit: the launch uses this only with chans >= items)
+            let mut bv = 0.0f32;
+            let mut cv = 0.0f32;
+            if jn < chunk && start + jn < len {
+                bv = f32::cast_from(bm[bc_row + (start + jn) * bm.stride(3)]);
+                cv = f32::cast_from(cm[cc_row + (start + jn) * cm.stride(3)]);
+            }
+            if jn < chunk {
+                st_b[padded(jn)] = bv;
+                st_c[padded(jn)] = cv;
+            }
+            sync_cube();
+        }
         for n in 0..n_state {
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
+            let off = (n % 2) * st_len;
+            // prefetch state n+1's B and C (stored before this state's reduction barrier)
+            let mut nb = 0.0f32;
+            let mut nc = 0.0f32;
+            if stage_bwd {
+                let t = start + jn;
+                if n + 1 < n_state && jn < chunk && t < len {
+                    nb = f32::cast_from(bm[bc_row + (n + 1) * bm.stride(2) + t * bm.stride(3)]);
+                    nc = f32::cast_from(cm[cc_row + (n + 1) * cm.stride(2) + t * cm.stride(3)]);
+                }
+            }
             // recompute the chunk's states (the first chunk starts from zero)
             let mut h0 = 0.0f32;
             if c > 0 {
                 h0 = ckpt[ck_row + c * n_state + n];
             }
-            let (ga, gb) = compose_steps(
-                bm,
-                bc_row,
-                n,
-                start + tid * items,
-                slot_len,
-                a_n,
-                &dt,
-                &uu,
-                &mut pa,
-                &mut pb,
-                &mut bvs,
-                items,
-            );
+            let (ga, gb) = if stage_bwd {
+                compose_staged(
+                    &st_b,
+                    off,
+                    tid * items,
+                    a_n,
+                    &dt,
+                    &uu,
+                    &mut pa,
+                    &mut pb,
+                    &mut bvs,
+                    items,
+                )
+            } else {
+                compose_steps(
+                    bm,
+                    bc_row,
+                    n,
+                    start + tid * items,
+                    slot_len,
+                    a_n,
+                    &dt,
+                    &uu,
+                    &mut pa,
+                    &mut pb,
+                    &mut bvs,
+                    items,
+                )
+            };
             let (sa, sb) = scan_cube(
                 ga,
                 gb,
@@ -852,7 +917,11 @@ pub fn scan_bwd<F: Float>(
                 let t = start + tid * items + i;
                 let mut cv = 0.0f32;
                 if t < slot_len {
-                    cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                    if stage_bwd {
+                        cv = st_c[off + padded(tid * items + i)];
+                    } else {
+                        cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                    }
                 }
                 cvs[i] = cv;
                 rb = pa[i] * (rb + gy[i] * cv);
@@ -915,6 +984,13 @@ pub fn scan_bwd<F: Float>(
                     }
                 } else {
                     da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
+                }
+            }
+            if stage_bwd {
+                if n + 1 < n_state && jn < chunk {
+                    let noff = ((n + 1) % 2) * st_len;
+                    st_b[noff + padded(jn)] = nb;
+                    st_c[noff + padded(jn)] = nc;
                 }
             }
             sync_cube();

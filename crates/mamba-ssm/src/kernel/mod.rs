@@ -354,6 +354,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 cfg.plane,
                 cfg.lean,
                 cfg.keep_b,
+                cfg.stage_bwd,
                 dtype.into(),
             );
         }
@@ -394,6 +395,9 @@ struct LaunchCfg {
     /// backward: keep B_t in registers from the recompute for the gradient loop instead of
     /// loading it again (default; `MAMBA_SSM_KEEP_B=0` reloads; 3-7% faster fwd+bwd on the H200)
     keep_b: bool,
+    /// backward: B and C staged in shared memory, double-buffered (default; only with at least
+    /// `items` channels per cube; `MAMBA_SSM_STAGE_BWD=0` turns it off; 3-13% faster fwd+bwd)
+    stage_bwd: bool,
 }
 
 impl LaunchCfg {
@@ -440,6 +444,8 @@ impl LaunchCfg {
         };
         // shared memory (f32 words) of the kernel: scan scratch, unit states, carries and,
         // in the backward, the dB/dC buffers of a chunk per channel (see `device.rs`)
+        let stage_bwd_env =
+            backward && std::env::var("MAMBA_SSM_STAGE_BWD").map_or(true, |v| v != "0");
         let stage = !backward
             && match std::env::var("MAMBA_SSM_STAGE").ok().as_deref() {
                 Some("1") => true,
@@ -450,6 +456,11 @@ impl LaunchCfg {
             let chunk = units * items;
             let red = if backward {
                 2 * chans * (chunk + chunk / 32)
+                    + if stage_bwd_env && chans >= items {
+                        4 * (chunk + chunk / 32)
+                    } else {
+                        0
+                    }
             } else if stage {
                 2 * (chunk + chunk / 32)
             } else {
@@ -458,7 +469,8 @@ impl LaunchCfg {
             2 * smem_len(chans, units) + chans * (units + n_state) + red
         };
         // fit the device's shared memory: fewer units per channel first, then fewer channels
-        while words(chans, units) * 4 > hw.max_shared_memory_size {
+        // (at most 48 KiB: more needs an opt-in at launch)
+        while words(chans, units) * 4 > hw.max_shared_memory_size.min(48 * 1024) {
             if units > min_units {
                 units /= 2;
             } else if chans > 1 {
@@ -481,6 +493,7 @@ impl LaunchCfg {
             plane,
             lean: std::env::var("MAMBA_SSM_LEAN_SYNC").map_or(true, |v| v != "0"),
             stage,
+            stage_bwd: stage_bwd_env && chans >= items,
             keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
         }
     }
