@@ -92,7 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!();
     // BM25 on the same queries and depth, for a like-for-like comparison
     let mut bm25_top = rank_data::Run::new("bm25");
-    for q in bm25.queries().iter().filter(|q| queries.contains_key(q.qid())) {
+    for q in bm25
+        .queries()
+        .iter()
+        .filter(|q| queries.contains_key(q.qid()))
+    {
         for (doc, score) in q.ranked().into_iter().take(depth) {
             bm25_top.push(q.qid(), doc, score)?;
         }
