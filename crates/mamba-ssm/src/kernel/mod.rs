@@ -33,8 +33,16 @@ fn default_fwd(len: usize) -> (usize, bool) {
 /// 1536, N 16, 1024-unit cubes; `docs/kernel-notes.md`, 2026-11-28 call 8): 4 at L 128
 /// (19.2 ms; 8: 29.0), 8 at L 512 (21.2; 4: 23.0), 4 or 8 at L 2048 (24.6 / 25.1), 8 or 16 at
 /// L 8192 (27.6 / 27.0).
+/// With B/C staged in the backward (call 15): 16 at L 8192 (21.6 ms; 8: 22.3-22.9), 16 and 8
+/// within noise at L 512 and 2048.
 fn default_chans_bwd(len: usize) -> usize {
-    if len <= 256 { 4 } else { 8 }
+    if len <= 256 {
+        4
+    } else if len <= 4096 {
+        8
+    } else {
+        16
+    }
 }
 /// Default largest backward cube (all channels' units together): 1024 units, which also makes
 /// the compiler keep the backward at 64 registers (128 at 512 units, 25% occupancy).
@@ -60,7 +68,7 @@ pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
 /// in shared memory before its atomic adds. A cube has at most 256 units per channel and at
 /// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: in the
 /// forward 4 up to L = 512 (with B and C staged in shared memory), else 1; in the backward 4
-/// up to L = 256, else 8 (measured on the H200).
+/// up to L = 256, 8 up to 4096, else 16 (measured on the H200).
 pub fn set_channels_per_cube(fwd: Option<usize>, bwd: Option<usize>) {
     CHANS_FWD_OVERRIDE.store(fwd.unwrap_or(0), Ordering::Relaxed);
     CHANS_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
