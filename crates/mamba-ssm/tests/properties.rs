@@ -78,7 +78,14 @@ fn inputs<B: burn::tensor::backend::Backend>(s: &Spec, dev: &B::Device) -> ScanI
         inp = inp.with_z(n([s.batch, dim, s.len]));
     }
     if s.bias {
-        inp = inp.with_delta_bias(Tensor::random([dim], Distribution::Normal(0.0, 0.3), dev));
+        // Without softplus the step size is delta + bias itself: keep it non-negative (Mamba's
+        // domain; a negative step makes exp(dt A) grow and the state overflow on long L).
+        let dist = if s.softplus {
+            Distribution::Normal(0.0, 0.3)
+        } else {
+            Distribution::Uniform(0.0, 0.3)
+        };
+        inp = inp.with_delta_bias(Tensor::random([dim], dist, dev));
     }
     inp
 }
