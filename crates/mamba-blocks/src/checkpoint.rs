@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use model_io::{HubOptions, LoadOptions};
 
@@ -46,11 +47,30 @@ fn save_remap() -> Vec<(String, String)> {
     ]
 }
 
-fn options(file_names: &[String], with_head: bool) -> LoadOptions {
-    LoadOptions {
-        remap: load_remap(file_names, with_head),
+/// Loads a safetensors file into `model` (the LM with `with_head`, else the backbone), with the
+/// name rewrites the file's layout needs.
+fn load_file<B: Backend, M: Module<B>>(
+    model: M,
+    file: &Path,
+    with_head: bool,
+) -> Result<M, MambaError> {
+    let names = model_io::tensor_names(file)?;
+    let options = LoadOptions {
+        remap: load_remap(&names, with_head),
         ..LoadOptions::default()
-    }
+    };
+    Ok(model_io::load_safetensors(model, file, &options)?)
+}
+
+/// Reads `config.json` from `dir`, builds the model with `new`, loads `model.safetensors`.
+fn load_from_dir<B: Backend, M: Module<B>>(
+    dir: &Path,
+    new: impl FnOnce(&MambaConfig) -> M,
+    with_head: bool,
+) -> Result<(M, MambaConfig), MambaError> {
+    let config = MambaConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let model = load_file(new(&config), &dir.join(WEIGHTS_FILE), with_head)?;
+    Ok((model, config))
 }
 
 impl<B: Backend> MambaForCausalLM<B> {
@@ -67,19 +87,12 @@ impl<B: Backend> MambaForCausalLM<B> {
 
     /// Loads `config.json` + `model.safetensors` from `dir`.
     pub fn load_dir(dir: &Path, device: &B::Device) -> Result<(Self, MambaConfig), MambaError> {
-        let config = MambaConfig::from_file(&dir.join(CONFIG_FILE))?;
-        let model = Self::new(&config, device).load_weights(&dir.join(WEIGHTS_FILE))?;
-        Ok((model, config))
+        load_from_dir(dir, |c| Self::new(c, device), true)
     }
 
     /// Loads the weights of a safetensors file into this model (whose config must match).
     pub fn load_weights(self, file: &Path) -> Result<Self, MambaError> {
-        let names = model_io::tensor_names(file)?;
-        Ok(model_io::load_safetensors(
-            self,
-            file,
-            &options(&names, true),
-        )?)
+        load_file(self, file, true)
     }
 
     /// Writes `config.json` (HF layout) and `model.safetensors` (HF names, fp32, no
@@ -103,19 +116,12 @@ impl<B: Backend> MambaModel<B> {
 
     /// Loads a backbone from `dir`.
     pub fn load_dir(dir: &Path, device: &B::Device) -> Result<(Self, MambaConfig), MambaError> {
-        let config = MambaConfig::from_file(&dir.join(CONFIG_FILE))?;
-        let model = Self::new(&config, device).load_weights(&dir.join(WEIGHTS_FILE))?;
-        Ok((model, config))
+        load_from_dir(dir, |c| Self::new(c, device), false)
     }
 
     /// Loads the weights of a safetensors file into this backbone.
     pub fn load_weights(self, file: &Path) -> Result<Self, MambaError> {
-        let names = model_io::tensor_names(file)?;
-        Ok(model_io::load_safetensors(
-            self,
-            file,
-            &options(&names, false),
-        )?)
+        load_file(self, file, false)
     }
 
     /// Writes the backbone as `config.json` + `model.safetensors` with HF backbone names
@@ -125,7 +131,7 @@ impl<B: Backend> MambaModel<B> {
     }
 }
 
-fn save_dir<B: Backend, M: burn::module::Module<B>>(
+fn save_dir<B: Backend, M: Module<B>>(
     module: &M,
     config: &MambaConfig,
     dir: &Path,
