@@ -1,4 +1,5 @@
-//! The Burn backends this build was compiled with (root features `ndarray`, `wgpu`, `cuda`).
+//! The Burn backends this build was compiled with (root features `ndarray`, `wgpu`, `cuda`),
+//! and the run-time choice between them (`--backend cpu|wgpu|cuda`).
 
 /// CPU backend (default feature `ndarray`).
 #[cfg(feature = "ndarray")]
@@ -16,7 +17,7 @@ pub type Cuda = burn::backend::Cuda;
 pub fn available() -> Vec<&'static str> {
     let mut v = Vec::new();
     if cfg!(feature = "ndarray") {
-        v.push("ndarray");
+        v.push("cpu");
     }
     if cfg!(feature = "wgpu") {
         v.push("wgpu");
@@ -25,4 +26,80 @@ pub fn available() -> Vec<&'static str> {
         v.push("cuda");
     }
     v
+}
+
+/// A backend chosen at run time.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// NdArray on the CPU (feature `ndarray`, the default).
+    Cpu,
+    /// wgpu: Vulkan, Metal, DX12 (feature `wgpu`).
+    Wgpu,
+    /// CUDA (feature `cuda`).
+    Cuda,
+}
+
+impl BackendKind {
+    /// The lowercase name (`cpu`, `wgpu`, `cuda`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// The error for a backend this build does not contain.
+    pub fn not_compiled(self) -> anyhow::Error {
+        let feature = match self {
+            BackendKind::Cpu => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        };
+        anyhow::anyhow!(
+            "backend `{}` is not compiled into this build (it has: {}); rebuild with `--features {feature}`",
+            self.name(),
+            available().join(", ")
+        )
+    }
+}
+
+/// Runs `$body` with `$B` bound to the autodiff backend of `$kind` and `$dev` to its default
+/// device; evaluates to `anyhow::Result<_>` (an error for a backend not compiled in).
+///
+/// ```ignore
+/// with_backend!(kind, |B, dev| train::<B>(&dev, &settings))
+/// ```
+#[macro_export]
+macro_rules! with_backend {
+    ($kind:expr, |$B:ident, $dev:ident| $body:expr) => {{
+        #[allow(unreachable_patterns)]
+        match $kind {
+            #[cfg(feature = "ndarray")]
+            $crate::backend::BackendKind::Cpu => {
+                #[allow(dead_code)]
+                type $B = burn::backend::Autodiff<$crate::backend::Cpu>;
+                let $dev = burn::backend::ndarray::NdArrayDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::backend::BackendKind::Wgpu => {
+                #[allow(dead_code)]
+                type $B = burn::backend::Autodiff<$crate::backend::Wgpu>;
+                let $dev = burn::backend::wgpu::WgpuDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::BackendKind::Cuda => {
+                #[allow(dead_code)]
+                type $B = burn::backend::Autodiff<$crate::backend::Cuda>;
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            other => ::anyhow::Result::Err(other.not_compiled()),
+        }
+    }};
 }

@@ -8,11 +8,13 @@ use rankmamba::ir_metrics::{
 };
 use std::path::PathBuf;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "rankmamba",
     version,
-    about = "Mamba vs transformer cross-encoder rerankers: evaluation, fusion, and (soon) training and reranking"
+    about = "Mamba vs transformer cross-encoder rerankers: training, reranking, evaluation, benchmarks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +29,18 @@ enum Command {
     Compare(CompareArgs),
     /// Fuse runs (RRF, CombSUM, CombMNZ) into a new TREC run.
     Fuse(FuseArgs),
+    /// Fine-tune or train a cross-encoder reranker (MiniLM, Mamba, Pythia, BERT).
+    Train(cli::train::Args),
+    /// Rerank a first-stage TREC run with a trained cross-encoder.
+    Rerank(cli::rerank::Args),
+    /// The study: BM25 vs MiniLM vs Mamba vs a decoder transformer, quality and throughput.
+    Reproduce(cli::reproduce::Args),
+    /// Throughput tables: selective scan vs attention, training steps, reranking.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+    /// Datasets and models.
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
 }
 
 #[derive(Args)]
@@ -146,6 +160,11 @@ fn run_name(p: &std::path::Path, r: &Run) -> String {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Train(a) => return cli::train::run(a),
+        Command::Rerank(a) => return cli::rerank::run(a),
+        Command::Reproduce(a) => return cli::reproduce::run(a),
+        Command::Bench(c) => return cli::bench::run(c),
+        Command::Data(c) => return cli::data::run(c),
         Command::Eval(a) => {
             let measures = a.common.measures()?;
             let qrels = Qrels::from_path(&a.common.qrels)?;

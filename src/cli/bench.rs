@@ -1,0 +1,22 @@
+//! `rankmamba bench`: throughput tables.
+
+use clap::Subcommand;
+
+/// What to measure.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Selective scan vs attention core at the same token count (table + SVG plot).
+    Scan(super::bench_scan::Args),
+    /// Cross-encoder training steps (forward + backward + optimizer), tokens/s.
+    Train(super::bench_models::TrainArgs),
+    /// Reranking inference: documents/s and latency per query.
+    Rerank(super::bench_models::RerankArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Scan(a) => super::bench_scan::run(a),
+        BenchCommand::Train(a) => super::bench_models::run_train(a),
+        BenchCommand::Rerank(a) => super::bench_models::run_rerank(a),
+    }
+}

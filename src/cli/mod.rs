@@ -1,0 +1,10 @@
+//! Subcommands of the `rankmamba` binary, one module each; `eval`, `compare` and `fuse` live in
+//! `main.rs`. Each module has an `Args` (clap) and a `run(args) -> anyhow::Result<()>`.
+
+pub mod bench;
+pub mod bench_models;
+pub mod bench_scan;
+pub mod data;
+pub mod reproduce;
+pub mod rerank;
+pub mod train;
