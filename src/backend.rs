@@ -52,6 +52,15 @@ impl BackendKind {
         }
     }
 
+    /// An error unless this build contains the backend.
+    pub fn ensure_compiled(self) -> anyhow::Result<()> {
+        if available().contains(&self.name()) {
+            Ok(())
+        } else {
+            Err(self.not_compiled())
+        }
+    }
+
     /// The error for a backend this build does not contain.
     pub fn not_compiled(self) -> anyhow::Error {
         let feature = match self {

@@ -12,3 +12,5 @@ pub use transformer_baselines;
 
 pub mod backend;
 pub mod recipes;
+pub mod models;
+pub mod study;

@@ -1,14 +1,114 @@
-//! `rankmamba rerank`.
+//! `rankmamba rerank`: a first-stage TREC run in, a reranked TREC run out.
 
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
 use clap::Args as ClapArgs;
+use rankmamba::backend::BackendKind;
+use rankmamba::ir_metrics::Run;
+use rankmamba::models::{Init, ModelCard};
+use rankmamba::study::{Collection, Job, Side, compare_runs};
+use rankmamba::with_backend;
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Backend to run on.
+    /// Model directory written by `rankmamba train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Collection the run's queries and documents come from (name or path).
+    #[arg(long)]
+    pub dataset: String,
+    /// First-stage run to rerank (default: the collection's BM25: `runs/bm25.trec`, or a
+    /// tantivy BM25 for BEIR collections).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Output run (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Candidates reranked per query (the rest follow in first-stage order).
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+    /// Judged queries reranked (the first by id; default all).
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Print nDCG@10 / RR@10 / AP before and after (the collection's test qrels).
+    #[arg(long)]
+    pub eval: bool,
+    /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub backend: rankmamba::backend::BackendKind,
+    pub backend: BackendKind,
 }
 
-pub fn run(_a: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rerank` is not implemented yet")
+pub fn run(a: Args) -> Result<()> {
+    a.backend.ensure_compiled()?;
+    if a.depth == 0 || a.batch_size == 0 {
+        bail!("--depth and --batch-size must be positive");
+    }
+    let card = ModelCard::read(&a.model)?;
+    let mut c = Collection::load(&a.dataset, Side::Test, a.queries, a.depth.max(100))?;
+    if let Some(p) = &a.run {
+        let run = Run::from_path(p)?;
+        let mut fs = Run::new(run.name());
+        for q in run.queries() {
+            if c.queries.contains(q.qid()) {
+                for (d, s) in q.ranked() {
+                    if !c.corpus.contains(d) {
+                        bail!(
+                            "{}: document `{d}` (query {}) has no text in {}",
+                            p.display(),
+                            q.qid(),
+                            a.dataset
+                        );
+                    }
+                    fs.push(q.qid(), d, s)?;
+                }
+            }
+        }
+        if fs.is_empty() {
+            bail!(
+                "{}: none of its queries is a judged query of {}",
+                p.display(),
+                a.dataset
+            );
+        }
+        c.first_stage = fs;
+    }
+    let name = a
+        .model
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rankmamba".into());
+    let job = Job {
+        dir: &a.model,
+        train: None,
+        checkpoint_every: None,
+        rerank: Some((&c, a.depth)),
+        batch_size: a.batch_size,
+        progress: true,
+        run_name: name.clone(),
+    };
+    eprintln!(
+        "reranking {} queries x top {} of {} with {} ({})",
+        c.queries.len(),
+        a.depth,
+        a.dataset,
+        a.model.display(),
+        card.source
+    );
+    let (run, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&Init::Trained, &dev))??;
+    let run = run.ok_or_else(|| anyhow::anyhow!("no run"))?;
+    run.write_path(&a.output)?;
+    eprintln!(
+        "wrote {} ({:.1} documents/s)",
+        a.output.display(),
+        report.rerank_docs_per_s.unwrap_or(0.0)
+    );
+    if a.eval {
+        let cmp = compare_runs(&c, &[("first-stage", &c.first_stage), (&name, &run)])?;
+        print!("{}", cmp.table());
+    }
+    Ok(())
 }

@@ -1,0 +1,470 @@
+//! Cross-encoder model directories: what `rankmamba train` writes and `rankmamba rerank`
+//! reads, and the named backbones the CLI and the study start from.
+//!
+//! A model directory holds `rankmamba.json` (a [`ModelCard`]: architecture, pooling, input
+//! template, length limit), `config.json` (the backbone's HF config), `tokenizer.json` and,
+//! once trained, `cross_encoder.mpk` (the Burn record of the whole cross-encoder, head
+//! included). [`prepare`] lays out a directory for a named backbone; [`with_model`] builds the
+//! model of a directory on any backend and hands it to a [`ModelVisitor`], so the code that
+//! trains or reranks is written once, generically over the encoder type.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module, ModuleDisplay};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::AutodiffBackend;
+use mamba_blocks::{MambaConfig, MambaModel};
+use mamba_ssm::SelectiveScanBackend;
+use rank_heads::{
+    CrossEncoder, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, Pooling, SequenceEncoder,
+    TemplateStyle,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use transformer_baselines::{BertConfig, BertModel, GptNeoXConfig, GptNeoXModel};
+
+/// The model card file of a model directory.
+pub const CARD_FILE: &str = "rankmamba.json";
+/// The trained cross-encoder (Burn named MessagePack record, `.mpk` added by Burn).
+pub const RECORD_FILE: &str = "cross_encoder";
+
+/// Any error of this module, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
+    move |e| ModelError(format!("{}: {e}", path.display()))
+}
+
+fn wrap<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> ModelError {
+    move |e| ModelError(format!("{what}: {e}"))
+}
+
+/// The backbone family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// BERT / MiniLM encoder.
+    Bert,
+    /// Mamba (v1).
+    Mamba,
+    /// GPT-NeoX / Pythia decoder.
+    GptNeox,
+}
+
+/// `rankmamba.json`: how to build and feed the cross-encoder of a model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Backbone family (its sizes are in `config.json`).
+    pub arch: Arch,
+    /// How a pair's hidden states become one vector.
+    pub pooling: Pooling,
+    /// How a (query, document) pair becomes tokens.
+    pub template: TemplateStyle,
+    /// Token limit of a pair (the document is cut).
+    pub max_length: usize,
+    /// Padding side of batches.
+    pub padding: PaddingSide,
+    /// Dropout before the scoring head (training only).
+    pub dropout: f64,
+    /// BERT only: the backbone carries a pooler (unused by the head, kept for loading).
+    #[serde(default)]
+    pub bert_pooler: bool,
+    /// Where the backbone came from (`all-MiniLM-L6-v2 (pretrained)`, `mamba-tiny (random
+    /// init)`, a directory).
+    pub source: String,
+}
+
+impl ModelCard {
+    /// Reads `dir/rankmamba.json`.
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ModelError(format!(
+                "{}: {e} (a model directory written by `rankmamba train` holds {CARD_FILE})",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ModelError(format!(
+                "{}:{}:{}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    /// Writes `dir/rankmamba.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        let path = dir.join(CARD_FILE);
+        ir_metrics::write_atomically(&path, |w| {
+            serde_json::to_writer_pretty(w, self).map_err(std::io::Error::other)
+        })
+        .map_err(wrap(path.display()))
+    }
+
+    /// The pair encoder of this card with the directory's `tokenizer.json`.
+    pub fn pair_encoder(&self, dir: &Path) -> Result<PairEncoder, ModelError> {
+        PairEncoder::from_file(
+            &dir.join("tokenizer.json"),
+            self.template.clone(),
+            self.max_length,
+            self.padding,
+        )
+        .map_err(wrap(dir.display()))
+    }
+}
+
+/// The backbones the CLI knows by name. `minilm` is the pretrained all-MiniLM-L6-v2; the
+/// others are random initialisations of published configurations (no pretrained Mamba or
+/// Pythia weights are reachable from this project's machines) or small same-size pairs
+/// for CPU studies.
+pub const NAMED: &[(&str, &str)] = &[
+    (
+        "minilm",
+        "all-MiniLM-L6-v2, pretrained (22.7M parameters; $RANKMAMBA_MINILM)",
+    ),
+    (
+        "mamba-tiny",
+        "Mamba, d_model 256, 4 layers, random init (1.8M + 12.9M embedding)",
+    ),
+    (
+        "pythia-tiny",
+        "GPT-NeoX, d 256, 2 layers, 4 heads, random init (1.6M + 12.9M embedding)",
+    ),
+    ("mamba-130m", "Mamba-130M config, random init"),
+    ("mamba-370m", "Mamba-370M config, random init"),
+    ("pythia-160m", "Pythia-160M config, random init"),
+    ("pythia-410m", "Pythia-410M config, random init"),
+    (
+        "bert-base",
+        "BERT-base config, random init (MiniLM's uncased vocabulary)",
+    ),
+];
+
+/// How the weights of a prepared directory are initialised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// Random initialisation of `config.json` (seeded by the backend's seed).
+    Random,
+    /// A HF checkpoint directory (`config.json` + `model.safetensors`) for the backbone; the
+    /// head is random.
+    Pretrained(PathBuf),
+    /// `cross_encoder.mpk` of the directory (a trained model).
+    Trained,
+}
+
+/// The GPT-NeoX-20B tokenizer that Mamba and Pythia use: `$RANKMAMBA_DATA/tokenizers/...`.
+pub fn neox_tokenizer() -> Result<PathBuf, ModelError> {
+    let data = rank_data::data_dir().map_err(wrap("data directory"))?;
+    let p = data.join("tokenizers/gpt-neox-20b/tokenizer.json");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(ModelError(format!(
+            "{} not found (the GPT-NeoX-20B tokenizer; see docs/data.md)",
+            p.display()
+        )))
+    }
+}
+
+fn mamba_json(c: &MambaConfig) -> Value {
+    c.to_hf_json()
+}
+
+fn neox_json(hidden: usize, layers: usize, heads: usize, vocab: usize) -> Value {
+    json!({
+        "model_type": "gpt_neox",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 2048,
+        "rotary_pct": 0.25,
+        "rotary_emb_base": 10000,
+        "layer_norm_eps": 1e-5,
+        "use_parallel_residual": true,
+        "attention_bias": true,
+    })
+}
+
+fn bert_base_json() -> Value {
+    json!({
+        "model_type": "bert",
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+    })
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
+    ir_metrics::write_atomically(path, |w| {
+        serde_json::to_writer_pretty(w, v).map_err(std::io::Error::other)
+    })
+    .map_err(wrap(path.display()))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
+    if from == to {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| {
+        ModelError(format!(
+            "copying {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })
+}
+
+/// Lays out model directory `out` for backbone `name` (one of [`NAMED`], a directory written
+/// by `rankmamba train`, or a HF checkpoint directory with `model_type` bert, mamba or
+/// gpt_neox) with a length limit; returns the card and how to initialise the weights.
+pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, Init), ModelError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let decoder = |arch: Arch, source: String| ModelCard {
+        arch,
+        pooling: Pooling::LastToken,
+        template: TemplateStyle::Decoder {
+            template: PAPER_DECODER_TEMPLATE.to_string(),
+            eos_id: 0,
+        },
+        max_length,
+        padding: PaddingSide::Right,
+        dropout: 0.1,
+        bert_pooler: false,
+        source,
+    };
+    let encoder = |pooler: bool, source: String| ModelCard {
+        arch: Arch::Bert,
+        pooling: Pooling::Cls,
+        template: TemplateStyle::Encoder,
+        max_length,
+        padding: PaddingSide::Right,
+        dropout: 0.1,
+        bert_pooler: pooler,
+        source,
+    };
+    let random = |what: &str| format!("{what} (random init)");
+    let (card, init) = match name {
+        "minilm" => {
+            let dir = crate::recipes::minilm_dir(None).map_err(wrap("all-MiniLM-L6-v2"))?;
+            copy(&dir.join("config.json"), &out.join("config.json"))?;
+            copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
+            let pooler = safetensors_has_pooler(&dir.join("model.safetensors"))?;
+            (
+                encoder(pooler, "all-MiniLM-L6-v2 (pretrained)".into()),
+                Init::Pretrained(dir),
+            )
+        }
+        "bert-base" => {
+            let dir = crate::recipes::minilm_dir(None)
+                .map_err(wrap("bert-base uses all-MiniLM-L6-v2's tokenizer"))?;
+            write_json(&out.join("config.json"), &bert_base_json())?;
+            copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
+            (encoder(false, random("bert-base")), Init::Random)
+        }
+        "mamba-tiny" | "mamba-130m" | "mamba-370m" => {
+            let cfg = match name {
+                "mamba-tiny" => MambaConfig::new(256, 4, 50280),
+                "mamba-130m" => MambaConfig::preset("130m").map_err(wrap(name))?,
+                _ => MambaConfig::preset("370m").map_err(wrap(name))?,
+            };
+            write_json(&out.join("config.json"), &mamba_json(&cfg))?;
+            copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
+            (decoder(Arch::Mamba, random(name)), Init::Random)
+        }
+        "pythia-tiny" | "pythia-160m" | "pythia-410m" => {
+            let v = match name {
+                "pythia-tiny" => neox_json(256, 2, 4, 50280),
+                "pythia-160m" => neox_json(768, 12, 12, 50304),
+                _ => neox_json(1024, 24, 16, 50304),
+            };
+            write_json(&out.join("config.json"), &v)?;
+            copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
+            (decoder(Arch::GptNeox, random(name)), Init::Random)
+        }
+        path => {
+            let dir = Path::new(path);
+            if !dir.is_dir() {
+                let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+                return Err(ModelError(format!(
+                    "unknown model {path:?}: expected one of {} or a directory",
+                    names.join(", ")
+                )));
+            }
+            if dir.join(CARD_FILE).is_file() {
+                let mut card = ModelCard::read(dir)?;
+                card.max_length = max_length;
+                for f in ["config.json", "tokenizer.json"] {
+                    copy(&dir.join(f), &out.join(f))?;
+                }
+                let rec = dir.join(format!("{RECORD_FILE}.mpk"));
+                copy(&rec, &out.join(format!("{RECORD_FILE}.mpk")))?;
+                card.source = format!("{} (continued)", dir.display());
+                (card, Init::Trained)
+            } else {
+                let cfg_path = dir.join("config.json");
+                let v: Value = model_io::read_json(&cfg_path).map_err(wrap(cfg_path.display()))?;
+                let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+                let tok = dir.join("tokenizer.json");
+                let tok = if tok.is_file() {
+                    tok
+                } else {
+                    neox_tokenizer()?
+                };
+                copy(&cfg_path, &out.join("config.json"))?;
+                copy(&tok, &out.join("tokenizer.json"))?;
+                let source = format!("{} (pretrained)", dir.display());
+                let card = match model_type {
+                    "bert" | "roberta" => encoder(
+                        safetensors_has_pooler(&dir.join("model.safetensors"))?,
+                        source,
+                    ),
+                    "mamba" => decoder(Arch::Mamba, source),
+                    "gpt_neox" => decoder(Arch::GptNeox, source),
+                    other => {
+                        return Err(ModelError(format!(
+                            "{}: model_type {other:?} is not supported (bert, roberta, mamba, gpt_neox)",
+                            cfg_path.display()
+                        )));
+                    }
+                };
+                (card, Init::Pretrained(dir.to_path_buf()))
+            }
+        }
+    };
+    card.write(out)?;
+    Ok((card, init))
+}
+
+fn safetensors_has_pooler(path: &Path) -> Result<bool, ModelError> {
+    let names = model_io::tensor_names(path).map_err(wrap(path.display()))?;
+    Ok(names.iter().any(|n| n.contains("pooler.")))
+}
+
+/// Code run on a built cross-encoder, generic over its encoder.
+pub trait ModelVisitor<B: AutodiffBackend> {
+    /// What the visit returns.
+    type Output;
+    /// Called with the model of the directory.
+    fn visit<E>(self, model: CrossEncoder<B, E>) -> Self::Output
+    where
+        E: SequenceEncoder<B> + AutodiffModule<B> + ModuleDisplay,
+        E::InnerModule: SequenceEncoder<B::InnerBackend> + ModuleDisplay;
+}
+
+/// Builds the cross-encoder of model directory `dir` on `device` (weights per `init`) and
+/// hands it to `visitor`.
+pub fn with_model<B, V>(
+    dir: &Path,
+    init: &Init,
+    device: &B::Device,
+    visitor: V,
+) -> Result<V::Output, ModelError>
+where
+    B: AutodiffBackend + SelectiveScanBackend,
+    B::InnerBackend: SelectiveScanBackend,
+    V: ModelVisitor<B>,
+{
+    let card = ModelCard::read(dir)?;
+    let cfg_path = dir.join("config.json");
+    Ok(match card.arch {
+        Arch::Bert => {
+            let enc = match init {
+                Init::Pretrained(src) => BertModel::<B>::from_pretrained(
+                    &src.to_string_lossy(),
+                    &Default::default(),
+                    device,
+                )
+                .map_err(wrap(src.display()))?,
+                _ => BertConfig::from_file(&cfg_path)
+                    .map_err(wrap(cfg_path.display()))?
+                    .init(card.bert_pooler, device)
+                    .map_err(wrap(cfg_path.display()))?,
+            };
+            visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
+        }
+        Arch::Mamba => {
+            let enc = match init {
+                Init::Pretrained(src) => {
+                    MambaModel::<B>::load_dir(src, device)
+                        .map_err(wrap(src.display()))?
+                        .0
+                }
+                _ => {
+                    let c = MambaConfig::from_file(&cfg_path).map_err(wrap(cfg_path.display()))?;
+                    MambaModel::new(&c, device)
+                }
+            };
+            visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
+        }
+        Arch::GptNeox => {
+            let enc = match init {
+                Init::Pretrained(src) => GptNeoXModel::<B>::from_pretrained(
+                    &src.to_string_lossy(),
+                    &Default::default(),
+                    device,
+                )
+                .map_err(wrap(src.display()))?,
+                _ => GptNeoXConfig::from_file(&cfg_path)
+                    .map_err(wrap(cfg_path.display()))?
+                    .init(device)
+                    .map_err(wrap(cfg_path.display()))?,
+            };
+            visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
+        }
+    })
+}
+
+fn finish<B: AutodiffBackend, E: SequenceEncoder<B> + AutodiffModule<B> + ModuleDisplay>(
+    encoder: E,
+    card: &ModelCard,
+    dir: &Path,
+    init: &Init,
+    device: &B::Device,
+) -> Result<CrossEncoder<B, E>, ModelError> {
+    let model = CrossEncoder::new(encoder, card.pooling, card.dropout, device);
+    if *init != Init::Trained {
+        return Ok(model);
+    }
+    let path = dir.join(RECORD_FILE);
+    model
+        .load_file(
+            &path,
+            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+            device,
+        )
+        .map_err(|e| {
+            ModelError(format!(
+                "{}.mpk: {e} (does it belong to this directory's config.json?)",
+                path.display()
+            ))
+        })
+}
+
+/// Saves a trained cross-encoder into model directory `dir` (`cross_encoder.mpk`; Burn's
+/// recorder writes the file in place, so it is written under a temporary name and renamed).
+pub fn save<B: burn::tensor::backend::Backend, M: Module<B>>(
+    model: M,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    let tmp = dir.join(format!("{RECORD_FILE}-partial"));
+    model
+        .save_file(&tmp, &NamedMpkFileRecorder::<FullPrecisionSettings>::new())
+        .map_err(wrap(tmp.display()))?;
+    let from = dir.join(format!("{RECORD_FILE}-partial.mpk"));
+    let to = dir.join(format!("{RECORD_FILE}.mpk"));
+    std::fs::rename(&from, &to).map_err(io(&to))
+}

