@@ -674,8 +674,11 @@ where
             } else {
                 preset.lr_pretrained
             };
-            let data = TrainData::new(&train_c, &settings)?;
-            groups = data.groups.len();
+            let data = match settings.steps {
+                0 => None,
+                _ => Some(TrainData::new(&train_c, &settings)?),
+            };
+            groups = data.as_ref().map_or(0, |d| d.groups.len());
             eprintln!(
                 "== {tname}: {m} ({}), {} steps, then reranking {} queries x top {}",
                 card.source,
@@ -685,7 +688,7 @@ where
             );
             let job = Job {
                 dir: &mdir,
-                train: Some(&data),
+                train: data.as_ref(),
                 checkpoint_every: None,
                 rerank: Some((&test_c, preset.depth)),
                 batch_size: preset.batch_size,

@@ -19,9 +19,21 @@ pub struct Args {
     /// Replace the preset's models (comma-separated names or directories).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Replace the preset's training steps.
+    /// Replace the preset's training steps (0: rerank with the untrained heads).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Replace the preset's documents per training group.
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// Replace the preset's groups per optimizer step.
+    #[arg(long)]
+    pub groups_per_step: Option<usize>,
+    /// Replace the preset's learning rates (pretrained,scratch).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub lr: Option<Vec<f64>>,
+    /// Replace the preset's reranking batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Replace the preset's reranking depth.
     #[arg(long)]
     pub depth: Option<usize>,
@@ -51,6 +63,18 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(s) = a.steps {
         p.train.steps = s;
     }
+    if let Some(g) = a.group_size {
+        p.train.group_size = g;
+    }
+    if let Some(g) = a.groups_per_step {
+        p.train.groups_per_step = g;
+    }
+    if let Some(lr) = a.lr {
+        (p.lr_pretrained, p.lr_scratch) = (lr[0], lr[1]);
+    }
+    if let Some(b) = a.batch_size {
+        p.batch_size = b;
+    }
     if let Some(d) = a.depth {
         p.depth = d;
     }
@@ -72,8 +96,15 @@ pub fn run(a: Args) -> Result<()> {
         }
         p.tasks.retain(|task| t.contains(&task.name()));
     }
-    if p.models.is_empty() || p.train.steps == 0 || p.depth == 0 {
-        anyhow::bail!("need at least one model, one step and a positive depth");
+    if p.models.is_empty()
+        || p.depth == 0
+        || p.train.group_size < 2
+        || p.train.groups_per_step == 0
+        || p.batch_size == 0
+    {
+        anyhow::bail!(
+            "need at least one model, a positive depth, batch size and groups per step, and groups of 2 or more"
+        );
     }
     let out = a.out.unwrap_or_else(|| study::default_out(&p.name));
     let report = with_backend!(a.backend, |B, dev| study::reproduce::<B>(
