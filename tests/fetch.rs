@@ -41,6 +41,11 @@ struct Server {
 
 impl Server {
     fn start(root: &Path) -> Server {
+        Server::start_with(root, false)
+    }
+
+    /// `ignore_range`: answer 200 with the whole file to a `Range` request, as some servers do.
+    fn start_with(root: &Path, ignore_range: bool) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -49,7 +54,7 @@ impl Server {
             for stream in listener.incoming().flatten() {
                 let (root, log) = (root.clone(), log.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &root, &log);
+                    let _ = serve(stream, &root, &log, ignore_range);
                 });
             }
         });
@@ -65,7 +70,12 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<Hit>>) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    root: &Path,
+    log: &Mutex<Vec<Hit>>,
+    ignore_range: bool,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -102,7 +112,8 @@ fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<Hit>>) -> std::io::Resu
                 .as_deref()
                 .and_then(|r| r.strip_prefix("bytes="))
                 .and_then(|r| r.strip_suffix('-'))
-                .and_then(|n| n.parse::<u64>().ok());
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|_| !ignore_range);
             match start {
                 Some(s) if s >= len => (416, "Range Not Satisfiable".into(), Vec::new()),
                 Some(s) => (
@@ -237,6 +248,44 @@ fn resumes_a_partial_download_with_a_range_request() {
             .filter(|h| !h.path.ends_with("/collection.tsv"))
             .all(|h| h.range.is_none() && h.status == 200)
     );
+}
+
+#[test]
+fn a_server_that_ignores_range_restarts_the_file() {
+    let server = Server::start_with(&data(), true);
+    let cache = tempfile::tempdir().unwrap();
+    let o = opts(Origin::Mirror(server.base.clone()), cache.path());
+    let art = fetch::find("msmarco-train-sample").unwrap();
+    let part = art.part_file(&o.dirs, "train.jsonl");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, b"stale bytes that are not the file").unwrap();
+    fetch::fetch(art, &o).unwrap();
+    assert!(art.is_complete(&o.dirs));
+    let hits = server.hits();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].range.as_deref(), Some("bytes=33-"));
+    assert_eq!(
+        (hits[0].status, hits[0].body_bytes),
+        (200, art.files[0].size)
+    );
+}
+
+#[test]
+fn a_bad_partial_file_fails_once_then_a_rerun_succeeds() {
+    let server = Server::start(&data());
+    let cache = tempfile::tempdir().unwrap();
+    let o = opts(Origin::Mirror(server.base.clone()), cache.path());
+    let art = fetch::find("msmarco-train-sample").unwrap();
+    let part = art.part_file(&o.dirs, "train.jsonl");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, vec![b'x'; 5000]).unwrap();
+    let err = fetch::fetch(art, &o).unwrap_err();
+    assert!(matches!(err, FetchError::Checksum { .. }), "{err}");
+    assert!(!part.exists() && !art.target(&o.dirs).exists());
+    fetch::fetch(art, &o).unwrap();
+    assert!(art.is_complete(&o.dirs));
+    let ranges: Vec<Option<String>> = server.hits().into_iter().map(|h| h.range).collect();
+    assert_eq!(ranges, [Some("bytes=5000-".to_string()), None]);
 }
 
 #[test]

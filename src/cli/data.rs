@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rankmamba::fetch::{self, Dirs, Kind, Options, Origin, REGISTRY};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -60,6 +61,19 @@ fn kind(k: Kind) -> &'static str {
 }
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match run_to(cmd, &mut std::io::stdout().lock()) {
+        // A closed reader (`rankmamba data list | head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn run_to(cmd: DataCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match cmd {
         DataCommand::List { cache } => {
             let dirs = dirs(cache)?;
@@ -74,7 +88,8 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 } else {
                     format!(" (also: {})", a.aliases.join(", "))
                 };
-                println!(
+                writeln!(
+                    out,
                     "{}{aliases}\n  {} {:.1} MB, {} files: {}\n  from: {}\n  {state}",
                     a.name,
                     kind(a.kind),
@@ -82,7 +97,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                     a.files.len(),
                     a.summary,
                     a.origin,
-                );
+                )?;
             }
             Ok(())
         }
@@ -116,15 +131,16 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             for a in arts {
                 let r = fetch::fetch(a, &opts).with_context(|| format!("fetching {}", a.name))?;
                 if r.written.is_empty() {
-                    println!("{}: up to date in {}", a.name, r.target.display());
+                    writeln!(out, "{}: up to date in {}", a.name, r.target.display())?;
                 } else {
-                    println!(
+                    writeln!(
+                        out,
                         "{}: {} file(s) written, {} already there, in {}",
                         a.name,
                         r.written.len(),
                         r.present.len(),
                         r.target.display()
-                    );
+                    )?;
                 }
             }
             Ok(())
