@@ -96,6 +96,7 @@ pub struct PairEncoder {
     max_length: usize,
     pad_id: u32,
     padding: PaddingSide,
+    pad_multiple: usize,
 }
 
 impl PairEncoder {
@@ -147,7 +148,18 @@ impl PairEncoder {
             max_length,
             pad_id,
             padding,
+            pad_multiple: 1,
         })
+    }
+
+    /// Pads every batch to a multiple of `multiple` tokens (capped at the length limit), so
+    /// that a batch's width takes few distinct values. JIT-compiling GPU backends (Burn's
+    /// CUDA / wgpu with fusion and autotune) compile and tune kernels per shape; with widths
+    /// padded only to the longest pair, nearly every batch is a new shape. 1 (the default)
+    /// pads to the longest pair.
+    pub fn with_pad_multiple(mut self, multiple: usize) -> Self {
+        self.pad_multiple = multiple.max(1);
+        self
     }
 
     /// The length limit.
@@ -296,7 +308,16 @@ impl PairEncoder {
 
     /// Pads already tokenized pairs.
     pub fn pad(&self, encoded: &[EncodedPair]) -> EncodedBatch {
-        let seq_len = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let longest = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let m = self.pad_multiple;
+        let seq_len = if m > 1 {
+            longest
+                .div_ceil(m)
+                .saturating_mul(m)
+                .min(self.max_length.max(longest))
+        } else {
+            longest
+        };
         let batch = encoded.len();
         let mut out = EncodedBatch {
             batch,

@@ -163,6 +163,29 @@ fn padding_sides_and_masks() {
     assert_eq!(row0.iter().filter(|m| **m == 1).count(), n0);
     assert!(row0[b.seq_len - n0..].iter().all(|m| *m == 1));
     assert!(enc.encode_batch(&[]).is_err());
+
+    // Bucketed widths: padded up to a multiple of 16, capped at the length limit, the same
+    // tokens and mask positions otherwise (left padding keeps the tokens at the end).
+    let bucketed = enc.clone().with_pad_multiple(16);
+    let long = enc
+        .encode_pair("a longer query here", "a somewhat longer document text")
+        .unwrap()
+        .ids;
+    let bb = bucketed
+        .encode_batch(&[("a longer query here", "a somewhat longer document text")])
+        .unwrap();
+    assert_eq!(bb.seq_len, long.len().div_ceil(16) * 16);
+    assert_eq!(
+        bb.input_ids[bb.seq_len - long.len()..],
+        long.iter().map(|&i| i as i64).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        bb.attention_mask.iter().filter(|m| **m == 1).count(),
+        long.len()
+    );
+    let capped = enc.clone().with_pad_multiple(1000);
+    let bc = capped.encode_batch(&[("q", "a short doc")]).unwrap();
+    assert_eq!(bc.seq_len, 64);
 }
 
 #[test]
