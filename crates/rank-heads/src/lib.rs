@@ -48,6 +48,9 @@ pub enum RankError {
     /// Transformer model errors.
     #[error(transparent)]
     Transformer(#[from] transformer_baselines::TransformerError),
+    /// Data-parallel training: a collective operation or a replica failed.
+    #[error("data-parallel training: {0}")]
+    Distributed(String),
     /// Checkpoint and log I/O.
     #[error("{path}: {message}")]
     Io {

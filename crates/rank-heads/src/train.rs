@@ -11,8 +11,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
+use burn::collective::{
+    CollectiveConfig, PeerId, ReduceOperation, finish_collective, register, reset_collective,
+};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{
     AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
@@ -175,15 +179,15 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> {
     checkpoint_dir: Option<PathBuf>,
     log: Option<(PathBuf, File)>,
     device: B::Device,
+    /// Data-parallel replicas (`replicas[0] == device`); empty or one: single device.
+    replicas: Vec<B::Device>,
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
     /// A fresh run.
     pub fn new(model: M, config: TrainConfig, device: B::Device) -> Result<Self, RankError> {
         config.check()?;
-        let optim = AdamWConfig::new()
-            .with_weight_decay(config.weight_decay as f32)
-            .init::<B, M>();
+        let optim = new_optim::<B, M>(&config);
         Ok(Trainer {
             model,
             optim,
@@ -192,6 +196,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
             checkpoint_dir: None,
             log: None,
             device,
+            replicas: Vec::new(),
         })
     }
 
@@ -211,6 +216,49 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
             .map_err(|e| io_err(path, e))?;
         self.log = Some((path.to_path_buf(), f));
         Ok(self)
+    }
+
+    /// Trains data-parallel on `devices`, one model replica (and one thread) per device;
+    /// `devices[0]` must be the trainer's own device (where the model lives). Every micro-batch
+    /// from `data` is the *global* micro-batch: its groups are split in order into
+    /// `devices.len()` equal contiguous shards (shard `r` to replica `r`), each replica runs
+    /// forward and backward on its shard, and the accumulated gradients are averaged across the
+    /// replicas through Burn's collective all-reduce (`burn::collective`, via
+    /// [`GradientsParams::all_reduce`]) before clipping and the AdamW step, which every replica
+    /// applies to its own copy. The effective batch, learning-rate schedule, logged loss,
+    /// checkpoints (written by replica 0 only, resumable on any number of devices) and the
+    /// result are those of one device with the same global batch, up to floating-point
+    /// summation order. The number of groups in every micro-batch must be a multiple of the
+    /// number of devices. A device may be listed more than once (several replicas on one
+    /// device, e.g. on the CPU, which NdArray exposes as a single device).
+    ///
+    /// Dropout masks are drawn per replica from `(seed, micro-batch, replica)`, so with dropout
+    /// the run is not bitwise equal to a single-device run (and on NdArray, whose random
+    /// generator is process-wide, replicas drawing at once make dropout non-reproducible).
+    ///
+    /// One data-parallel run at a time per backend type in a process: Burn's local collective
+    /// server is process-wide.
+    pub fn with_devices(mut self, devices: Vec<B::Device>) -> Result<Self, RankError> {
+        match devices.first() {
+            None => return Err(RankError::Config("no devices given".into())),
+            Some(d) if *d != self.device => {
+                return Err(RankError::Config(format!(
+                    "the first device ({d:?}) must be the trainer's own device ({:?}), where the model lives",
+                    self.device
+                )));
+            }
+            Some(_) => {}
+        }
+        if devices.len() > u32::MAX as usize {
+            return Err(RankError::Config("too many devices".into()));
+        }
+        self.replicas = devices;
+        Ok(self)
+    }
+
+    /// The data-parallel devices (empty for a single device).
+    pub fn devices(&self) -> &[B::Device] {
+        &self.replicas
     }
 
     /// The settings.
@@ -273,14 +321,76 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
 
     /// Trains until `total_steps` or `max_steps` more steps, whichever comes first.
     /// `data(i)` returns micro-batch `i` (rows in groups of `group_size`, positive first);
-    /// `eval` scores the inference copy of the model (higher is better).
+    /// `eval` scores the inference copy of the model (higher is better). With several
+    /// [devices](Self::with_devices), `data(i)` is still the global micro-batch `i`: it is
+    /// split across the replicas.
     pub fn train(
         &mut self,
         max_steps: Option<usize>,
         data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
+        eval: Option<EvalFn<'_, M::InnerModule>>,
+    ) -> Result<TrainReport, RankError> {
+        if self.replicas.len() <= 1 {
+            return self.run_steps(max_steps, data, eval, &[]);
+        }
+        let n = self.replicas.len();
+        let collective = CollectiveConfig::default().with_num_devices(n);
+        // a previous run that failed may have left peers registered
+        reset_collective::<B::InnerBackend>();
+        let replicas = self.replicas.clone();
+        // Parameters created by an initializer (the scoring head of a fresh model) are lazy in
+        // Burn: a clone of an uninitialised parameter initialises on its own, from whatever the
+        // random state is then. Initialise them on replica 0 first, under the seed the first
+        // micro-batch sets (where a single-device run initialises them, in its first forward
+        // pass), so every replica starts from the same weights as a single-device run.
+        B::seed(
+            &self.device,
+            seed_for(self.config.seed, self.step * self.config.accumulation),
+        );
+        self.model.visit(&mut InitParams);
+        std::thread::scope(|s| {
+            let mut links = Vec::with_capacity(n - 1);
+            for (rank, device) in replicas.iter().enumerate().skip(1) {
+                let (work_tx, work_rx) = mpsc::channel();
+                let (done_tx, done_rx) = mpsc::channel();
+                let model = self.model.clone().fork(device);
+                let optim = new_optim::<B, M>(&self.config).load_record(self.optim.to_record());
+                let worker = Replica {
+                    rank,
+                    device: device.clone(),
+                    model,
+                    optim,
+                    config: self.config.clone(),
+                    collective: collective.clone(),
+                };
+                s.spawn(move || worker.run(work_rx, done_tx));
+                links.push(Link {
+                    work: work_tx,
+                    done: done_rx,
+                });
+            }
+            let result = register::<B::InnerBackend>(PeerId(0), self.device.clone(), collective)
+                .map_err(|e| collective_error(0, e))
+                .and_then(|()| self.run_steps(max_steps, data, eval, &links));
+            if result.is_err() {
+                // wakes replicas waiting in an all-reduce; they stop with an error
+                reset_collective::<B::InnerBackend>();
+            }
+            let _ = finish_collective::<B::InnerBackend>(PeerId(0));
+            drop(links); // replicas stop when their work channel closes
+            result
+        })
+    }
+
+    fn run_steps(
+        &mut self,
+        max_steps: Option<usize>,
+        data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
         mut eval: Option<EvalFn<'_, M::InnerModule>>,
+        links: &[Link<B>],
     ) -> Result<TrainReport, RankError> {
         let cfg = self.config.clone();
+        let n = links.len() + 1;
         let end = match max_steps {
             Some(n) => (self.step + n).min(cfg.total_steps),
             None => cfg.total_steps,
@@ -314,11 +424,19 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
                 B::seed(&self.device, seed_for(cfg.seed, index));
                 let batch = data(index)?;
                 let [rows, _] = batch.input_ids.dims();
-                if rows % cfg.group_size != 0 {
-                    return Err(RankError::Input(format!(
-                        "micro-batch {index} has {rows} rows, not a multiple of the group size {}",
-                        cfg.group_size
-                    )));
+                if rows % (cfg.group_size * n) != 0 {
+                    return Err(RankError::Input(if n == 1 {
+                        format!(
+                            "micro-batch {index} has {rows} rows, not a multiple of the group size {}",
+                            cfg.group_size
+                        )
+                    } else {
+                        format!(
+                            "micro-batch {index} has {rows} rows: {} groups of {} cannot be split evenly across {n} devices",
+                            rows as f64 / cfg.group_size as f64,
+                            cfg.group_size
+                        )
+                    }));
                 }
                 tokens_total += batch
                     .attention_mask
@@ -326,27 +444,50 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
                     .sum()
                     .into_scalar()
                     .elem::<i64>() as usize;
-                let scores = self.model.score(&batch)?;
-                let scores = scores.reshape([rows / cfg.group_size, cfg.group_size]);
-                let loss = cfg.loss.compute(scores).div_scalar(cfg.accumulation as f64);
-                step_loss += loss.clone().into_scalar().elem::<f64>();
-                let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+                let batch = if n == 1 {
+                    batch
+                } else {
+                    let mut shards = split_rows(batch, n).into_iter();
+                    let own = shards.next().expect("n >= 1 shards");
+                    for (link, shard) in links.iter().zip(shards) {
+                        link.send(Work::Micro {
+                            index,
+                            batch: shard,
+                        })?;
+                    }
+                    own
+                };
+                let (loss, grads) = micro_step(&self.model, &batch, &cfg)?;
+                step_loss += loss;
                 acc.accumulate(&self.model, grads);
             }
             let mut grads = acc.grads();
+            if n > 1 {
+                for link in links {
+                    link.send(Work::Step { lr })?;
+                }
+                grads = all_reduce_mean::<B>(grads, 0).map_err(|e| replica_failure(links, e))?;
+            }
             let norm = global_norm::<B, M>(&self.model, &grads);
             if let Some(max) = cfg.grad_clip_norm
                 && norm > max
             {
                 scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
             }
-            if !step_loss.is_finite() {
+            if !step_loss.is_finite() || (n > 1 && !norm.is_finite()) {
                 return Err(RankError::Input(format!(
-                    "loss is {step_loss} at step {step}: diverged (lower the learning rate?)"
+                    "loss is {step_loss} (gradient norm {norm}) at step {step}: diverged (lower the learning rate?)"
                 )));
             }
             let model = self.model.clone();
             self.model = self.optim.step(lr, model, grads);
+            if n > 1 {
+                // the logged loss is the global batch's: the mean of the replicas' shard means
+                for (r, link) in links.iter().enumerate() {
+                    step_loss += link.done(r + 1)?;
+                }
+                step_loss /= n as f64;
+            }
             self.step += 1;
             window_loss += step_loss;
             window_n += 1;
@@ -356,10 +497,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
             bar.set_message(format!("loss {step_loss:.4}  {tps:.0} tok/s"));
             if self.step.is_multiple_of(cfg.log_every) || self.step == end {
                 last_loss = window_loss / window_n as f64;
-                self.log_line(serde_json::json!({
+                let mut line = serde_json::json!({
                     "step": self.step, "lr": lr, "loss": last_loss, "grad_norm": norm,
                     "tokens": tokens_total, "tokens_per_s": tps, "elapsed_s": elapsed,
-                }))?;
+                });
+                if n > 1 {
+                    line["devices"] = n.into();
+                }
+                self.log_line(line)?;
                 (window_loss, window_n) = (0.0, 0);
             }
             let now = self.step;
@@ -465,6 +610,180 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
     }
 }
 
+fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(config: &TrainConfig) -> Adam<M, B> {
+    AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init::<B, M>()
+}
+
+/// Forward and backward of one micro-batch: `(loss / accumulation, its gradients)`.
+fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>>(
+    model: &M,
+    batch: &TokenBatch<B>,
+    cfg: &TrainConfig,
+) -> Result<(f64, GradientsParams), RankError> {
+    let [rows, _] = batch.input_ids.dims();
+    let scores = model.score(batch)?;
+    let scores = scores.reshape([rows / cfg.group_size, cfg.group_size]);
+    let loss = cfg.loss.compute(scores).div_scalar(cfg.accumulation as f64);
+    let value = loss.clone().into_scalar().elem::<f64>();
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    Ok((value, grads))
+}
+
+/// Rows `[r * rows / n, (r + 1) * rows / n)` for each replica `r` (`rows` divisible by `n`).
+fn split_rows<B: Backend>(batch: TokenBatch<B>, n: usize) -> Vec<TokenBatch<B>> {
+    let [rows, _] = batch.input_ids.dims();
+    let per = rows / n;
+    (0..n)
+        .map(|r| TokenBatch {
+            input_ids: batch.input_ids.clone().narrow(0, r * per, per),
+            token_type_ids: batch.token_type_ids.clone().narrow(0, r * per, per),
+            attention_mask: batch.attention_mask.clone().narrow(0, r * per, per),
+        })
+        .collect()
+}
+
+/// Averages the gradients of all replicas through Burn's collective all-reduce (every
+/// replica receives the same tensors); parameters are reduced in `ParamId` order.
+fn all_reduce_mean<B: AutodiffBackend>(
+    grads: GradientsParams,
+    rank: usize,
+) -> Result<GradientsParams, RankError> {
+    grads
+        .all_reduce::<B::InnerBackend>(PeerId(rank as u32), ReduceOperation::Mean)
+        .map_err(|e| collective_error(rank, e))
+}
+
+fn collective_error(rank: usize, e: burn::collective::CollectiveError) -> RankError {
+    RankError::Distributed(format!(
+        "replica {rank}: collective operation failed: {e:?}"
+    ))
+}
+
+/// After a failed all-reduce on replica 0: the first replica's own error, if one stopped.
+fn replica_failure<B: Backend>(links: &[Link<B>], own: RankError) -> RankError {
+    for (r, link) in links.iter().enumerate() {
+        if let Ok(Err(e)) = link.done.recv_timeout(std::time::Duration::from_secs(10))
+            && !matches!(e, RankError::Distributed(_))
+        {
+            return RankError::Distributed(format!("replica {}: {e}", r + 1));
+        }
+    }
+    own
+}
+
+/// Work for a replica other than 0.
+enum Work<B: Backend> {
+    /// Forward and backward on this shard of global micro-batch `index`.
+    Micro { index: usize, batch: TokenBatch<B> },
+    /// All-reduce the accumulated gradients, clip, AdamW step at `lr`; report the loss.
+    Step { lr: f64 },
+}
+
+/// Replica 0's end of the channels to replica `r > 0`.
+struct Link<B: Backend> {
+    work: mpsc::Sender<Work<B>>,
+    done: mpsc::Receiver<Result<f64, RankError>>,
+}
+
+impl<B: Backend> Link<B> {
+    fn send(&self, w: Work<B>) -> Result<(), RankError> {
+        self.work
+            .send(w)
+            .map_err(|_| RankError::Distributed("a replica thread stopped".into()))
+    }
+
+    /// The replica's summed micro-batch losses of the step just done.
+    fn done(&self, rank: usize) -> Result<f64, RankError> {
+        match self.done.recv() {
+            Ok(r) => r,
+            Err(_) => Err(RankError::Distributed(format!(
+                "replica {rank} stopped without reporting its step"
+            ))),
+        }
+    }
+}
+
+/// A model replica on its own device and thread (replicas 1..N; replica 0 is the trainer).
+struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
+    rank: usize,
+    device: B::Device,
+    model: M,
+    optim: Adam<M, B>,
+    config: TrainConfig,
+    collective: CollectiveConfig,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Replica<B, M> {
+    fn run(mut self, work: mpsc::Receiver<Work<B>>, done: mpsc::Sender<Result<f64, RankError>>) {
+        let peer = PeerId(self.rank as u32);
+        let result =
+            register::<B::InnerBackend>(peer, self.device.clone(), self.collective.clone())
+                .map_err(|e| collective_error(self.rank, e))
+                .and_then(|()| self.steps(&work, &done));
+        if let Err(e) = result {
+            // wakes replica 0 (and the others) if they wait in an all-reduce
+            reset_collective::<B::InnerBackend>();
+            let _ = done.send(Err(e));
+        }
+        let _ = finish_collective::<B::InnerBackend>(peer);
+    }
+
+    fn steps(
+        &mut self,
+        work: &mpsc::Receiver<Work<B>>,
+        done: &mpsc::Sender<Result<f64, RankError>>,
+    ) -> Result<(), RankError> {
+        let cfg = self.config.clone();
+        let seed = replica_seed(cfg.seed, self.rank);
+        let mut acc = GradientsAccumulator::<M>::new();
+        let mut loss = 0f64;
+        // the channel closes when replica 0 is done
+        while let Ok(w) = work.recv() {
+            match w {
+                Work::Micro { index, batch } => {
+                    let batch = TokenBatch {
+                        input_ids: batch.input_ids.to_device(&self.device),
+                        token_type_ids: batch.token_type_ids.to_device(&self.device),
+                        attention_mask: batch.attention_mask.to_device(&self.device),
+                    };
+                    B::seed(&self.device, seed_for(seed, index));
+                    let (l, grads) = micro_step(&self.model, &batch, &cfg)?;
+                    loss += l;
+                    acc.accumulate(&self.model, grads);
+                }
+                Work::Step { lr } => {
+                    let grads = std::mem::replace(&mut acc, GradientsAccumulator::new()).grads();
+                    let mut grads = all_reduce_mean::<B>(grads, self.rank)?;
+                    // the same all-reduced gradients as replica 0: the same norm, clip and step
+                    let norm = global_norm::<B, M>(&self.model, &grads);
+                    if let Some(max) = cfg.grad_clip_norm
+                        && norm > max
+                    {
+                        scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
+                    }
+                    let model = self.model.clone();
+                    self.model = self.optim.step(lr, model, grads);
+                    if done.send(Ok(std::mem::take(&mut loss))).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The seed of replica `rank`'s random ops (replica 0 uses `seed` itself).
+fn replica_seed(seed: u64, rank: usize) -> u64 {
+    if rank == 0 {
+        seed
+    } else {
+        seed_for(seed ^ 0xD1B5_4A32_D192_ED03, rank)
+    }
+}
+
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
     RankError::Io {
         path: path.into(),
@@ -478,6 +797,23 @@ fn seed_for(seed: u64, index: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Initialises every lazy parameter in place (see [`Param`]'s lazy initialisation).
+struct InitParams;
+
+impl<B: Backend> ModuleVisitor<B> for InitParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
+        let _ = param.val();
+    }
+
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
+        let _ = param.val();
+    }
 }
 
 struct NormVisitor<'a, B: AutodiffBackend> {
