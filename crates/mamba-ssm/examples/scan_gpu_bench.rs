@@ -147,6 +147,34 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
         }
     }
     set_plane_mode(None);
+    // bf16 activations with f32 weights (mixed dtypes): against the CPU scan on the same
+    // bf16-rounded values
+    if check && B::supports_dtype(&dev, burn::tensor::DType::BF16) {
+        let bf = burn::tensor::DType::BF16;
+        for shape in [[2, 64, 1000, 16], [2, 48, 300, 16]] {
+            let inp = ScanInputs::<B>::random(shape, &dev);
+            let cast = ScanInputs {
+                u: inp.u.clone().cast(bf),
+                delta: inp.delta.clone().cast(bf),
+                z: inp.z.clone().map(|z| z.cast(bf)),
+                b: inp.b.clone().cast(bf),
+                c: inp.c.clone().cast(bf),
+                ..inp.clone()
+            };
+            let rounded = ScanInputs {
+                a: inp.a.clone().cast(bf),
+                d: inp.d.clone().map(|t| t.cast(bf)),
+                delta_bias: inp.delta_bias.clone().map(|t| t.cast(bf)),
+                ..cast.clone()
+            };
+            let want = selective_scan(host(&rounded), false).unwrap();
+            let got = selective_scan(cast, false).unwrap();
+            println!(
+                "check bf16 (f32 weights) {shape:?}: y max rel err {:.2e}",
+                max_rel(got.y.into_data(), want.y.into_data())
+            );
+        }
+    }
 
     // launch configurations at the reranking shape (L = 512, batch 128) and L = 8192
     println!("\n| shape (b, d, L, N) | plane | items | max units | fwd ms |");
@@ -202,10 +230,14 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             if !B::supports_dtype(&dev, dtype) || (fp32_only && dtype != burn::tensor::DType::F32) {
                 continue;
             }
+            // activations and B, C in the storage dtype; A, D, delta_bias stay f32 (the
+            // official kernel's "weights fp32"; the wrapper casts them)
             let cast = ScanInputs {
                 u: inp.u.clone().cast(dtype),
                 delta: inp.delta.clone().cast(dtype),
                 z: inp.z.clone().map(|z| z.cast(dtype)),
+                b: inp.b.clone().cast(dtype),
+                c: inp.c.clone().cast(dtype),
                 ..inp.clone()
             };
             let dy = Tensor::<B, 3>::random(

@@ -11,18 +11,25 @@ use common::*;
 use mamba_ssm::kernel::{set_channels_per_cube, set_launch_config, set_plane_mode};
 use mamba_ssm::selective_scan;
 
-/// (plane shuffles, small cubes: 2 steps x 16 units so that long cases span many chunks,
-/// channels per cube: `None` is the default, 3 leaves a partial last cube when d_inner / G is
-/// not a multiple of 3 and puts several channels of a group in one cube).
-const CONFIGS: [(bool, bool, Option<usize>); 8] = [
-    (false, false, None),
-    (true, false, None),
-    (false, true, None),
-    (true, true, None),
-    (false, false, Some(1)),
-    (true, true, Some(1)),
-    (false, true, Some(3)),
-    (true, true, Some(3)),
+/// (plane shuffles, launch (steps per unit, largest units per channel): `None` is the default,
+/// (2, 16) small cubes so that long cases span many chunks, 8 units = one plane of lavapipe per
+/// channel (the shuffle-only scans), channels per cube: `None` is the default, 3 leaves a
+/// partial last cube when d_inner / G is not a multiple of 3 and puts several channels of a
+/// group in one cube).
+type Launch = Option<(usize, usize)>;
+const SMALL: Launch = Some((2, 16));
+const CONFIGS: [(bool, Launch, Option<usize>); 11] = [
+    (false, None, None),
+    (true, None, None),
+    (false, SMALL, None),
+    (true, SMALL, None),
+    (false, None, Some(1)),
+    (true, SMALL, Some(1)),
+    (false, SMALL, Some(3)),
+    (true, SMALL, Some(3)),
+    (true, Some((4, 8)), None),
+    (true, Some((16, 8)), Some(3)),
+    (true, Some((8, 8)), Some(1)),
 ];
 
 #[test]
@@ -32,10 +39,9 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
     assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
     eprintln!("backend: {name}");
-    // default launch, and small cubes (2 steps x 16 units) so that long cases span many chunks
     for (mode, small, chans) in CONFIGS {
         set_plane_mode(Some(mode));
-        set_launch_config(small.then_some(2), small.then_some(16));
+        set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
         set_channels_per_cube(chans, chans);
         for name in CASES {
             let case = load(name);
@@ -44,12 +50,12 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
             let e = rel_err(&to_vec(out.y), case.vec("y"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small} chans={chans:?} {name}: y rel err {e:e}"
+                "plane={mode} small={small:?} chans={chans:?} {name}: y rel err {e:e}"
             );
             let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small} chans={chans:?} {name}: last state rel err {e:e}"
+                "plane={mode} small={small:?} chans={chans:?} {name}: last state rel err {e:e}"
             );
         }
     }
@@ -65,7 +71,7 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     let dev = Default::default();
     for (mode, small, chans) in CONFIGS {
         set_plane_mode(Some(mode));
-        set_launch_config(small.then_some(2), small.then_some(16));
+        set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
         set_channels_per_cube(chans, chans);
         for name in CASES {
             let case = load(name);
@@ -98,7 +104,7 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
                 assert!(
                     e < 1e-5,
-                    "plane={mode} small={small} chans={chans:?} {name}: grad {k} rel err {e:e}"
+                    "plane={mode} small={small:?} chans={chans:?} {name}: grad {k} rel err {e:e}"
                 );
             }
         }

@@ -132,7 +132,49 @@ fn seg_planes(slot: usize, #[comptime] seg: usize, #[comptime] use_plane: bool) 
     (slot * per_seg, slot * per_seg + per_seg)
 }
 
+/// Inclusive scan when a segment is exactly one plane of `seg` lanes (`one_plane`): shuffles
+/// only, no shared memory and no barrier.
 #[cube]
+fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
+    let lane = UNIT_POS_PLANE;
+    let mut sa = a;
+    let mut sb = b;
+    let mut d = 1u32;
+    #[unroll]
+    for _k in 0..comptime!(seg.trailing_zeros() as usize) {
+        let pa = plane_shuffle_up(sa, d);
+        let pb = plane_shuffle_up(sb, d);
+        if lane >= d {
+            sb += sa * pb;
+            sa *= pa;
+        }
+        d *= 2u32;
+    }
+    (sa, sb)
+}
+
+/// Suffix version of [`scan_lane`].
+#[cube]
+fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
+    let lane = UNIT_POS_PLANE;
+    let mut sa = a;
+    let mut sb = b;
+    let mut d = 1u32;
+    #[unroll]
+    for _k in 0..comptime!(seg.trailing_zeros() as usize) {
+        let pa = plane_shuffle_down(sa, d);
+        let pb = plane_shuffle_down(sb, d);
+        if lane + d < comptime!(seg as u32) {
+            sb += sa * pb;
+            sa *= pa;
+        }
+        d *= 2u32;
+    }
+    (sa, sb)
+}
+
+#[cube]
+#[allow(clippy::too_many_arguments)]
 fn scan_cube(
     a: f32,
     b: f32,
@@ -142,8 +184,11 @@ fn scan_cube(
     #[comptime] seg: usize,
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
+    #[comptime] one_plane: bool,
 ) -> (f32, f32) {
-    if use_plane {
+    if one_plane {
+        scan_lane(a, b, seg)
+    } else if use_plane {
         scan_plane(a, b, smem_a, smem_b, planes, lean)
     } else {
         scan_smem(a, b, smem_a, smem_b, seg)
@@ -289,9 +334,11 @@ fn compose_staged(
 /// channel a segment of `cube_units` units (whole planes); the sequence in chunks of
 /// `cube_units` x `items` steps, each unit owning `items` consecutive steps. Per state: the
 /// unit's steps are composed sequentially, the units' compositions scanned across the segment
-/// (plane shuffles + shared memory), the state carried from the previous chunk, and the
-/// unit's states recomputed to accumulate C . h. softplus(delta + bias), D and silu(z)
-/// fused. Storage dtype `F` (run time), math in f32.
+/// (plane shuffles + shared memory; shuffles alone when the segment is one plane,
+/// `one_plane`), the state carried from the previous chunk, and the unit's states recomputed
+/// to accumulate C . h. With `stage`, B_n and C_n of the chunk are staged in shared memory for
+/// all channels of the cube (double-buffered by state parity). softplus(delta + bias), D and
+/// silu(z) fused. Storage dtype `F` (run time), math in f32.
 #[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_fwd<F: Float>(
@@ -317,6 +364,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
     #[comptime] stage: bool,
+    #[comptime] one_plane: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -338,14 +386,20 @@ pub fn scan_fwd<F: Float>(
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
     let mut smem_h = SharedMemory::<f32>::new(comptime!(cube_units * chans));
     let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
-    // stage: B_n and C_n of the chunk, loaded once per cube (coalesced) for all its channels
+    // stage: B_n and C_n of the chunk, loaded once per cube (coalesced) for all its channels,
+    // two buffers by state parity: the next state's values are loaded into registers during
+    // this state and stored before its closing barrier (one barrier per state for staging)
     let st_len = comptime!(if stage {
         cube_units * items + cube_units * items / 32
     } else {
         1
     });
-    let mut st_b = SharedMemory::<f32>::new(st_len);
-    let mut st_c = SharedMemory::<f32>::new(st_len);
+    let mut st_b = SharedMemory::<f32>::new(comptime!(2 * st_len));
+    let mut st_c = SharedMemory::<f32>::new(comptime!(2 * st_len));
+    let threads = comptime!(cube_units * chans);
+    let pf = comptime!((cube_units * items).div_ceil(cube_units * chans));
+    let mut nb = Array::<f32>::new(pf);
+    let mut nc = Array::<f32>::new(pf);
     let mut k = tid;
     while k < n_state {
         carry[cbase + k] = 0.0f32;
@@ -374,6 +428,14 @@ pub fn scan_fwd<F: Float>(
     let mut bvs = Array::<f32>::new(items);
 
     let chunk = units * items;
+    if stage {
+        load_stage(
+            bm, cm, bc_row, cc_row, 0, 0, len, &mut nb, &mut nc, chunk, threads, pf,
+        );
+        store_stage(&mut st_b, &mut st_c, 0, &nb, &nc, chunk, threads, pf);
+    }
+    sync_cube();
+    let mut par = 0usize;
     let mut start = 0usize;
     while start < len {
         load_steps(
@@ -397,24 +459,23 @@ pub fn scan_fwd<F: Float>(
             // exp is `__expf` on CUDA (the kernel's fast-math flags): ex2.approx after one multiply
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             let h0 = carry[cbase + n];
-            let (ga, gb) = if stage {
-                let mut j = UNIT_POS as usize;
-                while j < chunk {
-                    let t = start + j;
-                    let mut bv = 0.0f32;
-                    let mut cv = 0.0f32;
-                    if t < len {
-                        bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
-                        cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
-                    }
-                    st_b[padded(j)] = bv;
-                    st_c[padded(j)] = cv;
-                    j += units * chans;
+            let off = par * st_len;
+            if stage {
+                // prefetch the next state's B and C (the next chunk's first state after the last)
+                let mut nn = n + 1;
+                let mut ns = start;
+                if nn == n_state {
+                    nn = 0;
+                    ns = start + chunk;
                 }
-                sync_cube();
+                load_stage(
+                    bm, cm, bc_row, cc_row, nn, ns, len, &mut nb, &mut nc, chunk, threads, pf,
+                );
+            }
+            let (ga, gb) = if stage {
                 compose_staged(
                     &st_b,
-                    0,
+                    off,
                     tid * items,
                     a_n,
                     &dt,
@@ -450,16 +511,28 @@ pub fn scan_fwd<F: Float>(
                 cube_units,
                 use_plane,
                 lean,
+                one_plane,
             );
             // state after this unit's last step; the one before its first step is the previous unit's
-            smem_h[hi] = sa * h0 + sb;
-            sync_cube();
+            let h_end = sa * h0 + sb;
             let mut h = h0;
-            if tid > 0 {
-                h = smem_h[hi - 1];
-            }
-            if tid == units - 1 {
-                carry[cbase + n] = smem_h[hi];
+            if one_plane {
+                // the segment is one plane: the previous lane's state by a shuffle, the carry
+                // from the last lane (every lane stores the same value; only this plane reads it)
+                let prev = plane_shuffle_up(h_end, 1u32);
+                if tid > 0 {
+                    h = prev;
+                }
+                carry[cbase + n] = plane_shuffle(h_end, comptime!((cube_units - 1) as u32));
+            } else {
+                smem_h[hi] = h_end;
+                sync_cube();
+                if tid > 0 {
+                    h = smem_h[hi - 1];
+                }
+                if tid == units - 1 {
+                    carry[cbase + n] = smem_h[hi];
+                }
             }
             #[unroll]
             for i in 0..items {
@@ -467,14 +540,31 @@ pub fn scan_fwd<F: Float>(
                 h = pa[i] * h + pb[i];
                 if t < slot_len {
                     if stage {
-                        acc[i] += h * st_c[padded(tid * items + i)];
+                        acc[i] += h * st_c[off + padded(tid * items + i)];
                     } else {
                         acc[i] +=
                             h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
                     }
                 }
             }
-            sync_cube();
+            if stage {
+                // the other buffer was last read in the previous state, before its barrier
+                store_stage(
+                    &mut st_b,
+                    &mut st_c,
+                    (1 - par) * st_len,
+                    &nb,
+                    &nc,
+                    chunk,
+                    threads,
+                    pf,
+                );
+                par = 1 - par;
+                sync_cube();
+            } else if !lean {
+                // lean: the next write of smem_h follows the next state's scan barrier
+                sync_cube();
+            }
         }
         #[unroll]
         for i in 0..items {
@@ -586,6 +676,7 @@ fn scan_smem_rev(
 }
 
 #[cube]
+#[allow(clippy::too_many_arguments)]
 fn scan_cube_rev(
     a: f32,
     b: f32,
@@ -595,8 +686,11 @@ fn scan_cube_rev(
     #[comptime] seg: usize,
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
+    #[comptime] one_plane: bool,
 ) -> (f32, f32) {
-    if use_plane {
+    if one_plane {
+        scan_lane_rev(a, b, seg)
+    } else if use_plane {
         scan_plane_rev(a, b, smem_a, smem_b, planes, lean)
     } else {
         scan_smem_rev(a, b, smem_a, smem_b, seg)
@@ -608,6 +702,62 @@ fn scan_cube_rev(
 #[cube]
 fn padded(j: usize) -> usize {
     j + j / 32
+}
+
+/// B_n and C_n of the chunk starting at `start` into registers: `pf` values per unit, the
+/// cube's `threads` units striding over the chunk (coalesced); zero past `len`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_stage<F: Float>(
+    bm: &Tensor<F>,
+    cm: &Tensor<F>,
+    bc_row: usize,
+    cc_row: usize,
+    n: usize,
+    start: usize,
+    len: usize,
+    nb: &mut Array<f32>,
+    nc: &mut Array<f32>,
+    #[comptime] chunk: usize,
+    #[comptime] threads: usize,
+    #[comptime] pf: usize,
+) {
+    #[unroll]
+    for p in 0..pf {
+        let j = UNIT_POS as usize + p * threads;
+        let t = start + j;
+        let mut bv = 0.0f32;
+        let mut cv = 0.0f32;
+        if j < chunk && t < len {
+            bv = f32::cast_from(bm[bc_row + n * bm.stride(2) + t * bm.stride(3)]);
+            cv = f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+        }
+        nb[p] = bv;
+        nc[p] = cv;
+    }
+}
+
+/// Stores the values of [`load_stage`] into the staging buffers at `off` (padded).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn store_stage(
+    st_b: &mut SharedMemory<f32>,
+    st_c: &mut SharedMemory<f32>,
+    off: usize,
+    nb: &Array<f32>,
+    nc: &Array<f32>,
+    #[comptime] chunk: usize,
+    #[comptime] threads: usize,
+    #[comptime] pf: usize,
+) {
+    #[unroll]
+    for p in 0..pf {
+        let j = UNIT_POS as usize + p * threads;
+        if j < chunk {
+            st_b[off + padded(j)] = nb[p];
+            st_c[off + padded(j)] = nc[p];
+        }
+    }
 }
 
 /// Backward selective scan, same cube layout as [`scan_fwd`] (`chans` channels of one
@@ -652,6 +802,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] lean: bool,
     #[comptime] keep_b: bool,
     #[comptime] stage_bwd: bool,
+    #[comptime] one_plane: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -688,6 +839,10 @@ pub fn scan_bwd<F: Float>(
     });
     let mut st_b = SharedMemory::<f32>::new(comptime!(2 * st_len));
     let mut st_c = SharedMemory::<f32>::new(comptime!(2 * st_len));
+    let threads = comptime!(cube_units * chans);
+    let pf = comptime!((cube_units * items).div_ceil(cube_units * chans));
+    let mut nb = Array::<f32>::new(pf);
+    let mut nc = Array::<f32>::new(pf);
 
     let mut bias_v = 0.0f32;
     if has_bias {
@@ -758,14 +913,25 @@ pub fn scan_bwd<F: Float>(
                 cube_units,
                 use_plane,
                 lean,
+                one_plane,
             );
-            smem_h[hi] = sa * h0 + sb;
-            sync_cube();
-            if tid == units - 1 {
-                carry[cbase + n] = smem_h[hi];
-                ckpt[ck_row + (c + 1) * n_state + n] = smem_h[hi];
+            let h_end = sa * h0 + sb;
+            if one_plane {
+                // every lane stores the last lane's state (only this plane reads it)
+                let last = plane_shuffle(h_end, comptime!((cube_units - 1) as u32));
+                carry[cbase + n] = last;
+                if tid == units - 1 {
+                    ckpt[ck_row + (c + 1) * n_state + n] = last;
+                }
+            } else {
+                smem_h[hi] = h_end;
+                sync_cube();
+                if tid == units - 1 {
+                    carry[cbase + n] = smem_h[hi];
+                    ckpt[ck_row + (c + 1) * n_state + n] = smem_h[hi];
+                }
+                sync_cube();
             }
-            sync_cube();
         }
         c += 1;
     }
@@ -819,33 +985,32 @@ pub fn scan_bwd<F: Float>(
             ddt[i] = 0.0f32;
             dus[i] = 0.0f32;
         }
-        let jn = UNIT_POS as usize;
         if stage_bwd {
-            // (one value per unit: the launch uses this only with chans >= items)
-            let mut bv = 0.0f32;
-            let mut cv = 0.0f32;
-            if jn < chunk && start + jn < len {
-                bv = f32::cast_from(bm[bc_row + (start + jn) * bm.stride(3)]);
-                cv = f32::cast_from(cm[cc_row + (start + jn) * cm.stride(3)]);
-            }
-            if jn < chunk {
-                st_b[padded(jn)] = bv;
-                st_c[padded(jn)] = cv;
-            }
+            load_stage(
+                bm, cm, bc_row, cc_row, 0, start, len, &mut nb, &mut nc, chunk, threads, pf,
+            );
+            store_stage(&mut st_b, &mut st_c, 0, &nb, &nc, chunk, threads, pf);
             sync_cube();
         }
         for n in 0..n_state {
             let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
             let off = (n % 2) * st_len;
             // prefetch state n+1's B and C (stored before this state's reduction barrier)
-            let mut nb = 0.0f32;
-            let mut nc = 0.0f32;
-            if stage_bwd {
-                let t = start + jn;
-                if n + 1 < n_state && jn < chunk && t < len {
-                    nb = f32::cast_from(bm[bc_row + (n + 1) * bm.stride(2) + t * bm.stride(3)]);
-                    nc = f32::cast_from(cm[cc_row + (n + 1) * cm.stride(2) + t * cm.stride(3)]);
-                }
+            if stage_bwd && n + 1 < n_state {
+                load_stage(
+                    bm,
+                    cm,
+                    bc_row,
+                    cc_row,
+                    n + 1,
+                    start,
+                    len,
+                    &mut nb,
+                    &mut nc,
+                    chunk,
+                    threads,
+                    pf,
+                );
             }
             // recompute the chunk's states (the first chunk starts from zero)
             let mut h0 = 0.0f32;
@@ -890,16 +1055,25 @@ pub fn scan_bwd<F: Float>(
                 cube_units,
                 use_plane,
                 lean,
+                one_plane,
             );
-            smem_h[hi] = sa * h0 + sb;
-            sync_cube();
+            let h_end = sa * h0 + sb;
             let mut h = h0;
-            if tid > 0 {
-                h = smem_h[hi - 1];
-            }
-            // lean: the reverse scan's first barrier comes before the next write of smem_h
-            if comptime!(!lean) {
+            if one_plane {
+                let prev = plane_shuffle_up(h_end, 1u32);
+                if tid > 0 {
+                    h = prev;
+                }
+            } else {
+                smem_h[hi] = h_end;
                 sync_cube();
+                if tid > 0 {
+                    h = smem_h[hi - 1];
+                }
+                // lean: the reverse scan's first barrier comes before the next write of smem_h
+                if comptime!(!lean) {
+                    sync_cube();
+                }
             }
             let h_start = h;
             #[unroll]
@@ -936,15 +1110,26 @@ pub fn scan_bwd<F: Float>(
                 cube_units,
                 use_plane,
                 lean,
+                one_plane,
             );
-            smem_h[hi] = qa * mu0 + qb;
-            sync_cube();
+            let mu_start = qa * mu0 + qb;
             let mut mu = mu0;
-            if tid + 1 < units {
-                mu = smem_h[hi + 1];
-            }
-            if tid == 0 {
-                carry[cbase + n] = smem_h[hi];
+            if one_plane {
+                let next = plane_shuffle_down(mu_start, 1u32);
+                if tid + 1 < units {
+                    mu = next;
+                }
+                // every lane stores lane 0's value (only this plane reads it)
+                carry[cbase + n] = plane_shuffle(mu_start, 0u32);
+            } else {
+                smem_h[hi] = mu_start;
+                sync_cube();
+                if tid + 1 < units {
+                    mu = smem_h[hi + 1];
+                }
+                if tid == 0 {
+                    carry[cbase + n] = smem_h[hi];
+                }
             }
             let mut d_a = 0.0f32;
             let rbase = slot * red_len;
@@ -986,12 +1171,9 @@ pub fn scan_bwd<F: Float>(
                     da[ch * da.stride(0) + n * da.stride(1)].fetch_add(d_a);
                 }
             }
-            if stage_bwd {
-                if n + 1 < n_state && jn < chunk {
-                    let noff = ((n + 1) % 2) * st_len;
-                    st_b[noff + padded(jn)] = nb;
-                    st_c[noff + padded(jn)] = nc;
-                }
+            if stage_bwd && n + 1 < n_state {
+                let noff = ((n + 1) % 2) * st_len;
+                store_stage(&mut st_b, &mut st_c, noff, &nb, &nc, chunk, threads, pf);
             }
             sync_cube();
             // dB, dC: summed over the cube's channels, one coalesced atomic per step

@@ -17,31 +17,50 @@ use cubecl::features::Plane;
 use cubecl::{CubeCount, CubeDim};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-/// Default steps per unit in a chunk.
-const ITEMS: usize = 4;
-/// Default largest cube.
-const MAX_UNITS: u32 = 256;
-
-/// Default channels per cube in the forward, and whether it stages B and C in shared memory
-/// (H200, call 11 in `docs/kernel-notes.md`: staged with 4 channels per cube, 3.85 vs 4.84 ms
-/// at L 128 x 512 and 4.40 vs 4.60 at L 512 x 128; slower at L 2048 and 8192, 5.71 vs 4.86 and
-/// 6.52 vs 5.62, where one 1024-unit cube fills an SM and every barrier stalls it).
-fn default_fwd(len: usize) -> (usize, bool) {
-    if len <= 512 { (4, true) } else { (1, false) }
+/// Launch table entry: steps per unit, largest number of units per channel (a power of two,
+/// at least the plane width; units per channel are `next_pow2(L / items)` clamped to it),
+/// channels per cube, and (forward) whether B and C are staged in shared memory.
+#[derive(Clone, Copy, Debug)]
+struct Launch {
+    items: usize,
+    max_units: usize,
+    chans: usize,
+    stage: bool,
 }
-/// Default channels per cube in the backward, by sequence length (H200 sweep, fp32, d_inner
-/// 1536, N 16, 1024-unit cubes; `docs/kernel-notes.md`, 2026-11-28 call 8): 4 at L 128
-/// (19.2 ms; 8: 29.0), 8 at L 512 (21.2; 4: 23.0), 4 or 8 at L 2048 (24.6 / 25.1), 8 or 16 at
-/// L 8192 (27.6 / 27.0).
-/// With B/C staged in the backward (call 15): 16 at L 8192 (21.6 ms; 8: 22.3-22.9), 16 and 8
-/// within noise at L 512 and 2048.
-fn default_chans_bwd(len: usize) -> usize {
-    if len <= 256 {
-        4
-    } else if len <= 4096 {
-        8
-    } else {
-        16
+
+/// The launch table, by direction, sequence length and storage width (H200, d_inner 1536,
+/// N 16; `docs/kernel-notes.md`, call 16). A segment of 32 units is one plane on CUDA, where
+/// the scans need no shared memory and no barrier (`one_plane`).
+/// - Forward, L <= 128: 4 steps x 32 units (one plane), 4 channels, staged (3.08 ms at
+///   L 128 x 512; 4 steps x 32 units without one-plane scans 3.79, 8 steps 6.14).
+/// - Forward, L <= 512: 8 steps x 32 units, 4 channels, staged (3.44 ms fp32 at L 512 x 128;
+///   4 x 128 units 5.88 with the double-buffered staging, 4.44 in the previous build; 16 steps
+///   4.49).
+/// - Forward, longer, fp32: 8 steps x 32 units, 4 channels, staged (3.54 / 3.99 ms at
+///   L 2048 / 8192, call 17; 4 x 256 units, one channel unstaged: 4.67 / 4.96; 8 x 32 one
+///   channel unstaged: 5.23 / 5.26). Two-byte storage: 8 x 32, one channel, unstaged
+///   (3.78-3.88 / 3.97-4.01 ms; staged with 4 channels 3.98 / 4.56; 4 x 256: 4.99 / 5.05).
+/// - Backward, L <= 128: 4 steps x 32 units (one plane), 4 channels (fwd+bwd 12.1 ms at
+///   L 128 x 512; previous build 15.5).
+/// - Backward, longer: 8 steps x 32 units (one plane), 16 channels (backward alone 10.4 /
+///   11.35 / 11.7 ms at L 512 / 2048 / 8192 in fp32, previous build 13.8 / 15.5 / 16.8;
+///   16 x 32 with 8 channels 12.1 at L 512; 8 channels 14.4 at L 512; 4 x 32 with 16
+///   channels 12.1; two planes (64 units) with 8 channels 13.7 at L 2048). At L 128, 4
+///   channels beat 8 and 16 (fwd+bwd 11.9 vs 13.0 / 13.9 ms).
+fn default_launch(backward: bool, len: usize, half: bool) -> Launch {
+    let l = |items, max_units, chans, stage| Launch {
+        items,
+        max_units,
+        chans,
+        stage,
+    };
+    match (backward, len) {
+        (false, 0..=128) => l(4, 256, 4, true),
+        (false, 129..=512) => l(8, 32, 4, true),
+        (false, _) if half => l(8, 32, 1, false),
+        (false, _) => l(8, 32, 4, true),
+        (true, 0..=128) => l(4, 256, 4, false),
+        (true, _) => l(8, 32, 16, false),
     }
 }
 /// Default largest backward cube (all channels' units together): 1024 units, which also makes
@@ -54,9 +73,10 @@ static CHANS_BWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static ITEMS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static UNITS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 
-/// Launch shape for tuning: `items` steps per unit (1, 2, 4, 8 or 16; default 4) and the
-/// largest cube `max_units` (a power of two; default 256). `None` restores the default.
-/// Cubes are `next_pow2(L / items)` units, clamped to [plane width, max_units].
+/// Launch shape for tuning, both kernels: `items` steps per unit (1, 2, 4, 8 or 16) and the
+/// largest number of units per channel `max_units` (a power of two). `None` restores the
+/// default (the launch table, or `MAMBA_SSM_ITEMS_FWD/BWD`, `MAMBA_SSM_UNITS_FWD/BWD`).
+/// Channels get `next_pow2(L / items)` units, clamped to [plane width, max_units].
 pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
     ITEMS_OVERRIDE.store(items.unwrap_or(0), Ordering::Relaxed);
     UNITS_OVERRIDE.store(max_units.unwrap_or(0), Ordering::Relaxed);
@@ -66,9 +86,10 @@ pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
 /// the default, or the environment variables `MAMBA_SSM_CHANS_FWD` / `MAMBA_SSM_CHANS_BWD`).
 /// The channels of a cube share one (batch, group); the backward sums their dB and dC terms
 /// in shared memory before its atomic adds. A cube has at most 256 units per channel and at
-/// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: in the
-/// forward 4 up to L = 512 (with B and C staged in shared memory), else 1; in the backward 4
-/// up to L = 256, 8 up to 4096, else 16 (measured on the H200).
+/// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: the
+/// launch table (`default_launch`, measured on the H200): forward 4 with B and C staged in
+/// shared memory (1 unstaged for two-byte storage above L = 512); backward 4 up to L = 128,
+/// else 16.
 pub fn set_channels_per_cube(fwd: Option<usize>, bwd: Option<usize>) {
     CHANS_FWD_OVERRIDE.store(fwd.unwrap_or(0), Ordering::Relaxed);
     CHANS_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
@@ -78,19 +99,11 @@ fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn chans(backward: bool, len: usize) -> usize {
+fn chans(backward: bool, table: Launch) -> usize {
     let (o, var, default) = if backward {
-        (
-            &CHANS_BWD_OVERRIDE,
-            "MAMBA_SSM_CHANS_BWD",
-            default_chans_bwd(len),
-        )
+        (&CHANS_BWD_OVERRIDE, "MAMBA_SSM_CHANS_BWD", table.chans)
     } else {
-        (
-            &CHANS_FWD_OVERRIDE,
-            "MAMBA_SSM_CHANS_FWD",
-            default_fwd(len).0,
-        )
+        (&CHANS_FWD_OVERRIDE, "MAMBA_SSM_CHANS_FWD", table.chans)
     };
     match o.load(Ordering::Relaxed) {
         0 => env_usize(var).unwrap_or(default),
@@ -99,16 +112,35 @@ fn chans(backward: bool, len: usize) -> usize {
     .clamp(1, 16)
 }
 
-fn launch_items() -> usize {
+/// Steps per unit: [`set_launch_config`], else `MAMBA_SSM_ITEMS_FWD` / `MAMBA_SSM_ITEMS_BWD`,
+/// else the default.
+fn launch_items(backward: bool, table: Launch) -> usize {
+    let var = if backward {
+        "MAMBA_SSM_ITEMS_BWD"
+    } else {
+        "MAMBA_SSM_ITEMS_FWD"
+    };
     match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
         i @ (1 | 2 | 4 | 8 | 16) => i,
-        _ => ITEMS,
+        _ => match env_usize(var) {
+            Some(i @ (1 | 2 | 4 | 8 | 16)) => i,
+            _ => table.items,
+        },
     }
 }
 
-fn launch_max_units() -> u32 {
+/// Largest number of units per channel: [`set_launch_config`], else `MAMBA_SSM_UNITS_FWD` /
+/// `MAMBA_SSM_UNITS_BWD`, else the default.
+fn launch_max_units(backward: bool, table: Launch) -> u32 {
+    let var = if backward {
+        "MAMBA_SSM_UNITS_BWD"
+    } else {
+        "MAMBA_SSM_UNITS_FWD"
+    };
     match UNITS_OVERRIDE.load(Ordering::Relaxed) {
-        0 => MAX_UNITS,
+        0 => env_usize(var).map_or(table.max_units as u32, |u| {
+            (u.max(1) as u32).next_power_of_two()
+        }),
         u => (u as u32).next_power_of_two(),
     }
 }
@@ -146,6 +178,18 @@ fn prim<B: burn::tensor::backend::Backend, const D: usize>(
     t.into_primitive().tensor()
 }
 
+/// `t`'s primitive in storage type `dtype` (cast when it differs).
+fn as_dtype<B: burn::tensor::backend::Backend, const D: usize>(
+    t: Tensor<B, D>,
+    dtype: DType,
+) -> B::FloatTensorPrimitive {
+    if t.dtype() == dtype {
+        prim(t)
+    } else {
+        prim(t.cast(dtype))
+    }
+}
+
 /// The inputs as cube tensors. Absent optional inputs are replaced by `u`: the kernels do
 /// not read them (their flags are off), but every launch argument must be a tensor.
 struct KernelInputs<R: CubeRuntime> {
@@ -172,15 +216,27 @@ impl<R: CubeRuntime> KernelInputs<R> {
             inputs.z.is_some(),
             inputs.delta_bias.is_some(),
         );
+        // the kernels read every input with u's storage type: cast the others (e.g. f32
+        // weights with bf16 activations; a no-op when the dtypes agree)
+        let dtype = inputs.u.dtype();
         let u = prim(inputs.u);
         KernelInputs {
-            delta: prim(inputs.delta),
-            a: prim(inputs.a),
-            b: prim(inputs.b),
-            c: prim(inputs.c),
-            d: inputs.d.map(prim).unwrap_or_else(|| u.clone()),
-            z: inputs.z.map(prim).unwrap_or_else(|| u.clone()),
-            bias: inputs.delta_bias.map(prim).unwrap_or_else(|| u.clone()),
+            delta: as_dtype(inputs.delta, dtype),
+            a: as_dtype(inputs.a, dtype),
+            b: as_dtype(inputs.b, dtype),
+            c: as_dtype(inputs.c, dtype),
+            d: inputs
+                .d
+                .map(|t| as_dtype(t, dtype))
+                .unwrap_or_else(|| u.clone()),
+            z: inputs
+                .z
+                .map(|t| as_dtype(t, dtype))
+                .unwrap_or_else(|| u.clone()),
+            bias: inputs
+                .delta_bias
+                .map(|t| as_dtype(t, dtype))
+                .unwrap_or_else(|| u.clone()),
             u,
             has_d,
             has_z,
@@ -213,8 +269,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
 
         let groups = b.meta.shape()[1];
         let client = u.client.clone();
-        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false);
         let dtype = u.dtype;
+        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
         let y = empty_device_dtype(
             client.clone(),
             u.device.clone(),
@@ -257,6 +313,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 cfg.plane,
                 cfg.lean,
                 cfg.stage,
+                cfg.one_plane,
                 dtype.into(),
             );
         }
@@ -275,6 +332,14 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         let [_, groups, n_state, _] = inputs.b.dims();
         let device = inputs.u.device();
         let dtype = inputs.u.dtype();
+        // gradients come back in their input's dtype
+        let dt_delta = inputs.delta.dtype();
+        let dt_a = inputs.a.dtype();
+        let dt_b = inputs.b.dtype();
+        let dt_c = inputs.c.dtype();
+        let dt_d = inputs.d.as_ref().map_or(dtype, |t| t.dtype());
+        let dt_z = inputs.z.as_ref().map_or(dtype, |t| t.dtype());
+        let dt_bias = inputs.delta_bias.as_ref().map_or(dtype, |t| t.dtype());
         let KernelInputs {
             u,
             delta,
@@ -289,10 +354,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
             has_bias,
             softplus,
         } = KernelInputs::new(inputs);
-        let dy: CubeTensor<R> = prim(dy);
+        let dy: CubeTensor<R> = as_dtype(dy, dtype);
 
         let client = u.client.clone();
-        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true);
+        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
         let chunks = len.div_ceil(cfg.units as usize * cfg.items);
         let grad = |shape: [usize; 3]| {
             empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
@@ -363,22 +428,26 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
                 cfg.lean,
                 cfg.keep_b,
                 cfg.stage_bwd,
+                cfg.one_plane,
                 dtype.into(),
             );
         }
-        let t3 = |x: CubeTensor<R>| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+        fn back<B: burn::tensor::backend::Backend, const D: usize>(
+            x: B::FloatTensorPrimitive,
+            dtype: DType,
+        ) -> Tensor<B, D> {
+            let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(x));
+            if t.dtype() == dtype { t } else { t.cast(dtype) }
+        }
         ScanGrads {
-            du: t3(du),
-            ddelta: t3(ddelta),
-            da: Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(da)).cast(dtype),
-            db: Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(db)).cast(dtype),
-            dc: Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(dc)).cast(dtype),
-            dd: has_d
-                .then(|| Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(dd)).cast(dtype)),
-            dz: has_z.then(|| t3(dz)),
-            ddelta_bias: has_bias.then(|| {
-                Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(dbias)).cast(dtype)
-            }),
+            du: back(du, dtype),
+            ddelta: back(ddelta, dt_delta),
+            da: back(da, dt_a),
+            db: back(db, dt_b),
+            dc: back(dc, dt_c),
+            dd: has_d.then(|| back(dd, dt_d)),
+            dz: has_z.then(|| back(dz, dt_z)),
+            ddelta_bias: has_bias.then(|| back(dbias, dt_bias)),
         }
     }
 }
@@ -403,12 +472,16 @@ struct LaunchCfg {
     /// backward: keep B_t in registers from the recompute for the gradient loop instead of
     /// loading it again (default; `MAMBA_SSM_KEEP_B=0` reloads; 3-7% faster fwd+bwd on the H200)
     keep_b: bool,
-    /// backward: B and C staged in shared memory, double-buffered (default; only with at least
-    /// `items` channels per cube; `MAMBA_SSM_STAGE_BWD=0` turns it off; 3-13% faster fwd+bwd)
+    /// backward: B and C staged in shared memory, double-buffered (default;
+    /// `MAMBA_SSM_STAGE_BWD=0` turns it off; 3-13% faster fwd+bwd)
     stage_bwd: bool,
+    /// one plane per channel: cube scans by plane shuffles only (`MAMBA_SSM_ONE_PLANE=0` turns
+    /// it off)
+    one_plane: bool,
 }
 
 impl LaunchCfg {
+    #[allow(clippy::too_many_arguments)]
     fn new<R: CubeRuntime>(
         client: &cubecl::client::ComputeClient<R>,
         batch: usize,
@@ -417,13 +490,15 @@ impl LaunchCfg {
         len: usize,
         n_state: usize,
         backward: bool,
+        dtype: DType,
     ) -> Self {
         let props = client.properties();
         let hw = &props.hardware;
         let plane = use_plane(props.features.plane.contains(Plane::Ops));
         // a 1-D cube (CUDA derives plane indices from x): `chans` segments, each a power of two
         // of full planes
-        let items = launch_items();
+        let table = default_launch(backward, len, dtype.size() == 2);
+        let items = launch_items(backward, table);
         let max_cube = hw.max_units_per_cube.min(hw.max_cube_dim.0) as usize;
         let cap = if backward {
             env_usize("MAMBA_SSM_BWD_THREADS").unwrap_or(BWD_THREADS)
@@ -433,10 +508,10 @@ impl LaunchCfg {
         .min(max_cube);
         let per_group = dim / groups.max(1);
         let min_units = hw.plane_size_max as usize;
-        let mut chans = chans(backward, len)
+        let mut chans = chans(backward, table)
             .min(per_group.max(1))
             .min((cap / min_units).max(1));
-        let max_units = (launch_max_units() as usize)
+        let max_units = (launch_max_units(backward, table) as usize)
             .min(prev_pow2(cap / chans))
             .max(min_units);
         let mut units = len
@@ -458,19 +533,19 @@ impl LaunchCfg {
             && match std::env::var("MAMBA_SSM_STAGE").ok().as_deref() {
                 Some("1") => true,
                 Some("0") => false,
-                _ => default_fwd(len).1,
+                _ => table.stage,
             };
         let words = |chans: usize, units: usize| {
             let chunk = units * items;
             let red = if backward {
                 2 * chans * (chunk + chunk / 32)
-                    + if stage_bwd_env && chans >= items {
+                    + if stage_bwd_env {
                         4 * (chunk + chunk / 32)
                     } else {
                         0
                     }
             } else if stage {
-                2 * (chunk + chunk / 32)
+                4 * (chunk + chunk / 32)
             } else {
                 0
             };
@@ -501,7 +576,13 @@ impl LaunchCfg {
             plane,
             lean: std::env::var("MAMBA_SSM_LEAN_SYNC").map_or(true, |v| v != "0"),
             stage,
-            stage_bwd: stage_bwd_env && chans >= items,
+            stage_bwd: stage_bwd_env,
+            // a channel's segment is exactly one plane: scans by shuffles alone (no shared
+            // memory, no barriers); needs a fixed plane width
+            one_plane: plane
+                && hw.plane_size_min == hw.plane_size_max
+                && units == hw.plane_size_max as usize
+                && std::env::var("MAMBA_SSM_ONE_PLANE").map_or(true, |v| v != "0"),
             keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
         }
     }
