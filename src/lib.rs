@@ -11,6 +11,7 @@ pub use rank_heads;
 pub use transformer_baselines;
 
 pub mod backend;
+pub mod bench;
 pub mod fetch;
 pub mod models;
 pub mod recipes;

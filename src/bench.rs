@@ -1,0 +1,189 @@
+//! Throughput measurements shared by `rankmamba bench {scan,train,rerank}` and the criterion
+//! bench `benches/scan_vs_attention.rs`.
+//!
+//! - [`scan`]: the selective scan (mamba-ssm) against the attention core at the same token
+//!   count, and a Mamba block against a transformer (BERT) layer, forward and
+//!   forward + backward.
+//! - [`models`]: cross-encoder training steps (forward + backward + AdamW, LCE over groups)
+//!   and reranking inference (documents/s, ms per query) for the study's model configs.
+//!
+//! Timings are wall clock between device synchronisations (`Backend::sync`), after warm-up
+//! repetitions (which also absorb JIT compilation and autotuning on the GPU backends); the
+//! median of the timed repetitions is reported. Inputs are random (values do not change the
+//! amount of work in any of these models).
+
+pub mod models;
+pub mod plot;
+pub mod scan;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// Floating-point type of the whole model (Burn 0.21 has no autocast: a bf16 run keeps
+/// parameters, activations and optimizer state in bf16; the scan kernels and reductions
+/// accumulate in f32).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 everywhere.
+    F32,
+    /// bf16 everywhere (CUDA backend only).
+    Bf16,
+}
+
+impl Precision {
+    /// `f32` / `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Median and spread of timed repetitions, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Timing {
+    /// Median.
+    pub median_ms: f64,
+    /// Fastest.
+    pub min_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// Timed repetitions.
+    pub reps: usize,
+}
+
+/// Runs `f` `warmup` times untimed, then `reps` times timed; `f` returns the milliseconds of
+/// its timed region (so it can leave input preparation outside the timer).
+pub fn measure(
+    warmup: usize,
+    reps: usize,
+    mut f: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<Timing> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut v = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        v.push(f()?);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(Timing {
+        median_ms: if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2])
+        },
+        min_ms: v[0],
+        max_ms: v[v.len() - 1],
+        reps: v.len(),
+    })
+}
+
+/// Milliseconds since `t0`.
+pub fn ms_since(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e3
+}
+
+/// Waits for the device's queued work; an execution failure becomes an error.
+pub fn sync<B: burn::tensor::backend::Backend>(device: &B::Device) -> anyhow::Result<()> {
+    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
+}
+
+/// Runs `f`, turning a panic inside a backend (out of memory, an unsupported op) into an error,
+/// so that one failing configuration does not end a whole table.
+pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(anyhow::anyhow!("panicked: {}", first_line(&msg)))
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").trim();
+    if l.len() > 200 {
+        format!("{}...", &l[..200])
+    } else {
+        l.to_string()
+    }
+}
+
+/// The build's description for result files: commit (from `RANKMAMBA_COMMIT` at build time,
+/// set by `scripts/bench_gpu.sh`), features, profile.
+pub fn build_info() -> serde_json::Value {
+    let mut features = crate::backend::available();
+    if cfg!(feature = "autotune") {
+        features.push("autotune");
+    }
+    if cfg!(feature = "fusion") {
+        features.push("fusion");
+    }
+    serde_json::json!({
+        "commit": option_env!("RANKMAMBA_COMMIT").unwrap_or("unknown"),
+        "features": features,
+        "release": !cfg!(debug_assertions),
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
+}
+
+/// Runs `$body` with `$B` bound to the autodiff backend of (`$kind`, `$precision`) and `$dev` to
+/// its default device; evaluates to `anyhow::Result<_>`. bf16 exists on CUDA only (the CPU
+/// scan and NdArray compute in f32; wgpu's half support depends on the adapter).
+#[macro_export]
+macro_rules! with_bench_backend {
+    ($kind:expr, $precision:expr, |$B:ident, $dev:ident| $body:expr) => {{
+        use $crate::backend::BackendKind as __K;
+        use $crate::bench::Precision as __P;
+        #[allow(unreachable_patterns)]
+        match ($kind, $precision) {
+            #[cfg(feature = "ndarray")]
+            (__K::Cpu, __P::F32) => {
+                type $B = burn::backend::Autodiff<$crate::backend::Cpu>;
+                let $dev = burn::backend::ndarray::NdArrayDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            #[cfg(feature = "wgpu")]
+            (__K::Wgpu, __P::F32) => {
+                type $B = burn::backend::Autodiff<$crate::backend::Wgpu>;
+                let $dev = burn::backend::wgpu::WgpuDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            #[cfg(feature = "cuda")]
+            (__K::Cuda, __P::F32) => {
+                type $B = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            #[cfg(feature = "cuda")]
+            (__K::Cuda, __P::Bf16) => {
+                type $B = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::bf16>>;
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($body)
+            }
+            (k, p) => ::anyhow::Result::Err(if !$crate::backend::available().contains(&k.name()) {
+                k.not_compiled()
+            } else {
+                ::anyhow::anyhow!(
+                    "precision {} is not available on backend {} (bf16 runs on cuda only)",
+                    p.name(),
+                    k.name()
+                )
+            }),
+        }
+    }};
+}

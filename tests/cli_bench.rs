@@ -1,0 +1,193 @@
+//! `rankmamba bench {scan,train,rerank}` on the CPU at tiny sizes: the output's shape (tables,
+//! JSON fields, the SVG file), never its speed.
+
+use std::process::Command;
+
+fn rankmamba(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
+        .args(args)
+        .output()
+        .expect("run rankmamba");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn bench_scan_table_plot_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("scan.svg");
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "scan",
+        "--lens",
+        "16,32",
+        "--tokens",
+        "64",
+        "--d-model",
+        "32",
+        "--heads",
+        "2",
+        "--state",
+        "4",
+        "--warmup",
+        "0",
+        "--reps",
+        "1",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "stderr: {err}");
+    // 2 lengths x 4 parts x 2 passes
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| 16 ") || l.starts_with("| 32 "))
+        .collect();
+    assert_eq!(rows.len(), 16, "{out}");
+    assert!(
+        out.contains("x vs attention") && out.contains("x vs bert-layer"),
+        "{out}"
+    );
+    assert!(!out.contains("error"), "{out}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("scan fwd+bwd"),
+        "{plot}"
+    );
+
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "scan",
+        "--lens",
+        "16",
+        "--tokens",
+        "32",
+        "--d-model",
+        "32",
+        "--heads",
+        "2",
+        "--state",
+        "4",
+        "--warmup",
+        "0",
+        "--reps",
+        "2",
+        "--parts",
+        "scan,attention",
+        "--fwd-only",
+        "--json",
+    ]);
+    assert!(ok, "stderr: {err}");
+    let v = json(&out);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["batch"], 2);
+        assert_eq!(r["tokens"], 32);
+        assert_eq!(r["timing"]["reps"], 2);
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert!(v["build"]["commit"].is_string());
+}
+
+#[test]
+fn bench_train_json_and_table() {
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "train",
+        "--models",
+        "mamba-tiny,bert-tiny,pythia-tiny",
+        "--queries",
+        "2",
+        "--group",
+        "2",
+        "--len",
+        "8",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "stderr: {err}");
+    let v = json(&out);
+    assert_eq!(v["precision"], "f32");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["tokens"], 32);
+        assert!(r["params"].as_u64().unwrap() > 0);
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "train",
+        "--models",
+        "bert-tiny",
+        "--queries",
+        "1",
+        "--group",
+        "2",
+        "--len",
+        "4",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+    ]);
+    assert!(ok, "stderr: {err}");
+    assert!(
+        out.contains("| bert-tiny |") && out.contains("1.00x"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bench_rerank_json_and_errors() {
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "rerank",
+        "--models",
+        "mamba-tiny,pythia-tiny",
+        "--candidates",
+        "3",
+        "--len",
+        "8",
+        "--batches",
+        "1,2",
+        "--queries",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(ok, "stderr: {err}");
+    let rows = json(&out)["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["docs"], 3);
+        assert!(r["docs_per_s"].as_f64().unwrap() > 0.0);
+        assert!(r["ms_per_query"].as_f64().unwrap() > 0.0);
+    }
+    // bf16 is a CUDA-only run: a clear error, no panic
+    let (ok, _, err) = rankmamba(&[
+        "bench",
+        "rerank",
+        "--models",
+        "bert-tiny",
+        "--precision",
+        "bf16",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("bf16") && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = rankmamba(&["bench", "rerank", "--batches", "0"]);
+    assert!(!ok && err.contains("--batches"), "{err}");
+}
