@@ -301,6 +301,8 @@ struct JobVisitor<'a, B: AutodiffBackend> {
     job: &'a Job<'a>,
     encoder: PairEncoder,
     device: B::Device,
+    /// Data-parallel training devices (`[device]` for one).
+    devices: Vec<B::Device>,
 }
 
 impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
@@ -351,6 +353,11 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     }
                     None => Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?,
                 };
+                if self.devices.len() > 1 {
+                    trainer = trainer
+                        .with_devices(self.devices.clone())
+                        .map_err(wrap("devices"))?;
+                }
                 let log = job.dir.join("train.jsonl");
                 trainer = trainer.with_log(&log).map_err(wrap(log.display()))?;
                 let t = Instant::now();
@@ -414,14 +421,26 @@ impl Job<'_> {
         B: AutodiffBackend + SelectiveScanBackend,
         B::InnerBackend: SelectiveScanBackend,
     {
+        self.run_on::<B>(init, std::slice::from_ref(device))
+    }
+
+    /// [`Job::run`] training data-parallel on `devices` (one model replica each, the model
+    /// loaded on `devices[0]`, which also reranks); one device is a plain run.
+    pub fn run_on<B>(&self, init: &Init, devices: &[B::Device]) -> Result<JobOutput, StudyError>
+    where
+        B: AutodiffBackend + SelectiveScanBackend,
+        B::InnerBackend: SelectiveScanBackend,
+    {
+        let device = devices.first().cloned().unwrap_or_default();
         let card = ModelCard::read(self.dir)?;
         let encoder = card.pair_encoder(self.dir)?;
         let v = JobVisitor::<B> {
             job: self,
             encoder,
             device: device.clone(),
+            devices: devices.to_vec(),
         };
-        models::with_model::<B, _>(self.dir, init, device, v)?
+        models::with_model::<B, _>(self.dir, init, &device, v)?
     }
 }
 

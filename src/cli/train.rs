@@ -52,6 +52,11 @@ pub struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    /// Data-parallel training on several devices of --backend: a count `N` (devices 0..N) or a
+    /// list such as `cuda:0,cuda:1`; one model replica per device, each step's groups split
+    /// evenly across them (same effective batch and schedule). See docs/distributed.md.
+    #[arg(long)]
+    pub devices: Option<String>,
     /// List the named backbones and exit.
     #[arg(long)]
     pub list_models: bool,
@@ -70,6 +75,17 @@ pub fn run(a: Args) -> Result<()> {
     };
     if a.steps == 0 || a.group_size < 2 || a.groups_per_step == 0 {
         anyhow::bail!("--steps and --groups-per-step must be positive and --group-size >= 2");
+    }
+    let devices = match &a.devices {
+        Some(spec) => parse_devices(spec, a.backend)?,
+        None => vec![0],
+    };
+    if !a.groups_per_step.is_multiple_of(devices.len()) {
+        anyhow::bail!(
+            "--groups-per-step {} cannot be split evenly across {} devices",
+            a.groups_per_step,
+            devices.len()
+        );
     }
     let (card, init) = models::prepare(&a.model, a.max_length, &out)?;
     let settings = TrainSettings {
@@ -106,7 +122,8 @@ pub fn run(a: Args) -> Result<()> {
         progress: true,
         run_name: a.model.clone(),
     };
-    let (_, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&init, &dev))??;
+    let (_, report) = with_backend!(a.backend, |B, dev| job
+        .run_on::<B>(&init, &replica_devices(&dev, a.backend, &devices)))??;
     let json = serde_json::json!({"settings": settings, "dataset": a.dataset, "report": report});
     let path = out.join("train_report.json");
     rankmamba::ir_metrics::write_atomically(&path, |w| {
@@ -120,4 +137,78 @@ pub fn run(a: Args) -> Result<()> {
         report.train_tokens_per_s.unwrap_or(0.0)
     );
     Ok(())
+}
+
+/// `--devices`: `N` -> `[0, N)`; `a,b` or `backend:a,backend:b` -> the indices (a prefix must
+/// name `backend`); distinct indices.
+fn parse_devices(spec: &str, backend: BackendKind) -> Result<Vec<usize>> {
+    let spec = spec.trim();
+    if let Ok(n) = spec.parse::<usize>() {
+        if n == 0 {
+            anyhow::bail!("--devices {spec}: need at least one device");
+        }
+        return Ok((0..n).collect());
+    }
+    let mut out = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        let index = match part.split_once(':') {
+            Some((name, i)) if name == backend.name() => i,
+            Some((name, _)) => anyhow::bail!(
+                "--devices {spec}: `{part}` names backend `{name}` but --backend is `{}`",
+                backend.name()
+            ),
+            None => part,
+        };
+        let i: usize = index.parse().map_err(|_| {
+            anyhow::anyhow!("--devices {spec}: `{part}` is not DEVICE:INDEX or INDEX")
+        })?;
+        if out.contains(&i) {
+            anyhow::bail!("--devices {spec}: device {i} is listed twice");
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+/// The devices of `indices`, of the same kind as `default` (wgpu: discrete GPUs; NdArray has
+/// one CPU device: every index names it, giving several replicas on the CPU).
+fn replica_devices<D: burn::tensor::backend::Device>(
+    default: &D,
+    backend: BackendKind,
+    indices: &[usize],
+) -> Vec<D> {
+    let type_id = match (backend, default.to_id().type_id) {
+        // wgpu's default device (type 4) has no index: take discrete GPU i
+        (BackendKind::Wgpu, 4) => 0,
+        (_, t) => t,
+    };
+    indices
+        .iter()
+        .map(|&i| {
+            D::from_id(burn::tensor::backend::DeviceId {
+                type_id,
+                index_id: i as _,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_flag() {
+        assert_eq!(parse_devices("2", BackendKind::Cuda).unwrap(), [0, 1]);
+        assert_eq!(
+            parse_devices("cuda:0,cuda:3", BackendKind::Cuda).unwrap(),
+            [0, 3]
+        );
+        assert_eq!(parse_devices("1, 2", BackendKind::Cpu).unwrap(), [1, 2]);
+        assert!(parse_devices("0", BackendKind::Cuda).is_err());
+        assert!(parse_devices("cuda:0,cuda:0", BackendKind::Cuda).is_err());
+        assert!(parse_devices("wgpu:0,wgpu:1", BackendKind::Cuda).is_err());
+        assert!(parse_devices("cuda:x", BackendKind::Cuda).is_err());
+    }
 }
