@@ -148,29 +148,42 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
     fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
         let [batch, dim, len] = inputs.u.dims();
         let [_, groups, n, _] = inputs.b.dims();
+        // each gradient in its input's dtype (the inner backend casts them back)
         let dtype: DType = inputs.u.dtype();
+        let dt = |t: Option<DType>| t.unwrap_or(dtype);
+        let (dt_delta, dt_a, dt_b, dt_c) = (
+            inputs.delta.dtype(),
+            inputs.a.dtype(),
+            inputs.b.dtype(),
+            inputs.c.dtype(),
+        );
+        let dt_d = dt(inputs.d.as_ref().map(|t| t.dtype()));
+        let dt_z = dt(inputs.z.as_ref().map(|t| t.dtype()));
+        let dt_bias = dt(inputs.delta_bias.as_ref().map(|t| t.dtype()));
         let (mut prims, present) = split(inputs);
         prims.push(prim(dy));
         let client = prims[0].client.clone();
         let streams = OperationStreams::with_inputs(prims.iter());
-        let out = |shape: Shape| TensorIr::uninit(client.create_empty_handle(), shape, dtype);
+        let out = |shape: Shape, dtype: DType| {
+            TensorIr::uninit(client.create_empty_handle(), shape, dtype)
+        };
         let x = Shape::from([batch, dim, len]);
         let bc = Shape::from([batch, groups, n, len]);
         let mut outputs = vec![
-            out(x.clone()),
-            out(x.clone()),
-            out(Shape::from([dim, n])),
-            out(bc.clone()),
-            out(bc),
+            out(x.clone(), dtype),
+            out(x.clone(), dt_delta),
+            out(Shape::from([dim, n]), dt_a),
+            out(bc.clone(), dt_b),
+            out(bc, dt_c),
         ];
         if present.d {
-            outputs.push(out(Shape::from([dim])));
+            outputs.push(out(Shape::from([dim]), dt_d));
         }
         if present.z {
-            outputs.push(out(x));
+            outputs.push(out(x, dt_z));
         }
         if present.bias {
-            outputs.push(out(Shape::from([dim])));
+            outputs.push(out(Shape::from([dim]), dt_bias));
         }
         let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
         let desc = CustomOpIr::new("mamba_ssm_selective_scan_backward", &inputs, &outputs);

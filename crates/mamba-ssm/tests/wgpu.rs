@@ -113,3 +113,45 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
 }
+
+/// f16 activations (u, delta, z) with f32 weights (A, B, C, D, delta_bias): the kernels read
+/// every input in u's storage type, so the wrapper casts the others; the output is f16 and
+/// each gradient comes back in its input's dtype. Skipped where the device has no f16.
+#[test]
+fn mixed_dtypes_are_cast_to_the_activations_type() {
+    use burn::tensor::DType;
+    type Ad = Autodiff<Wgpu>;
+    let dev = Default::default();
+    if !<Wgpu as burn::tensor::backend::Backend>::supports_dtype(&dev, DType::F16) {
+        eprintln!("no f16 on this device: skipped");
+        return;
+    }
+    let h = DType::F16;
+    let case = load("g2_n16_all");
+    let mut inp = case.inputs::<Ad>(&dev, |t| t.cast(h).require_grad());
+    inp.a = inp.a.require_grad();
+    inp.b = inp.b.require_grad();
+    let y = selective_scan(inp.clone(), false).unwrap().y;
+    assert_eq!(y.dtype(), h);
+    let e = rel_err(&to_vec(y.clone()), case.vec("y"));
+    assert!(e < 1e-2, "y rel err {e:e}");
+    let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
+    let grads = (y.cast(DType::F32) * dy).sum().backward();
+    let checks = [
+        ("u", inp.u.grad(&grads).unwrap(), h),
+        (
+            "A",
+            inp.a.grad(&grads).unwrap().reshape([0, 0, 1]),
+            DType::F32,
+        ),
+    ];
+    for (k, g, dtype) in checks {
+        assert_eq!(g.dtype(), dtype, "grad {k}");
+        let e = rel_err(&to_vec(g), case.vec(&format!("grad_{k}")));
+        assert!(e < 2e-2, "grad {k} rel err {e:e}");
+    }
+    let gb = inp.b.grad(&grads).unwrap();
+    assert_eq!(gb.dtype(), DType::F32);
+    let e = rel_err(&to_vec(gb), case.vec("grad_B"));
+    assert!(e < 2e-2, "grad B rel err {e:e}");
+}
