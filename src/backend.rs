@@ -52,6 +52,17 @@ impl BackendKind {
         }
     }
 
+    /// Default padding multiple of batch widths: 1 on the CPU (no compilation per shape), 64
+    /// on the JIT-compiling GPU backends (Burn's cubecl backends compile, and with `autotune`
+    /// tune, kernels per shape: padding only to the longest pair made nearly every batch a new
+    /// shape, and an H200 run spent minutes compiling).
+    pub fn pad_multiple(self) -> usize {
+        match self {
+            BackendKind::Cpu => 1,
+            BackendKind::Wgpu | BackendKind::Cuda => 64,
+        }
+    }
+
     /// An error unless this build contains the backend.
     pub fn ensure_compiled(self) -> anyhow::Result<()> {
         if available().contains(&self.name()) {

@@ -292,6 +292,9 @@ pub struct Job<'a> {
     pub progress: bool,
     /// Run name of the reranked run.
     pub run_name: String,
+    /// Batch widths padded to a multiple of this (see `PairEncoder::with_pad_multiple`;
+    /// [`crate::backend::BackendKind::pad_multiple`] gives the default per backend).
+    pub pad_multiple: usize,
 }
 
 /// The reranked run (when asked) and the measurements of a [`Job`].
@@ -433,7 +436,9 @@ impl Job<'_> {
     {
         let device = devices.first().cloned().unwrap_or_default();
         let card = ModelCard::read(self.dir)?;
-        let encoder = card.pair_encoder(self.dir)?;
+        let encoder = card
+            .pair_encoder(self.dir)?
+            .with_pad_multiple(self.pad_multiple);
         let v = JobVisitor::<B> {
             job: self,
             encoder,
@@ -540,6 +545,14 @@ pub struct Preset {
     pub train_queries: Option<usize>,
     /// Reranking batch size.
     pub batch_size: usize,
+    /// Batch widths padded to a multiple of this (1 on the CPU; GPU backends compile kernels
+    /// per shape).
+    #[serde(default = "one")]
+    pub pad_multiple: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Preset {
@@ -578,6 +591,7 @@ impl Preset {
                 test_queries: Some(30),
                 train_queries: None,
                 batch_size: 32,
+                pad_multiple: 1,
             }),
             "full" => Ok(Preset {
                 name: name.into(),
@@ -602,6 +616,7 @@ impl Preset {
                 test_queries: None,
                 train_queries: None,
                 batch_size: 128,
+                pad_multiple: 1,
             }),
             other => Err(StudyError(format!(
                 "unknown preset {other:?}: expected quick or full"
@@ -713,6 +728,7 @@ where
                 batch_size: preset.batch_size,
                 progress,
                 run_name: m.clone(),
+                pad_multiple: preset.pad_multiple,
             };
             let (run, report) = job.run::<B>(&init, device)?;
             let run = run.ok_or_else(|| StudyError("no run".into()))?;

@@ -46,6 +46,9 @@ pub struct Args {
     /// Only these tasks (comma-separated: scifact, dl19-to-dl20, dl20-to-dl19).
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<String>>,
+    /// Pad batch widths to a multiple of N tokens (default: 1 on cpu, 64 on GPU backends).
+    #[arg(long)]
+    pub pad_multiple: Option<usize>,
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
@@ -106,6 +109,7 @@ pub fn run(a: Args) -> Result<()> {
             "need at least one model, a positive depth, batch size and groups per step, and groups of 2 or more"
         );
     }
+    p.pad_multiple = a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple());
     let out = a.out.unwrap_or_else(|| study::default_out(&p.name));
     let report = with_backend!(a.backend, |B, dev| study::reproduce::<B>(
         &p,

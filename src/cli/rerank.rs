@@ -37,6 +37,9 @@ pub struct Args {
     /// Print nDCG@10 / RR@10 / AP before and after (the collection's test qrels).
     #[arg(long)]
     pub eval: bool,
+    /// Pad batch widths to a multiple of N tokens (default: 1 on cpu, 64 on GPU backends).
+    #[arg(long)]
+    pub pad_multiple: Option<usize>,
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
@@ -89,6 +92,7 @@ pub fn run(a: Args) -> Result<()> {
         batch_size: a.batch_size,
         progress: true,
         run_name: name.clone(),
+        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
     };
     eprintln!(
         "reranking {} queries x top {} of {} with {} ({})",

@@ -49,6 +49,9 @@ pub struct Args {
     /// Checkpoint every N steps into OUT/checkpoints; a rerun resumes from the newest.
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Pad batch widths to a multiple of N tokens (default: 1 on cpu, 64 on GPU backends).
+    #[arg(long)]
+    pub pad_multiple: Option<usize>,
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
@@ -121,6 +124,7 @@ pub fn run(a: Args) -> Result<()> {
         batch_size: 32,
         progress: true,
         run_name: a.model.clone(),
+        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
     };
     let (_, report) = with_backend!(a.backend, |B, dev| job
         .run_on::<B>(&init, &replica_devices(&dev, a.backend, &devices)))??;
