@@ -151,6 +151,41 @@ fn train_then_rerank_round_trips_and_keeps_the_tail() {
     ]);
     assert!(ok, "{err}");
     assert_ne!(a, std::fs::read_to_string(&run3).unwrap());
+    // Another first stage (TAS-B, whose candidates BM25 did not retrieve) is reranked too.
+    let tasb_path = data().join("trec-dl-2020-passage/runs/tasb.trec");
+    let run4 = tmp.path().join("d.trec");
+    let (ok, _, err) = rankmamba(&[
+        "rerank",
+        "--model",
+        s(&other),
+        "--dataset",
+        "dl20",
+        "--run",
+        s(&tasb_path),
+        "--depth",
+        "3",
+        "--queries",
+        "2",
+        "-o",
+        s(&run4),
+    ]);
+    assert!(ok, "{err}");
+    let tasb = Run::from_path(&tasb_path).unwrap();
+    let got = Run::from_path(&run4).unwrap();
+    assert_eq!(got.len(), 2);
+    for q in got.queries() {
+        let mut mine: Vec<&str> = q.ranked().iter().map(|(d, _)| *d).collect();
+        let mut theirs: Vec<&str> = tasb
+            .get(q.qid())
+            .unwrap()
+            .ranked()
+            .iter()
+            .map(|(d, _)| *d)
+            .collect();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(mine, theirs, "query {}", q.qid());
+    }
     // --eval prints the first stage's nDCG@10 over the same 4 queries as trec_eval semantics.
     let qrels = Qrels::from_path(data().join("trec-dl-2020-passage/qrels.txt")).unwrap();
     let mut four = Run::new("bm25");

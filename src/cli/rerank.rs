@@ -54,6 +54,15 @@ pub fn run(a: Args) -> Result<()> {
     let mut c = Collection::load(&a.dataset, Side::Test, a.queries, a.depth.max(100))?;
     if let Some(p) = &a.run {
         let run = Run::from_path(p)?;
+        // The collection was loaded for BM25's candidates: load the texts this run names.
+        let needed: std::collections::HashSet<String> = run
+            .queries()
+            .iter()
+            .filter(|q| c.queries.contains(q.qid()))
+            .flat_map(|q| q.ranked().into_iter().map(|(d, _)| d.to_string()))
+            .collect();
+        c.corpus =
+            rankmamba::rank_data::Dataset::open(&a.dataset)?.corpus(|id| needed.contains(id))?;
         let mut fs = Run::new(run.name());
         for q in run.queries() {
             if c.queries.contains(q.qid()) {
