@@ -28,6 +28,7 @@
 mod block;
 pub mod checkpoint;
 mod config;
+mod conv;
 mod mixer;
 mod model;
 mod norm;
@@ -35,6 +36,7 @@ mod tokenizer;
 
 pub use block::MambaBlock;
 pub use config::MambaConfig;
+pub use conv::CausalConv1d;
 pub use mixer::MambaMixer;
 pub use model::{MambaForCausalLM, MambaModel};
 pub use model_io::HubOptions;

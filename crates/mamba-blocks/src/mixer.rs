@@ -14,12 +14,11 @@
 //! real positions are then the same alone or in a left- or right-padded batch.
 
 use burn::module::{Module, Param};
-use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig1d};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Distribution, Tensor, activation, backend::Backend};
 use mamba_ssm::{ScanInputs, SelectiveScanBackend};
 
-use crate::MambaConfig;
+use crate::{CausalConv1d, MambaConfig};
 
 /// The Mamba mixer. The Rust names `a_log` / `d` are written `A_log` / `D` in checkpoints.
 #[derive(Module, Debug)]
@@ -27,7 +26,7 @@ pub struct MambaMixer<B: Backend> {
     /// `[H] -> [2 d]` (xs and the gate z).
     pub in_proj: Linear<B>,
     /// Depthwise causal convolution over xs, weight `[d, 1, k]`.
-    pub conv1d: Conv1d<B>,
+    pub conv1d: CausalConv1d<B>,
     /// `[d] -> [R + 2N]` (dt, B, C).
     pub x_proj: Linear<B>,
     /// `[R] -> [d]`; its bias is the scan's `delta_bias`.
@@ -59,11 +58,7 @@ impl<B: Backend> MambaMixer<B> {
         let in_proj = LinearConfig::new(h, 2 * d)
             .with_bias(config.use_bias)
             .init(device);
-        let conv1d = Conv1dConfig::new(d, d, k)
-            .with_groups(d)
-            .with_padding(PaddingConfig1d::Explicit(k - 1, 0))
-            .with_bias(config.use_conv_bias)
-            .init(device);
+        let conv1d = CausalConv1d::new(d, k, config.use_conv_bias, device);
         let x_proj = LinearConfig::new(d, r + 2 * n)
             .with_bias(false)
             .init(device);
