@@ -116,6 +116,22 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 &dev,
             );
             let want = selective_scan_backward(host(&inp), to_cpu(&dy)).unwrap();
+            // with the chunk-start states saved by the training forward (when the sequence
+            // spans several backward chunks), then without
+            let saved = B::selective_scan_train(inp.clone(), false).1;
+            println!("check bwd: forward saved states: {}", saved.is_some());
+            let got_saved = B::selective_scan_backward_saved(inp.clone(), dy.clone(), saved);
+            println!(
+                "check bwd saved plane={plane} {shape:?}: du {:.1e}, ddelta {:.1e}, dA {:.1e}, dB {:.1e}, dC {:.1e}",
+                max_rel(got_saved.du.into_data(), want.du.clone().into_data()),
+                max_rel(
+                    got_saved.ddelta.into_data(),
+                    want.ddelta.clone().into_data()
+                ),
+                max_rel(got_saved.da.into_data(), want.da.clone().into_data()),
+                max_rel(got_saved.db.into_data(), want.db.clone().into_data()),
+                max_rel(got_saved.dc.into_data(), want.dc.clone().into_data()),
+            );
             let got = selective_scan_backward(inp, dy).unwrap();
             let errs = [
                 ("du", max_rel(got.du.into_data(), want.du.into_data())),
@@ -249,9 +265,11 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             let ms = time_ms::<B>(&dev, || {
                 let _ = selective_scan(cast.clone(), false).unwrap();
             });
+            // a training step's pair: the forward saves the backward's chunk-start states
+            // (unless MAMBA_SSM_SAVE=0), the backward reuses them
             let fb = time_ms::<B>(&dev, || {
-                let _ = selective_scan(cast.clone(), false).unwrap();
-                let _ = selective_scan_backward(cast.clone(), dy.clone()).unwrap();
+                let (_, saved) = B::selective_scan_train(cast.clone(), false);
+                let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
             });
             println!("| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {floor:.3} |");
         }

@@ -19,7 +19,8 @@ struct SelectiveScanOp;
 const PARENTS: usize = 8;
 
 impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
-    type State = ScanInputs<B>;
+    /// The inputs and what the inner backend's training forward saved for its backward.
+    type State = (ScanInputs<B>, Option<Tensor<B, 1>>);
 
     fn backward(
         self,
@@ -38,7 +39,7 @@ impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
             dd,
             dz,
             ddelta_bias,
-        } = B::selective_scan_backward(ops.state, dy);
+        } = B::selective_scan_backward_saved(ops.state.0, dy, ops.state.1);
         let outgoing: [Option<TensorPrimitive<B>>; PARENTS] = [
             Some(du.into_primitive()),
             Some(ddelta.into_primitive()),
@@ -100,19 +101,25 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
                 .map_or_else(dummy, |b| b.clone().into_primitive().tensor().node),
         ];
         let inner = inner_inputs(inp);
-        let out = B::selective_scan(inner.clone(), return_last_state);
-        let y = out.y.into_primitive().tensor();
-        let y = match SelectiveScanOp
+        // tracked: the training forward, whose saved states spare the backward a recompute
+        let (y, last_state) = match SelectiveScanOp
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(inner, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
+            OpsKind::Tracked(prep) => {
+                let (out, saved) = B::selective_scan_train(inner.clone(), return_last_state);
+                let y = out.y.into_primitive().tensor();
+                (prep.finish((inner, saved), y), out.last_state)
+            }
+            OpsKind::UnTracked(prep) => {
+                let out = B::selective_scan(inner, return_last_state);
+                (prep.finish(out.y.into_primitive().tensor()), out.last_state)
+            }
         };
         ScanOutput {
             y: Tensor::from_primitive(TensorPrimitive::Float(y)),
-            last_state: out.last_state.map(<Tensor<Self, 3>>::from_inner),
+            last_state: last_state.map(<Tensor<Self, 3>>::from_inner),
         }
     }
 

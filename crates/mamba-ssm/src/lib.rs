@@ -52,6 +52,26 @@ pub trait SelectiveScanBackend: Backend {
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self>;
     /// Gradients of a loss with respect to every input, given `dy` = dLoss/dy.
     fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self>;
+    /// The forward scan of a training step: also returns what the backward may reuse (the
+    /// cubecl kernel: the states at its backward's chunk starts, so that the backward does
+    /// not recompute them). Default: the plain forward, nothing saved.
+    fn selective_scan_train(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+    ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
+        (Self::selective_scan(inputs, return_last_state), None)
+    }
+    /// [`SelectiveScanBackend::selective_scan_backward`] given what
+    /// [`SelectiveScanBackend::selective_scan_train`] saved for the same inputs. Default: the
+    /// saved tensor is ignored.
+    fn selective_scan_backward_saved(
+        inputs: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+    ) -> ScanGrads<Self> {
+        let _ = saved;
+        Self::selective_scan_backward(inputs, dy)
+    }
 }
 
 /// Run the selective scan after validating shapes. `return_last_state` also returns the

@@ -8,7 +8,9 @@ mod common;
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
-use mamba_ssm::kernel::{set_channels_per_cube, set_launch_config, set_plane_mode};
+use mamba_ssm::kernel::{
+    set_channels_per_cube, set_launch_config, set_plane_mode, set_save_states,
+};
 use mamba_ssm::selective_scan;
 
 /// (plane shuffles, launch (steps per unit, largest units per channel): `None` is the default,
@@ -64,12 +66,19 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     set_channels_per_cube(None, None);
 }
 
-/// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures.
+/// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures, with
+/// the chunk-start states saved by the training forward (the default) and, for the
+/// multi-chunk launches, recomputed by the backward's first pass.
 #[test]
 fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
-    for (mode, small, chans) in CONFIGS {
+    let unsaved = CONFIGS
+        .iter()
+        .filter(|c| c.1.is_some())
+        .map(|&c| (c, false));
+    for ((mode, small, chans), save) in CONFIGS.iter().map(|&c| (c, true)).chain(unsaved) {
+        set_save_states(Some(save));
         set_plane_mode(Some(mode));
         set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
         set_channels_per_cube(chans, chans);
@@ -104,11 +113,13 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
                 assert!(
                     e < 1e-5,
-                    "plane={mode} small={small:?} chans={chans:?} {name}: grad {k} rel err {e:e}"
+                    "plane={mode} small={small:?} chans={chans:?} save={save} {name}: grad {k} \
+                     rel err {e:e}"
                 );
             }
         }
     }
+    set_save_states(None);
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);

@@ -352,6 +352,7 @@ pub fn scan_fwd<F: Float>(
     bias: &Tensor<F>,
     y: &mut Tensor<F>,
     last: &mut Tensor<F>,
+    ckpt: &mut Tensor<f32>,
     #[comptime] n_state: usize,
     #[comptime] items: usize,
     #[comptime] cube_units: usize,
@@ -365,6 +366,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] lean: bool,
     #[comptime] stage: bool,
     #[comptime] one_plane: bool,
+    #[comptime] save_chunk: usize,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -372,6 +374,12 @@ pub fn scan_fwd<F: Float>(
     let groups = bm.shape(1);
     let (slot, tid) = scan_index(cube_units, chans, use_plane);
     let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    // save_chunk > 0: the states at multiples of save_chunk (the backward's chunk starts)
+    // into ckpt, `[batch x d_inner, chunks, N]`
+    let mut ck_row = 0usize;
+    if comptime!(save_chunk > 0) {
+        ck_row = (bi * dim + ch) * len.div_ceil(save_chunk) * n_state;
+    }
     // an inactive segment runs on zero steps (identities) and writes nothing
     let mut slot_len = 0usize;
     if active {
@@ -515,6 +523,14 @@ pub fn scan_fwd<F: Float>(
             );
             // state after this unit's last step; the one before its first step is the previous unit's
             let h_end = sa * h0 + sb;
+            if comptime!(save_chunk > 0) {
+                // the unit ends on a backward chunk start (not the first, not past the end)
+                let end = start + (tid + 1) * items;
+                let q = end / save_chunk;
+                if active && end < len && q * save_chunk == end {
+                    ckpt[ck_row + q * n_state + n] = h_end;
+                }
+            }
             let mut h = h0;
             if one_plane {
                 // the segment is one plane: the previous lane's state by a shuffle, the carry
@@ -803,6 +819,8 @@ pub fn scan_bwd<F: Float>(
     #[comptime] keep_b: bool,
     #[comptime] stage_bwd: bool,
     #[comptime] one_plane: bool,
+    #[comptime] saved: bool,
+    #[comptime] red_split: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -820,7 +838,6 @@ pub fn scan_bwd<F: Float>(
     let cbase = slot * n_state;
     let chunk = units * items;
     let chunks = len.div_ceil(chunk);
-    let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
 
     let mut smem_a = SharedMemory::<f32>::new(smem_len);
     let mut smem_b = SharedMemory::<f32>::new(smem_len);
@@ -856,7 +873,8 @@ pub fn scan_bwd<F: Float>(
     let d_row = bi * delta.stride(0) + ch * delta.stride(1);
     let bc_row = bi * bm.stride(0) + gi * bm.stride(1);
     let cc_row = bi * cm.stride(0) + gi * cm.stride(1);
-    let ck_row = (pos * chans + slot) * chunks * n_state;
+    // the states at chunk starts, `[batch x d_inner, chunks, N]` (saved: written by the forward)
+    let ck_row = (bi * dim + ch) * chunks * n_state;
 
     let mut dt = Array::<f32>::new(items);
     let mut uu = Array::<f32>::new(items);
@@ -864,7 +882,8 @@ pub fn scan_bwd<F: Float>(
     let mut pb = Array::<f32>::new(items);
     let mut bvs = Array::<f32>::new(items);
 
-    // pass 1: the state at every chunk start (none needed past the last chunk's start)
+    // pass 1: the state at every chunk start (none needed past the last chunk's start; none
+    // at all when the forward saved them)
     let mut k = tid;
     while k < n_state {
         carry[cbase + k] = 0.0f32;
@@ -872,6 +891,9 @@ pub fn scan_bwd<F: Float>(
     }
     sync_cube();
     let mut c = 0usize;
+    if comptime!(saved) {
+        c = chunks;
+    }
     while c + 1 < chunks {
         let start = c * chunk;
         load_steps(
@@ -920,7 +942,7 @@ pub fn scan_bwd<F: Float>(
                 // every lane stores the last lane's state (only this plane reads it)
                 let last = plane_shuffle(h_end, comptime!((cube_units - 1) as u32));
                 carry[cbase + n] = last;
-                if tid == units - 1 {
+                if active && tid == units - 1 {
                     ckpt[ck_row + (c + 1) * n_state + n] = last;
                 }
             } else {
@@ -928,7 +950,9 @@ pub fn scan_bwd<F: Float>(
                 sync_cube();
                 if tid == units - 1 {
                     carry[cbase + n] = smem_h[hi];
-                    ckpt[ck_row + (c + 1) * n_state + n] = smem_h[hi];
+                    if active {
+                        ckpt[ck_row + (c + 1) * n_state + n] = smem_h[hi];
+                    }
                 }
                 sync_cube();
             }
@@ -1014,7 +1038,7 @@ pub fn scan_bwd<F: Float>(
             }
             // recompute the chunk's states (the first chunk starts from zero)
             let mut h0 = 0.0f32;
-            if c > 0 {
+            if c > 0 && active {
                 h0 = ckpt[ck_row + c * n_state + n];
             }
             let (ga, gb) = if stage_bwd {
@@ -1177,24 +1201,69 @@ pub fn scan_bwd<F: Float>(
             }
             sync_cube();
             // dB, dC: summed over the cube's channels, one coalesced atomic per step
-            let mut j = UNIT_POS as usize;
-            while j < chunk {
-                let t = start + j;
-                if t < len {
-                    let r = padded(j);
-                    let mut sb_ = 0.0f32;
-                    let mut sc_ = 0.0f32;
-                    #[unroll]
-                    for k in 0..chans {
-                        sb_ += red_b[k * red_len + r];
-                        sc_ += red_c[k * red_len + r];
+            if red_split {
+                // dB by units [0, chunk), dC by [chunk, 2 chunk) (modulo the cube's units)
+                let mut j = UNIT_POS as usize;
+                while j < 2 * chunk {
+                    let is_c = j >= chunk;
+                    let mut jj = j;
+                    if is_c {
+                        jj = j - chunk;
                     }
-                    db[bi * db.stride(0) + gi * db.stride(1) + n * db.stride(2) + t * db.stride(3)]
-                        .fetch_add(sb_);
-                    dc[bi * dc.stride(0) + gi * dc.stride(1) + n * dc.stride(2) + t * dc.stride(3)]
-                        .fetch_add(sc_);
+                    let t = start + jj;
+                    if t < len {
+                        let r = padded(jj);
+                        let mut acc = 0.0f32;
+                        if is_c {
+                            #[unroll]
+                            for k in 0..chans {
+                                acc += red_c[k * red_len + r];
+                            }
+                            dc[bi * dc.stride(0)
+                                + gi * dc.stride(1)
+                                + n * dc.stride(2)
+                                + t * dc.stride(3)]
+                            .fetch_add(acc);
+                        } else {
+                            #[unroll]
+                            for k in 0..chans {
+                                acc += red_b[k * red_len + r];
+                            }
+                            db[bi * db.stride(0)
+                                + gi * db.stride(1)
+                                + n * db.stride(2)
+                                + t * db.stride(3)]
+                            .fetch_add(acc);
+                        }
+                    }
+                    j += units * chans;
                 }
-                j += units * chans;
+            } else {
+                let mut j = UNIT_POS as usize;
+                while j < chunk {
+                    let t = start + j;
+                    if t < len {
+                        let r = padded(j);
+                        let mut sb_ = 0.0f32;
+                        let mut sc_ = 0.0f32;
+                        #[unroll]
+                        for k in 0..chans {
+                            sb_ += red_b[k * red_len + r];
+                            sc_ += red_c[k * red_len + r];
+                        }
+                        db[bi * db.stride(0)
+                            + gi * db.stride(1)
+                            + n * db.stride(2)
+                            + t * db.stride(3)]
+                        .fetch_add(sb_);
+                        dc[bi * dc.stride(0)
+                            + gi * dc.stride(1)
+                            + n * dc.stride(2)
+                            + t * dc.stride(3)]
+                        .fetch_add(sc_);
+                    }
+                    j += units * chans;
+                }
             }
             sync_cube();
         }

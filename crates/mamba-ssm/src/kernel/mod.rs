@@ -68,6 +68,7 @@ fn default_launch(backward: bool, len: usize, half: bool) -> Launch {
 const BWD_THREADS: usize = 1024;
 
 static PLANE_MODE: AtomicU8 = AtomicU8::new(0);
+static SAVE_MODE: AtomicU8 = AtomicU8::new(0);
 static CHANS_FWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static CHANS_BWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
 static ITEMS_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
@@ -160,6 +161,28 @@ pub fn set_plane_mode(mode: Option<bool>) {
     );
 }
 
+/// Whether the training forward (`selective_scan_train`, what `Autodiff` runs) saves the
+/// states at the backward's chunk starts, so that the backward skips its checkpoint sweep:
+/// `None` (default) follows `MAMBA_SSM_SAVE=0|1`, else on.
+pub fn set_save_states(mode: Option<bool>) {
+    SAVE_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+fn save_states() -> bool {
+    match SAVE_MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => std::env::var("MAMBA_SSM_SAVE").map_or(true, |v| v != "0"),
+    }
+}
+
 fn use_plane(reported: bool) -> bool {
     match PLANE_MODE.load(Ordering::Relaxed) {
         1 => true,
@@ -250,205 +273,287 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
     for CubeBackend<R, F, I, BT>
 {
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
-        let [batch, dim, len] = inputs.u.dims();
-        let n_state = inputs.a.dims()[1];
-        let KernelInputs {
-            u,
-            delta,
-            a,
-            b,
-            c,
-            d,
-            z,
-            bias,
+        forward(inputs, return_last_state, false).0
+    }
+
+    fn selective_scan_train(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+    ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
+        forward(inputs, return_last_state, save_states())
+    }
+
+    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        backward(inputs, dy, None)
+    }
+
+    fn selective_scan_backward_saved(
+        inputs: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+    ) -> ScanGrads<Self> {
+        backward(inputs, dy, saved)
+    }
+}
+
+type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+/// The forward's output and its saved chunk-start states.
+type Forward<B> = (ScanOutput<B>, Option<Tensor<B, 1>>);
+
+/// The forward kernel; with `save`, also the states at the backward's chunk starts (f32,
+/// `[batch x d_inner, chunks, N]` flattened; `None` when the sequence is one backward chunk).
+fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    inputs: ScanInputs<Cb<R, F, I, BT>>,
+    return_last_state: bool,
+    save: bool,
+) -> Forward<Cb<R, F, I, BT>> {
+    let [batch, dim, len] = inputs.u.dims();
+    let n_state = inputs.a.dims()[1];
+    let KernelInputs {
+        u,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        z,
+        bias,
+        has_d,
+        has_z,
+        has_bias,
+        softplus,
+    } = KernelInputs::new(inputs);
+
+    let groups = b.meta.shape()[1];
+    let client = u.client.clone();
+    let dtype = u.dtype;
+    let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
+    // the backward's chunk (its launch for this shape): the forward writes the state at
+    // each of its starts but the first, where a unit's last step ends on it
+    let bwd = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
+    let bwd_chunk = bwd.units as usize * bwd.items;
+    let save_chunk = if save && len > bwd_chunk && bwd_chunk.is_multiple_of(cfg.items) {
+        bwd_chunk
+    } else {
+        0
+    };
+    let ckpt = empty_device_dtype(
+        client.clone(),
+        u.device.clone(),
+        [if save_chunk > 0 {
+            batch * dim * len.div_ceil(save_chunk) * n_state
+        } else {
+            1
+        }]
+        .into(),
+        DType::F32,
+    );
+    let y = empty_device_dtype(
+        client.clone(),
+        u.device.clone(),
+        [batch, dim, len].into(),
+        dtype,
+    );
+    let last = empty_device_dtype(
+        client.clone(),
+        u.device.clone(),
+        [batch, dim, n_state].into(),
+        dtype,
+    );
+    // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
+    // (steps past L are masked, absent optional inputs are never read), so the
+    // bounds-checked launch is not needed (it clamps every read and guards every write).
+    unsafe {
+        device::scan_fwd::launch_unchecked::<R>(
+            &client,
+            cfg.count.clone(),
+            CubeDim::new_1d(cfg.units * cfg.chans as u32),
+            u.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            z.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            last.clone().into_tensor_arg(),
+            ckpt.clone().into_tensor_arg(),
+            n_state,
+            cfg.items,
+            cfg.units as usize,
+            cfg.chans,
+            cfg.smem_len,
             has_d,
             has_z,
             has_bias,
             softplus,
-        } = KernelInputs::new(inputs);
-
-        let groups = b.meta.shape()[1];
-        let client = u.client.clone();
-        let dtype = u.dtype;
-        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
-        let y = empty_device_dtype(
-            client.clone(),
-            u.device.clone(),
-            [batch, dim, len].into(),
-            dtype,
+            cfg.plane,
+            cfg.lean,
+            cfg.stage,
+            cfg.one_plane,
+            save_chunk,
+            dtype.into(),
         );
-        let last = empty_device_dtype(
-            client.clone(),
-            u.device.clone(),
-            [batch, dim, n_state].into(),
-            dtype,
-        );
-        // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
-        // (steps past L are masked, absent optional inputs are never read), so the
-        // bounds-checked launch is not needed (it clamps every read and guards every write).
-        unsafe {
-            device::scan_fwd::launch_unchecked::<R>(
-                &client,
-                cfg.count.clone(),
-                CubeDim::new_1d(cfg.units * cfg.chans as u32),
-                u.into_tensor_arg(),
-                delta.into_tensor_arg(),
-                a.into_tensor_arg(),
-                b.into_tensor_arg(),
-                c.into_tensor_arg(),
-                d.into_tensor_arg(),
-                z.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                y.clone().into_tensor_arg(),
-                last.clone().into_tensor_arg(),
-                n_state,
-                cfg.items,
-                cfg.units as usize,
-                cfg.chans,
-                cfg.smem_len,
-                has_d,
-                has_z,
-                has_bias,
-                softplus,
-                cfg.plane,
-                cfg.lean,
-                cfg.stage,
-                cfg.one_plane,
-                dtype.into(),
-            );
-        }
+    }
+    (
         ScanOutput {
             y: Tensor::from_primitive(TensorPrimitive::Float(y)),
             last_state: return_last_state
                 .then(|| Tensor::from_primitive(TensorPrimitive::Float(last))),
-        }
-    }
+        },
+        (save_chunk > 0).then(|| Tensor::from_primitive(TensorPrimitive::Float(ckpt))),
+    )
+}
 
-    fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
-        if std::env::var("MAMBA_SSM_HOST_BACKWARD").is_ok_and(|v| v == "1") {
-            return crate::host::selective_scan_backward(inputs, dy);
+/// The backward kernel; `saved`: the states at its chunk starts from [`forward`] (used when
+/// its size matches this launch's chunks, else recomputed by the kernel's first pass).
+fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    inputs: ScanInputs<Cb<R, F, I, BT>>,
+    dy: Tensor<Cb<R, F, I, BT>, 3>,
+    saved: Option<Tensor<Cb<R, F, I, BT>, 1>>,
+) -> ScanGrads<Cb<R, F, I, BT>> {
+    if std::env::var("MAMBA_SSM_HOST_BACKWARD").is_ok_and(|v| v == "1") {
+        return crate::host::selective_scan_backward(inputs, dy);
+    }
+    let [batch, dim, len] = inputs.u.dims();
+    let [_, groups, n_state, _] = inputs.b.dims();
+    let device = inputs.u.device();
+    let dtype = inputs.u.dtype();
+    // gradients come back in their input's dtype
+    let dt_delta = inputs.delta.dtype();
+    let dt_a = inputs.a.dtype();
+    let dt_b = inputs.b.dtype();
+    let dt_c = inputs.c.dtype();
+    let dt_d = inputs.d.as_ref().map_or(dtype, |t| t.dtype());
+    let dt_z = inputs.z.as_ref().map_or(dtype, |t| t.dtype());
+    let dt_bias = inputs.delta_bias.as_ref().map_or(dtype, |t| t.dtype());
+    let KernelInputs {
+        u,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        z,
+        bias,
+        has_d,
+        has_z,
+        has_bias,
+        softplus,
+    } = KernelInputs::new(inputs);
+    let dy: CubeTensor<R> = as_dtype(dy, dtype);
+
+    let client = u.client.clone();
+    let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
+    let chunks = len.div_ceil(cfg.units as usize * cfg.items);
+    let grad = |shape: [usize; 3]| {
+        empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
+    };
+    let (du, ddelta) = (grad([batch, dim, len]), grad([batch, dim, len]));
+    let dz = if has_z {
+        grad([batch, dim, len])
+    } else {
+        grad([1, 1, 1])
+    };
+    // f32 accumulators for the atomic adds, zeroed
+    let da: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 2>::zeros(
+        [dim, n_state],
+        (&device, DType::F32),
+    ));
+    let db: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 4>::zeros(
+        [batch, groups, n_state, len],
+        (&device, DType::F32),
+    ));
+    let dc: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 4>::zeros(
+        [batch, groups, n_state, len],
+        (&device, DType::F32),
+    ));
+    let dd: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 1>::zeros(
+        [dim],
+        (&device, DType::F32),
+    ));
+    let dbias: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 1>::zeros(
+        [dim],
+        (&device, DType::F32),
+    ));
+    // chunk-start states: from the forward when it saved them for this chunk size
+    let ck_len = batch * dim * chunks * n_state;
+    let (ckpt, saved) = match saved {
+        Some(t) if chunks > 1 && t.dims()[0] == ck_len && t.dtype() == DType::F32 => {
+            (prim(t), true)
         }
-        let [batch, dim, len] = inputs.u.dims();
-        let [_, groups, n_state, _] = inputs.b.dims();
-        let device = inputs.u.device();
-        let dtype = inputs.u.dtype();
-        // gradients come back in their input's dtype
-        let dt_delta = inputs.delta.dtype();
-        let dt_a = inputs.a.dtype();
-        let dt_b = inputs.b.dtype();
-        let dt_c = inputs.c.dtype();
-        let dt_d = inputs.d.as_ref().map_or(dtype, |t| t.dtype());
-        let dt_z = inputs.z.as_ref().map_or(dtype, |t| t.dtype());
-        let dt_bias = inputs.delta_bias.as_ref().map_or(dtype, |t| t.dtype());
-        let KernelInputs {
-            u,
-            delta,
-            a,
-            b,
-            c,
-            d,
-            z,
-            bias,
+        _ => (
+            empty_device_dtype(
+                client.clone(),
+                u.device.clone(),
+                [ck_len.max(1)].into(),
+                DType::F32,
+            ),
+            false,
+        ),
+    };
+    // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
+    // (steps past L are masked, absent optional inputs are never read), so the
+    // bounds-checked launch is not needed (it clamps every read and guards every write).
+    unsafe {
+        device::scan_bwd::launch_unchecked::<R>(
+            &client,
+            cfg.count.clone(),
+            CubeDim::new_1d(cfg.units * cfg.chans as u32),
+            u.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            a.into_tensor_arg(),
+            b.into_tensor_arg(),
+            c.into_tensor_arg(),
+            d.into_tensor_arg(),
+            z.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            du.clone().into_tensor_arg(),
+            ddelta.clone().into_tensor_arg(),
+            dz.clone().into_tensor_arg(),
+            da.clone().into_tensor_arg(),
+            db.clone().into_tensor_arg(),
+            dc.clone().into_tensor_arg(),
+            dd.clone().into_tensor_arg(),
+            dbias.clone().into_tensor_arg(),
+            ckpt.into_tensor_arg(),
+            n_state,
+            cfg.items,
+            cfg.units as usize,
+            cfg.chans,
+            cfg.smem_len,
             has_d,
             has_z,
             has_bias,
             softplus,
-        } = KernelInputs::new(inputs);
-        let dy: CubeTensor<R> = as_dtype(dy, dtype);
-
-        let client = u.client.clone();
-        let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
-        let chunks = len.div_ceil(cfg.units as usize * cfg.items);
-        let grad = |shape: [usize; 3]| {
-            empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
-        };
-        let (du, ddelta) = (grad([batch, dim, len]), grad([batch, dim, len]));
-        let dz = if has_z {
-            grad([batch, dim, len])
-        } else {
-            grad([1, 1, 1])
-        };
-        // f32 accumulators for the atomic adds, zeroed
-        let da: CubeTensor<R> = prim(Tensor::<Self, 2>::zeros(
-            [dim, n_state],
-            (&device, DType::F32),
-        ));
-        let db: CubeTensor<R> = prim(Tensor::<Self, 4>::zeros(
-            [batch, groups, n_state, len],
-            (&device, DType::F32),
-        ));
-        let dc: CubeTensor<R> = prim(Tensor::<Self, 4>::zeros(
-            [batch, groups, n_state, len],
-            (&device, DType::F32),
-        ));
-        let dd: CubeTensor<R> = prim(Tensor::<Self, 1>::zeros([dim], (&device, DType::F32)));
-        let dbias: CubeTensor<R> = prim(Tensor::<Self, 1>::zeros([dim], (&device, DType::F32)));
-        let ckpt = empty_device_dtype(
-            client.clone(),
-            u.device.clone(),
-            [cfg.cubes * cfg.chans * chunks * n_state].into(),
-            DType::F32,
+            cfg.plane,
+            cfg.lean,
+            cfg.keep_b,
+            cfg.stage_bwd,
+            cfg.one_plane,
+            saved,
+            cfg.red_split,
+            dtype.into(),
         );
-        // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
-        // (steps past L are masked, absent optional inputs are never read), so the
-        // bounds-checked launch is not needed (it clamps every read and guards every write).
-        unsafe {
-            device::scan_bwd::launch_unchecked::<R>(
-                &client,
-                cfg.count.clone(),
-                CubeDim::new_1d(cfg.units * cfg.chans as u32),
-                u.into_tensor_arg(),
-                delta.into_tensor_arg(),
-                a.into_tensor_arg(),
-                b.into_tensor_arg(),
-                c.into_tensor_arg(),
-                d.into_tensor_arg(),
-                z.into_tensor_arg(),
-                bias.into_tensor_arg(),
-                dy.into_tensor_arg(),
-                du.clone().into_tensor_arg(),
-                ddelta.clone().into_tensor_arg(),
-                dz.clone().into_tensor_arg(),
-                da.clone().into_tensor_arg(),
-                db.clone().into_tensor_arg(),
-                dc.clone().into_tensor_arg(),
-                dd.clone().into_tensor_arg(),
-                dbias.clone().into_tensor_arg(),
-                ckpt.into_tensor_arg(),
-                n_state,
-                cfg.items,
-                cfg.units as usize,
-                cfg.chans,
-                cfg.smem_len,
-                has_d,
-                has_z,
-                has_bias,
-                softplus,
-                cfg.plane,
-                cfg.lean,
-                cfg.keep_b,
-                cfg.stage_bwd,
-                cfg.one_plane,
-                dtype.into(),
-            );
-        }
-        fn back<B: burn::tensor::backend::Backend, const D: usize>(
-            x: B::FloatTensorPrimitive,
-            dtype: DType,
-        ) -> Tensor<B, D> {
-            let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(x));
-            if t.dtype() == dtype { t } else { t.cast(dtype) }
-        }
-        ScanGrads {
-            du: back(du, dtype),
-            ddelta: back(ddelta, dt_delta),
-            da: back(da, dt_a),
-            db: back(db, dt_b),
-            dc: back(dc, dt_c),
-            dd: has_d.then(|| back(dd, dt_d)),
-            dz: has_z.then(|| back(dz, dt_z)),
-            ddelta_bias: has_bias.then(|| back(dbias, dt_bias)),
-        }
+    }
+    fn back<B: burn::tensor::backend::Backend, const D: usize>(
+        x: B::FloatTensorPrimitive,
+        dtype: DType,
+    ) -> Tensor<B, D> {
+        let t = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(x));
+        if t.dtype() == dtype { t } else { t.cast(dtype) }
+    }
+    ScanGrads {
+        du: back(du, dtype),
+        ddelta: back(ddelta, dt_delta),
+        da: back(da, dt_a),
+        db: back(db, dt_b),
+        dc: back(dc, dt_c),
+        dd: has_d.then(|| back(dd, dt_d)),
+        dz: has_z.then(|| back(dz, dt_z)),
+        ddelta_bias: has_bias.then(|| back(dbias, dt_bias)),
     }
 }
 
@@ -459,8 +564,6 @@ struct LaunchCfg {
     units: u32,
     /// channels per cube
     chans: usize,
-    /// cubes in the grid
-    cubes: usize,
     items: usize,
     smem_len: usize,
     plane: bool,
@@ -478,6 +581,10 @@ struct LaunchCfg {
     /// one plane per channel: cube scans by plane shuffles only (`MAMBA_SSM_ONE_PLANE=0` turns
     /// it off)
     one_plane: bool,
+    /// backward: the dB and dC sums over channels split between all units of the cube (dB
+    /// by one half, dC by the other) instead of both by the first `chunk` units
+    /// (`MAMBA_SSM_RED_SPLIT=0|1`)
+    red_split: bool,
 }
 
 impl LaunchCfg {
@@ -570,7 +677,6 @@ impl LaunchCfg {
             count: CubeCount::Static(cx as u32, cy as u32, 1),
             units: units as u32,
             chans,
-            cubes,
             items,
             smem_len,
             plane,
@@ -584,6 +690,7 @@ impl LaunchCfg {
                 && units == hw.plane_size_max as usize
                 && std::env::var("MAMBA_SSM_ONE_PLANE").map_or(true, |v| v != "0"),
             keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
+            red_split: std::env::var("MAMBA_SSM_RED_SPLIT").is_ok_and(|v| v == "1"),
         }
     }
 }
