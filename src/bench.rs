@@ -95,10 +95,42 @@ pub fn sync<B: burn::tensor::backend::Backend>(device: &B::Device) -> anyhow::Re
     B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
 }
 
+/// Panics seen in any thread since the hook was installed, and the last one's message.
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Counts every panic of the process (the previous hook still prints it). cubecl runs each
+/// device's server in its own thread: an allocation failure there (out of device memory)
+/// panics that thread, while the caller's reads may still return, so a timing taken across
+/// it would look valid. [`guarded`] compares the count before and after.
+fn count_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            if let Ok(mut last) = LAST_PANIC.lock() {
+                *last = first_line(&msg);
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic inside a backend (out of memory, an unsupported op) into an error,
-/// so that one failing configuration does not end a whole table.
+/// so that one failing configuration does not end a whole table. A panic in another thread
+/// while `f` runs (cubecl's device server, e.g. "can't allocate buffer") is an error too,
+/// even when `f` itself returned.
 pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    count_panics();
+    let before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
+    let r = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
             let msg = p
@@ -106,9 +138,16 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(anyhow::anyhow!("panicked: {}", first_line(&msg)))
+            return Err(anyhow::anyhow!("panicked: {}", first_line(&msg)));
         }
+    };
+    if PANICS.load(std::sync::atomic::Ordering::SeqCst) != before {
+        let last = LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default();
+        return Err(anyhow::anyhow!(
+            "a backend thread panicked during the measurement, so its figures are not valid: {last}"
+        ));
     }
+    r
 }
 
 fn first_line(s: &str) -> String {
@@ -186,4 +225,28 @@ macro_rules! with_bench_backend {
             }),
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+
+    #[test]
+    fn a_panic_in_another_thread_invalidates_the_measurement() {
+        let r = guarded(|| {
+            // What cubecl's device server does on an allocation failure: its thread panics,
+            // the caller carries on.
+            let _ =
+                std::thread::spawn(|| panic!("can't allocate buffer of size: 9381867520")).join();
+            Ok(1.0)
+        });
+        let e = r
+            .expect_err("the other thread's panic must be reported")
+            .to_string();
+        assert!(e.contains("can't allocate buffer"), "{e}");
+        // A clean run afterwards is valid again, and a panic in `f` itself is an error.
+        assert_eq!(guarded(|| Ok(2)).unwrap(), 2);
+        let e = guarded(|| -> anyhow::Result<()> { panic!("unsupported op") }).unwrap_err();
+        assert!(e.to_string().contains("unsupported op"), "{e}");
+    }
 }
