@@ -9,7 +9,7 @@ use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
-    set_channels_per_cube, set_launch_config, set_plane_mode, set_save_states,
+    set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode, set_save_states,
 };
 use mamba_ssm::selective_scan;
 
@@ -41,7 +41,10 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
     assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
     eprintln!("backend: {name}");
-    for (mode, small, chans) in CONFIGS {
+    // one state per pass, then two (where the launch is one plane per channel)
+    let pairs = CONFIGS.iter().map(|&c| (c, false));
+    for ((mode, small, chans), pair) in pairs.chain(CONFIGS.iter().map(|&c| (c, true))) {
+        set_pair_states(Some(pair));
         set_plane_mode(Some(mode));
         set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
         set_channels_per_cube(chans, chans);
@@ -52,15 +55,17 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
             let e = rel_err(&to_vec(out.y), case.vec("y"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small:?} chans={chans:?} {name}: y rel err {e:e}"
+                "plane={mode} small={small:?} chans={chans:?} pair={pair} {name}: y rel err {e:e}"
             );
             let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
             assert!(
                 e < 1e-5,
-                "plane={mode} small={small:?} chans={chans:?} {name}: last state rel err {e:e}"
+                "plane={mode} small={small:?} chans={chans:?} pair={pair} {name}: last state \
+                 rel err {e:e}"
             );
         }
     }
+    set_pair_states(None);
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
@@ -79,6 +84,8 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
         .map(|&c| (c, false));
     for ((mode, small, chans), save) in CONFIGS.iter().map(|&c| (c, true)).chain(unsaved) {
         set_save_states(Some(save));
+        // the saved states then come from the two-states-per-pass forward where it applies
+        set_pair_states(Some(save));
         set_plane_mode(Some(mode));
         set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
         set_channels_per_cube(chans, chans);
@@ -120,6 +127,7 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
         }
     }
     set_save_states(None);
+    set_pair_states(None);
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);

@@ -153,6 +153,33 @@ fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
     (sa, sb)
 }
 
+/// [`scan_lane`] of two independent pairs (two states), interleaved for instruction-level
+/// parallelism.
+#[cube]
+fn scan_lane2(a0: f32, b0: f32, a1: f32, b1: f32, #[comptime] seg: usize) -> (f32, f32, f32, f32) {
+    let lane = UNIT_POS_PLANE;
+    let mut sa0 = a0;
+    let mut sb0 = b0;
+    let mut sa1 = a1;
+    let mut sb1 = b1;
+    let mut d = 1u32;
+    #[unroll]
+    for _k in 0..comptime!(seg.trailing_zeros() as usize) {
+        let pa0 = plane_shuffle_up(sa0, d);
+        let pb0 = plane_shuffle_up(sb0, d);
+        let pa1 = plane_shuffle_up(sa1, d);
+        let pb1 = plane_shuffle_up(sb1, d);
+        if lane >= d {
+            sb0 += sa0 * pb0;
+            sa0 *= pa0;
+            sb1 += sa1 * pb1;
+            sa1 *= pa1;
+        }
+        d *= 2u32;
+    }
+    (sa0, sb0, sa1, sb1)
+}
+
 /// Suffix version of [`scan_lane`].
 #[cube]
 fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
@@ -367,6 +394,7 @@ pub fn scan_fwd<F: Float>(
     #[comptime] stage: bool,
     #[comptime] one_plane: bool,
     #[comptime] save_chunk: usize,
+    #[comptime] pair: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -402,12 +430,17 @@ pub fn scan_fwd<F: Float>(
     } else {
         1
     });
-    let mut st_b = SharedMemory::<f32>::new(comptime!(2 * st_len));
-    let mut st_c = SharedMemory::<f32>::new(comptime!(2 * st_len));
+    // pair: two states per pass (one_plane only), so two buffers per parity
+    let per_par = comptime!(if pair { 2 } else { 1 });
+    let mut st_b = SharedMemory::<f32>::new(comptime!(2 * per_par * st_len));
+    let mut st_c = SharedMemory::<f32>::new(comptime!(2 * per_par * st_len));
     let threads = comptime!(cube_units * chans);
     let pf = comptime!((cube_units * items).div_ceil(cube_units * chans));
     let mut nb = Array::<f32>::new(pf);
     let mut nc = Array::<f32>::new(pf);
+    let pf2 = comptime!(if pair { pf } else { 1 });
+    let mut nb2 = Array::<f32>::new(pf2);
+    let mut nc2 = Array::<f32>::new(pf2);
     let mut k = tid;
     while k < n_state {
         carry[cbase + k] = 0.0f32;
@@ -434,6 +467,9 @@ pub fn scan_fwd<F: Float>(
     let mut pa = Array::<f32>::new(items);
     let mut pb = Array::<f32>::new(items);
     let mut bvs = Array::<f32>::new(items);
+    let items2 = comptime!(if pair { items } else { 1 });
+    let mut pa1 = Array::<f32>::new(items2);
+    let mut pb1 = Array::<f32>::new(items2);
 
     let chunk = units * items;
     if stage {
@@ -441,6 +477,12 @@ pub fn scan_fwd<F: Float>(
             bm, cm, bc_row, cc_row, 0, 0, len, &mut nb, &mut nc, chunk, threads, pf,
         );
         store_stage(&mut st_b, &mut st_c, 0, &nb, &nc, chunk, threads, pf);
+        if pair {
+            load_stage(
+                bm, cm, bc_row, cc_row, 1, 0, len, &mut nb2, &mut nc2, chunk, threads, pf,
+            );
+            store_stage(&mut st_b, &mut st_c, st_len, &nb2, &nc2, chunk, threads, pf);
+        }
     }
     sync_cube();
     let mut par = 0usize;
@@ -463,123 +505,276 @@ pub fn scan_fwd<F: Float>(
         for i in 0..items {
             acc[i] = 0.0f32;
         }
-        for n in 0..n_state {
-            // exp is `__expf` on CUDA (the kernel's fast-math flags): ex2.approx after one multiply
-            let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
-            let h0 = carry[cbase + n];
-            let off = par * st_len;
-            if stage {
-                // prefetch the next state's B and C (the next chunk's first state after the last)
-                let mut nn = n + 1;
-                let mut ns = start;
-                if nn == n_state {
-                    nn = 0;
-                    ns = start + chunk;
+        if pair {
+            // two states per pass (one plane per channel, n_state even): their compositions,
+            // scans and recomputes interleaved, one staging barrier for both
+            for np in 0..comptime!(n_state / 2) {
+                let n = 2 * np;
+                let a_0 = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
+                let a_1 = f32::cast_from(a[ch * a.stride(0) + (n + 1) * a.stride(1)]);
+                let h0_0 = carry[cbase + n];
+                let h0_1 = carry[cbase + n + 1];
+                let off0 = par * 2 * st_len;
+                let off1 = off0 + st_len;
+                if stage {
+                    // prefetch the next pair's B and C (the next chunk's first pair after the last)
+                    let mut nn = n + 2;
+                    let mut ns = start;
+                    if nn == n_state {
+                        nn = 0;
+                        ns = start + chunk;
+                    }
+                    load_stage(
+                        bm, cm, bc_row, cc_row, nn, ns, len, &mut nb, &mut nc, chunk, threads, pf,
+                    );
+                    load_stage(
+                        bm,
+                        cm,
+                        bc_row,
+                        cc_row,
+                        nn + 1,
+                        ns,
+                        len,
+                        &mut nb2,
+                        &mut nc2,
+                        chunk,
+                        threads,
+                        pf,
+                    );
                 }
-                load_stage(
-                    bm, cm, bc_row, cc_row, nn, ns, len, &mut nb, &mut nc, chunk, threads, pf,
-                );
-            }
-            let (ga, gb) = if stage {
-                compose_staged(
-                    &st_b,
-                    off,
-                    tid * items,
-                    a_n,
-                    &dt,
-                    &uu,
-                    &mut pa,
-                    &mut pb,
-                    &mut bvs,
-                    items,
-                )
-            } else {
-                // this unit's steps, composed
-                compose_steps(
-                    bm,
-                    bc_row,
-                    n,
-                    start + tid * items,
-                    slot_len,
-                    a_n,
-                    &dt,
-                    &uu,
-                    &mut pa,
-                    &mut pb,
-                    &mut bvs,
-                    items,
-                )
-            };
-            let (sa, sb) = scan_cube(
-                ga,
-                gb,
-                &mut smem_a,
-                &mut smem_b,
-                planes,
-                cube_units,
-                use_plane,
-                lean,
-                one_plane,
-            );
-            // state after this unit's last step; the one before its first step is the previous unit's
-            let h_end = sa * h0 + sb;
-            if comptime!(save_chunk > 0) {
-                // the unit ends on a backward chunk start (not the first, not past the end)
-                let end = start + (tid + 1) * items;
-                let q = end / save_chunk;
-                if active && end < len && q * save_chunk == end {
-                    ckpt[ck_row + q * n_state + n] = h_end;
-                }
-            }
-            let mut h = h0;
-            if one_plane {
-                // the segment is one plane: the previous lane's state by a shuffle, the carry
-                // from the last lane (every lane stores the same value; only this plane reads it)
-                let prev = plane_shuffle_up(h_end, 1u32);
-                if tid > 0 {
-                    h = prev;
-                }
-                carry[cbase + n] = plane_shuffle(h_end, comptime!((cube_units - 1) as u32));
-            } else {
-                smem_h[hi] = h_end;
-                sync_cube();
-                if tid > 0 {
-                    h = smem_h[hi - 1];
-                }
-                if tid == units - 1 {
-                    carry[cbase + n] = smem_h[hi];
-                }
-            }
-            #[unroll]
-            for i in 0..items {
-                let t = start + tid * items + i;
-                h = pa[i] * h + pb[i];
-                if t < slot_len {
-                    if stage {
-                        acc[i] += h * st_c[off + padded(tid * items + i)];
-                    } else {
-                        acc[i] +=
-                            h * f32::cast_from(cm[cc_row + n * cm.stride(2) + t * cm.stride(3)]);
+                let (ga0, gb0) = if stage {
+                    compose_staged(
+                        &st_b,
+                        off0,
+                        tid * items,
+                        a_0,
+                        &dt,
+                        &uu,
+                        &mut pa,
+                        &mut pb,
+                        &mut bvs,
+                        items,
+                    )
+                } else {
+                    compose_steps(
+                        bm,
+                        bc_row,
+                        n,
+                        start + tid * items,
+                        slot_len,
+                        a_0,
+                        &dt,
+                        &uu,
+                        &mut pa,
+                        &mut pb,
+                        &mut bvs,
+                        items,
+                    )
+                };
+                let (ga1, gb1) = if stage {
+                    compose_staged(
+                        &st_b,
+                        off1,
+                        tid * items,
+                        a_1,
+                        &dt,
+                        &uu,
+                        &mut pa1,
+                        &mut pb1,
+                        &mut bvs,
+                        items,
+                    )
+                } else {
+                    compose_steps(
+                        bm,
+                        bc_row,
+                        n + 1,
+                        start + tid * items,
+                        slot_len,
+                        a_1,
+                        &dt,
+                        &uu,
+                        &mut pa1,
+                        &mut pb1,
+                        &mut bvs,
+                        items,
+                    )
+                };
+                let (sa0, sb0, sa1, sb1) = scan_lane2(ga0, gb0, ga1, gb1, cube_units);
+                let h_end0 = sa0 * h0_0 + sb0;
+                let h_end1 = sa1 * h0_1 + sb1;
+                if comptime!(save_chunk > 0) {
+                    let end = start + (tid + 1) * items;
+                    let q = end / save_chunk;
+                    if active && end < len && q * save_chunk == end {
+                        ckpt[ck_row + q * n_state + n] = h_end0;
+                        ckpt[ck_row + q * n_state + n + 1] = h_end1;
                     }
                 }
+                let prev0 = plane_shuffle_up(h_end0, 1u32);
+                let prev1 = plane_shuffle_up(h_end1, 1u32);
+                let mut h_0 = h0_0;
+                let mut h_1 = h0_1;
+                if tid > 0 {
+                    h_0 = prev0;
+                    h_1 = prev1;
+                }
+                carry[cbase + n] = plane_shuffle(h_end0, comptime!((cube_units - 1) as u32));
+                carry[cbase + n + 1] = plane_shuffle(h_end1, comptime!((cube_units - 1) as u32));
+                #[unroll]
+                for i in 0..items {
+                    let t = start + tid * items + i;
+                    h_0 = pa[i] * h_0 + pb[i];
+                    h_1 = pa1[i] * h_1 + pb1[i];
+                    if t < slot_len {
+                        if stage {
+                            let j = padded(tid * items + i);
+                            acc[i] += h_0 * st_c[off0 + j] + h_1 * st_c[off1 + j];
+                        } else {
+                            let cj = cc_row + t * cm.stride(3);
+                            acc[i] += h_0 * f32::cast_from(cm[cj + n * cm.stride(2)])
+                                + h_1 * f32::cast_from(cm[cj + (n + 1) * cm.stride(2)]);
+                        }
+                    }
+                }
+                if stage {
+                    // the other parity's buffers were last read before the previous barrier
+                    let noff = (1 - par) * 2 * st_len;
+                    store_stage(&mut st_b, &mut st_c, noff, &nb, &nc, chunk, threads, pf);
+                    store_stage(
+                        &mut st_b,
+                        &mut st_c,
+                        noff + st_len,
+                        &nb2,
+                        &nc2,
+                        chunk,
+                        threads,
+                        pf,
+                    );
+                    par = 1 - par;
+                    sync_cube();
+                }
             }
-            if stage {
-                // the other buffer was last read in the previous state, before its barrier
-                store_stage(
-                    &mut st_b,
-                    &mut st_c,
-                    (1 - par) * st_len,
-                    &nb,
-                    &nc,
-                    chunk,
-                    threads,
-                    pf,
+        } else {
+            for n in 0..n_state {
+                // exp is `__expf` on CUDA (the kernel's fast-math flags): ex2.approx after one multiply
+                let a_n = f32::cast_from(a[ch * a.stride(0) + n * a.stride(1)]);
+                let h0 = carry[cbase + n];
+                let off = par * st_len;
+                if stage {
+                    // prefetch the next state's B and C (the next chunk's first state after the last)
+                    let mut nn = n + 1;
+                    let mut ns = start;
+                    if nn == n_state {
+                        nn = 0;
+                        ns = start + chunk;
+                    }
+                    load_stage(
+                        bm, cm, bc_row, cc_row, nn, ns, len, &mut nb, &mut nc, chunk, threads, pf,
+                    );
+                }
+                let (ga, gb) = if stage {
+                    compose_staged(
+                        &st_b,
+                        off,
+                        tid * items,
+                        a_n,
+                        &dt,
+                        &uu,
+                        &mut pa,
+                        &mut pb,
+                        &mut bvs,
+                        items,
+                    )
+                } else {
+                    // this unit's steps, composed
+                    compose_steps(
+                        bm,
+                        bc_row,
+                        n,
+                        start + tid * items,
+                        slot_len,
+                        a_n,
+                        &dt,
+                        &uu,
+                        &mut pa,
+                        &mut pb,
+                        &mut bvs,
+                        items,
+                    )
+                };
+                let (sa, sb) = scan_cube(
+                    ga,
+                    gb,
+                    &mut smem_a,
+                    &mut smem_b,
+                    planes,
+                    cube_units,
+                    use_plane,
+                    lean,
+                    one_plane,
                 );
-                par = 1 - par;
-                sync_cube();
-            } else if !lean {
-                // lean: the next write of smem_h follows the next state's scan barrier
-                sync_cube();
+                // state after this unit's last step; the one before its first step is the previous unit's
+                let h_end = sa * h0 + sb;
+                if comptime!(save_chunk > 0) {
+                    // the unit ends on a backward chunk start (not the first, not past the end)
+                    let end = start + (tid + 1) * items;
+                    let q = end / save_chunk;
+                    if active && end < len && q * save_chunk == end {
+                        ckpt[ck_row + q * n_state + n] = h_end;
+                    }
+                }
+                let mut h = h0;
+                if one_plane {
+                    // the segment is one plane: the previous lane's state by a shuffle, the carry
+                    // from the last lane (every lane stores the same value; only this plane reads it)
+                    let prev = plane_shuffle_up(h_end, 1u32);
+                    if tid > 0 {
+                        h = prev;
+                    }
+                    carry[cbase + n] = plane_shuffle(h_end, comptime!((cube_units - 1) as u32));
+                } else {
+                    smem_h[hi] = h_end;
+                    sync_cube();
+                    if tid > 0 {
+                        h = smem_h[hi - 1];
+                    }
+                    if tid == units - 1 {
+                        carry[cbase + n] = smem_h[hi];
+                    }
+                }
+                #[unroll]
+                for i in 0..items {
+                    let t = start + tid * items + i;
+                    h = pa[i] * h + pb[i];
+                    if t < slot_len {
+                        if stage {
+                            acc[i] += h * st_c[off + padded(tid * items + i)];
+                        } else {
+                            acc[i] += h * f32::cast_from(
+                                cm[cc_row + n * cm.stride(2) + t * cm.stride(3)],
+                            );
+                        }
+                    }
+                }
+                if stage {
+                    // the other buffer was last read in the previous state, before its barrier
+                    store_stage(
+                        &mut st_b,
+                        &mut st_c,
+                        (1 - par) * st_len,
+                        &nb,
+                        &nc,
+                        chunk,
+                        threads,
+                        pf,
+                    );
+                    par = 1 - par;
+                    sync_cube();
+                } else if !lean {
+                    // lean: the next write of smem_h follows the next state's scan barrier
+                    sync_cube();
+                }
             }
         }
         #[unroll]

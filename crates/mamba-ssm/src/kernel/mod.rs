@@ -26,6 +26,8 @@ struct Launch {
     max_units: usize,
     chans: usize,
     stage: bool,
+    /// forward: two states per pass (where the launch is one plane per channel)
+    pair: bool,
 }
 
 /// The launch table, by direction, sequence length and storage width (H200, d_inner 1536,
@@ -38,7 +40,9 @@ struct Launch {
 ///   4.49).
 /// - Forward, longer, fp32: 8 steps x 32 units, 4 channels, staged (3.54 / 3.99 ms at
 ///   L 2048 / 8192, call 17; 4 x 256 units, one channel unstaged: 4.67 / 4.96; 8 x 32 one
-///   channel unstaged: 5.23 / 5.26). Two-byte storage: 8 x 32, one channel, unstaged
+///   channel unstaged: 5.23 / 5.26), two states per pass (3.37-3.46 / 3.71-3.79 ms against
+///   3.56-3.59 / 3.96-4.03 with one, call 19; at L <= 512 and in bf16 two states are slower:
+///   3.37-3.39 vs 2.97-3.01 ms at L 128 fp32, 4.12-4.22 vs 3.97-3.99 at L 512 bf16). Two-byte storage: 8 x 32, one channel, unstaged
 ///   (3.78-3.88 / 3.97-4.01 ms; staged with 4 channels 3.98 / 4.56; 4 x 256: 4.99 / 5.05).
 /// - Backward, L <= 128: 4 steps x 32 units (one plane), 4 channels (fwd+bwd 12.1 ms at
 ///   L 128 x 512; previous build 15.5).
@@ -48,19 +52,20 @@ struct Launch {
 ///   channels 12.1; two planes (64 units) with 8 channels 13.7 at L 2048). At L 128, 4
 ///   channels beat 8 and 16 (fwd+bwd 11.9 vs 13.0 / 13.9 ms).
 fn default_launch(backward: bool, len: usize, half: bool) -> Launch {
-    let l = |items, max_units, chans, stage| Launch {
+    let l = |items, max_units, chans, stage, pair| Launch {
         items,
         max_units,
         chans,
         stage,
+        pair,
     };
     match (backward, len) {
-        (false, 0..=128) => l(4, 256, 4, true),
-        (false, 129..=512) => l(8, 32, 4, true),
-        (false, _) if half => l(8, 32, 1, false),
-        (false, _) => l(8, 32, 4, true),
-        (true, 0..=128) => l(4, 256, 4, false),
-        (true, _) => l(8, 32, 16, false),
+        (false, 0..=128) => l(4, 256, 4, true, false),
+        (false, 129..=512) => l(8, 32, 4, true, false),
+        (false, _) if half => l(8, 32, 1, false, false),
+        (false, _) => l(8, 32, 4, true, true),
+        (true, 0..=128) => l(4, 256, 4, false, false),
+        (true, _) => l(8, 32, 16, false, false),
     }
 }
 /// Default largest backward cube (all channels' units together): 1024 units, which also makes
@@ -180,6 +185,34 @@ fn save_states() -> bool {
         1 => true,
         2 => false,
         _ => std::env::var("MAMBA_SSM_SAVE").map_or(true, |v| v != "0"),
+    }
+}
+
+static PAIR_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the forward runs two states per pass (interleaved scans, one staging barrier for
+/// both) where it can (one plane per channel, even N): `None` (default) follows
+/// `MAMBA_SSM_PAIR=0|1`, else the launch table (fp32 above L = 512).
+pub fn set_pair_states(mode: Option<bool>) {
+    PAIR_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+fn pair_states(table: Launch) -> bool {
+    match PAIR_MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => match std::env::var("MAMBA_SSM_PAIR").ok().as_deref() {
+            Some("1") => true,
+            Some("0") => false,
+            _ => table.pair,
+        },
     }
 }
 
@@ -393,6 +426,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             cfg.stage,
             cfg.one_plane,
             save_chunk,
+            cfg.pair,
             dtype.into(),
         );
     }
@@ -585,6 +619,9 @@ struct LaunchCfg {
     /// by one half, dC by the other) instead of both by the first `chunk` units
     /// (`MAMBA_SSM_RED_SPLIT=0|1`)
     red_split: bool,
+    /// forward: two states per pass (one-plane launches with an even N only;
+    /// `MAMBA_SSM_PAIR=0|1`, [`set_pair_states`])
+    pair: bool,
 }
 
 impl LaunchCfg {
@@ -642,6 +679,7 @@ impl LaunchCfg {
                 Some("0") => false,
                 _ => table.stage,
             };
+        let pair_env = !backward && pair_states(table) && n_state.is_multiple_of(2);
         let words = |chans: usize, units: usize| {
             let chunk = units * items;
             let red = if backward {
@@ -652,7 +690,8 @@ impl LaunchCfg {
                         0
                     }
             } else if stage {
-                4 * (chunk + chunk / 32)
+                // two buffers (state parity), two states each with `pair`
+                4 * (chunk + chunk / 32) * if pair_env { 2 } else { 1 }
             } else {
                 0
             };
@@ -670,6 +709,10 @@ impl LaunchCfg {
             }
         }
         let smem_len = smem_len(chans, units);
+        let one_plane = plane
+            && hw.plane_size_min == hw.plane_size_max
+            && units == hw.plane_size_max as usize
+            && std::env::var("MAMBA_SSM_ONE_PLANE").map_or(true, |v| v != "0");
         let cubes = batch * groups * per_group.div_ceil(chans);
         let cx = cubes.min(hw.max_cube_count.0 as usize).max(1);
         let cy = cubes.div_ceil(cx);
@@ -685,10 +728,8 @@ impl LaunchCfg {
             stage_bwd: stage_bwd_env,
             // a channel's segment is exactly one plane: scans by shuffles alone (no shared
             // memory, no barriers); needs a fixed plane width
-            one_plane: plane
-                && hw.plane_size_min == hw.plane_size_max
-                && units == hw.plane_size_max as usize
-                && std::env::var("MAMBA_SSM_ONE_PLANE").map_or(true, |v| v != "0"),
+            one_plane,
+            pair: pair_env && one_plane,
             keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
             red_split: std::env::var("MAMBA_SSM_RED_SPLIT").is_ok_and(|v| v == "1"),
         }
