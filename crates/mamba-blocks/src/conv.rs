@@ -125,7 +125,13 @@ mod tests {
             theirs.weight.val().grad(&gr2).unwrap().into_data(),
         );
         cmp(
-            ours.bias.as_ref().unwrap().val().grad(&gr1).unwrap().into_data(),
+            ours.bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&gr1)
+                .unwrap()
+                .into_data(),
             theirs
                 .bias
                 .as_ref()
@@ -147,9 +153,6 @@ mod tests {
         };
         let x = Tensor::<NdArray, 3>::from_floats([[[0.0, 1.0, 0.0, 0.0, 0.0]]], &dev);
         let y = conv.forward(x).into_data();
-        y.assert_eq(
-            &TensorData::from([[[0.0f32, 3.0, 2.0, 1.0, 0.0]]]),
-            false,
-        );
+        y.assert_eq(&TensorData::from([[[0.0f32, 3.0, 2.0, 1.0, 0.0]]]), false);
     }
 }
