@@ -170,6 +170,13 @@ pub struct TrainSettings {
     pub weight_decay: f64,
     /// Seed of the sampler, the head's initialisation and dropout.
     pub seed: u64,
+    /// Write a `train.jsonl` line every this many steps (and at the last).
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+}
+
+fn default_log_every() -> usize {
+    10
 }
 
 impl Default for TrainSettings {
@@ -183,6 +190,7 @@ impl Default for TrainSettings {
             warmup_ratio: 0.1,
             weight_decay: 0.01,
             seed: 7,
+            log_every: default_log_every(),
         }
     }
 }
@@ -335,6 +343,7 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     loss: RankLoss::Lce,
                     checkpoint_every: job.checkpoint_every,
                     progress: job.progress,
+                    log_every: s.log_every.max(1),
                     ..TrainConfig::default()
                 };
                 B::seed(&dev, s.seed);

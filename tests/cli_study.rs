@@ -130,10 +130,29 @@ fn train_then_rerank_round_trips_and_keeps_the_tail() {
         "2",
         "--max-length",
         "64",
+        "--dropout",
+        "0",
+        "--log-every",
+        "1",
         "--out",
         s(&other),
     ]);
     assert!(ok, "{err}");
+    // --log-every 1: one line per step; --dropout 0 is written to the model card.
+    let log = std::fs::read_to_string(other.join("train.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [1, 2], "{log}");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("rankmamba.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["dropout"].as_f64(), Some(0.0), "{card}");
     let run3 = tmp.path().join("c.trec");
     let (ok, out, err) = rankmamba(&[
         "rerank",
@@ -286,6 +305,17 @@ fn bad_input_is_a_clear_error() {
     ]);
     assert!(!ok);
     assert!(err.contains("rankmamba.json"), "{err}");
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dropout",
+        "1.5",
+        "--out",
+        s(&tmp.path().join("y")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--dropout must be in [0, 1)"), "{err}");
     let (ok, _, err) = rankmamba(&["reproduce", "--preset", "huge"]);
     assert!(!ok);
     assert!(err.contains("unknown preset \"huge\""), "{err}");

@@ -60,6 +60,14 @@ pub struct Args {
     /// evenly across them (same effective batch and schedule). See docs/distributed.md.
     #[arg(long)]
     pub devices: Option<String>,
+    /// Dropout on the pooled vector before the scoring head (default: the model card's, 0.1
+    /// for the named backbones). 0 makes a data-parallel run comparable step by step with a
+    /// single-device one (dropout masks are drawn per replica).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Write a train.jsonl line (loss, grad norm, lr, tokens/s) every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
     /// List the named backbones and exit.
     #[arg(long)]
     pub list_models: bool,
@@ -90,7 +98,17 @@ pub fn run(a: Args) -> Result<()> {
             devices.len()
         );
     }
-    let (card, init) = models::prepare(&a.model, a.max_length, &out)?;
+    if a.log_every == 0 {
+        anyhow::bail!("--log-every must be positive");
+    }
+    if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
+        anyhow::bail!("--dropout must be in [0, 1), got {p}");
+    }
+    let (mut card, init) = models::prepare(&a.model, a.max_length, &out)?;
+    if let Some(p) = a.dropout {
+        card.dropout = p;
+        card.write(&out)?;
+    }
     let settings = TrainSettings {
         steps: a.steps,
         group_size: a.group_size,
@@ -102,6 +120,7 @@ pub fn run(a: Args) -> Result<()> {
             5e-5
         }),
         seed: a.seed,
+        log_every: a.log_every,
         ..TrainSettings::default()
     };
     let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
