@@ -4,7 +4,7 @@
 //! neighbours).
 
 use crate::SelectiveScanBackend;
-use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive, backend::Backend};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -67,13 +67,16 @@ fn join<B: Backend>(
     }
 }
 
-/// The scan (`backward: false`; outputs y and the last state) or its backward (inputs end
-/// with dy; outputs the gradients of the inputs, in input order), run by the inner backend.
+/// The scan (`backward: false`; outputs y and the last state, then with `saved` the states
+/// the inner training forward saves for the backward) or its backward (inputs end with dy,
+/// then with `saved` those states; outputs the gradients of the inputs, in input order), run
+/// by the inner backend.
 #[derive(Clone, Debug)]
 struct ScanOp<B> {
     desc: CustomOpIr,
     present: Present,
     backward: bool,
+    saved: bool,
     _b: PhantomData<B>,
 }
 
@@ -91,7 +94,13 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
             .into_iter();
         let inp = join::<B>(&mut prims, self.present);
         let outs: Vec<B::FloatTensorPrimitive> = if self.backward {
-            let g = B::selective_scan_backward(inp, tensor(prims.next().expect("dy")));
+            let dy = tensor(prims.next().expect("dy"));
+            let g = if self.saved {
+                let saved = tensor(prims.next().expect("saved states"));
+                B::selective_scan_backward_saved(inp, dy, Some(saved))
+            } else {
+                B::selective_scan_backward(inp, dy)
+            };
             let mut v = vec![
                 prim(g.du),
                 prim(g.ddelta),
@@ -103,6 +112,16 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
             v.extend(g.dz.map(prim));
             v.extend(g.ddelta_bias.map(prim));
             v
+        } else if self.saved {
+            let (out, saved) = B::selective_scan_train(inp, true);
+            // declared at registration from `selective_scan_saved_len` (the same launch
+            // settings, unless they were changed between registration and execution)
+            let saved = saved.expect("the training forward saved nothing after announcing it");
+            vec![
+                prim(out.y),
+                prim(out.last_state.expect("asked for")),
+                prim(saved),
+            ]
         } else {
             let out = B::selective_scan(inp, true);
             vec![prim(out.y), prim(out.last_state.expect("asked for"))]
@@ -113,39 +132,88 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
     }
 }
 
-impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B> {
-    fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
-        let [batch, dim, len] = inputs.u.dims();
-        let n = inputs.a.dims()[1];
-        let dtype = inputs.u.dtype();
-        let (prims, present) = split(inputs);
-        let client = prims[0].client.clone();
-        let streams = OperationStreams::with_inputs(prims.iter());
-        let out = |shape: Shape| TensorIr::uninit(client.create_empty_handle(), shape, dtype);
-        let outputs = [
-            out(Shape::from([batch, dim, len])),
-            out(Shape::from([batch, dim, n])),
-        ];
-        let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
-        let desc = CustomOpIr::new("mamba_ssm_selective_scan", &inputs, &outputs);
-        let op = ScanOp::<B> {
-            desc: desc.clone(),
-            present,
-            backward: false,
-            _b: PhantomData,
-        };
-        let mut outs = client
-            .register(streams, OperationIr::Custom(desc), op)
-            .into_iter();
-        let y = tensor(outs.next().expect("y"));
-        let last = tensor(outs.next().expect("last state"));
+/// The forward operation; `train`: also the inner backend's saved states, when it saves any.
+fn forward<B: FusionBackend + SelectiveScanBackend>(
+    inputs: ScanInputs<Fusion<B>>,
+    return_last_state: bool,
+    train: bool,
+) -> (ScanOutput<Fusion<B>>, Option<Tensor<Fusion<B>, 1>>) {
+    let [batch, dim, len] = inputs.u.dims();
+    let [_, groups, n, _] = inputs.b.dims();
+    let dtype = inputs.u.dtype();
+    let dims = Dims {
+        batch,
+        dim,
+        len,
+        state: n,
+        groups,
+    };
+    let saved_len = if train {
+        B::selective_scan_saved_len(&inputs.u.device(), dims, dtype)
+    } else {
+        None
+    };
+    let (prims, present) = split(inputs);
+    let client = prims[0].client.clone();
+    let streams = OperationStreams::with_inputs(prims.iter());
+    let out =
+        |shape: Shape, dtype: DType| TensorIr::uninit(client.create_empty_handle(), shape, dtype);
+    let mut outputs = vec![
+        out(Shape::from([batch, dim, len]), dtype),
+        out(Shape::from([batch, dim, n]), dtype),
+    ];
+    if let Some(k) = saved_len {
+        outputs.push(out(Shape::from([k]), DType::F32));
+    }
+    let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
+    let desc = CustomOpIr::new("mamba_ssm_selective_scan", &inputs, &outputs);
+    let op = ScanOp::<B> {
+        desc: desc.clone(),
+        present,
+        backward: false,
+        saved: saved_len.is_some(),
+        _b: PhantomData,
+    };
+    let mut outs = client
+        .register(streams, OperationIr::Custom(desc), op)
+        .into_iter();
+    let y = tensor(outs.next().expect("y"));
+    let last = tensor(outs.next().expect("last state"));
+    let saved = saved_len.map(|_| tensor(outs.next().expect("saved states")));
+    (
         ScanOutput {
             y,
             last_state: return_last_state.then_some(last),
-        }
+        },
+        saved,
+    )
+}
+
+impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B> {
+    fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+        forward(inputs, return_last_state, false).0
+    }
+
+    fn selective_scan_train(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+    ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
+        forward(inputs, return_last_state, true)
+    }
+
+    fn selective_scan_saved_len(device: &B::Device, dims: Dims, dtype: DType) -> Option<usize> {
+        B::selective_scan_saved_len(device, dims, dtype)
     }
 
     fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        Self::selective_scan_backward_saved(inputs, dy, None)
+    }
+
+    fn selective_scan_backward_saved(
+        inputs: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+    ) -> ScanGrads<Self> {
         let [batch, dim, len] = inputs.u.dims();
         let [_, groups, n, _] = inputs.b.dims();
         // each gradient in its input's dtype (the inner backend casts them back)
@@ -162,6 +230,8 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         let dt_bias = dt(inputs.delta_bias.as_ref().map(|t| t.dtype()));
         let (mut prims, present) = split(inputs);
         prims.push(prim(dy));
+        let has_saved = saved.is_some();
+        prims.extend(saved.map(prim));
         let client = prims[0].client.clone();
         let streams = OperationStreams::with_inputs(prims.iter());
         let out = |shape: Shape, dtype: DType| {
@@ -191,6 +261,7 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
             desc: desc.clone(),
             present,
             backward: true,
+            saved: has_saved,
             _b: PhantomData,
         };
         let mut outs = client

@@ -61,6 +61,18 @@ pub trait SelectiveScanBackend: Backend {
     ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
         (Self::selective_scan(inputs, return_last_state), None)
     }
+    /// The length of the 1-D tensor that [`SelectiveScanBackend::selective_scan_train`] saves
+    /// for inputs of these sizes in storage type `dtype` on `device`, `None` when it saves
+    /// nothing (wrappers that declare their outputs before running, like Burn's `Fusion`,
+    /// need it). Default: `None`.
+    fn selective_scan_saved_len(
+        device: &Self::Device,
+        dims: Dims,
+        dtype: burn::tensor::DType,
+    ) -> Option<usize> {
+        let _ = (device, dims, dtype);
+        None
+    }
     /// [`SelectiveScanBackend::selective_scan_backward`] given what
     /// [`SelectiveScanBackend::selective_scan_train`] saved for the same inputs. Default: the
     /// saved tensor is ignored.

@@ -34,8 +34,19 @@ const CONFIGS: [(bool, Launch, Option<usize>); 11] = [
     (true, Some((8, 8)), Some(1)),
 ];
 
+/// The launch settings are process-wide: tests that change them (or depend on the defaults)
+/// hold this lock, so that no test runs under another's settings. Needed since the forward
+/// may save states for the backward of the settings current at its call (through `Fusion`:
+/// declared when the operation is registered, computed when it runs).
+static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn settings_lock() -> std::sync::MutexGuard<'static, ()> {
+    SETTINGS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
+    let _settings = settings_lock();
     let dev = Default::default();
     // with the `fusion` feature, Burn's Wgpu is Fusion<CubeBackend>: the Fusion impl is tested
     let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
@@ -76,6 +87,7 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
 /// multi-chunk launches, recomputed by the backward's first pass.
 #[test]
 fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
+    let _settings = settings_lock();
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
     let unsaved = CONFIGS
@@ -138,6 +150,7 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
 /// each gradient comes back in its input's dtype. Skipped where the device has no f16.
 #[test]
 fn mixed_dtypes_are_cast_to_the_activations_type() {
+    let _settings = settings_lock();
     use burn::tensor::DType;
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
@@ -173,4 +186,36 @@ fn mixed_dtypes_are_cast_to_the_activations_type() {
     assert_eq!(gb.dtype(), DType::F32);
     let e = rel_err(&to_vec(gb), case.vec("grad_B"));
     assert!(e < 2e-2, "grad B rel err {e:e}");
+}
+
+/// The training forward saves the chunk-start states when the sequence spans several backward
+/// chunks, with the length announced by `selective_scan_saved_len` (what `Fusion` declares),
+/// and nothing when it fits one chunk or saving is off.
+#[test]
+fn training_forward_saves_chunk_start_states() {
+    use mamba_ssm::{Dims, ScanInputs, SelectiveScanBackend};
+    let _settings = settings_lock();
+    let dev = Default::default();
+    set_plane_mode(Some(true));
+    set_launch_config(Some(2), Some(16));
+    for (len, save) in [(300, true), (20, true), (300, false)] {
+        set_save_states(Some(save));
+        let (batch, dim, state) = (2, 6, 4);
+        let inp = ScanInputs::<Wgpu>::random([batch, dim, len, state], &dev);
+        let dims = Dims {
+            batch,
+            dim,
+            len,
+            state,
+            groups: 1,
+        };
+        let want =
+            <Wgpu as SelectiveScanBackend>::selective_scan_saved_len(&dev, dims, inp.u.dtype());
+        let (_, saved) = <Wgpu as SelectiveScanBackend>::selective_scan_train(inp, false);
+        assert_eq!(want.is_some(), save && len == 300, "len {len} save {save}");
+        assert_eq!(saved.map(|t| t.dims()[0]), want, "len {len} save {save}");
+    }
+    set_save_states(None);
+    set_plane_mode(None);
+    set_launch_config(None, None);
 }

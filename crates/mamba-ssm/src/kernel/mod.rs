@@ -7,7 +7,7 @@
 mod device;
 
 use crate::SelectiveScanBackend;
-use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
@@ -320,12 +320,54 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         backward(inputs, dy, None)
     }
 
+    fn selective_scan_saved_len(device: &R::Device, dims: Dims, dtype: DType) -> Option<usize> {
+        if !save_states() {
+            return None;
+        }
+        let client = R::client(device);
+        let Dims {
+            batch,
+            dim,
+            len,
+            state,
+            groups,
+        } = dims;
+        let fwd = LaunchCfg::new(&client, batch, dim, groups, len, state, false, dtype);
+        let chunk = save_chunk(&client, dims, dtype, fwd.items);
+        (chunk > 0).then(|| batch * dim * len.div_ceil(chunk) * state)
+    }
+
     fn selective_scan_backward_saved(
         inputs: ScanInputs<Self>,
         dy: Tensor<Self, 3>,
         saved: Option<Tensor<Self, 1>>,
     ) -> ScanGrads<Self> {
         backward(inputs, dy, saved)
+    }
+}
+
+/// The backward's chunk (its launch for these sizes) when the forward, whose units own
+/// `fwd_items` steps, can save the states at its starts (a unit's last step ends on each
+/// chunk start but the first) and there are several chunks; else 0.
+fn save_chunk<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    dims: Dims,
+    dtype: DType,
+    fwd_items: usize,
+) -> usize {
+    let Dims {
+        batch,
+        dim,
+        len,
+        state,
+        groups,
+    } = dims;
+    let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
+    let chunk = bwd.units as usize * bwd.items;
+    if len > chunk && chunk.is_multiple_of(fwd_items) {
+        chunk
+    } else {
+        0
     }
 }
 
@@ -361,12 +403,15 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let client = u.client.clone();
     let dtype = u.dtype;
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
-    // the backward's chunk (its launch for this shape): the forward writes the state at
-    // each of its starts but the first, where a unit's last step ends on it
-    let bwd = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
-    let bwd_chunk = bwd.units as usize * bwd.items;
-    let save_chunk = if save && len > bwd_chunk && bwd_chunk.is_multiple_of(cfg.items) {
-        bwd_chunk
+    let save_chunk = if save {
+        let dims = Dims {
+            batch,
+            dim,
+            len,
+            state: n_state,
+            groups,
+        };
+        save_chunk(&client, dims, dtype, cfg.items)
     } else {
         0
     };
