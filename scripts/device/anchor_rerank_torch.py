@@ -85,7 +85,7 @@ def main():
                 def call(s):
                     hs = model(input_ids=ids[s:s + batch]).last_hidden_state
                     pooled = hs[:, 0] if pooling == "cls" else hs[:, -1]
-                    return lin(pooled).float()
+                    return lin(pooled.to(lin.weight.dtype)).float()
 
                 with torch.inference_mode():
                     call(0)  # warm-up
