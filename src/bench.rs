@@ -85,6 +85,42 @@ pub fn measure(
     })
 }
 
+/// The common frame of a bench's output: which bench, where, its settings and its rows.
+pub struct BenchOutput<'a, S: serde::Serialize, R: serde::Serialize> {
+    /// `scan`, `train` or `rerank`.
+    pub bench: &'a str,
+    /// Backend measured.
+    pub backend: crate::backend::BackendKind,
+    /// Precision measured.
+    pub precision: Precision,
+    /// The key and value of the settings in the JSON (`settings`, `grid`).
+    pub settings: (&'a str, &'a S),
+    /// The measured rows.
+    pub rows: &'a R,
+}
+
+impl<S: serde::Serialize, R: serde::Serialize> BenchOutput<'_, S, R> {
+    /// Prints one JSON object (bench, backend, precision, settings, build, rows) with `json`,
+    /// else `header`, a blank line and `table`.
+    pub fn print(&self, json: bool, header: &str, table: &str) -> anyhow::Result<()> {
+        if json {
+            let mut v = serde_json::json!({
+                "bench": self.bench,
+                "backend": self.backend,
+                "precision": self.precision,
+                "build": build_info(),
+                "rows": self.rows,
+            });
+            v[self.settings.0] = serde_json::to_value(self.settings.1)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{header}\n");
+            print!("{table}");
+        }
+        Ok(())
+    }
+}
+
 /// Milliseconds since `t0`.
 pub fn ms_since(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1e3

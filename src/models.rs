@@ -170,10 +170,6 @@ pub fn neox_tokenizer() -> Result<PathBuf, ModelError> {
     }
 }
 
-fn mamba_json(c: &MambaConfig) -> Value {
-    c.to_hf_json()
-}
-
 fn neox_json(hidden: usize, layers: usize, heads: usize, vocab: usize) -> Value {
     json!({
         "model_type": "gpt_neox",
@@ -280,7 +276,7 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
                 "mamba-130m" => MambaConfig::preset("130m").map_err(wrap(name))?,
                 _ => MambaConfig::preset("370m").map_err(wrap(name))?,
             };
-            write_json(&out.join("config.json"), &mamba_json(&cfg))?;
+            write_json(&out.join("config.json"), &cfg.to_hf_json())?;
             copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
             (decoder(Arch::Mamba, random(name)), Init::Random)
         }

@@ -195,20 +195,8 @@ pub fn minilm_scifact(
         .collect();
     let per = s.groups_per_step;
     let mut batches = |i: usize| -> Result<TokenBatch<AD>, RankError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for g in groups.get(i * per..(i + 1) * per).unwrap_or(&[]) {
-            let t = g
-                .texts(&queries, &corpus)
-                .map_err(|e| RankError::Input(e.to_string()))?;
-            for d in &t.docs {
-                pairs.push((t.query.to_string(), d.to_string()));
-            }
-        }
-        let refs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(q, d)| (q.as_str(), d.as_str()))
-            .collect();
-        Ok(encoder.encode_batch(&refs)?.to_tensors(&dev))
+        let g = groups.get(i * per..(i + 1) * per).unwrap_or(&[]);
+        crate::study::encode_groups(g, &queries, &corpus, &encoder, &dev)
     };
     let config = TrainConfig {
         lr: s.lr,

@@ -243,6 +243,18 @@ impl<'a> TrainData<'a> {
         })
     }
 
+    /// The same groups with another peak learning rate.
+    pub fn with_lr(&self, lr: f64) -> Self {
+        TrainData {
+            collection: self.collection,
+            groups: self.groups.clone(),
+            settings: TrainSettings {
+                lr,
+                ..self.settings.clone()
+            },
+        }
+    }
+
     fn batch<B: Backend>(
         &self,
         i: usize,
@@ -250,21 +262,41 @@ impl<'a> TrainData<'a> {
         device: &B::Device,
     ) -> Result<TokenBatch<B>, RankError> {
         let per = self.settings.groups_per_step;
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for g in self.groups.get(i * per..(i + 1) * per).unwrap_or(&[]) {
-            let t = g
-                .texts(&self.collection.queries, &self.collection.corpus)
-                .map_err(|e| RankError::Input(e.to_string()))?;
-            for d in &t.docs {
-                pairs.push((t.query.to_string(), d.to_string()));
-            }
-        }
-        let refs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(q, d)| (q.as_str(), d.as_str()))
-            .collect();
-        Ok(encoder.encode_batch(&refs)?.to_tensors(device))
+        let groups = self.groups.get(i * per..(i + 1) * per).unwrap_or(&[]);
+        encode_groups(
+            groups,
+            &self.collection.queries,
+            &self.collection.corpus,
+            encoder,
+            device,
+        )
     }
+}
+
+/// One training batch: the (query, document) pairs of `groups`, group after group (each
+/// group's positive first), encoded by `encoder` onto `device`. The LCE loss reads the batch as
+/// consecutive groups of `group_size` rows.
+pub fn encode_groups<B: Backend>(
+    groups: &[rank_data::Group],
+    queries: &rank_data::Queries,
+    corpus: &rank_data::Corpus,
+    encoder: &PairEncoder,
+    device: &B::Device,
+) -> Result<TokenBatch<B>, RankError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for g in groups {
+        let t = g
+            .texts(queries, corpus)
+            .map_err(|e| RankError::Input(e.to_string()))?;
+        for d in &t.docs {
+            pairs.push((t.query.to_string(), d.to_string()));
+        }
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(q, d)| (q.as_str(), d.as_str()))
+        .collect();
+    Ok(encoder.encode_batch(&refs)?.to_tensors(device))
 }
 
 /// What a [`Job`] measured.
@@ -694,12 +726,22 @@ where
         let tdir = out.join(&tname);
         std::fs::create_dir_all(&tdir).map_err(wrap(tdir.display()))?;
         eprintln!("== {tname}: loading {} and {}", task.train, task.test);
-        let train_c = Collection::load(
-            &task.train,
-            Side::Train,
-            preset.train_queries,
-            preset.train.negatives_top_k.max(preset.depth),
-        )?;
+        // The training collection and its groups serve every model of the task (the groups
+        // do not depend on the learning rate, the only setting that differs by model).
+        let train_c = match preset.train.steps {
+            0 => None,
+            _ => Some(Collection::load(
+                &task.train,
+                Side::Train,
+                preset.train_queries,
+                preset.train.negatives_top_k.max(preset.depth),
+            )?),
+        };
+        let shared = match &train_c {
+            Some(c) => Some(TrainData::new(c, &preset.train)?),
+            None => None,
+        };
+        let groups = shared.as_ref().map_or(0, |d| d.groups.len());
         let test_c = Collection::load(&task.test, Side::Test, preset.test_queries, 100)?;
         test_c
             .first_stage
@@ -707,25 +749,19 @@ where
             .map_err(wrap(tdir.join("bm25.trec").display()))?;
         let mut runs: Vec<(String, Run)> = Vec::new();
         let mut results = Vec::new();
-        let mut groups = 0;
         for m in &preset.models {
             let mdir = tdir.join(model_dir_name(m));
             let (card, init) = models::prepare(m, preset.max_length, &mdir)?;
-            let mut settings = preset.train.clone();
-            settings.lr = if init == Init::Random {
+            let lr = if init == Init::Random {
                 preset.lr_scratch
             } else {
                 preset.lr_pretrained
             };
-            let data = match settings.steps {
-                0 => None,
-                _ => Some(TrainData::new(&train_c, &settings)?),
-            };
-            groups = data.as_ref().map_or(0, |d| d.groups.len());
+            let data = shared.as_ref().map(|d| d.with_lr(lr));
             eprintln!(
                 "== {tname}: {m} ({}), {} steps, then reranking {} queries x top {}",
                 card.source,
-                settings.steps,
+                preset.train.steps,
                 test_c.queries.len(),
                 preset.depth
             );

@@ -114,25 +114,22 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
             })
             .collect::<Vec<_>>()
     })?;
-    if a.json {
-        let v = serde_json::json!({
-            "bench": "train",
-            "backend": a.backend,
-            "precision": a.precision,
-            "settings": s,
-            "build": rankmamba::bench::build_info(),
-            "rows": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!(
-            "bench train: backend {} precision {}\n",
+    rankmamba::bench::BenchOutput {
+        bench: "train",
+        backend: a.backend,
+        precision: a.precision,
+        settings: ("settings", &s),
+        rows: &rows,
+    }
+    .print(
+        a.json,
+        &format!(
+            "bench train: backend {} precision {}",
             a.backend.name(),
             a.precision.name()
-        );
-        print!("{}", train_table(&rows, &s));
-    }
-    Ok(())
+        ),
+        &train_table(&rows, &s),
+    )
 }
 
 pub fn run_rerank(a: RerankArgs) -> anyhow::Result<()> {
@@ -175,23 +172,20 @@ pub fn run_rerank(a: RerankArgs) -> anyhow::Result<()> {
             })
             .collect::<Vec<_>>()
     })?;
-    if a.json {
-        let v = serde_json::json!({
-            "bench": "rerank",
-            "backend": a.backend,
-            "precision": a.precision,
-            "settings": s,
-            "build": rankmamba::bench::build_info(),
-            "rows": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!(
-            "bench rerank: backend {} precision {}\n",
+    rankmamba::bench::BenchOutput {
+        bench: "rerank",
+        backend: a.backend,
+        precision: a.precision,
+        settings: ("settings", &s),
+        rows: &rows,
+    }
+    .print(
+        a.json,
+        &format!(
+            "bench rerank: backend {} precision {}",
             a.backend.name(),
             a.precision.name()
-        );
-        print!("{}", rerank_table(&rows, &s));
-    }
-    Ok(())
+        ),
+        &rerank_table(&rows, &s),
+    )
 }

@@ -115,19 +115,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         rankmamba::bench::plot::write_svg(&rows, &title, p)?;
         eprintln!("bench scan: plot written to {}", p.display());
     }
-    if a.json {
-        let v = serde_json::json!({
-            "bench": "scan",
-            "backend": a.backend,
-            "precision": a.precision,
-            "grid": grid,
-            "build": rankmamba::bench::build_info(),
-            "rows": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{title}\n");
-        print!("{}", table(&rows));
+    rankmamba::bench::BenchOutput {
+        bench: "scan",
+        backend: a.backend,
+        precision: a.precision,
+        settings: ("grid", &grid),
+        rows: &rows,
     }
-    Ok(())
+    .print(a.json, &title, &table(&rows))
 }
