@@ -55,8 +55,11 @@ impl<B: SelectiveScanBackend> MambaModel<B> {
         attention_mask: Option<Tensor<B, 2, Int>>,
     ) -> Result<Tensor<B, 3>, MambaError> {
         let vocab = self.embeddings.weight.dims()[0];
-        model_io::check_token_batch(&input_ids, attention_mask.as_ref(), vocab)
+        let padded = model_io::check_token_batch(&input_ids, attention_mask.as_ref(), vocab)
             .map_err(MambaError::Input)?;
+        // An all-ones mask changes nothing: skip its multiplications (and keep softplus and the
+        // delta bias inside the scan kernel).
+        let attention_mask = attention_mask.filter(|_| padded);
         Ok(self.forward_unchecked(input_ids, attention_mask))
     }
 

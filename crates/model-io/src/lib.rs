@@ -543,43 +543,82 @@ pub fn describe_safetensors(path: &Path) -> Result<String, ModelIoError> {
 }
 
 /// Checks a token batch before it reaches a model: a non-empty `[batch, seq]` shape, every id in
-/// `0..vocab`, and a mask (if any) of the same shape holding only 0 and 1. Costs one reduction
-/// per tensor (a device sync). Returns a message naming what is wrong.
+/// `0..vocab`, and a mask (if any) of the same shape holding only 0 and 1. Costs one device
+/// read (the minima and maxima together). Returns whether the mask marks any padding (`false`
+/// without a mask or with an all-ones mask, which a model may then skip), or a message naming
+/// what is wrong.
 pub fn check_token_batch<B: Backend>(
     input_ids: &burn::tensor::Tensor<B, 2, burn::tensor::Int>,
     attention_mask: Option<&burn::tensor::Tensor<B, 2, burn::tensor::Int>>,
     vocab: usize,
-) -> Result<(), String> {
-    use burn::tensor::ElementConversion;
+) -> Result<bool, String> {
+    use burn::tensor::Tensor;
     let dims = input_ids.dims();
     if dims.contains(&0) {
         return Err(format!("input_ids has an empty shape {dims:?}"));
     }
-    let range = |t: &burn::tensor::Tensor<B, 2, burn::tensor::Int>| -> (i64, i64) {
-        (
-            t.clone().min().into_scalar().elem(),
-            t.clone().max().into_scalar().elem(),
-        )
-    };
-    let (lo, hi) = range(input_ids);
+    if let Some(m) = attention_mask
+        && m.dims() != dims
+    {
+        return Err(format!(
+            "attention_mask has shape {:?}, input_ids has shape {dims:?}",
+            m.dims()
+        ));
+    }
+    let mut parts = vec![input_ids.clone().min(), input_ids.clone().max()];
+    if let Some(m) = attention_mask {
+        parts.extend([m.clone().min(), m.clone().max()]);
+    }
+    let v: Vec<i64> = Tensor::cat(parts, 0)
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .map_err(|e| format!("reading the token batch: {e:?}"))?;
+    let (lo, hi) = (v[0], v[1]);
     if lo < 0 || hi as u64 >= vocab as u64 {
         return Err(format!(
             "input_ids must lie in 0..{vocab}, found values in {lo}..={hi}"
         ));
     }
-    if let Some(m) = attention_mask {
-        if m.dims() != dims {
-            return Err(format!(
-                "attention_mask has shape {:?}, input_ids has shape {dims:?}",
-                m.dims()
-            ));
-        }
-        let (lo, hi) = range(m);
+    if let [_, _, lo, hi] = v[..] {
         if lo < 0 || hi > 1 {
             return Err(format!(
                 "attention_mask must hold only 0 and 1, found values in {lo}..={hi}"
             ));
         }
+        return Ok(lo == 0);
     }
-    Ok(())
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_token_batch;
+    use burn::backend::NdArray;
+    use burn::tensor::{Int, Tensor};
+
+    fn t(rows: [[i64; 3]; 2]) -> Tensor<NdArray, 2, Int> {
+        Tensor::from_ints(rows, &Default::default())
+    }
+
+    #[test]
+    fn token_batch_checks_and_reports_padding() {
+        let ids = t([[5, 6, 7], [1, 2, 0]]);
+        assert_eq!(check_token_batch(&ids, None, 8), Ok(false));
+        assert_eq!(
+            check_token_batch(&ids, Some(&t([[1, 1, 1], [1, 1, 1]])), 8),
+            Ok(false)
+        );
+        assert_eq!(
+            check_token_batch(&ids, Some(&t([[1, 1, 1], [1, 1, 0]])), 8),
+            Ok(true)
+        );
+        let e = check_token_batch(&ids, None, 7).unwrap_err();
+        assert!(e.contains("0..7") && e.contains("0..=7"), "{e}");
+        let e = check_token_batch(&ids, Some(&t([[1, 2, 1], [1, 1, 0]])), 8).unwrap_err();
+        assert!(e.contains("only 0 and 1"), "{e}");
+        let short: Tensor<NdArray, 2, Int> = Tensor::from_ints([[1, 1]], &Default::default());
+        let e = check_token_batch(&ids, Some(&short), 8).unwrap_err();
+        assert!(e.contains("shape [1, 2]"), "{e}");
+    }
 }
