@@ -9,7 +9,8 @@ use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
-    set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode, set_save_states,
+    set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
+    set_save_states,
 };
 use mamba_ssm::selective_scan;
 
@@ -87,7 +88,20 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
 /// multi-chunk launches, recomputed by the backward's first pass.
 #[test]
 fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
+    check_backward(false);
+}
+
+/// The same for the backward's `fold` gradient loop (`MAMBA_SSM_BWD=fold`).
+#[test]
+fn backward_fold_kernel_matches_pytorch_float64_on_both_scan_paths() {
+    check_backward(true);
+}
+
+/// Every config of [`CONFIGS`] (saved states, then the multi-chunk ones recomputed) with the
+/// default backward loop or `fold`.
+fn check_backward(fold: bool) {
     let _settings = settings_lock();
+    set_backward_fold(Some(fold));
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
     let unsaved = CONFIGS
@@ -132,8 +146,8 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
                 assert!(
                     e < 1e-5,
-                    "plane={mode} small={small:?} chans={chans:?} save={save} {name}: grad {k} \
-                     rel err {e:e}"
+                    "plane={mode} small={small:?} chans={chans:?} save={save} fold={fold} {name}: \
+                     grad {k} rel err {e:e}"
                 );
             }
         }
@@ -143,6 +157,7 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
+    set_backward_fold(None);
 }
 
 /// f16 activations (u, delta, z) with f32 weights (A, B, C, D, delta_bias): the kernels read

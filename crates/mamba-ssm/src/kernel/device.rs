@@ -291,7 +291,8 @@ fn load_steps<F: Float>(
 }
 
 /// The steps of a unit for state n: pa = exp(dt A_n), pb = dt u B_n; returns their
-/// composition (first step first).
+/// composition (first step first). With `dtu`, `uu` already holds dt u (the backward's
+/// `fold` variant), so pb = uu B_n.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn compose_steps<F: Float>(
@@ -307,6 +308,7 @@ fn compose_steps<F: Float>(
     pb: &mut Array<f32>,
     bvs: &mut Array<f32>,
     #[comptime] items: usize,
+    #[comptime] dtu: bool,
 ) -> (f32, f32) {
     let mut ga = 1.0f32;
     let mut gb = 0.0f32;
@@ -321,7 +323,11 @@ fn compose_steps<F: Float>(
         bvs[i] = bv;
         let ai = f32::exp(dt[i] * a_n);
         pa[i] = ai;
-        pb[i] = dt[i] * uu[i] * bv;
+        if dtu {
+            pb[i] = uu[i] * bv;
+        } else {
+            pb[i] = dt[i] * uu[i] * bv;
+        }
         gb = ai * gb + pb[i];
         ga *= ai;
     }
@@ -341,6 +347,7 @@ fn compose_staged(
     pb: &mut Array<f32>,
     bvs: &mut Array<f32>,
     #[comptime] items: usize,
+    #[comptime] dtu: bool,
 ) -> (f32, f32) {
     let mut ga = 1.0f32;
     let mut gb = 0.0f32;
@@ -350,7 +357,11 @@ fn compose_staged(
         bvs[i] = bv;
         let ai = f32::exp(dt[i] * a_n);
         pa[i] = ai;
-        pb[i] = dt[i] * uu[i] * bv;
+        if dtu {
+            pb[i] = uu[i] * bv;
+        } else {
+            pb[i] = dt[i] * uu[i] * bv;
+        }
         gb = ai * gb + pb[i];
         ga *= ai;
     }
@@ -554,6 +565,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb,
                         &mut bvs,
                         items,
+                        false,
                     )
                 } else {
                     compose_steps(
@@ -569,6 +581,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb,
                         &mut bvs,
                         items,
+                        false,
                     )
                 };
                 let (ga1, gb1) = if stage {
@@ -583,6 +596,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb1,
                         &mut bvs,
                         items,
+                        false,
                     )
                 } else {
                     compose_steps(
@@ -598,6 +612,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb1,
                         &mut bvs,
                         items,
+                        false,
                     )
                 };
                 let (sa0, sb0, sa1, sb1) = scan_lane2(ga0, gb0, ga1, gb1, cube_units);
@@ -685,6 +700,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb,
                         &mut bvs,
                         items,
+                        false,
                     )
                 } else {
                     // this unit's steps, composed
@@ -701,6 +717,7 @@ pub fn scan_fwd<F: Float>(
                         &mut pb,
                         &mut bvs,
                         items,
+                        false,
                     )
                 };
                 let (sa, sb) = scan_cube(
@@ -1016,6 +1033,7 @@ pub fn scan_bwd<F: Float>(
     #[comptime] one_plane: bool,
     #[comptime] saved: bool,
     #[comptime] red_split: bool,
+    #[comptime] fold: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let dim = u.shape(1);
@@ -1120,6 +1138,7 @@ pub fn scan_bwd<F: Float>(
                 &mut pb,
                 &mut bvs,
                 items,
+                false,
             );
             let (sa, sb) = scan_cube(
                 ga,
@@ -1187,6 +1206,13 @@ pub fn scan_bwd<F: Float>(
             items,
             delta_softplus,
         );
+        if fold {
+            // uu holds dt u from here (u itself is read again for the chunk's outputs)
+            #[unroll]
+            for i in 0..items {
+                uu[i] *= dt[i];
+            }
+        }
         #[unroll]
         for i in 0..items {
             let t = start + tid * items + i;
@@ -1248,6 +1274,7 @@ pub fn scan_bwd<F: Float>(
                     &mut pb,
                     &mut bvs,
                     items,
+                    fold,
                 )
             } else {
                 compose_steps(
@@ -1263,6 +1290,7 @@ pub fn scan_bwd<F: Float>(
                     &mut pb,
                     &mut bvs,
                     items,
+                    fold,
                 )
             };
             let (sa, sb) = scan_cube(
@@ -1318,7 +1346,13 @@ pub fn scan_bwd<F: Float>(
                 }
                 cvs[i] = cv;
                 rb = pa[i] * (rb + gy[i] * cv);
-                ra *= pa[i];
+                if !fold {
+                    ra *= pa[i];
+                }
+            }
+            if fold {
+                // the product of the unit's pa is the composition's ga (other order)
+                ra = ga;
             }
             let (qa, qb) = scan_cube_rev(
                 ra,
@@ -1371,12 +1405,24 @@ pub fn scan_bwd<F: Float>(
                 let lam = gy[i] * cv + mu;
                 yacc[i] += cv * hs[i];
                 let dh = pa[i] * hprev;
-                ddt[i] += lam * (a_n * dh + bv * uu[i]);
-                dus[i] += lam * bv;
-                d_a += lam * dt[i] * dh;
-                let r = rbase + padded(tid * items + i);
-                red_b[r] = lam * dt[i] * uu[i];
-                red_c[r] = gy[i] * hs[i];
+                if fold {
+                    // ddt's B u term summed over the states is u dus (added per chunk at
+                    // the end); uu is dt u here
+                    let ldh = lam * dh;
+                    ddt[i] += a_n * ldh;
+                    dus[i] += lam * bv;
+                    d_a += dt[i] * ldh;
+                    let r = rbase + padded(tid * items + i);
+                    red_b[r] = lam * uu[i];
+                    red_c[r] = gy[i] * hs[i];
+                } else {
+                    ddt[i] += lam * (a_n * dh + bv * uu[i]);
+                    dus[i] += lam * bv;
+                    d_a += lam * dt[i] * dh;
+                    let r = rbase + padded(tid * items + i);
+                    red_b[r] = lam * dt[i] * uu[i];
+                    red_c[r] = gy[i] * hs[i];
+                }
                 mu = pa[i] * lam;
             }
             // dA: summed over the plane first (one atomic per plane, not per unit)
@@ -1469,6 +1515,15 @@ pub fn scan_bwd<F: Float>(
                 du[bi * du.stride(0) + ch * du.stride(1) + t * du.stride(2)] =
                     F::cast_from(gy[i] * d_v + dt[i] * dus[i]);
                 let mut g = ddt[i];
+                // fold: uu holds dt u, so u is read again
+                let uv = if fold {
+                    f32::cast_from(u[u_row + t * u.stride(2)])
+                } else {
+                    uu[i]
+                };
+                if fold {
+                    g += uv * dus[i];
+                }
                 if delta_softplus {
                     let raw = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
                     if raw <= 20.0 {
@@ -1478,7 +1533,7 @@ pub fn scan_bwd<F: Float>(
                 ddelta[bi * ddelta.stride(0) + ch * ddelta.stride(1) + t * ddelta.stride(2)] =
                     F::cast_from(g);
                 d_bias += g;
-                d_d += gy[i] * uu[i];
+                d_d += gy[i] * uv;
                 if has_z {
                     let zv =
                         f32::cast_from(z[bi * z.stride(0) + ch * z.stride(1) + t * z.stride(2)]);
@@ -1486,7 +1541,7 @@ pub fn scan_bwd<F: Float>(
                         dy[bi * dy.stride(0) + ch * dy.stride(1) + t * dy.stride(2)],
                     );
                     let sg = 1.0f32 / (1.0f32 + f32::exp(-zv));
-                    let y = yacc[i] + d_v * uu[i];
+                    let y = yacc[i] + d_v * uv;
                     dz[bi * dz.stride(0) + ch * dz.stride(1) + t * dz.stride(2)] =
                         F::cast_from(dyv * y * sg * (1.0f32 + zv * (1.0f32 - sg)));
                 }

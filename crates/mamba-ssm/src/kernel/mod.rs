@@ -216,6 +216,32 @@ fn pair_states(table: Launch) -> bool {
     }
 }
 
+static FOLD_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// The backward's gradient loop variant: `Some(true)` runs `fold` (the B u term of
+/// d delta summed over the states once per step, as u dus, instead of per (step, state); dt u
+/// kept in place of u; the reverse composition's product taken from the forward one: four
+/// instructions fewer per (step, state)), `Some(false)` the default loop. `None` (default)
+/// follows `MAMBA_SSM_BWD=fold`, else the default loop. Not measured on a GPU yet, so off.
+pub fn set_backward_fold(mode: Option<bool>) {
+    FOLD_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+fn backward_fold() -> bool {
+    match FOLD_MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => std::env::var("MAMBA_SSM_BWD").is_ok_and(|v| v == "fold"),
+    }
+}
+
 fn use_plane(reported: bool) -> bool {
     match PLANE_MODE.load(Ordering::Relaxed) {
         1 => true,
@@ -614,6 +640,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             cfg.one_plane,
             saved,
             cfg.red_split,
+            cfg.fold,
             dtype.into(),
         );
     }
@@ -664,6 +691,8 @@ struct LaunchCfg {
     /// by one half, dC by the other) instead of both by the first `chunk` units
     /// (`MAMBA_SSM_RED_SPLIT=0|1`)
     red_split: bool,
+    /// backward: the `fold` gradient loop (`MAMBA_SSM_BWD=fold`, [`set_backward_fold`])
+    fold: bool,
     /// forward: two states per pass (one-plane launches with an even N only;
     /// `MAMBA_SSM_PAIR=0|1`, [`set_pair_states`])
     pair: bool,
@@ -777,6 +806,7 @@ impl LaunchCfg {
             pair: pair_env && one_plane,
             keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
             red_split: std::env::var("MAMBA_SSM_RED_SPLIT").is_ok_and(|v| v == "1"),
+            fold: backward && backward_fold(),
         }
     }
 }
