@@ -28,6 +28,38 @@ pub fn available() -> Vec<&'static str> {
     v
 }
 
+/// What Burn's autodiff keeps for the backward pass (`--checkpointing`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpointing {
+    /// Every intermediate a backward op needs is kept (`Autodiff<B>`).
+    #[default]
+    None,
+    /// Burn's `BalancedCheckpointing`: the outputs of memory-bound ops (element-wise work) are
+    /// recomputed in the backward pass instead of kept; less memory, some recomputation.
+    Balanced,
+}
+
+impl Checkpointing {
+    /// The lowercase name (`none`, `balanced`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Checkpointing::None => "none",
+            Checkpointing::Balanced => "balanced",
+        }
+    }
+}
+
 /// A backend chosen at run time.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -87,14 +119,73 @@ impl BackendKind {
     }
 }
 
+/// `$body` with `$B` bound to `Autodiff<$inner>` or `Autodiff<$inner, BalancedCheckpointing>`
+/// by the run-time [`Checkpointing`] `$ckpt` (used by [`with_backend!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_checkpointing {
+    ($ckpt:expr, $inner:ty, |$B:ident| $body:expr) => {
+        match $ckpt {
+            $crate::backend::Checkpointing::None => {
+                #[allow(dead_code)]
+                type $B = burn::backend::Autodiff<$inner>;
+                $body
+            }
+            $crate::backend::Checkpointing::Balanced => {
+                #[allow(dead_code)]
+                type $B = burn::backend::Autodiff<
+                    $inner,
+                    burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing,
+                >;
+                $body
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$B` bound to the autodiff backend of `$kind` and `$dev` to its default
-/// device; evaluates to `anyhow::Result<_>` (an error for a backend not compiled in).
+/// device; evaluates to `anyhow::Result<_>` (an error for a backend not compiled in). The form
+/// with a [`Checkpointing`] value picks the autodiff checkpointing strategy at run time (it
+/// compiles `$body` twice per backend, so only the training commands use it).
 ///
 /// ```ignore
 /// with_backend!(kind, |B, dev| train::<B>(&dev, &settings))
 /// ```
 #[macro_export]
 macro_rules! with_backend {
+    ($kind:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {{
+        #[allow(unreachable_patterns)]
+        match $kind {
+            #[cfg(feature = "ndarray")]
+            $crate::backend::BackendKind::Cpu => {
+                let $dev = burn::backend::ndarray::NdArrayDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    $crate::backend::Cpu,
+                    |$B| $body
+                ))
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::backend::BackendKind::Wgpu => {
+                let $dev = burn::backend::wgpu::WgpuDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    $crate::backend::Wgpu,
+                    |$B| $body
+                ))
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::BackendKind::Cuda => {
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    $crate::backend::Cuda,
+                    |$B| $body
+                ))
+            }
+            other => ::anyhow::Result::Err(other.not_compiled()),
+        }
+    }};
     ($kind:expr, |$B:ident, $dev:ident| $body:expr) => {{
         #[allow(unreachable_patterns)]
         match $kind {

@@ -221,6 +221,58 @@ pub fn build_info() -> serde_json::Value {
 /// scan and NdArray compute in f32; wgpu's half support depends on the adapter).
 #[macro_export]
 macro_rules! with_bench_backend {
+    ($kind:expr, $precision:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {{
+        use $crate::backend::BackendKind as __K;
+        use $crate::bench::Precision as __P;
+        #[allow(unreachable_patterns)]
+        match ($kind, $precision) {
+            #[cfg(feature = "ndarray")]
+            (__K::Cpu, __P::F32) => {
+                let $dev = burn::backend::ndarray::NdArrayDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    $crate::backend::Cpu,
+                    |$B| $body
+                ))
+            }
+            #[cfg(feature = "wgpu")]
+            (__K::Wgpu, __P::F32) => {
+                let $dev = burn::backend::wgpu::WgpuDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    $crate::backend::Wgpu,
+                    |$B| $body
+                ))
+            }
+            #[cfg(feature = "cuda")]
+            (__K::Cuda, __P::F32) => {
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    burn::backend::Cuda<f32>,
+                    |$B| $body
+                ))
+            }
+            #[cfg(feature = "cuda")]
+            (__K::Cuda, __P::Bf16) => {
+                let $dev = burn::backend::cuda::CudaDevice::default();
+                ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                    $ckpt,
+                    burn::backend::Cuda<burn::tensor::bf16>,
+                    |$B| $body
+                ))
+            }
+            (k, p) => ::anyhow::Result::Err(if !$crate::backend::available().contains(&k.name()) {
+                k.not_compiled()
+            } else {
+                ::anyhow::anyhow!(
+                    "precision {} is not available on backend {} (bf16 runs on cuda only)",
+                    p.name(),
+                    k.name()
+                )
+            }),
+        }
+    }};
     ($kind:expr, $precision:expr, |$B:ident, $dev:ident| $body:expr) => {{
         use $crate::backend::BackendKind as __K;
         use $crate::bench::Precision as __P;

@@ -486,6 +486,9 @@ impl Job<'_> {
             device: device.clone(),
             devices: devices.to_vec(),
         };
+        // The random initialisation of a fresh backbone (and of the head) draws from the
+        // backend's generator: seed it first, so that a run is reproducible from its seed.
+        B::seed(&device, self.train.map_or(7, |d| d.settings.seed));
         models::with_model::<B, _>(self.dir, init, &device, v)?
     }
 }

@@ -283,6 +283,49 @@ fn reproduce_writes_tables_with_the_first_stage_row() {
 }
 
 #[test]
+fn balanced_checkpointing_trains_the_same_model() {
+    // Burn's BalancedCheckpointing recomputes element-wise intermediates in the backward pass:
+    // a memory strategy, so the losses of every step (Mamba, with the custom scan op) must be
+    // those of a run that keeps everything. Both processes start from the same seed (the
+    // backbone's random initialisation included), so on the CPU they agree bit for bit.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    for ckpt in ["none", "balanced"] {
+        let dir = tmp.path().join(ckpt);
+        let (ok, _, err) = rankmamba(&[
+            "train",
+            "--model",
+            "mamba-tiny",
+            "--dataset",
+            "dl19",
+            "--steps",
+            "3",
+            "--max-length",
+            "48",
+            "--log-every",
+            "1",
+            "--checkpointing",
+            ckpt,
+            "--out",
+            s(&dir),
+        ]);
+        assert!(ok, "{err}");
+        let log = std::fs::read_to_string(dir.join("train.jsonl")).unwrap();
+        let l: Vec<f64> = log
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(l.len(), 3, "{log}");
+        losses.push(l);
+    }
+    assert_eq!(losses[0], losses[1]);
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (ok, _, err) = rankmamba(&[

@@ -100,6 +100,9 @@ pub struct TrainBench {
     pub warmup: usize,
     /// Timed steps.
     pub steps: usize,
+    /// Autodiff checkpointing strategy.
+    #[serde(default)]
+    pub checkpointing: crate::backend::Checkpointing,
 }
 
 /// Settings of `bench rerank`.

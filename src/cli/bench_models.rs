@@ -39,6 +39,10 @@ pub struct TrainArgs {
     /// Timed steps (median reported).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Autodiff checkpointing (`balanced`: element-wise intermediates recomputed in the
+    /// backward pass instead of kept).
+    #[arg(long, value_enum, default_value = "none")]
+    pub checkpointing: rankmamba::backend::Checkpointing,
     /// Print JSON (settings, build, rows) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -92,28 +96,30 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         len: a.len,
         warmup: a.warmup,
         steps: a.steps.max(1),
+        checkpointing: a.checkpointing,
     };
-    let rows = rankmamba::with_bench_backend!(a.backend, a.precision, |B, dev| {
-        a.models
-            .iter()
-            .map(|&m| {
-                eprintln!("bench train: {} ...", m.name());
-                let r = train_one::<B>(m, &s, &dev);
-                match (&r.error, r.timing, r.tokens_per_s) {
-                    (Some(e), _, _) => eprintln!("bench train: {} failed: {e}", m.name()),
-                    (None, Some(t), Some(tps)) => eprintln!(
-                        "bench train: {} {:.1} ms/step (median of {}), {:.0} tokens/s",
-                        m.name(),
-                        t.median_ms,
-                        t.reps,
-                        tps
-                    ),
-                    _ => {}
-                }
-                r
-            })
-            .collect::<Vec<_>>()
-    })?;
+    let rows =
+        rankmamba::with_bench_backend!(a.backend, a.precision, a.checkpointing, |B, dev| {
+            a.models
+                .iter()
+                .map(|&m| {
+                    eprintln!("bench train: {} ...", m.name());
+                    let r = train_one::<B>(m, &s, &dev);
+                    match (&r.error, r.timing, r.tokens_per_s) {
+                        (Some(e), _, _) => eprintln!("bench train: {} failed: {e}", m.name()),
+                        (None, Some(t), Some(tps)) => eprintln!(
+                            "bench train: {} {:.1} ms/step (median of {}), {:.0} tokens/s",
+                            m.name(),
+                            t.median_ms,
+                            t.reps,
+                            tps
+                        ),
+                        _ => {}
+                    }
+                    r
+                })
+                .collect::<Vec<_>>()
+        })?;
     rankmamba::bench::BenchOutput {
         bench: "train",
         backend: a.backend,
@@ -124,9 +130,10 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     .print(
         a.json,
         &format!(
-            "bench train: backend {} precision {}",
+            "bench train: backend {} precision {} checkpointing {}",
             a.backend.name(),
-            a.precision.name()
+            a.precision.name(),
+            a.checkpointing.name()
         ),
         &train_table(&rows, &s),
     )

@@ -68,6 +68,10 @@ pub struct Args {
     /// Write a train.jsonl line (loss, grad norm, lr, tokens/s) every N steps.
     #[arg(long, default_value_t = 10)]
     pub log_every: usize,
+    /// Autodiff checkpointing: `balanced` recomputes element-wise intermediates in the backward
+    /// pass instead of keeping them (less memory; see docs/burn-gpu-notes.md).
+    #[arg(long, value_enum, default_value = "none")]
+    pub checkpointing: rankmamba::backend::Checkpointing,
     /// List the named backbones and exit.
     #[arg(long)]
     pub list_models: bool,
@@ -145,7 +149,7 @@ pub fn run(a: Args) -> Result<()> {
         run_name: a.model.clone(),
         pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
     };
-    let (_, report) = with_backend!(a.backend, |B, dev| job
+    let (_, report) = with_backend!(a.backend, a.checkpointing, |B, dev| job
         .run_on::<B>(&init, &replica_devices(&dev, a.backend, &devices)))??;
     let json = serde_json::json!({"settings": settings, "dataset": a.dataset, "report": report});
     let path = out.join("train_report.json");
