@@ -26,8 +26,14 @@ run() { # run NAME LIMIT CMD...
   local name=$1 limit=$2; shift 2
   if [ $((SECONDS + limit)) -gt "$BUDGET" ]; then echo "SKIPPED (budget): $name"; return 0; fi
   echo "== [$SECONDS s] $name: $*"
+  # peak device memory of the run (GPU 0, sampled every 200 ms; cubecl's pools keep what they
+  # reserved, so this is the high-water mark of the process)
+  nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$OUT/logs/$name.mem" 2>/dev/null &
+  local sampler=$!
   timeout "$limit" "$@" >"$OUT/logs/$name.out" 2>"$OUT/logs/$name.log"
-  echo "rc=$? at $SECONDS s"
+  local rc=$?
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+  echo "rc=$rc at $SECONDS s, peak GPU 0 memory $(sort -n "$OUT/logs/$name.mem" | tail -1) MiB"
   grep -E "ms/step|failed|panicked at" "$OUT/logs/$name.log" | cut -c1-200 | sort | uniq -c | tail -3
   grep -E "^\|" "$OUT/logs/$name.out" | tail -8
 }
