@@ -676,6 +676,9 @@ pub struct ModelResult {
     pub model: String,
     /// Where its backbone came from.
     pub source: String,
+    /// The peak learning rate it was trained with (`None` without training). The preset's
+    /// `train.lr` is not used by `reproduce`: `lr_pretrained` / `lr_scratch` decide.
+    pub lr: Option<f64>,
     /// Measurements.
     pub report: JobReport,
 }
@@ -786,6 +789,7 @@ where
             results.push(ModelResult {
                 model: m.clone(),
                 source: card.source,
+                lr: data.as_ref().map(|d| d.settings.lr),
                 report,
             });
         }

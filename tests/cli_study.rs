@@ -275,6 +275,10 @@ fn reproduce_writes_tables_with_the_first_stage_row() {
     }
     let got = task["comparison"]["cells"][0][0]["mean"].as_f64().unwrap();
     assert!((got - ndcg10(&qrels, &six)).abs() < 1e-12, "{got}");
+    // Both models start from random weights: trained with the preset's lr_scratch (1e-3).
+    for (i, m) in task["models"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(m["lr"].as_f64(), Some(1e-3), "model {i}: {m}");
+    }
     for m in ["mamba-tiny", "pythia-tiny"] {
         let dir = out.join("dl20-to-dl19").join(m);
         assert!(dir.join("run.trec").is_file() && dir.join("cross_encoder.mpk").is_file());
