@@ -1515,14 +1515,11 @@ pub fn scan_bwd<F: Float>(
                 du[bi * du.stride(0) + ch * du.stride(1) + t * du.stride(2)] =
                     F::cast_from(gy[i] * d_v + dt[i] * dus[i]);
                 let mut g = ddt[i];
-                // fold: uu holds dt u, so u is read again
-                let uv = if fold {
-                    f32::cast_from(u[u_row + t * u.stride(2)])
-                } else {
-                    uu[i]
-                };
                 if fold {
-                    g += uv * dus[i];
+                    // uu holds dt u, so u is read again: d delta's B u term, and dD's
+                    let uf = f32::cast_from(u[u_row + t * u.stride(2)]);
+                    g += uf * dus[i];
+                    d_d += gy[i] * uf;
                 }
                 if delta_softplus {
                     let raw = f32::cast_from(delta[d_row + t * delta.stride(2)]) + bias_v;
@@ -1533,7 +1530,9 @@ pub fn scan_bwd<F: Float>(
                 ddelta[bi * ddelta.stride(0) + ch * ddelta.stride(1) + t * ddelta.stride(2)] =
                     F::cast_from(g);
                 d_bias += g;
-                d_d += gy[i] * uv;
+                if !fold {
+                    d_d += gy[i] * uu[i];
+                }
                 if has_z {
                     let zv =
                         f32::cast_from(z[bi * z.stride(0) + ch * z.stride(1) + t * z.stride(2)]);
@@ -1541,7 +1540,11 @@ pub fn scan_bwd<F: Float>(
                         dy[bi * dy.stride(0) + ch * dy.stride(1) + t * dy.stride(2)],
                     );
                     let sg = 1.0f32 / (1.0f32 + f32::exp(-zv));
-                    let y = yacc[i] + d_v * uv;
+                    let y = if fold {
+                        yacc[i] + d_v * f32::cast_from(u[u_row + t * u.stride(2)])
+                    } else {
+                        yacc[i] + d_v * uu[i]
+                    };
                     dz[bi * dz.stride(0) + ch * dz.stride(1) + t * dz.stride(2)] =
                         F::cast_from(dyv * y * sg * (1.0f32 + zv * (1.0f32 - sg)));
                 }
