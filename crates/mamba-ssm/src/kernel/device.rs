@@ -368,6 +368,67 @@ fn compose_staged(
     (ga, gb)
 }
 
+/// [`compose_staged`] (B from the staged chunk at `off`) when `stage`, else [`compose_steps`]
+/// (B_n from global; state n + 1 with `next`).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn compose<F: Float>(
+    st_b: &SharedMemory<f32>,
+    off: usize,
+    bm: &Tensor<F>,
+    bc_row: usize,
+    n: usize,
+    start: usize,
+    tid: usize,
+    len: usize,
+    a_n: f32,
+    dt: &Array<f32>,
+    uu: &Array<f32>,
+    pa: &mut Array<f32>,
+    pb: &mut Array<f32>,
+    bvs: &mut Array<f32>,
+    #[comptime] items: usize,
+    #[comptime] stage: bool,
+    #[comptime] next: bool,
+    #[comptime] dtu: bool,
+) -> (f32, f32) {
+    if stage {
+        compose_staged(st_b, off, tid * items, a_n, dt, uu, pa, pb, bvs, items, dtu)
+    } else if next {
+        compose_steps(
+            bm,
+            bc_row,
+            n + 1,
+            start + tid * items,
+            len,
+            a_n,
+            dt,
+            uu,
+            pa,
+            pb,
+            bvs,
+            items,
+            dtu,
+        )
+    } else {
+        compose_steps(
+            bm,
+            bc_row,
+            n,
+            start + tid * items,
+            len,
+            a_n,
+            dt,
+            uu,
+            pa,
+            pb,
+            bvs,
+            items,
+            dtu,
+        )
+    }
+}
+
 /// Forward selective scan. One cube per (batch, group, block of `chans` channels), each
 /// channel a segment of `cube_units` units (whole planes); the sequence in chunks of
 /// `cube_units` x `items` steps, each unit owning `items` consecutive steps. Per state: the
@@ -553,68 +614,14 @@ pub fn scan_fwd<F: Float>(
                         pf,
                     );
                 }
-                let (ga0, gb0) = if stage {
-                    compose_staged(
-                        &st_b,
-                        off0,
-                        tid * items,
-                        a_0,
-                        &dt,
-                        &uu,
-                        &mut pa,
-                        &mut pb,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                } else {
-                    compose_steps(
-                        bm,
-                        bc_row,
-                        n,
-                        start + tid * items,
-                        slot_len,
-                        a_0,
-                        &dt,
-                        &uu,
-                        &mut pa,
-                        &mut pb,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                };
-                let (ga1, gb1) = if stage {
-                    compose_staged(
-                        &st_b,
-                        off1,
-                        tid * items,
-                        a_1,
-                        &dt,
-                        &uu,
-                        &mut pa1,
-                        &mut pb1,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                } else {
-                    compose_steps(
-                        bm,
-                        bc_row,
-                        n + 1,
-                        start + tid * items,
-                        slot_len,
-                        a_1,
-                        &dt,
-                        &uu,
-                        &mut pa1,
-                        &mut pb1,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                };
+                let (ga0, gb0) = compose(
+                    &st_b, off0, bm, bc_row, n, start, tid, slot_len, a_0, &dt, &uu, &mut pa,
+                    &mut pb, &mut bvs, items, stage, false, false,
+                );
+                let (ga1, gb1) = compose(
+                    &st_b, off1, bm, bc_row, n, start, tid, slot_len, a_1, &dt, &uu, &mut pa1,
+                    &mut pb1, &mut bvs, items, stage, true, false,
+                );
                 let (sa0, sb0, sa1, sb1) = scan_lane2(ga0, gb0, ga1, gb1, cube_units);
                 let h_end0 = sa0 * h0_0 + sb0;
                 let h_end1 = sa1 * h0_1 + sb1;
@@ -688,38 +695,10 @@ pub fn scan_fwd<F: Float>(
                         bm, cm, bc_row, cc_row, nn, ns, len, &mut nb, &mut nc, chunk, threads, pf,
                     );
                 }
-                let (ga, gb) = if stage {
-                    compose_staged(
-                        &st_b,
-                        off,
-                        tid * items,
-                        a_n,
-                        &dt,
-                        &uu,
-                        &mut pa,
-                        &mut pb,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                } else {
-                    // this unit's steps, composed
-                    compose_steps(
-                        bm,
-                        bc_row,
-                        n,
-                        start + tid * items,
-                        slot_len,
-                        a_n,
-                        &dt,
-                        &uu,
-                        &mut pa,
-                        &mut pb,
-                        &mut bvs,
-                        items,
-                        false,
-                    )
-                };
+                let (ga, gb) = compose(
+                    &st_b, off, bm, bc_row, n, start, tid, slot_len, a_n, &dt, &uu, &mut pa,
+                    &mut pb, &mut bvs, items, stage, false, false,
+                );
                 let (sa, sb) = scan_cube(
                     ga,
                     gb,
@@ -1262,37 +1241,10 @@ pub fn scan_bwd<F: Float>(
             if c > 0 && active {
                 h0 = ckpt[ck_row + c * n_state + n];
             }
-            let (ga, gb) = if stage_bwd {
-                compose_staged(
-                    &st_b,
-                    off,
-                    tid * items,
-                    a_n,
-                    &dt,
-                    &uu,
-                    &mut pa,
-                    &mut pb,
-                    &mut bvs,
-                    items,
-                    fold,
-                )
-            } else {
-                compose_steps(
-                    bm,
-                    bc_row,
-                    n,
-                    start + tid * items,
-                    slot_len,
-                    a_n,
-                    &dt,
-                    &uu,
-                    &mut pa,
-                    &mut pb,
-                    &mut bvs,
-                    items,
-                    fold,
-                )
-            };
+            let (ga, gb) = compose(
+                &st_b, off, bm, bc_row, n, start, tid, slot_len, a_n, &dt, &uu, &mut pa, &mut pb,
+                &mut bvs, items, stage_bwd, false, fold,
+            );
             let (sa, sb) = scan_cube(
                 ga,
                 gb,
