@@ -119,17 +119,22 @@ impl BackendKind {
     }
 }
 
-/// `$body` with `$B` bound to `Autodiff<$inner>` or `Autodiff<$inner, BalancedCheckpointing>`
-/// by the run-time [`Checkpointing`] `$ckpt` (used by [`with_backend!`]).
+/// `$body` with `$B` bound to `Autodiff<$inner>` (selector `none`, fixed when the macro is
+/// expanded) or, for a run-time [`Checkpointing`] value, to `Autodiff<$inner>` or
+/// `Autodiff<$inner, BalancedCheckpointing>` (used by [`with_backend!`] and
+/// `with_bench_backend!`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __with_checkpointing {
+    (none, $inner:ty, |$B:ident| $body:expr) => {{
+        #[allow(dead_code)]
+        type $B = burn::backend::Autodiff<$inner>;
+        $body
+    }};
     ($ckpt:expr, $inner:ty, |$B:ident| $body:expr) => {
         match $ckpt {
             $crate::backend::Checkpointing::None => {
-                #[allow(dead_code)]
-                type $B = burn::backend::Autodiff<$inner>;
-                $body
+                $crate::__with_checkpointing!(none, $inner, |$B| $body)
             }
             $crate::backend::Checkpointing::Balanced => {
                 #[allow(dead_code)]
@@ -153,7 +158,7 @@ macro_rules! __with_checkpointing {
 /// ```
 #[macro_export]
 macro_rules! with_backend {
-    ($kind:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {{
+    (@arms $kind:expr, $ckpt:tt, |$B:ident, $dev:ident| $body:expr) => {{
         #[allow(unreachable_patterns)]
         match $kind {
             #[cfg(feature = "ndarray")]
@@ -186,31 +191,10 @@ macro_rules! with_backend {
             other => ::anyhow::Result::Err(other.not_compiled()),
         }
     }};
-    ($kind:expr, |$B:ident, $dev:ident| $body:expr) => {{
-        #[allow(unreachable_patterns)]
-        match $kind {
-            #[cfg(feature = "ndarray")]
-            $crate::backend::BackendKind::Cpu => {
-                #[allow(dead_code)]
-                type $B = burn::backend::Autodiff<$crate::backend::Cpu>;
-                let $dev = burn::backend::ndarray::NdArrayDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            #[cfg(feature = "wgpu")]
-            $crate::backend::BackendKind::Wgpu => {
-                #[allow(dead_code)]
-                type $B = burn::backend::Autodiff<$crate::backend::Wgpu>;
-                let $dev = burn::backend::wgpu::WgpuDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            #[cfg(feature = "cuda")]
-            $crate::backend::BackendKind::Cuda => {
-                #[allow(dead_code)]
-                type $B = burn::backend::Autodiff<$crate::backend::Cuda>;
-                let $dev = burn::backend::cuda::CudaDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            other => ::anyhow::Result::Err(other.not_compiled()),
-        }
-    }};
+    ($kind:expr, |$B:ident, $dev:ident| $body:expr) => {
+        $crate::with_backend!(@arms $kind, none, |$B, $dev| $body)
+    };
+    ($kind:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {
+        $crate::with_backend!(@arms $kind, $ckpt, |$B, $dev| $body)
+    };
 }

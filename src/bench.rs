@@ -218,10 +218,12 @@ pub fn build_info() -> serde_json::Value {
 
 /// Runs `$body` with `$B` bound to the autodiff backend of (`$kind`, `$precision`) and `$dev` to
 /// its default device; evaluates to `anyhow::Result<_>`. bf16 exists on CUDA only (the CPU
-/// scan and NdArray compute in f32; wgpu's half support depends on the adapter).
+/// scan and NdArray compute in f32; wgpu's half support depends on the adapter). As with
+/// [`with_backend!`](crate::with_backend), a form with a [`Checkpointing`](crate::backend::Checkpointing)
+/// value picks the autodiff checkpointing strategy at run time.
 #[macro_export]
 macro_rules! with_bench_backend {
-    ($kind:expr, $precision:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {{
+    (@arms $kind:expr, $precision:expr, $ckpt:tt, |$B:ident, $dev:ident| $body:expr) => {{
         use $crate::backend::BackendKind as __K;
         use $crate::bench::Precision as __P;
         #[allow(unreachable_patterns)]
@@ -273,46 +275,12 @@ macro_rules! with_bench_backend {
             }),
         }
     }};
-    ($kind:expr, $precision:expr, |$B:ident, $dev:ident| $body:expr) => {{
-        use $crate::backend::BackendKind as __K;
-        use $crate::bench::Precision as __P;
-        #[allow(unreachable_patterns)]
-        match ($kind, $precision) {
-            #[cfg(feature = "ndarray")]
-            (__K::Cpu, __P::F32) => {
-                type $B = burn::backend::Autodiff<$crate::backend::Cpu>;
-                let $dev = burn::backend::ndarray::NdArrayDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            #[cfg(feature = "wgpu")]
-            (__K::Wgpu, __P::F32) => {
-                type $B = burn::backend::Autodiff<$crate::backend::Wgpu>;
-                let $dev = burn::backend::wgpu::WgpuDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            #[cfg(feature = "cuda")]
-            (__K::Cuda, __P::F32) => {
-                type $B = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
-                let $dev = burn::backend::cuda::CudaDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            #[cfg(feature = "cuda")]
-            (__K::Cuda, __P::Bf16) => {
-                type $B = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::bf16>>;
-                let $dev = burn::backend::cuda::CudaDevice::default();
-                ::anyhow::Result::Ok($body)
-            }
-            (k, p) => ::anyhow::Result::Err(if !$crate::backend::available().contains(&k.name()) {
-                k.not_compiled()
-            } else {
-                ::anyhow::anyhow!(
-                    "precision {} is not available on backend {} (bf16 runs on cuda only)",
-                    p.name(),
-                    k.name()
-                )
-            }),
-        }
-    }};
+    ($kind:expr, $precision:expr, |$B:ident, $dev:ident| $body:expr) => {
+        $crate::with_bench_backend!(@arms $kind, $precision, none, |$B, $dev| $body)
+    };
+    ($kind:expr, $precision:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {
+        $crate::with_bench_backend!(@arms $kind, $precision, $ckpt, |$B, $dev| $body)
+    };
 }
 
 #[cfg(test)]
