@@ -13,6 +13,10 @@ dir=$(mktemp -d)
 mkdir -p "$OUT"
 # cubecl reads cubecl.toml from the working directory or a parent
 printf '[profiling.logger]\nlevel = "basic"\nfile = "%s/prof.log"\nappend = false\n' "$dir" >"$dir/cubecl.toml"
+# MEMLOG=basic|full also logs the memory pools' events (new pages, cleanups) into the same file
+if [ -n "${MEMLOG:-}" ]; then
+  printf '[memory.logger]\nlevel = "%s"\nfile = "%s/prof.log"\nappend = false\n' "$MEMLOG" "$dir" >>"$dir/cubecl.toml"
+fi
 (cd "$dir" && timeout "$limit" "$BIN" bench train --backend cuda "$@" >out.txt 2>err.txt)
 echo "rc=$? ($name: $*)"
 grep -E "ms/step|failed|panicked" "$dir/err.txt" | cut -c1-200 | head -3
