@@ -5,7 +5,8 @@
 //! [--grid=b,d,l,n;...]`
 //! (build with `--features cuda` or `--features wgpu`). The kernel's launch settings come from
 //! the environment: `MAMBA_SSM_CHANS_FWD`, `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`,
-//! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=fold`, ... (see `mamba_ssm::kernel`).
+//! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain` (the backward without `fold`), ... (see
+//! `mamba_ssm::kernel`).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
 //! launch, about 10 us).
 

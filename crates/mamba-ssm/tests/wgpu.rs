@@ -91,7 +91,8 @@ fn backward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     check_backward(false);
 }
 
-/// The same for the backward's `fold` gradient loop (`MAMBA_SSM_BWD=fold`).
+/// The same for the backward's `fold` gradient loop (the default; the test above runs the
+/// plain loop).
 #[test]
 fn backward_fold_kernel_matches_pytorch_float64_on_both_scan_paths() {
     check_backward(true);

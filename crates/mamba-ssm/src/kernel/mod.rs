@@ -221,8 +221,10 @@ static FOLD_MODE: AtomicU8 = AtomicU8::new(0);
 /// The backward's gradient loop variant: `Some(true)` runs `fold` (the B u term of
 /// d delta summed over the states once per step, as u dus, instead of per (step, state); dt u
 /// kept in place of u; the reverse composition's product taken from the forward one: four
-/// instructions fewer per (step, state)), `Some(false)` the default loop. `None` (default)
-/// follows `MAMBA_SSM_BWD=fold`, else the default loop. Not measured on a GPU yet, so off.
+/// instructions fewer per (step, state)), `Some(false)` the plain loop. `None` (default)
+/// runs `fold` unless `MAMBA_SSM_BWD=plain`. On the H200 `fold` took 1.0-3.4% off the
+/// forward + backward at L 512-8192 (fp32 and bf16) and was even at L 128 fp32
+/// (docs/kernel-notes.md, session 5 call A), so it is the default.
 pub fn set_backward_fold(mode: Option<bool>) {
     FOLD_MODE.store(
         match mode {
@@ -238,7 +240,7 @@ fn backward_fold() -> bool {
     match FOLD_MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => std::env::var("MAMBA_SSM_BWD").is_ok_and(|v| v == "fold"),
+        _ => !std::env::var("MAMBA_SSM_BWD").is_ok_and(|v| v == "plain"),
     }
 }
 
@@ -691,7 +693,8 @@ struct LaunchCfg {
     /// by one half, dC by the other) instead of both by the first `chunk` units
     /// (`MAMBA_SSM_RED_SPLIT=0|1`)
     red_split: bool,
-    /// backward: the `fold` gradient loop (`MAMBA_SSM_BWD=fold`, [`set_backward_fold`])
+    /// backward: the `fold` gradient loop (the default; `MAMBA_SSM_BWD=plain` turns it off,
+    /// [`set_backward_fold`])
     fold: bool,
     /// forward: two states per pass (one-plane launches with an even N only;
     /// `MAMBA_SSM_PAIR=0|1`, [`set_pair_states`])
