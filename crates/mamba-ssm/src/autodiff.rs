@@ -1,6 +1,7 @@
 //! `Autodiff<B>`: the scan is one node of Burn's graph whose backward calls the inner
 //! backend's hand-written backward (`SelectiveScanBackend::selective_scan_backward`), instead
-//! of differentiating a loop of tensor ops.
+//! of differentiating a loop of tensor ops. The causal convolution likewise
+//! (`SelectiveScanBackend::causal_conv1d_backward`).
 
 use crate::SelectiveScanBackend;
 use crate::input::{ScanGrads, ScanInputs, ScanOutput};
@@ -75,7 +76,91 @@ fn inner_inputs<B: SelectiveScanBackend, C: CheckpointStrategy>(
     }
 }
 
+#[derive(Debug)]
+struct CausalConvOp;
+
+/// The convolution's inputs on the inner backend and the SiLU flag.
+type ConvState<B> = (Tensor<B, 3>, Tensor<B, 2>, Option<Tensor<B, 1>>, bool);
+
+/// Parents, in order: x, weight, bias.
+impl<B: SelectiveScanBackend> Backward<B, 3> for CausalConvOp {
+    type State = ConvState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let dy = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dy));
+        let (x, weight, bias, silu) = ops.state;
+        let (dx, dw, db) = B::causal_conv1d_backward(x, weight, bias, silu, dy);
+        let outgoing: [Option<TensorPrimitive<B>>; 3] = [
+            Some(dx.into_primitive()),
+            Some(dw.into_primitive()),
+            db.map(Tensor::into_primitive),
+        ];
+        for (node, g) in ops.parents.into_iter().zip(outgoing) {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<B>(node.id, g.tensor());
+            }
+        }
+    }
+}
+
 impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Autodiff<B, C> {
+    fn causal_conv1d(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+    ) -> Tensor<Self, 3> {
+        let device = x.device();
+        let nodes = [
+            x.clone().into_primitive().tensor().node,
+            weight.clone().into_primitive().tensor().node,
+            bias.as_ref().map_or_else(
+                // an untracked leaf stands in for an absent bias
+                || {
+                    Tensor::<Self, 1>::zeros([1], &device)
+                        .into_primitive()
+                        .tensor()
+                        .node
+                },
+                |b| b.clone().into_primitive().tensor().node,
+            ),
+        ];
+        let (x, weight, bias) = (x.inner(), weight.inner(), bias.map(Tensor::inner));
+        let y = match CausalConvOp.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::causal_conv1d(x.clone(), weight.clone(), bias.clone(), silu);
+                prep.finish((x, weight, bias, silu), y.into_primitive().tensor())
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::causal_conv1d(x, weight, bias, silu).into_primitive().tensor())
+            }
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(y))
+    }
+
+    fn causal_conv1d_backward(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        // no double backward: run the inner backend's backward untracked
+        let (dx, dw, db) = B::causal_conv1d_backward(
+            x.inner(),
+            weight.inner(),
+            bias.map(Tensor::inner),
+            silu,
+            dy.inner(),
+        );
+        (
+            Tensor::from_inner(dx),
+            Tensor::from_inner(dw),
+            db.map(Tensor::from_inner),
+        )
+    }
+
     fn selective_scan(inp: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
         let device = inp.u.device();
         // an untracked leaf stands in for absent optional inputs

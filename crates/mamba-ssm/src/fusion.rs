@@ -1,7 +1,7 @@
 //! `SelectiveScanBackend` for Burn's `Fusion<B>` (what `burn::backend::{Wgpu, Cuda}` are with
 //! Burn's `fusion` feature): the scan and its backward are registered in the fusion stream as
 //! custom operations, executed by the inner backend's kernels (they are not fused with their
-//! neighbours).
+//! neighbours). The causal convolution and its backward likewise.
 
 use crate::SelectiveScanBackend;
 use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
@@ -189,7 +189,121 @@ fn forward<B: FusionBackend + SelectiveScanBackend>(
     )
 }
 
+/// The causal convolution (`backward: false`; inputs x, weight, then bias when present;
+/// output y) or its backward (inputs x, weight, bias when present, dy; outputs dx, dweight,
+/// then dbias when present), run by the inner backend.
+#[derive(Clone, Debug)]
+struct ConvOp<B> {
+    desc: CustomOpIr,
+    has_bias: bool,
+    silu: bool,
+    backward: bool,
+    _b: PhantomData<B>,
+}
+
+impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for ConvOp<B> {
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
+    ) {
+        let mut prims = self
+            .desc
+            .inputs
+            .iter()
+            .map(|t| handles.get_float_tensor::<B>(t))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut next = || prims.next().expect("operation inputs");
+        let x: Tensor<B, 3> = tensor(next());
+        let weight: Tensor<B, 2> = tensor(next());
+        let bias: Option<Tensor<B, 1>> = self.has_bias.then(|| tensor(next()));
+        let outs: Vec<B::FloatTensorPrimitive> = if self.backward {
+            let dy = tensor(next());
+            let (dx, dw, db) = B::causal_conv1d_backward(x, weight, bias, self.silu, dy);
+            let mut v = vec![prim(dx), prim(dw)];
+            v.extend(db.map(prim));
+            v
+        } else {
+            vec![prim(B::causal_conv1d(x, weight, bias, self.silu))]
+        };
+        for (ir, t) in self.desc.outputs.iter().zip(outs) {
+            handles.register_float_tensor::<B>(&ir.id, t);
+        }
+    }
+}
+
 impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B> {
+    fn causal_conv1d(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+    ) -> Tensor<Self, 3> {
+        let shape = Shape::from(x.dims());
+        let dtype = x.dtype();
+        let has_bias = bias.is_some();
+        let mut prims = vec![prim(x), prim(weight)];
+        prims.extend(bias.map(prim));
+        let client = prims[0].client.clone();
+        let streams = OperationStreams::with_inputs(prims.iter());
+        let out = TensorIr::uninit(client.create_empty_handle(), shape, dtype);
+        let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
+        let desc = CustomOpIr::new("mamba_ssm_causal_conv1d", &inputs, &[out]);
+        let op = ConvOp::<B> {
+            desc: desc.clone(),
+            has_bias,
+            silu,
+            backward: false,
+            _b: PhantomData,
+        };
+        let mut outs = client
+            .register(streams, OperationIr::Custom(desc), op)
+            .into_iter();
+        tensor(outs.next().expect("y"))
+    }
+
+    fn causal_conv1d_backward(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        let x_shape = Shape::from(x.dims());
+        let w_shape = Shape::from(weight.dims());
+        // each gradient in its input's dtype (the inner backend casts them back)
+        let (dt_x, dt_w) = (x.dtype(), weight.dtype());
+        let b_meta = bias.as_ref().map(|b| (Shape::from(b.dims()), b.dtype()));
+        let mut prims = vec![prim(x), prim(weight)];
+        prims.extend(bias.map(prim));
+        prims.push(prim(dy));
+        let client = prims[0].client.clone();
+        let streams = OperationStreams::with_inputs(prims.iter());
+        let out = |shape: Shape, dtype: DType| {
+            TensorIr::uninit(client.create_empty_handle(), shape, dtype)
+        };
+        let mut outputs = vec![out(x_shape, dt_x), out(w_shape, dt_w)];
+        let has_bias = b_meta.is_some();
+        outputs.extend(b_meta.map(|(s, d)| out(s, d)));
+        let inputs: Vec<TensorIr> = prims.into_iter().map(|t| t.into_ir()).collect();
+        let desc = CustomOpIr::new("mamba_ssm_causal_conv1d_backward", &inputs, &outputs);
+        let op = ConvOp::<B> {
+            desc: desc.clone(),
+            has_bias,
+            silu,
+            backward: true,
+            _b: PhantomData,
+        };
+        let mut outs = client
+            .register(streams, OperationIr::Custom(desc), op)
+            .into_iter();
+        let mut next = || outs.next().expect("gradient");
+        let dx = tensor(next());
+        let dw = tensor(next());
+        let db = has_bias.then(|| tensor(next()));
+        (dx, dw, db)
+    }
+
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
         forward(inputs, return_last_state, false).0
     }

@@ -37,6 +37,16 @@ pub enum ScanError {
         /// d_inner.
         dim: usize,
     },
+    /// An input of `causal_conv1d` has the wrong shape (or a zero size).
+    #[error("causal_conv1d: {tensor} has shape {got:?}, expected {expected}")]
+    ConvShape {
+        /// Name of the tensor (x, weight, bias, dy).
+        tensor: &'static str,
+        /// Its shape.
+        got: Vec<usize>,
+        /// What was expected.
+        expected: String,
+    },
 }
 
 /// Inputs of `selective_scan`, with the semantics of the official

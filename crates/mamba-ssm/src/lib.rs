@@ -30,6 +30,7 @@
 //! ```
 
 mod autodiff;
+pub mod conv;
 pub mod cpu;
 #[cfg(feature = "fusion")]
 mod fusion;
@@ -39,14 +40,18 @@ mod input;
 pub mod kernel;
 pub mod reference;
 
+pub use conv::{causal_conv1d, causal_conv1d_backward};
 pub use input::{Dims, ScanError, ScanGrads, ScanInputs, ScanOutput};
 
 use burn::tensor::{Tensor, backend::Backend};
 
-/// A backend that can run the selective scan, forward and backward.
+/// A backend that carries Mamba's fused operations, forward and backward: the selective scan
+/// and the depthwise causal convolution (with SiLU fused).
 ///
-/// Implemented for `NdArray` (the fast CPU scan) and for `Autodiff<B>` of any implementor
-/// (custom backward). Shapes reaching these methods are validated by [`selective_scan`].
+/// Implemented for `NdArray` (the fast CPU scan), for `Autodiff<B>` of any implementor
+/// (custom backward, one graph node per operation), and with the `cubecl` / `fusion` features
+/// for `CubeBackend` (cubecl kernels) and `Fusion<B>`. Shapes reaching these methods are
+/// validated by [`selective_scan`] and [`causal_conv1d`].
 pub trait SelectiveScanBackend: Backend {
     /// The forward scan.
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self>;
@@ -83,6 +88,35 @@ pub trait SelectiveScanBackend: Backend {
     ) -> ScanGrads<Self> {
         let _ = saved;
         Self::selective_scan_backward(inputs, dy)
+    }
+
+    /// The depthwise causal convolution `y[b, c, t] = act(bias[c] + sum_j weight[c, j] *
+    /// x[b, c, t - (k - 1) + j])` (`x` zero before position 0; `act` = SiLU when `silu`, else
+    /// the identity). `x`: `[batch, d, L]`, `weight`: `[d, k]`, `bias`: `[d]`; the output is
+    /// `[batch, d, L]` in `x`'s dtype. Default: Burn tensor ops (`k` shifted multiply-adds,
+    /// [`conv::causal_conv1d_tensor_ops`]).
+    fn causal_conv1d(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+    ) -> Tensor<Self, 3> {
+        conv::causal_conv1d_tensor_ops(x, weight, bias, silu)
+    }
+
+    /// Gradients of a loss through [`SelectiveScanBackend::causal_conv1d`] given `dy` =
+    /// dLoss/dy: `(dx, dweight, dbias)` in the dtypes of `x`, `weight` and `bias` (`dbias` is
+    /// `None` without a bias). Default: Burn tensor ops
+    /// ([`conv::causal_conv1d_backward_tensor_ops`]).
+    #[allow(clippy::type_complexity)]
+    fn causal_conv1d_backward(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        conv::causal_conv1d_backward_tensor_ops(x, weight, bias, silu, dy)
     }
 }
 

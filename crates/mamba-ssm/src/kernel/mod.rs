@@ -274,6 +274,19 @@ fn as_dtype<B: burn::tensor::backend::Backend, const D: usize>(
     }
 }
 
+/// `t` with unit stride along its last dimension (L), copied when it is not. The kernels walk
+/// L with consecutive units on consecutive steps, so a strided L (a transposed view, e.g. the
+/// gradient of `out_proj`'s input, `[b, L, d]` swapped to `[b, d, L]`) would cost one memory
+/// transaction per element instead of one per 32.
+fn unit_stride_l<R: CubeRuntime>(t: CubeTensor<R>) -> CubeTensor<R> {
+    let rank = t.meta.num_dims();
+    if t.meta.shape()[rank - 1] <= 1 || t.meta.strides()[rank - 1] == 1 {
+        t
+    } else {
+        burn_cubecl::kernel::into_contiguous(t)
+    }
+}
+
 /// The inputs as cube tensors. Absent optional inputs are replaced by `u`: the kernels do
 /// not read them (their flags are off), but every launch argument must be a tensor.
 struct KernelInputs<R: CubeRuntime> {
@@ -303,19 +316,19 @@ impl<R: CubeRuntime> KernelInputs<R> {
         // the kernels read every input with u's storage type: cast the others (e.g. f32
         // weights with bf16 activations; a no-op when the dtypes agree)
         let dtype = inputs.u.dtype();
-        let u = prim(inputs.u);
+        let u = unit_stride_l(prim(inputs.u));
         KernelInputs {
-            delta: as_dtype(inputs.delta, dtype),
+            delta: unit_stride_l(as_dtype(inputs.delta, dtype)),
             a: as_dtype(inputs.a, dtype),
-            b: as_dtype(inputs.b, dtype),
-            c: as_dtype(inputs.c, dtype),
+            b: unit_stride_l(as_dtype(inputs.b, dtype)),
+            c: unit_stride_l(as_dtype(inputs.c, dtype)),
             d: inputs
                 .d
                 .map(|t| as_dtype(t, dtype))
                 .unwrap_or_else(|| u.clone()),
             z: inputs
                 .z
-                .map(|t| as_dtype(t, dtype))
+                .map(|t| unit_stride_l(as_dtype(t, dtype)))
                 .unwrap_or_else(|| u.clone()),
             bias: inputs
                 .delta_bias
@@ -549,7 +562,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         has_bias,
         softplus,
     } = KernelInputs::new(inputs);
-    let dy: CubeTensor<R> = as_dtype(dy, dtype);
+    let dy: CubeTensor<R> = unit_stride_l(as_dtype(dy, dtype));
 
     let client = u.client.clone();
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
