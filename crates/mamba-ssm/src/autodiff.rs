@@ -132,9 +132,11 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
                 let y = B::causal_conv1d(x.clone(), weight.clone(), bias.clone(), silu);
                 prep.finish((x, weight, bias, silu), y.into_primitive().tensor())
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::causal_conv1d(x, weight, bias, silu).into_primitive().tensor())
-            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                B::causal_conv1d(x, weight, bias, silu)
+                    .into_primitive()
+                    .tensor(),
+            ),
         };
         Tensor::from_primitive(TensorPrimitive::Float(y))
     }

@@ -10,7 +10,10 @@ use crate::{ScanError, SelectiveScanBackend};
 use burn::tensor::{Tensor, activation, backend::Backend};
 
 /// `t` in `dtype` (a no-op when it already is).
-fn cast_to<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: burn::tensor::DType) -> Tensor<B, D> {
+fn cast_to<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    dtype: burn::tensor::DType,
+) -> Tensor<B, D> {
     if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
@@ -96,7 +99,12 @@ pub fn causal_conv1d_backward_tensor_ops<B: Backend>(
     } else {
         dy
     };
-    let dbias = has_bias.then(|| cast_to(g.clone().sum_dim(0).sum_dim(2).reshape([d]), b_dtype.unwrap()));
+    let dbias = has_bias.then(|| {
+        cast_to(
+            g.clone().sum_dim(0).sum_dim(2).reshape([d]),
+            b_dtype.unwrap(),
+        )
+    });
     // dweight[c, j] = sum_{b, t} g[b, c, t] x[b, c, t - (k - 1) + j]
     let padded = pad_len(x, k - 1, 0);
     let taps: Vec<Tensor<B, 2>> = (0..k)
@@ -149,10 +157,10 @@ fn validate<B: Backend>(
     if ws[0] != d || ws[1] == 0 {
         return Err(err("weight", &ws, format!("[d={d}, k] with k >= 1")));
     }
-    if let Some(b) = bias {
-        if b.dims() != [d] {
-            return Err(err("bias", &b.dims(), format!("[d={d}]")));
-        }
+    if let Some(b) = bias
+        && b.dims() != [d]
+    {
+        return Err(err("bias", &b.dims(), format!("[d={d}]")));
     }
     Ok([batch, d, len, ws[1]])
 }

@@ -4,7 +4,10 @@
 //! backward on host copies instead). With this crate's `fusion` feature the same kernels serve
 //! Burn's `Fusion<CubeBackend>`. Design and measurements: `docs/kernels.md`.
 
+mod conv;
 mod device;
+
+pub use conv::set_conv_poison_outputs;
 
 use crate::SelectiveScanBackend;
 use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
@@ -384,6 +387,25 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SelectiveS
         saved: Option<Tensor<Self, 1>>,
     ) -> ScanGrads<Self> {
         backward(inputs, dy, saved)
+    }
+
+    fn causal_conv1d(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+    ) -> Tensor<Self, 3> {
+        conv::forward(x, weight, bias, silu)
+    }
+
+    fn causal_conv1d_backward(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        conv::backward(x, weight, bias, silu, dy)
     }
 }
 

@@ -1,0 +1,213 @@
+//! The causal-convolution kernels on wgpu (in CI: Mesa's lavapipe) against the `NdArray`
+//! results (the tensor-op formulation, itself checked against Burn's grouped `Conv1d` in
+//! `tests/conv.rs`): forward, the direct backward (dx, dweight, dbias), and the gradients
+//! through `Autodiff<Wgpu>`. Output buffers are NaN-poisoned before each launch, so an
+//! element a kernel does not write shows. Run with
+//! `cargo test -p mamba-ssm --features wgpu --test conv_wgpu`, and with
+//! `--features wgpu,fusion` for the same tests through Burn's `Fusion` wrapper.
+#![cfg(feature = "wgpu")]
+
+use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
+use mamba_ssm::kernel::set_conv_poison_outputs;
+use mamba_ssm::{SelectiveScanBackend, causal_conv1d, causal_conv1d_backward};
+
+type Ad = Autodiff<Wgpu>;
+
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec().unwrap()
+}
+
+/// max |got - want| / (1 + max |want|); NaN (an unwritten, poisoned element) is infinite.
+fn err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, &w| m.max(w.abs() as f64));
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| {
+            let e = (g as f64 - w as f64).abs();
+            if e.is_nan() { f64::INFINITY } else { e }
+        })
+        .fold(0.0f64, f64::max)
+        / (1.0 + scale)
+}
+
+fn on<B: Backend, const D: usize>(t: &Tensor<NdArray, D>, dev: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(t.to_data(), dev)
+}
+
+/// `[batch, d, L]` on `B`, contiguous or as a transposed view of a `[batch, L, d]` tensor.
+fn on3<B: Backend>(t: &Tensor<NdArray, 3>, dev: &B::Device, strided: bool) -> Tensor<B, 3> {
+    if strided {
+        let tr: Tensor<B, 3> = Tensor::from_data(t.clone().swap_dims(1, 2).into_data(), dev);
+        tr.swap_dims(1, 2)
+    } else {
+        on(t, dev)
+    }
+}
+
+struct Case {
+    x: Tensor<NdArray, 3>,
+    w: Tensor<NdArray, 2>,
+    bias: Option<Tensor<NdArray, 1>>,
+    dy: Tensor<NdArray, 3>,
+}
+
+fn case(batch: usize, d: usize, len: usize, k: usize, bias: bool) -> Case {
+    let dev = Default::default();
+    let n = |s: [usize; 3]| Tensor::<NdArray, 3>::random(s, Distribution::Normal(0.0, 1.0), &dev);
+    Case {
+        x: n([batch, d, len]),
+        w: Tensor::random([d, k], Distribution::Uniform(-1.0, 1.0), &dev),
+        bias: bias.then(|| Tensor::random([d], Distribution::Uniform(-1.0, 1.0), &dev)),
+        dy: n([batch, d, len]),
+    }
+}
+
+/// (batch, d, L, k): L = 1, L < k, odd L, L over several forward cubes (256 units) and
+/// beyond the backward's cube, batch 1 and 3, d not a multiple of anything, k 1, 2, 4.
+const SHAPES: [(usize, usize, usize, usize); 9] = [
+    (1, 3, 1, 4),
+    (3, 5, 1, 1),
+    (3, 5, 2, 4),
+    (1, 4, 3, 2),
+    (3, 7, 7, 2),
+    (3, 6, 33, 4),
+    (1, 37, 1000, 4),
+    (3, 5, 1031, 2),
+    (2, 300, 19, 1),
+];
+
+const TOL: f64 = 1e-4;
+
+#[allow(clippy::type_complexity)]
+fn reference(c: &Case, silu: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let y = causal_conv1d(c.x.clone(), c.w.clone(), c.bias.clone(), silu).unwrap();
+    let (dx, dw, db) =
+        causal_conv1d_backward(c.x.clone(), c.w.clone(), c.bias.clone(), silu, c.dy.clone())
+            .unwrap();
+    (to_vec(y), to_vec(dx), to_vec(dw), db.map(to_vec))
+}
+
+#[test]
+fn kernels_match_ndarray_forward_and_backward() {
+    set_conv_poison_outputs(true);
+    let dev = Default::default();
+    let name = <Wgpu as Backend>::name(&dev);
+    assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
+    for (i, &(batch, d, len, k)) in SHAPES.iter().enumerate() {
+        for bias in [false, true] {
+            let c = case(batch, d, len, k, bias);
+            for silu in [false, true] {
+                // every other case with non-contiguous x and dy
+                let strided = (i + silu as usize) % 2 == 1;
+                let label = format!(
+                    "batch {batch} d {d} L {len} k {k} bias {bias} silu {silu} strided {strided}"
+                );
+                let (y_ref, dx_ref, dw_ref, db_ref) = reference(&c, silu);
+                let x = on3::<Wgpu>(&c.x, &dev, strided);
+                let w = on::<Wgpu, 2>(&c.w, &dev);
+                let b = c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev));
+                let dy = on3::<Wgpu>(&c.dy, &dev, strided);
+                let y = causal_conv1d(x.clone(), w.clone(), b.clone(), silu).unwrap();
+                assert_eq!(y.dims(), [batch, d, len]);
+                let e = err(&to_vec(y), &y_ref);
+                assert!(e < TOL, "{label}: y err {e:e}");
+                let (dx, dw, db) = causal_conv1d_backward(x, w, b, silu, dy).unwrap();
+                let e = err(&to_vec(dx), &dx_ref);
+                assert!(e < TOL, "{label}: dx err {e:e}");
+                let e = err(&to_vec(dw), &dw_ref);
+                assert!(e < TOL, "{label}: dweight err {e:e}");
+                assert_eq!(db.is_some(), bias);
+                if let (Some(db), Some(want)) = (db, &db_ref) {
+                    let e = err(&to_vec(db), want);
+                    assert!(e < TOL, "{label}: dbias err {e:e}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn autodiff_gradients_match_ndarray() {
+    set_conv_poison_outputs(true);
+    let dev = Default::default();
+    for &(batch, d, len, k) in &[(3, 5, 2, 4), (1, 37, 1000, 4), (3, 7, 7, 2), (2, 9, 40, 1)] {
+        for (bias, silu) in [(true, true), (false, false), (true, false), (false, true)] {
+            let c = case(batch, d, len, k, bias);
+            let label = format!("batch {batch} d {d} L {len} k {k} bias {bias} silu {silu}");
+            let (y_ref, dx_ref, dw_ref, db_ref) = reference(&c, silu);
+            let x = on::<Ad, 3>(&c.x, &dev).require_grad();
+            // the weight as Mamba holds it, [d, 1, k], reshaped: the gradient flows through
+            let w3 = Tensor::<Ad, 3>::from_data(c.w.clone().reshape([d, 1, k]).into_data(), &dev)
+                .require_grad();
+            let b = c.bias.as_ref().map(|b| on::<Ad, 1>(b, &dev).require_grad());
+            let y = causal_conv1d(x.clone(), w3.clone().reshape([d, k]), b.clone(), silu).unwrap();
+            let e = err(&to_vec(y.clone()), &y_ref);
+            assert!(e < TOL, "{label}: y err {e:e}");
+            let grads = (y * on::<Ad, 3>(&c.dy, &dev)).sum().backward();
+            let e = err(&to_vec(x.grad(&grads).unwrap()), &dx_ref);
+            assert!(e < TOL, "{label}: dx err {e:e}");
+            let gw = w3.grad(&grads).unwrap();
+            assert_eq!(gw.dims(), [d, 1, k]);
+            let e = err(&to_vec(gw), &dw_ref);
+            assert!(e < TOL, "{label}: dweight err {e:e}");
+            if let (Some(b), Some(want)) = (b, &db_ref) {
+                let e = err(&to_vec(b.grad(&grads).unwrap()), want);
+                assert!(e < TOL, "{label}: dbias err {e:e}");
+            }
+        }
+    }
+}
+
+/// f16 activations with f32 weight and bias: y and dx in f16, dweight and dbias in f32, against
+/// NdArray on the f16-rounded inputs. Skipped where the device has no f16.
+#[test]
+fn half_precision_activations() {
+    set_conv_poison_outputs(true);
+    let dev = Default::default();
+    if !<Wgpu as Backend>::supports_dtype(&dev, DType::F16) {
+        eprintln!("no f16 on this device: skipped");
+        return;
+    }
+    let h = DType::F16;
+    for &(batch, d, len, k, silu) in &[(3, 6, 300, 4, true), (1, 5, 3, 4, false)] {
+        let c = case(batch, d, len, k, true);
+        let x = on::<Wgpu, 3>(&c.x, &dev).cast(h);
+        let dy = on::<Wgpu, 3>(&c.dy, &dev).cast(h);
+        // the reference on the rounded values
+        let rounded = |t: &Tensor<Wgpu, 3>| {
+            Tensor::<NdArray, 3>::from_data(
+                TensorData::new(to_vec(t.clone()), t.dims()),
+                &Default::default(),
+            )
+        };
+        let rc = Case {
+            x: rounded(&x),
+            w: c.w.clone(),
+            bias: c.bias.clone(),
+            dy: rounded(&dy),
+        };
+        let (y_ref, dx_ref, dw_ref, db_ref) = reference(&rc, silu);
+        let w = on::<Wgpu, 2>(&c.w, &dev);
+        let b = c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev));
+        let y = causal_conv1d(x.clone(), w.clone(), b.clone(), silu).unwrap();
+        assert_eq!(y.dtype(), h);
+        let e = err(&to_vec(y), &y_ref);
+        assert!(e < 2e-3, "f16 L {len}: y err {e:e}");
+        let (dx, dw, db) =
+            <Wgpu as SelectiveScanBackend>::causal_conv1d_backward(x, w, b, silu, dy);
+        assert_eq!(dx.dtype(), h);
+        assert_eq!(dw.dtype(), DType::F32);
+        let db = db.unwrap();
+        assert_eq!(db.dtype(), DType::F32);
+        let e = err(&to_vec(dx), &dx_ref);
+        assert!(e < 2e-3, "f16 L {len}: dx err {e:e}");
+        // accumulated in f32 from f16-rounded inputs: close to the f32 reference on them
+        let e = err(&to_vec(dw), &dw_ref);
+        assert!(e < 1e-4, "f16 L {len}: dweight err {e:e}");
+        let e = err(&to_vec(db), db_ref.as_ref().unwrap());
+        assert!(e < 1e-4, "f16 L {len}: dbias err {e:e}");
+    }
+}
