@@ -37,13 +37,22 @@ fn on<B: Backend, const D: usize>(t: &Tensor<NdArray, D>, dev: &B::Device) -> Te
     Tensor::from_data(t.to_data(), dev)
 }
 
-/// `[batch, d, L]` on `B`, contiguous or as a transposed view of a `[batch, L, d]` tensor.
-fn on3<B: Backend>(t: &Tensor<NdArray, 3>, dev: &B::Device, strided: bool) -> Tensor<B, 3> {
-    if strided {
-        let tr: Tensor<B, 3> = Tensor::from_data(t.clone().swap_dims(1, 2).into_data(), dev);
-        tr.swap_dims(1, 2)
-    } else {
-        on(t, dev)
+/// `[batch, d, L]` on `B`: layout 0 contiguous, 1 a transposed view of a `[batch, L, d]`
+/// tensor (strided L: copied by the wrapper), 2 the last d channels of a `[batch, d + 3, L]`
+/// tensor (the kernels' own batch and channel strides).
+fn on3<B: Backend>(t: &Tensor<NdArray, 3>, dev: &B::Device, layout: usize) -> Tensor<B, 3> {
+    match layout {
+        1 => {
+            let tr: Tensor<B, 3> = Tensor::from_data(t.clone().swap_dims(1, 2).into_data(), dev);
+            tr.swap_dims(1, 2)
+        }
+        2 => {
+            let [batch, d, len] = t.dims();
+            let pad = Tensor::<NdArray, 3>::full([batch, 3, len], 7.0, &t.device());
+            let wide: Tensor<B, 3> = on(&Tensor::cat(vec![pad, t.clone()], 1), dev);
+            wide.slice([0..batch, 3..d + 3, 0..len])
+        }
+        _ => on(t, dev),
     }
 }
 
@@ -100,16 +109,16 @@ fn kernels_match_ndarray_forward_and_backward() {
         for bias in [false, true] {
             let c = case(batch, d, len, k, bias);
             for silu in [false, true] {
-                // every other case with non-contiguous x and dy
-                let strided = (i + silu as usize) % 2 == 1;
+                // the three layouts of x and dy in turn
+                let layout = (i + 2 * bias as usize + silu as usize) % 3;
                 let label = format!(
-                    "batch {batch} d {d} L {len} k {k} bias {bias} silu {silu} strided {strided}"
+                    "batch {batch} d {d} L {len} k {k} bias {bias} silu {silu} layout {layout}"
                 );
                 let (y_ref, dx_ref, dw_ref, db_ref) = reference(&c, silu);
-                let x = on3::<Wgpu>(&c.x, &dev, strided);
+                let x = on3::<Wgpu>(&c.x, &dev, layout);
                 let w = on::<Wgpu, 2>(&c.w, &dev);
                 let b = c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev));
-                let dy = on3::<Wgpu>(&c.dy, &dev, strided);
+                let dy = on3::<Wgpu>(&c.dy, &dev, layout);
                 let y = causal_conv1d(x.clone(), w.clone(), b.clone(), silu).unwrap();
                 assert_eq!(y.dims(), [batch, d, len]);
                 let e = err(&to_vec(y), &y_ref);

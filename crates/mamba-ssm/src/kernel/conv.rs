@@ -13,7 +13,9 @@
 //!
 //! The weight and bias are read as f32 (cast on the host when stored otherwise; they are
 //! tiny); dweight and dbias are produced in f32 and cast back to the weight's and bias's
-//! dtype. `x` and `dy` may have any strides.
+//! dtype. `x` and `dy` may have any strides; one whose L axis is strided (a transposed view)
+//! is first copied to unit stride along L, like the scan's inputs, so that consecutive units
+//! read consecutive addresses.
 
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
@@ -274,7 +276,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
     let k = weight.dims()[1];
     let has_bias = bias.is_some();
     let w: CubeTensor<R> = prim(cast_to(weight, DType::F32));
-    let x: CubeTensor<R> = prim(x);
+    let x: CubeTensor<R> = super::unit_stride_l(prim(x));
     // an absent bias is replaced by the weight (never read: `has_bias` is off)
     let b: CubeTensor<R> = bias.map_or_else(|| w.clone(), |b| prim(cast_to(b, DType::F32)));
     let dtype = x.dtype;
@@ -320,8 +322,8 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     let has_bias = bias.is_some();
     let w: CubeTensor<R> = prim(cast_to(weight, DType::F32));
     let b: CubeTensor<R> = bias.map_or_else(|| w.clone(), |b| prim(cast_to(b, DType::F32)));
-    let dy: CubeTensor<R> = prim(cast_to(dy, dtype));
-    let x: CubeTensor<R> = prim(x);
+    let dy: CubeTensor<R> = super::unit_stride_l(prim(cast_to(dy, dtype)));
+    let x: CubeTensor<R> = super::unit_stride_l(prim(x));
     let client = x.client.clone();
     let dx = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype);
     let dw = output::<R, F, I, BT, 2>(&x, [d, k], DType::F32);
