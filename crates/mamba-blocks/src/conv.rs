@@ -8,12 +8,15 @@
 //! Why not Burn's `Conv1d` with `groups = d`: Burn 0.21's weight gradient of a grouped
 //! convolution runs one convolution and one slice-assign per group (`conv_weight_grad_groups`
 //! in burn-backend and in burn-cubecl's fallback), so Mamba-130M's 24 layers x 1536 channels cost
-//! tens of thousands of kernel launches per training step on a GPU. Written as `k` shifted
-//! multiply-adds, forward and backward are a few element-wise passes on every backend.
+//! tens of thousands of kernel launches per training step on a GPU. The convolution runs as
+//! `mamba_ssm::causal_conv1d`: one fused kernel forward (SiLU fused with [`CausalConv1d::forward_silu`])
+//! and one backward on the cubecl backends, `k` shifted multiply-adds on the others, one
+//! autodiff node with a hand-written backward everywhere.
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Tensor, backend::Backend};
+use mamba_ssm::SelectiveScanBackend;
 
 /// Depthwise causal convolution, `[batch, d, L] -> [batch, d, L]`.
 #[derive(Module, Debug)]
@@ -43,37 +46,29 @@ impl<B: Backend> CausalConv1d<B> {
     pub fn kernel_size(&self) -> usize {
         self.weight.dims()[2]
     }
+}
 
+impl<B: SelectiveScanBackend> CausalConv1d<B> {
     /// `x`: `[batch, d, L]`.
+    ///
+    /// # Panics
+    /// When `x` is not `[batch, d, L]` with this convolution's `d` channels and positive sizes
+    /// (the error of [`mamba_ssm::causal_conv1d`]).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, d, len] = x.dims();
-        let k = self.kernel_size();
-        // [d, 1, k] and [1, d, k] have the same layout.
-        let w = self.weight.val().reshape([1, d, k]);
-        let padded = if k > 1 {
-            let mut zeros: Tensor<B, 3> = Tensor::zeros([batch, d, k - 1], &x.device());
-            if zeros.dtype() != x.dtype() {
-                zeros = zeros.cast(x.dtype());
-            }
-            Tensor::cat(vec![zeros, x], 2)
-        } else {
-            x
-        };
-        let mut y: Option<Tensor<B, 3>> = None;
-        for j in 0..k {
-            let tap = w.clone().slice([0..1, 0..d, j..j + 1]);
-            let term = padded.clone().slice([0..batch, 0..d, j..j + len]) * tap;
-            y = Some(match y {
-                Some(acc) => acc + term,
-                None => term,
-            });
-        }
-        // k >= 1 is guaranteed by the weight's shape; k == 0 would be an empty weight.
-        let y = y.unwrap_or_else(|| Tensor::zeros([batch, d, len], &w.device()));
-        match &self.bias {
-            Some(b) => y + b.val().reshape([1, d, 1]),
-            None => y,
-        }
+        self.run(x, false)
+    }
+
+    /// `silu(self.forward(x))`, with the SiLU fused into the convolution's kernel.
+    pub fn forward_silu(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.run(x, true)
+    }
+
+    fn run(&self, x: Tensor<B, 3>, silu: bool) -> Tensor<B, 3> {
+        let [channels, _, k] = self.weight.dims();
+        // [d, 1, k] -> [d, k]: same layout
+        let w = self.weight.val().reshape([channels, k]);
+        let bias = self.bias.as_ref().map(|b| b.val());
+        mamba_ssm::causal_conv1d(x, w, bias, silu).unwrap_or_else(|e| panic!("CausalConv1d: {e}"))
     }
 }
 
@@ -141,6 +136,58 @@ mod tests {
                 .unwrap()
                 .into_data(),
         );
+    }
+
+    /// `forward_silu` is `silu(forward)`, and its gradients are those of Burn's grouped
+    /// `Conv1d` followed by `activation::silu`.
+    #[test]
+    fn forward_silu_matches_burn_grouped_conv1d_then_silu() {
+        use burn::tensor::activation::silu;
+        let dev = Default::default();
+        for (b, d, len, k, bias) in [(3, 5, 11, 4, true), (2, 4, 3, 4, false), (1, 3, 7, 1, true)] {
+            let ours = CausalConv1d::<Ad>::new(d, k, bias, &dev);
+            let mut theirs = Conv1dConfig::new(d, d, k)
+                .with_groups(d)
+                .with_bias(bias)
+                .with_padding(PaddingConfig1d::Explicit(k - 1, 0))
+                .init::<Ad>(&dev);
+            theirs.weight = Param::from_tensor(ours.weight.val().detach().require_grad());
+            theirs.bias = ours
+                .bias
+                .as_ref()
+                .map(|b| Param::from_tensor(b.val().detach().require_grad()));
+            let x = Tensor::<Ad, 3>::random([b, d, len], Distribution::Normal(0.0, 1.0), &dev);
+            let x1 = x.clone().detach().require_grad();
+            let x2 = x.detach().require_grad();
+            let g = Tensor::<Ad, 3>::random([b, d, len], Distribution::Normal(0.0, 1.0), &dev);
+            let y1 = ours.forward_silu(x1.clone());
+            let y2 = silu(theirs.forward(x2.clone()));
+            y1.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&y2.clone().into_data(), Tolerance::absolute(1e-5));
+            silu(ours.forward(x1.clone()))
+                .into_data()
+                .assert_approx_eq::<f32>(&y1.clone().into_data(), Tolerance::absolute(1e-6));
+            let gr1 = (y1 * g.clone()).sum().backward();
+            let gr2 = (y2 * g).sum().backward();
+            let cmp = |a: TensorData, b: TensorData| {
+                a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-4));
+            };
+            cmp(
+                x1.grad(&gr1).unwrap().into_data(),
+                x2.grad(&gr2).unwrap().into_data(),
+            );
+            cmp(
+                ours.weight.val().grad(&gr1).unwrap().into_data(),
+                theirs.weight.val().grad(&gr2).unwrap().into_data(),
+            );
+            if let (Some(b1), Some(b2)) = (&ours.bias, &theirs.bias) {
+                cmp(
+                    b1.val().grad(&gr1).unwrap().into_data(),
+                    b2.val().grad(&gr2).unwrap().into_data(),
+                );
+            }
+        }
     }
 
     /// Causality by hand: a unit impulse at position t reaches t..t+k-1 with the reversed taps.
