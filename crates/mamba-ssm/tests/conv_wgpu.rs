@@ -75,9 +75,13 @@ fn case(batch: usize, d: usize, len: usize, k: usize, bias: bool) -> Case {
 }
 
 /// (batch, d, L, k): L = 1, L < k, odd L, L over several forward cubes (256 units) and
-/// beyond the backward's cube, batch 1 and 3, d not a multiple of anything, k 1, 2, 4.
-const SHAPES: [(usize, usize, usize, usize); 9] = [
+/// beyond the backward's cube, batch 1 and 3, d not a multiple of anything, k 1, 2, 4 and 7 (unrolled tap
+/// loops), 20 and 300 (loops; 300: fewer backward units to fit shared memory).
+const SHAPES: [(usize, usize, usize, usize); 12] = [
     (1, 3, 1, 4),
+    (2, 3, 20, 7),
+    (2, 3, 30, 20),
+    (1, 2, 40, 300),
     (3, 5, 1, 1),
     (3, 5, 2, 4),
     (1, 4, 3, 2),

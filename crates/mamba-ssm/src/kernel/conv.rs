@@ -34,7 +34,8 @@ mod device {
     }
 
     /// `y[b, c, t] = act(bias[c] + sum_j w[c, j] x[b, c, t - (k - 1) + j])`, one unit per
-    /// element of `y` (contiguous `[batch, d, L]`), cubes on a 2-D grid.
+    /// element of `y` (contiguous `[batch, d, L]`), cubes on a 2-D grid. `unroll`: the tap
+    /// loop unrolled (narrow kernels).
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
     pub fn conv_fwd<F: Float>(
@@ -45,6 +46,7 @@ mod device {
         #[comptime] k: usize,
         #[comptime] has_bias: bool,
         #[comptime] silu: bool,
+        #[comptime] unroll: bool,
         #[define(F)] _dtype: StorageType,
     ) {
         let dim = x.shape(1);
@@ -64,7 +66,7 @@ mod device {
             if has_bias {
                 acc = bias[c * bias.stride(0)];
             }
-            #[unroll]
+            #[unroll(unroll)]
             for j in 0..k {
                 // source position t - (k - 1) + j, zero before 0
                 let s = t + j;
@@ -78,6 +80,34 @@ mod device {
             }
             y[pos] = F::cast_from(acc);
         }
+    }
+
+    /// g = dy silu'(p) at `t + q` (`dy` read at `at`), the pre-activation p recomputed from
+    /// the window `xs` (`xs[m]` = x at `t - (k - 1) + m`); `dy` alone without SiLU.
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn grad_pre<F: Float>(
+        dy: &Tensor<F>,
+        at: usize,
+        xs: &Array<f32>,
+        wv: &Array<f32>,
+        bv: f32,
+        q: usize,
+        #[comptime] k: usize,
+        #[comptime] silu: bool,
+        #[comptime] unroll: bool,
+    ) -> f32 {
+        let mut g = f32::cast_from(dy[at]);
+        if silu {
+            let mut p = bv;
+            #[unroll(unroll)]
+            for j in 0..k {
+                p += wv[j] * xs[q + j];
+            }
+            let s = sigmoid(p);
+            g *= s * (1.0f32 + p * (1.0f32 - s));
+        }
+        g
     }
 
     /// The backward, one cube of `cube` units (a power of two) per channel: `dx` (contiguous
@@ -96,6 +126,7 @@ mod device {
         #[comptime] cube: usize,
         #[comptime] has_bias: bool,
         #[comptime] silu: bool,
+        #[comptime] unroll: bool,
         #[define(F)] _dtype: StorageType,
     ) {
         let dim = x.shape(1);
@@ -111,7 +142,7 @@ mod device {
         let unit = UNIT_POS as usize;
 
         let mut wv = Array::<f32>::new(k);
-        #[unroll]
+        #[unroll(unroll)]
         for j in 0..k {
             wv[j] = w[c * w.stride(0) + j * w.stride(1)];
         }
@@ -120,7 +151,7 @@ mod device {
             bv = bias[c * bias.stride(0)];
         }
         let mut acc_w = Array::<f32>::new(k);
-        #[unroll]
+        #[unroll(unroll)]
         for j in 0..k {
             acc_w[j] = 0.0f32;
         }
@@ -134,7 +165,7 @@ mod device {
             let t = i % len;
             let x_row = b * x.stride(0) + c * x.stride(1);
             let dy_row = b * dy.stride(0) + c * dy.stride(1);
-            #[unroll]
+            #[unroll(unroll)]
             for m in 0..win {
                 let s = t + m;
                 let mut v = 0.0f32;
@@ -143,29 +174,40 @@ mod device {
                 }
                 xs[m] = v;
             }
-            let mut dxv = 0.0f32;
-            #[unroll]
-            for q in 0..k {
-                // g at t + q (zero past the end)
+            // this position: dweight, dbias and the last tap of dx
+            let g0 = grad_pre(
+                dy,
+                dy_row + t * dy.stride(2),
+                &xs,
+                &wv,
+                bv,
+                0,
+                k,
+                silu,
+                unroll,
+            );
+            acc_b += g0;
+            #[unroll(unroll)]
+            for j in 0..k {
+                acc_w[j] += g0 * xs[j];
+            }
+            let mut dxv = wv[km1] * g0;
+            // dx[t] += w[k - 1 - q] g[t + q], q >= 1 (g zero past the end)
+            #[unroll(unroll)]
+            for q in 1..k {
                 if t + q < len {
-                    let mut g = f32::cast_from(dy[dy_row + (t + q) * dy.stride(2)]);
-                    if silu {
-                        let mut p = bv;
-                        #[unroll]
-                        for j in 0..k {
-                            p += wv[j] * xs[q + j];
-                        }
-                        let s = sigmoid(p);
-                        g *= s * (1.0f32 + p * (1.0f32 - s));
-                    }
-                    dxv += wv[comptime!(km1 - q)] * g;
-                    if comptime!(q == 0) {
-                        acc_b += g;
-                        #[unroll]
-                        for j in 0..k {
-                            acc_w[j] += g * xs[j];
-                        }
-                    }
+                    let g = grad_pre(
+                        dy,
+                        dy_row + (t + q) * dy.stride(2),
+                        &xs,
+                        &wv,
+                        bv,
+                        q,
+                        k,
+                        silu,
+                        unroll,
+                    );
+                    dxv += wv[km1 - q] * g;
                 }
             }
             dx[(b * dim + c) * len + t] = F::cast_from(dxv);
@@ -174,7 +216,7 @@ mod device {
 
         // per-channel sums of the k + 1 accumulators: a tree in shared memory
         let mut red = SharedMemory::<f32>::new(comptime!(cube * (k + 1)));
-        #[unroll]
+        #[unroll(unroll)]
         for j in 0..k {
             red[j * cube + unit] = acc_w[j];
         }
@@ -184,7 +226,7 @@ mod device {
         let mut half = CUBE_DIM as usize / 2;
         while half > 0 {
             if unit < half {
-                #[unroll]
+                #[unroll(unroll)]
                 for j in 0..comptime!(k + 1) {
                     let a = j * cube + unit;
                     red[a] += red[a + half];
@@ -194,7 +236,7 @@ mod device {
             half /= 2;
         }
         if unit == 0 {
-            #[unroll]
+            #[unroll(unroll)]
             for j in 0..k {
                 dw[c * k + j] = red[j * cube];
             }
@@ -261,6 +303,17 @@ fn grid<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>, cubes: usize)
     CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1)
 }
 
+fn prev_pow2(x: usize) -> usize {
+    if x == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - x.leading_zeros())
+    }
+}
+
+/// Widest kernel whose tap loops are unrolled (the backward's are k^2 long).
+const UNROLL_MAX_K: usize = 16;
+
 /// Units per cube of the forward.
 const FWD_UNITS: usize = 256;
 /// Largest cube of the backward (units of one channel).
@@ -297,6 +350,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
             k,
             has_bias,
             silu,
+            k <= UNROLL_MAX_K,
             dtype.into(),
         );
     }
@@ -328,7 +382,17 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     let dx = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype);
     let dw = output::<R, F, I, BT, 2>(&x, [d, k], DType::F32);
     let db = output::<R, F, I, BT, 1>(&x, [d], DType::F32);
-    let units = (batch * len).next_power_of_two().clamp(32, BWD_UNITS);
+    // the cube's shared memory holds (k + 1) sums per unit: fewer units for wide kernels
+    let smem = client
+        .properties()
+        .hardware
+        .max_shared_memory_size
+        .min(48 * 1024);
+    let fit = prev_pow2(smem / (4 * (k + 1))).max(1);
+    let units = (batch * len)
+        .next_power_of_two()
+        .clamp(32, BWD_UNITS)
+        .min(fit);
     // SAFETY: cubes past d exit before any access; reads stay within [0, L) of existing rows
     // (masked), w at [c, j < k], bias at c; each unit writes dx at its own positions and unit
     // 0 the channel's dw and db (fresh contiguous tensors).
@@ -348,6 +412,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
             units,
             has_bias,
             silu,
+            k <= UNROLL_MAX_K,
             dtype.into(),
         );
     }
