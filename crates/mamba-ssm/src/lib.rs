@@ -244,5 +244,76 @@ mod ndarray_impl {
             let dy = prim(dy);
             backward_host(&Prims::new(inputs).host(), &slice_of(&dy), &like)
         }
+
+        fn causal_conv1d(
+            x: Tensor<Self, 3>,
+            weight: Tensor<Self, 2>,
+            bias: Option<Tensor<Self, 1>>,
+            silu: bool,
+        ) -> Tensor<Self, 3> {
+            let (dims, dtype, device) = conv_dims(&x, &weight);
+            let (x, weight, bias) = (prim(x), prim(weight), bias.map(prim));
+            let bias = bias.as_ref().map(slice_of);
+            let y = crate::conv::host::forward(
+                dims,
+                &slice_of(&x),
+                &slice_of(&weight),
+                bias.as_deref(),
+                silu,
+            );
+            to_tensor(y, [dims.batch, dims.dim, dims.len], dtype, &device)
+        }
+
+        fn causal_conv1d_backward(
+            x: Tensor<Self, 3>,
+            weight: Tensor<Self, 2>,
+            bias: Option<Tensor<Self, 1>>,
+            silu: bool,
+            dy: Tensor<Self, 3>,
+        ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+            let (dims, dtype, device) = conv_dims(&x, &weight);
+            let (w_dtype, b_dtype) = (weight.dtype(), bias.as_ref().map(|b| b.dtype()));
+            let (x, weight, bias, dy) = (prim(x), prim(weight), bias.map(prim), prim(dy));
+            let bias = bias.as_ref().map(slice_of);
+            let (dx, dw, db) = crate::conv::host::backward(
+                dims,
+                &slice_of(&x),
+                &slice_of(&weight),
+                bias.as_deref(),
+                silu,
+                &slice_of(&dy),
+            );
+            (
+                to_tensor(dx, [dims.batch, dims.dim, dims.len], dtype, &device),
+                to_tensor(dw, [dims.dim, dims.k], w_dtype, &device),
+                b_dtype.map(|bt| to_tensor(db, [dims.dim], bt, &device)),
+            )
+        }
+    }
+
+    fn conv_dims<B: Backend>(
+        x: &Tensor<B, 3>,
+        weight: &Tensor<B, 2>,
+    ) -> (crate::conv::host::ConvDims, burn::tensor::DType, B::Device) {
+        let [batch, dim, len] = x.dims();
+        let dims = crate::conv::host::ConvDims {
+            batch,
+            dim,
+            len,
+            k: weight.dims()[1],
+        };
+        (dims, x.dtype(), x.device())
+    }
+
+    fn to_tensor<B: Backend, const D: usize>(
+        v: Vec<f32>,
+        shape: [usize; D],
+        dtype: burn::tensor::DType,
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        Tensor::from_data(
+            burn::tensor::TensorData::new(v, shape).convert_dtype(dtype),
+            (device, dtype),
+        )
     }
 }

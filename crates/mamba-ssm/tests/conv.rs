@@ -1,5 +1,6 @@
-//! The causal convolution on the CPU (`NdArray`: the trait's tensor-op defaults;
-//! `Autodiff<NdArray>`: one graph node with the hand-written backward) against Burn's own
+//! The causal convolution on the CPU (`NdArray`: the rayon host implementation;
+//! `Autodiff<NdArray>`: one graph node with the hand-written backward; the trait's tensor-op
+//! defaults) against Burn's own
 //! grouped `Conv1d` (an independent implementation) followed by `activation::silu`: the
 //! forward and the gradients of x, weight and bias.
 
@@ -131,6 +132,48 @@ fn check(batch: usize, d: usize, len: usize, k: usize, bias: bool, silu: bool) {
     }
 }
 
+/// The trait's tensor-op defaults (what backends without their own implementation run)
+/// against Burn's grouped Conv1d too.
+#[test]
+fn tensor_op_defaults_match_burn_grouped_conv1d() {
+    use mamba_ssm::conv::{causal_conv1d_backward_tensor_ops, causal_conv1d_tensor_ops};
+    for &(batch, d, len, k) in &[
+        (1, 3, 1, 4),
+        (3, 5, 2, 4),
+        (2, 4, 9, 2),
+        (3, 3, 40, 4),
+        (1, 2, 5, 1),
+    ] {
+        for bias in [false, true] {
+            for silu in [false, true] {
+                let c = case(batch, d, len, k, bias, silu);
+                let label = format!("batch {batch} d {d} L {len} k {k} bias {bias} silu {silu}");
+                let (y_ref, dx_ref, dw_ref, db_ref) = burn_conv1d(&c);
+                let y = causal_conv1d_tensor_ops(c.x.clone(), c.w.clone(), c.bias.clone(), silu);
+                let e = err(&to_vec(y), &y_ref);
+                assert!(e < TOL, "{label}: y err {e:e}");
+                let (dx, dw, db) = causal_conv1d_backward_tensor_ops(
+                    c.x.clone(),
+                    c.w.clone(),
+                    c.bias.clone(),
+                    silu,
+                    c.dy.clone(),
+                );
+                let e = err(&to_vec(dx), &dx_ref);
+                assert!(e < TOL, "{label}: dx err {e:e}");
+                let e = err(&to_vec(dw), &dw_ref);
+                assert!(e < TOL, "{label}: dweight err {e:e}");
+                assert_eq!(db.is_some(), bias);
+                if let (Some(db), Some(want)) = (db, &db_ref) {
+                    let e = err(&to_vec(db), want);
+                    assert!(e < TOL, "{label}: dbias err {e:e}");
+                }
+            }
+        }
+    }
+}
+
+/// NdArray (the rayon host implementation) and `Autodiff<NdArray>`.
 #[test]
 fn matches_burn_grouped_conv1d_forward_and_gradients() {
     for &(batch, d, len, k) in &[
@@ -223,7 +266,7 @@ fn shape_errors_name_the_tensor() {
     }
 }
 
-/// The trait's default forward by hand: a unit impulse reaches t..t+k-1 with the reversed taps.
+/// NdArray's forward by hand: a unit impulse reaches t..t+k-1 with the reversed taps.
 #[test]
 fn impulse_response_is_the_reversed_kernel() {
     let dev = Default::default();
@@ -231,4 +274,23 @@ fn impulse_response_is_the_reversed_kernel() {
     let w = Tensor::<NdArray, 2>::from_floats([[1.0, 2.0, 3.0]], &dev);
     let y = <NdArray as SelectiveScanBackend>::causal_conv1d(x, w, None, false);
     assert_eq!(to_vec(y), vec![0.0, 3.0, 2.0, 1.0, 0.0]);
+}
+
+/// Non-contiguous x and dy (transposed views) give the results of their contiguous copies.
+#[test]
+fn strided_inputs_match_contiguous() {
+    let c = case(2, 5, 13, 4, true, true);
+    let dev = Default::default();
+    let view = |t: &Tensor<NdArray, 3>| {
+        Tensor::<NdArray, 3>::from_data(t.clone().swap_dims(1, 2).into_data(), &dev).swap_dims(1, 2)
+    };
+    let (xv, dyv) = (view(&c.x), view(&c.dy));
+    let y1 = causal_conv1d(c.x.clone(), c.w.clone(), c.bias.clone(), true).unwrap();
+    let y2 = causal_conv1d(xv.clone(), c.w.clone(), c.bias.clone(), true).unwrap();
+    assert_eq!(to_vec(y1), to_vec(y2));
+    let g1 = causal_conv1d_backward(c.x, c.w.clone(), c.bias.clone(), true, c.dy).unwrap();
+    let g2 = causal_conv1d_backward(xv, c.w, c.bias, true, dyv).unwrap();
+    assert_eq!(to_vec(g1.0), to_vec(g2.0));
+    assert_eq!(to_vec(g1.1), to_vec(g2.1));
+    assert_eq!(to_vec(g1.2.unwrap()), to_vec(g2.2.unwrap()));
 }
