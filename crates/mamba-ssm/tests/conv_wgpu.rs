@@ -10,7 +10,7 @@
 use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use mamba_ssm::kernel::set_conv_poison_outputs;
+use mamba_ssm::kernel::{set_conv_backward_splits, set_conv_poison_outputs};
 use mamba_ssm::{SelectiveScanBackend, causal_conv1d, causal_conv1d_backward};
 
 type Ad = Autodiff<Wgpu>;
@@ -75,10 +75,11 @@ fn case(batch: usize, d: usize, len: usize, k: usize, bias: bool) -> Case {
 }
 
 /// (batch, d, L, k): L = 1, L < k, odd L, L over several forward cubes (256 units) and
-/// beyond the backward's cube, batch 1 and 3, d not a multiple of anything, k 1, 2, 4 and 7 (unrolled tap
+/// beyond the backward's cube (batch x L = 8200: two backward cubes per channel by default), batch 1 and 3, d not a multiple of anything, k 1, 2, 4 and 7 (unrolled tap
 /// loops), 20 and 300 (loops; 300: fewer backward units to fit shared memory).
-const SHAPES: [(usize, usize, usize, usize); 12] = [
+const SHAPES: [(usize, usize, usize, usize); 13] = [
     (1, 3, 1, 4),
+    (2, 5, 4100, 4),
     (2, 3, 20, 7),
     (2, 3, 30, 20),
     (1, 2, 40, 300),
@@ -223,4 +224,45 @@ fn half_precision_activations() {
         let e = err(&to_vec(db), db_ref.as_ref().unwrap());
         assert!(e < 1e-4, "f16 L {len}: dbias err {e:e}");
     }
+}
+
+/// The backward with a channel's positions split between several cubes (their sums added
+/// afterwards): forced 1, 3 and 64 cubes per channel (more cubes than runs of positions
+/// leaves some with nothing to sum). The setting is process-wide, but every value is correct,
+/// so tests running meanwhile are unaffected.
+#[test]
+fn backward_split_between_cubes() {
+    set_conv_poison_outputs(true);
+    let dev = Default::default();
+    for splits in [1, 3, 64] {
+        set_conv_backward_splits(Some(splits));
+        for &(batch, d, len, k) in &[(1, 3, 1, 4), (3, 7, 7, 2), (1, 37, 1000, 4), (2, 3, 30, 20)] {
+            for (bias, silu) in [(true, true), (false, false)] {
+                let c = case(batch, d, len, k, bias);
+                let label = format!(
+                    "splits {splits} batch {batch} d {d} L {len} k {k} bias {bias} silu {silu}"
+                );
+                let (_, dx_ref, dw_ref, db_ref) = reference(&c, silu);
+                let (dx, dw, db) = causal_conv1d_backward(
+                    on::<Wgpu, 3>(&c.x, &dev),
+                    on::<Wgpu, 2>(&c.w, &dev),
+                    c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev)),
+                    silu,
+                    on::<Wgpu, 3>(&c.dy, &dev),
+                )
+                .unwrap();
+                let e = err(&to_vec(dx), &dx_ref);
+                assert!(e < TOL, "{label}: dx err {e:e}");
+                assert_eq!(dw.dims(), [d, k]);
+                let e = err(&to_vec(dw), &dw_ref);
+                assert!(e < TOL, "{label}: dweight err {e:e}");
+                if let (Some(db), Some(want)) = (db, &db_ref) {
+                    assert_eq!(db.dims(), [d]);
+                    let e = err(&to_vec(db), want);
+                    assert!(e < TOL, "{label}: dbias err {e:e}");
+                }
+            }
+        }
+    }
+    set_conv_backward_splits(None);
 }

@@ -23,7 +23,7 @@ use burn_cubecl::{
     ops::numeric::empty_device_dtype, tensor::CubeTensor,
 };
 use cubecl::{CubeCount, CubeDim};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 mod device {
     use cubecl::prelude::*;
@@ -110,8 +110,10 @@ mod device {
         g
     }
 
-    /// The backward, one cube of `cube` units (a power of two) per channel: `dx` (contiguous
-    /// like `y`), `dw` `[d, k]` and `db` `[d]` (contiguous, f32).
+    /// The backward, `splits` cubes of `cube` units (a power of two) per channel, cube
+    /// `s * d + c` taking every `splits`-th run of `cube` positions of channel c: `dx`
+    /// (contiguous like `y`), and each cube's sums `dw[s, c, :]` (`[splits, d, k]`) and
+    /// `db[s, c]` (`[splits, d]`), contiguous f32.
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
     pub fn conv_bwd<F: Float>(
@@ -127,15 +129,19 @@ mod device {
         #[comptime] has_bias: bool,
         #[comptime] silu: bool,
         #[comptime] unroll: bool,
+        splits: u32,
         #[define(F)] _dtype: StorageType,
     ) {
         let dim = x.shape(1);
         let len = x.shape(2);
-        let c = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
-        if c >= dim {
+        let splits = splits as usize;
+        let pos = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+        if pos >= dim * splits {
             // the whole cube: no unit reaches the barriers below
             terminate!();
         }
+        let c = pos % dim;
+        let split = pos / dim;
         let n = x.shape(0) * len;
         let km1 = comptime!(k - 1);
         let win = comptime!(2 * k - 1);
@@ -159,7 +165,8 @@ mod device {
         // xs[m] = x[t - (k - 1) + m], m < 2k - 1 (zero outside [0, L))
         let mut xs = Array::<f32>::new(win);
 
-        let mut i = unit;
+        let mut i = split * cube + unit;
+        let step = splits * cube;
         while i < n {
             let b = i / len;
             let t = i % len;
@@ -211,7 +218,7 @@ mod device {
                 }
             }
             dx[(b * dim + c) * len + t] = F::cast_from(dxv);
-            i += cube;
+            i += step;
         }
 
         // per-channel sums of the k + 1 accumulators: a tree in shared memory
@@ -238,9 +245,9 @@ mod device {
         if unit == 0 {
             #[unroll(unroll)]
             for j in 0..k {
-                dw[c * k + j] = red[j * cube];
+                dw[pos * k + j] = red[j * cube];
             }
-            db[c] = red[k * cube];
+            db[pos] = red[k * cube];
         }
     }
 }
@@ -314,6 +321,19 @@ fn prev_pow2(x: usize) -> usize {
 /// Widest kernel whose tap loops are unrolled (the backward's are k^2 long).
 const UNROLL_MAX_K: usize = 16;
 
+/// Backward: the fewest positions (of batch x L) per unit before a channel's work is split
+/// between several cubes, and the most cubes per channel.
+const BWD_MIN_POSITIONS: usize = 16;
+const BWD_MAX_SPLITS: usize = 64;
+
+static SPLITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Testing and tuning: the backward's cubes per channel (`None`: the default, enough that a
+/// unit takes at least 16 positions, at most 64).
+pub fn set_conv_backward_splits(splits: Option<usize>) {
+    SPLITS.store(splits.unwrap_or(0).min(BWD_MAX_SPLITS), Ordering::Relaxed);
+}
+
 /// Units per cube of the forward.
 const FWD_UNITS: usize = 256;
 /// Largest cube of the backward (units of one channel).
@@ -380,8 +400,6 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     let x: CubeTensor<R> = super::unit_stride_l(prim(x));
     let client = x.client.clone();
     let dx = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype);
-    let dw = output::<R, F, I, BT, 2>(&x, [d, k], DType::F32);
-    let db = output::<R, F, I, BT, 1>(&x, [d], DType::F32);
     // the cube's shared memory holds (k + 1) sums per unit: fewer units for wide kernels
     let smem = client
         .properties()
@@ -393,13 +411,21 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
         .next_power_of_two()
         .clamp(32, BWD_UNITS)
         .min(fit);
-    // SAFETY: cubes past d exit before any access; reads stay within [0, L) of existing rows
-    // (masked), w at [c, j < k], bias at c; each unit writes dx at its own positions and unit
-    // 0 the channel's dw and db (fresh contiguous tensors).
+    // cubes per channel: each unit takes at least BWD_MIN_POSITIONS positions
+    let n = batch * len;
+    let splits = match SPLITS.load(Ordering::Relaxed) {
+        0 => (n / (units * BWD_MIN_POSITIONS)).clamp(1, BWD_MAX_SPLITS),
+        s => s,
+    };
+    let dw = output::<R, F, I, BT, 3>(&x, [splits, d, k], DType::F32);
+    let db = output::<R, F, I, BT, 2>(&x, [splits, d], DType::F32);
+    // SAFETY: cubes past d x splits exit before any access; reads stay within [0, L) of
+    // existing rows (masked), w at [c, j < k], bias at c; each unit writes dx at its own
+    // positions and unit 0 its cube's dw and db entries (fresh contiguous tensors).
     unsafe {
         device::conv_bwd::launch_unchecked::<R>(
             &client,
-            grid(&client, d),
+            grid(&client, d * splits),
             CubeDim::new_1d(units as u32),
             x.into_tensor_arg(),
             w.into_tensor_arg(),
@@ -413,12 +439,21 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
             has_bias,
             silu,
             k <= UNROLL_MAX_K,
+            splits as u32,
             dtype.into(),
         );
     }
+    // the cubes' sums of a channel (one cube: a free reshape)
+    let dw: Tensor<Cb<R, F, I, BT>, 3> = tensor(dw);
+    let db: Tensor<Cb<R, F, I, BT>, 2> = tensor(db);
+    let (dw, db) = if splits == 1 {
+        (dw.reshape([d, k]), db.reshape([d]))
+    } else {
+        (dw.sum_dim(0).reshape([d, k]), db.sum_dim(0).reshape([d]))
+    };
     (
         tensor(dx),
-        cast_to(tensor(dw), w_dtype),
-        b_dtype.map(|bt| cast_to(tensor(db), bt)),
+        cast_to(dw, w_dtype),
+        b_dtype.map(|bt| cast_to(db, bt)),
     )
 }

@@ -7,7 +7,7 @@
 mod conv;
 mod device;
 
-pub use conv::set_conv_poison_outputs;
+pub use conv::{set_conv_backward_splits, set_conv_poison_outputs};
 
 use crate::SelectiveScanBackend;
 use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
