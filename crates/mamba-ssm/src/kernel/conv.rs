@@ -4,12 +4,13 @@
 //! - Forward: one unit per output element, consecutive units along L (coalesced loads and
 //!   stores; the k overlapping reads of neighbouring units hit the cache); f32 accumulation,
 //!   SiLU applied before the store in `x`'s storage type.
-//! - Backward: one cube per channel, its units striding over the channel's batch x L
-//!   positions. A unit recomputes the pre-activation at its position and the k - 1 following
+//! - Backward: one or several cubes per channel (enough that each unit takes at least 16
+//!   positions, at most 64), their units striding over the channel's batch x L positions. A unit recomputes the pre-activation at its position and the k - 1 following
 //!   ones (from a register window of 2k - 1 inputs), forms g = dy silu'(p) there, writes
 //!   dx[t] = sum_q w[k-1-q] g[t+q] and accumulates g[t] x[t-(k-1)+j] (dweight) and g[t]
 //!   (dbias) in registers; the cube sums those k + 1 values in shared memory (a tree, no
-//!   atomics) and its first unit writes them.
+//!   atomics) and its first unit writes them; the cubes of a channel are then added by one
+//!   `sum_dim` (nothing with one cube).
 //!
 //! The weight and bias are read as f32 (cast on the host when stored otherwise; they are
 //! tiny); dweight and dbias are produced in f32 and cast back to the weight's and bias's
