@@ -129,7 +129,7 @@ impl<B: SelectiveScanBackend> MambaMixer<B> {
             let w = w_in.clone().slice([0..h, lo..lo + d]).transpose();
             let y = w.unsqueeze_dim::<3>(0).matmul(xt.clone());
             match &self.in_proj.bias {
-                Some(bias) => y + bias.val().slice([lo..lo + d]).reshape([1, d, 1]),
+                Some(bias) => y + bias.val().narrow(0, lo, d).reshape([1, d, 1]),
                 None => y,
             }
         };
