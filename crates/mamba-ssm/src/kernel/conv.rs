@@ -21,7 +21,7 @@
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
-    ops::numeric::empty_device_dtype, tensor::CubeTensor,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
 };
 use cubecl::{CubeCount, CubeDim};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -282,20 +282,23 @@ fn cast_to<B: burn::tensor::backend::Backend, const D: usize>(
     if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
-/// A fresh output: uninitialised, or NaN-filled under [`set_conv_poison_outputs`].
+/// A fresh contiguous output (the kernels write it at linear positions): uninitialised, or
+/// NaN-filled under [`set_conv_poison_outputs`]. Not `empty_device_dtype`: on CUDA cubecl may
+/// give a fresh tensor pitched rows (the last axis's stride padded for alignment), which
+/// linear writes would miss (found on the H200: every L not a multiple of the pitch).
 fn output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement, const D: usize>(
     like: &CubeTensor<R>,
     shape: [usize; D],
     dtype: DType,
 ) -> CubeTensor<R> {
     if POISON.load(Ordering::Relaxed) {
-        prim(Tensor::<Cb<R, F, I, BT>, D>::full(
+        burn_cubecl::kernel::into_contiguous(prim(Tensor::<Cb<R, F, I, BT>, D>::full(
             shape,
             f32::NAN,
             (&like.device, dtype),
-        ))
+        )))
     } else {
-        empty_device_dtype(
+        empty_device_contiguous_dtype(
             like.client.clone(),
             like.device.clone(),
             shape.into(),
