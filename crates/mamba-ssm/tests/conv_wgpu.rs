@@ -13,25 +13,10 @@ use burn::tensor::{DType, Distribution, Tensor, TensorData};
 use mamba_ssm::kernel::{set_conv_backward_splits, set_conv_poison_outputs};
 use mamba_ssm::{SelectiveScanBackend, causal_conv1d, causal_conv1d_backward};
 
+mod common;
+use common::{conv_err as err, to_vec};
+
 type Ad = Autodiff<Wgpu>;
-
-fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec().unwrap()
-}
-
-/// max |got - want| / (1 + max |want|); NaN (an unwritten, poisoned element) is infinite.
-fn err(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0.0f64, |m, &w| m.max(w.abs() as f64));
-    got.iter()
-        .zip(want)
-        .map(|(&g, &w)| {
-            let e = (g as f64 - w as f64).abs();
-            if e.is_nan() { f64::INFINITY } else { e }
-        })
-        .fold(0.0f64, f64::max)
-        / (1.0 + scale)
-}
 
 fn on<B: Backend, const D: usize>(t: &Tensor<NdArray, D>, dev: &B::Device) -> Tensor<B, D> {
     Tensor::from_data(t.to_data(), dev)

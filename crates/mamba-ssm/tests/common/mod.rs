@@ -117,3 +117,18 @@ pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
         .fold(0.0, f64::max)
         / scale
 }
+
+/// max |got - want| / (1 + max |want|); NaN (e.g. an unwritten, poisoned element) counts as
+/// infinite. The conv tests' measure.
+pub fn conv_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, &w| m.max(w.abs() as f64));
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| {
+            let e = (g as f64 - w as f64).abs();
+            if e.is_nan() { f64::INFINITY } else { e }
+        })
+        .fold(0.0f64, f64::max)
+        / (1.0 + scale)
+}
