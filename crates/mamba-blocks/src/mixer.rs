@@ -113,11 +113,14 @@ impl<B: SelectiveScanBackend> MambaMixer<B> {
     /// Returns `[batch, L, H]`.
     ///
     /// Layout: everything between `in_proj` and the scan is computed directly in the scan's
-    /// `[batch, channels, L]` layout (`W^T . x^T` products), so no operand of an element-wise
-    /// op or of the scan is a transposed view in the forward or the backward. (Written as
+    /// `[batch, channels, L]` layout (`W^T . x^T` products), so the element-wise ops, the conv
+    /// and the scan between them read no transposed view, forward or backward. (Written as
     /// `Linear::forward` + `swap_dims`, the gradients arrived transposed and the element-wise
     /// ops of the backward read them with a stride of `d_inner`: on an H200 one such add and
     /// one such multiply cost 2 ms each per layer at 32,768 tokens, 13x a contiguous pass.)
+    /// Two transposed views remain at the ends: `in_proj`'s input gradient arrives as
+    /// `[b, H, L]` (the norm's backward reads it with a stride), and `out_proj`'s input
+    /// gradient reaches the scan's backward with a strided L (the kernel copies it first).
     pub fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2>>) -> Tensor<B, 3> {
         let [batch, len, h] = x.dims();
         let d = self.d_inner();
