@@ -245,75 +245,10 @@ mod ndarray_impl {
             backward_host(&Prims::new(inputs).host(), &slice_of(&dy), &like)
         }
 
-        fn causal_conv1d(
-            x: Tensor<Self, 3>,
-            weight: Tensor<Self, 2>,
-            bias: Option<Tensor<Self, 1>>,
-            silu: bool,
-        ) -> Tensor<Self, 3> {
-            let (dims, dtype, device) = conv_dims(&x, &weight);
-            let (x, weight, bias) = (prim(x), prim(weight), bias.map(prim));
-            let bias = bias.as_ref().map(slice_of);
-            let y = crate::conv::host::forward(
-                dims,
-                &slice_of(&x),
-                &slice_of(&weight),
-                bias.as_deref(),
-                silu,
-            );
-            to_tensor(y, [dims.batch, dims.dim, dims.len], dtype, &device)
-        }
-
-        fn causal_conv1d_backward(
-            x: Tensor<Self, 3>,
-            weight: Tensor<Self, 2>,
-            bias: Option<Tensor<Self, 1>>,
-            silu: bool,
-            dy: Tensor<Self, 3>,
-        ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
-            let (dims, dtype, device) = conv_dims(&x, &weight);
-            let (w_dtype, b_dtype) = (weight.dtype(), bias.as_ref().map(|b| b.dtype()));
-            let (x, weight, bias, dy) = (prim(x), prim(weight), bias.map(prim), prim(dy));
-            let bias = bias.as_ref().map(slice_of);
-            let (dx, dw, db) = crate::conv::host::backward(
-                dims,
-                &slice_of(&x),
-                &slice_of(&weight),
-                bias.as_deref(),
-                silu,
-                &slice_of(&dy),
-            );
-            (
-                to_tensor(dx, [dims.batch, dims.dim, dims.len], dtype, &device),
-                to_tensor(dw, [dims.dim, dims.k], w_dtype, &device),
-                b_dtype.map(|bt| to_tensor(db, [dims.dim], bt, &device)),
-            )
-        }
-    }
-
-    fn conv_dims<B: Backend>(
-        x: &Tensor<B, 3>,
-        weight: &Tensor<B, 2>,
-    ) -> (crate::conv::host::ConvDims, burn::tensor::DType, B::Device) {
-        let [batch, dim, len] = x.dims();
-        let dims = crate::conv::host::ConvDims {
-            batch,
-            dim,
-            len,
-            k: weight.dims()[1],
-        };
-        (dims, x.dtype(), x.device())
-    }
-
-    fn to_tensor<B: Backend, const D: usize>(
-        v: Vec<f32>,
-        shape: [usize; D],
-        dtype: burn::tensor::DType,
-        device: &B::Device,
-    ) -> Tensor<B, D> {
-        Tensor::from_data(
-            burn::tensor::TensorData::new(v, shape).convert_dtype(dtype),
-            (device, dtype),
-        )
+        // The causal conv runs the trait's tensor-op defaults on NdArray. A rayon host
+        // implementation (`conv::host`) was faster, but two replicas training on two threads
+        // (rank-heads' data-parallel test) gave run-to-run different results with it (5e-5 to
+        // 1.7e-4 relative loss differences in some runs, 1e-7 in others); with the tensor ops
+        // the runs are identical. Cause not found yet; `conv::host` stays, tested on its own.
     }
 }
