@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
     set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
-    set_save_states,
+    set_save_states, set_vec_forward, set_vec_prefetch, vec_forward_launches,
 };
 use mamba_ssm::selective_scan;
 
@@ -234,4 +234,148 @@ fn training_forward_saves_chunk_start_states() {
     set_save_states(None);
     set_plane_mode(None);
     set_launch_config(None, None);
+}
+
+/// Random inputs `[batch, d_inner, L]`, N states, G groups (seeded), on NdArray and on Wgpu.
+fn random_pair(
+    [batch, dim, len, n, groups]: [usize; 5],
+    seed: u64,
+) -> (
+    mamba_ssm::ScanInputs<burn::backend::NdArray>,
+    mamba_ssm::ScanInputs<Wgpu>,
+) {
+    use burn::backend::NdArray;
+    use burn::tensor::TensorData;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut data = |shape: Vec<usize>, lo: f32, hi: f32| {
+        let len: usize = shape.iter().product();
+        let v: Vec<f32> = (0..len).map(|_| rng.random_range(lo..hi)).collect();
+        TensorData::new(v, shape)
+    };
+    let u = data(vec![batch, dim, len], -1.0, 1.0);
+    let delta = data(vec![batch, dim, len], -3.0, 0.5);
+    let a = data(vec![dim, n], -6.0, -0.5);
+    let b = data(vec![batch, groups, n, len], -1.0, 1.0);
+    let c = data(vec![batch, groups, n, len], -1.0, 1.0);
+    let d = data(vec![dim], -1.0, 1.0);
+    let z = data(vec![batch, dim, len], -2.0, 2.0);
+    let bias = data(vec![dim], -0.2, 0.2);
+    fn build<B: burn::tensor::backend::Backend>(
+        t: [&TensorData; 8],
+        dev: &B::Device,
+    ) -> mamba_ssm::ScanInputs<B> {
+        mamba_ssm::ScanInputs::new(
+            Tensor::from_data(t[0].clone(), dev),
+            Tensor::from_data(t[1].clone(), dev),
+            Tensor::from_data(t[2].clone(), dev),
+            Tensor::from_data(t[3].clone(), dev),
+            Tensor::from_data(t[4].clone(), dev),
+        )
+        .with_d(Tensor::from_data(t[5].clone(), dev))
+        .with_z(Tensor::from_data(t[6].clone(), dev))
+        .with_delta_bias(Tensor::from_data(t[7].clone(), dev))
+        .with_softplus(true)
+    }
+    let all = [&u, &delta, &a, &b, &c, &d, &z, &bias];
+    (
+        build::<NdArray>(all, &Default::default()),
+        build::<Wgpu>(all, &Default::default()),
+    )
+}
+
+/// The vectorised forward (one plane per channel, vector loads, no barrier): against the
+/// fixtures whose L is a multiple of the vector width (4 on wgpu; the others run the scalar
+/// kernel), then against the CPU scan on random inputs whose shapes exercise a partial last
+/// vector run (L not a multiple of a unit's steps), 3+ chunks, N 1 to 64, G 2, d_inner not a
+/// multiple of the channels per cube, one and several steps per vector run, with and without
+/// the B prefetch; then the gradients of `Autodiff` from its saved chunk-start states.
+#[test]
+fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
+    let _settings = settings_lock();
+    let dev = Default::default();
+    set_plane_mode(Some(true));
+    set_vec_forward(Some(true));
+    let before = vec_forward_launches();
+    for name in ["l1000_n16", "ungrouped_n4"] {
+        let case = load(name);
+        let out = selective_scan(case.inputs::<Wgpu>(&dev, |t| t), true).unwrap();
+        let e = rel_err(&to_vec(out.y), case.vec("y"));
+        assert!(e < 1e-5, "{name}: y rel err {e:e}");
+        let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
+        assert!(e < 1e-5, "{name}: last state rel err {e:e}");
+    }
+    assert_eq!(
+        vec_forward_launches(),
+        before + 2,
+        "the fixtures ran the scalar kernel"
+    );
+    let shapes = [
+        [2, 6, 4, 4, 1],
+        [1, 5, 100, 16, 1],
+        [2, 8, 200, 1, 2],
+        [1, 3, 264, 64, 1],
+        [3, 7, 36, 4, 1],
+    ];
+    let mut seed = 0;
+    for (items, chans, prefetch) in [
+        (None, None, false),
+        (Some(4), Some(3), true),
+        (Some(8), Some(1), false),
+        (Some(16), Some(4), true),
+    ] {
+        set_launch_config(items, None);
+        set_channels_per_cube(chans, chans);
+        set_vec_prefetch(Some(prefetch));
+        for shape in shapes {
+            seed += 1;
+            let (cpu, gpu) = random_pair(shape, seed);
+            let want = selective_scan(cpu, true).unwrap();
+            let before = vec_forward_launches();
+            let got = selective_scan(gpu, true).unwrap();
+            assert_eq!(
+                vec_forward_launches(),
+                before + 1,
+                "{shape:?}: scalar kernel ran"
+            );
+            let ctx = format!("{shape:?} items {items:?} chans {chans:?} prefetch {prefetch}");
+            let e = rel_err(&to_vec(got.y), &to_vec(want.y));
+            assert!(e < 1e-5, "{ctx}: y rel err {e:e}");
+            let e = rel_err(
+                &to_vec(got.last_state.unwrap()),
+                &to_vec(want.last_state.unwrap()),
+            );
+            assert!(e < 1e-5, "{ctx}: last state rel err {e:e}");
+        }
+    }
+    // training: the saved chunk-start states come from the vectorised forward
+    set_save_states(Some(true));
+    set_launch_config(Some(4), Some(16));
+    type Ad = Autodiff<Wgpu>;
+    let case = load("l1000_n16");
+    let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
+    inp.a = inp.a.require_grad();
+    inp.b = inp.b.require_grad();
+    inp.c = inp.c.require_grad();
+    let before = vec_forward_launches();
+    let y = selective_scan(inp.clone(), false).unwrap().y;
+    assert_eq!(vec_forward_launches(), before + 1);
+    let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
+    let grads = (y * dy).sum().backward();
+    for (k, g) in [
+        ("u", to_vec(inp.u.grad(&grads).unwrap())),
+        ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
+        ("A", to_vec(inp.a.grad(&grads).unwrap())),
+        ("B", to_vec(inp.b.grad(&grads).unwrap())),
+        ("C", to_vec(inp.c.grad(&grads).unwrap())),
+    ] {
+        let e = rel_err(&g, case.vec(&format!("grad_{k}")));
+        assert!(e < 1e-4, "grad {k} rel err {e:e}");
+    }
+    set_save_states(None);
+    set_vec_prefetch(None);
+    set_vec_forward(None);
+    set_plane_mode(None);
+    set_launch_config(None, None);
+    set_channels_per_cube(None, None);
 }

@@ -7,7 +7,7 @@ use cubecl::prelude::*;
 /// it. The cube holds `chans` segments of `seg` units (one channel each, whole planes); returns
 /// (segment, index inside the segment).
 #[cube]
-fn scan_index(
+pub(super) fn scan_index(
     #[comptime] seg: usize,
     #[comptime] chans: usize,
     #[comptime] use_plane: bool,
@@ -113,7 +113,7 @@ fn scan_smem(
 }
 
 #[cube]
-fn softplus(x: f32) -> f32 {
+pub(super) fn softplus(x: f32) -> f32 {
     let mut y = x;
     if x <= 20.0 {
         y = f32::log1p(f32::exp(x));
@@ -135,7 +135,7 @@ fn seg_planes(slot: usize, #[comptime] seg: usize, #[comptime] use_plane: bool) 
 /// Inclusive scan when a segment is exactly one plane of `seg` lanes (`one_plane`): shuffles
 /// only, no shared memory and no barrier.
 #[cube]
-fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
+pub(super) fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let mut sa = a;
     let mut sb = b;
@@ -227,7 +227,7 @@ fn scan_cube(
 /// group's last channel reads channel 0 of the group and writes nothing. Ends the whole cube
 /// when it is past the grid's end.
 #[cube]
-fn cube_channel(
+pub(super) fn cube_channel(
     batch: usize,
     dim: usize,
     groups: usize,

@@ -6,6 +6,7 @@
 
 mod conv;
 mod device;
+mod fwd_vec;
 
 pub use conv::{set_conv_backward_splits, set_conv_poison_outputs};
 
@@ -427,7 +428,9 @@ fn save_chunk<R: CubeRuntime>(
     } = dims;
     let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
     let chunk = bwd.units as usize * bwd.items;
-    if len > chunk && chunk.is_multiple_of(fwd_items) {
+    // a multiple of 16 too: the vectorised forward's units (up to 16 steps) end on it as
+    // well, so the length announced before the launch is chosen does not depend on it
+    if len > chunk && chunk.is_multiple_of(fwd_items) && chunk.is_multiple_of(16) {
         chunk
     } else {
         0
@@ -466,6 +469,20 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let client = u.client.clone();
     let dtype = u.dtype;
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
+    let y = empty_device_dtype(
+        client.clone(),
+        u.device.clone(),
+        [batch, dim, len].into(),
+        dtype,
+    );
+    let vcfg = VecCfg::new(
+        &client,
+        dim,
+        groups,
+        len,
+        dtype,
+        [&u, &delta, &z, &b, &c, &y],
+    );
     let save_chunk = if save {
         let dims = Dims {
             batch,
@@ -474,7 +491,12 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             state: n_state,
             groups,
         };
-        save_chunk(&client, dims, dtype, cfg.items)
+        save_chunk(
+            &client,
+            dims,
+            dtype,
+            vcfg.as_ref().map_or(cfg.items, |v| v.items),
+        )
     } else {
         0
     };
@@ -489,18 +511,63 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         .into(),
         DType::F32,
     );
-    let y = empty_device_dtype(
-        client.clone(),
-        u.device.clone(),
-        [batch, dim, len].into(),
-        dtype,
-    );
     let last = empty_device_dtype(
         client.clone(),
         u.device.clone(),
         [batch, dim, n_state].into(),
         dtype,
     );
+    if let Some(v) = vcfg {
+        VEC_LAUNCHES.fetch_add(1, Ordering::Relaxed);
+        let per_group = dim / groups.max(1);
+        let cubes = batch * groups * per_group.div_ceil(v.chans);
+        let cx = cubes
+            .min(client.properties().hardware.max_cube_count.0 as usize)
+            .max(1);
+        let cy = cubes.div_ceil(cx);
+        // SAFETY: as for the scalar kernel below; the vector loads are in bounds and aligned
+        // because `VecCfg::new` checked L, the strides and the handles' offsets against the
+        // vector width
+        unsafe {
+            fwd_vec::scan_fwd_vec::launch_unchecked::<R>(
+                &client,
+                CubeCount::Static(cx as u32, cy as u32, 1),
+                CubeDim::new_1d((v.lanes * v.chans) as u32),
+                v.vec,
+                u.into_tensor_arg(),
+                delta.into_tensor_arg(),
+                a.into_tensor_arg(),
+                b.into_tensor_arg(),
+                c.into_tensor_arg(),
+                d.into_tensor_arg(),
+                z.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                y.clone().into_tensor_arg(),
+                last.clone().into_tensor_arg(),
+                ckpt.clone().into_tensor_arg(),
+                n_state,
+                v.items,
+                v.vec,
+                v.lanes,
+                v.chans,
+                has_d,
+                has_z,
+                has_bias,
+                softplus,
+                save_chunk,
+                v.prefetch,
+                dtype.into(),
+            );
+        }
+        return (
+            ScanOutput {
+                y: Tensor::from_primitive(TensorPrimitive::Float(y)),
+                last_state: return_last_state
+                    .then(|| Tensor::from_primitive(TensorPrimitive::Float(last))),
+            },
+            (save_chunk > 0).then(|| Tensor::from_primitive(TensorPrimitive::Float(ckpt))),
+        );
+    }
     // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
     // (steps past L are masked, absent optional inputs are never read), so the
     // bounds-checked launch is not needed (it clamps every read and guards every write).
@@ -697,6 +764,134 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         dd: has_d.then(|| back(dd, dt_d)),
         dz: has_z.then(|| back(dz, dt_z)),
         ddelta_bias: has_bias.then(|| back(dbias, dt_bias)),
+    }
+}
+
+static VEC_MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the forward runs the vectorised kernel (`fwd_vec.rs`: one plane per channel,
+/// `Vector` loads, no shared-memory staging, no barrier) where it applies: `Some(true)` /
+/// `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC=0|1`, else the default (see
+/// [`VecCfg::new`]). It applies when plane shuffles are used and the plane width is fixed, L
+/// is a multiple of the vector width, and every per-step tensor has unit stride along L,
+/// other strides that are multiples of the vector width and a 16-byte aligned start; else
+/// the scalar kernel runs.
+pub fn set_vec_forward(mode: Option<bool>) {
+    VEC_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+static VEC_PREFETCH: AtomicU8 = AtomicU8::new(0);
+static VEC_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the vectorised forward loads B_{n+1} while state n computes (`None`: follows
+/// `MAMBA_SSM_VEC_PREFETCH=0|1`, else off).
+pub fn set_vec_prefetch(mode: Option<bool>) {
+    VEC_PREFETCH.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// How many times this process has launched the vectorised forward (to check which kernel
+/// ran: the scalar one runs wherever the vectorised one does not apply).
+pub fn vec_forward_launches() -> usize {
+    VEC_LAUNCHES.load(Ordering::Relaxed)
+}
+
+/// Launch of the vectorised forward.
+struct VecCfg {
+    /// steps per unit (a multiple of `vec`)
+    items: usize,
+    /// elements per vector load
+    vec: usize,
+    /// units per channel: the plane width
+    lanes: usize,
+    /// channels (planes) per cube
+    chans: usize,
+    /// load B_{n+1} during state n (`MAMBA_SSM_VEC_PREFETCH=0|1`)
+    prefetch: bool,
+}
+
+impl VecCfg {
+    fn new<R: CubeRuntime>(
+        client: &cubecl::client::ComputeClient<R>,
+        dim: usize,
+        groups: usize,
+        len: usize,
+        dtype: DType,
+        tensors: [&CubeTensor<R>; 6],
+    ) -> Option<Self> {
+        let on = match VEC_MODE.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => std::env::var("MAMBA_SSM_VEC").is_ok_and(|v| v == "1"),
+        };
+        let props = client.properties();
+        let hw = &props.hardware;
+        let plane = use_plane(props.features.plane.contains(Plane::Ops));
+        let lanes = hw.plane_size_max as usize;
+        if !on || !plane || hw.plane_size_min != hw.plane_size_max || !lanes.is_power_of_two() {
+            return None;
+        }
+        let elem = dtype.size();
+        // 16-byte vectors; WGSL has no vectors of more than 4 elements
+        let wide = R::name(client).contains("cuda");
+        let vec = env_usize("MAMBA_SSM_VEC_WIDTH")
+            .filter(|v| v.is_power_of_two() && *v * elem <= 16)
+            .unwrap_or(if wide { 16 / elem } else { 4 });
+        if !len.is_multiple_of(vec) {
+            return None;
+        }
+        for t in tensors {
+            let strides = t.meta.strides();
+            let rank = strides.len();
+            let offset = t.handle.offset_start.unwrap_or(0) as usize;
+            if strides[rank - 1] != 1
+                || strides[..rank - 1].iter().any(|s| !s.is_multiple_of(vec))
+                || !offset.is_multiple_of(vec * elem)
+            {
+                return None;
+            }
+        }
+        let table_items = if len <= 128 { 4 } else { 8 };
+        let items = match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
+            i @ (1 | 2 | 4 | 8 | 16) => i,
+            _ => match env_usize("MAMBA_SSM_VEC_ITEMS") {
+                Some(i @ (1 | 2 | 4 | 8 | 16)) => i,
+                _ => table_items,
+            },
+        }
+        .max(vec);
+        let per_group = dim / groups.max(1);
+        let chans = match CHANS_FWD_OVERRIDE.load(Ordering::Relaxed) {
+            0 => env_usize("MAMBA_SSM_VEC_CHANS").unwrap_or(4),
+            k => k,
+        }
+        .clamp(1, 16)
+        .min(per_group.max(1))
+        .min((hw.max_units_per_cube as usize / lanes).max(1));
+        Some(VecCfg {
+            items,
+            vec,
+            lanes,
+            chans,
+            prefetch: match VEC_PREFETCH.load(Ordering::Relaxed) {
+                1 => true,
+                2 => false,
+                _ => std::env::var("MAMBA_SSM_VEC_PREFETCH").is_ok_and(|v| v == "1"),
+            },
+        })
     }
 }
 

@@ -1,0 +1,250 @@
+//! The vectorised forward kernel (device side): one plane per channel, no shared memory
+//! staging and no barrier, every per-step input read with `Vector` loads (16 bytes per load
+//! on CUDA). See `docs/kernel-notes.md` (session 6) for why and what it measured.
+
+use super::device::{cube_channel, scan_index, scan_lane, softplus};
+use cubecl::prelude::*;
+
+/// Vectorised forward selective scan. One cube per (batch, group, block of `chans` channels);
+/// each channel is one plane of `lanes` units (the device's fixed plane width), the sequence
+/// in chunks of `lanes` x `items` steps, unit `lane` owning `items` consecutive steps, read
+/// as `items / vec` vectors of `vec` steps (`N` = `vec` at launch). Requires L, and every
+/// stride but the unit stride of L, to be multiples of `vec`, and 16-byte aligned handles
+/// (the wrapper checks). Per state: B_n's vectors, the unit's steps composed
+/// (pa = exp(dt A_n), pb = dt u B_n), a shuffle-only scan over the plane, the previous lane's
+/// end state by shuffle, the unit's states recomputed to accumulate C_n . h. With `prefetch`,
+/// B_{n+1}'s vectors are loaded while state n computes. The D skip is folded into the
+/// accumulator's start; softplus(delta + bias) and silu(z) fused; math in f32.
+#[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
+#[allow(clippy::too_many_arguments)]
+pub fn scan_fwd_vec<F: Float, N: Size>(
+    u: &Tensor<Vector<F, N>>,
+    delta: &Tensor<Vector<F, N>>,
+    a: &Tensor<F>,
+    bm: &Tensor<Vector<F, N>>,
+    cm: &Tensor<Vector<F, N>>,
+    dvec: &Tensor<F>,
+    z: &Tensor<Vector<F, N>>,
+    bias: &Tensor<F>,
+    y: &mut Tensor<Vector<F, N>>,
+    last: &mut Tensor<F>,
+    ckpt: &mut Tensor<f32>,
+    #[comptime] n_state: usize,
+    #[comptime] items: usize,
+    #[comptime] vec: usize,
+    #[comptime] lanes: usize,
+    #[comptime] chans: usize,
+    #[comptime] has_d: bool,
+    #[comptime] has_z: bool,
+    #[comptime] has_bias: bool,
+    #[comptime] delta_softplus: bool,
+    #[comptime] save_chunk: usize,
+    #[comptime] prefetch: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let nv = comptime!(items / vec);
+    let dim = u.shape(1);
+    let len = u.shape(2);
+    let groups = bm.shape(1);
+    let (slot, lane) = scan_index(lanes, chans, true);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let mut ck_row = 0usize;
+    if comptime!(save_chunk > 0) {
+        ck_row = (bi * dim + ch) * len.div_ceil(save_chunk) * n_state;
+    }
+    // an inactive segment (past its group's last channel) runs on no steps and writes nothing
+    let mut slot_len = 0usize;
+    if active {
+        slot_len = len;
+    }
+    let cbase = slot * n_state;
+    // carries: every lane writes the same value and reads back only its own writes
+    let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
+    for n in 0..n_state {
+        carry[cbase + n] = 0.0f32;
+    }
+
+    let mut bias_v = 0.0f32;
+    if has_bias {
+        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
+    }
+    let mut d_v = 0.0f32;
+    if has_d {
+        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
+    }
+    // rows in vectors
+    let u_row = (bi * u.stride(0) + ch * u.stride(1)) / vec;
+    let d_row = (bi * delta.stride(0) + ch * delta.stride(1)) / vec;
+    let z_row = (bi * z.stride(0) + ch * z.stride(1)) / vec;
+    let y_row = (bi * y.stride(0) + ch * y.stride(1)) / vec;
+    let b_row = (bi * bm.stride(0) + gi * bm.stride(1)) / vec;
+    let c_row = (bi * cm.stride(0) + gi * cm.stride(1)) / vec;
+    let b_sn = bm.stride(2) / vec;
+    let c_sn = cm.stride(2) / vec;
+    let a_row = ch * a.stride(0);
+
+    let mut dt = Array::<f32>::new(items);
+    let mut dtu = Array::<f32>::new(items);
+    let mut acc = Array::<f32>::new(items);
+    let mut pa = Array::<f32>::new(items);
+    let mut pb = Array::<f32>::new(items);
+    let mut bv = Array::<f32>::new(items);
+    let mut nbv = Array::<f32>::new(comptime!(if prefetch { items } else { 1 }));
+
+    let chunk = comptime!(lanes * items);
+    let mut start = 0usize;
+    while start < len {
+        // first vector of this unit, and how many of its vectors lie before the end
+        let v0 = (start + lane * items) / vec;
+        let vend = slot_len.div_ceil(vec);
+        #[unroll]
+        for j in 0..nv {
+            let inb = v0 + j < vend;
+            // out-of-range vectors read the row's first one (always valid) and are masked
+            let mut vj = 0usize;
+            if inb {
+                vj = v0 + j;
+            }
+            let uv = u[u_row + vj];
+            let dv = delta[d_row + vj];
+            #[unroll]
+            for k in 0..vec {
+                let i = j * vec + k;
+                let uk = f32::cast_from(uv[k]);
+                let mut d = f32::cast_from(dv[k]) + bias_v;
+                if delta_softplus {
+                    d = softplus(d);
+                }
+                // a masked step is the identity: dt = 0 (pa = 1), dt u = 0 (pb = 0)
+                let mut dd = 0.0f32;
+                if inb {
+                    dd = d;
+                }
+                dt[i] = dd;
+                dtu[i] = dd * uk;
+                acc[i] = d_v * uk;
+            }
+        }
+        if prefetch {
+            load_b(bm, b_row, 0, v0, vend, &mut nbv, nv, vec);
+        }
+        for n in 0..n_state {
+            let a_n = f32::cast_from(a[a_row + n * a.stride(1)]);
+            let h0 = carry[cbase + n];
+            if prefetch {
+                #[unroll]
+                for i in 0..items {
+                    bv[i] = nbv[i];
+                }
+                // the next state's B (state 0 again after the last: valid, unused)
+                let mut nn = n + 1;
+                if nn == n_state {
+                    nn = 0;
+                }
+                load_b(bm, b_row, nn * b_sn, v0, vend, &mut nbv, nv, vec);
+            } else {
+                load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
+            }
+            let mut ga = 1.0f32;
+            let mut gb = 0.0f32;
+            #[unroll]
+            for i in 0..items {
+                let ai = f32::exp(dt[i] * a_n);
+                let bi_ = dtu[i] * bv[i];
+                pa[i] = ai;
+                pb[i] = bi_;
+                gb = ai * gb + bi_;
+                ga *= ai;
+            }
+            let (sa, sb) = scan_lane(ga, gb, lanes);
+            // the state after this unit's last step; before its first, the previous lane's
+            let h_end = sa * h0 + sb;
+            if comptime!(save_chunk > 0) {
+                // the unit ends on a backward chunk start (not the first, not past the end)
+                let end = start + (lane + 1) * items;
+                let q = end / save_chunk;
+                if active && end < len && q * save_chunk == end {
+                    ckpt[ck_row + q * n_state + n] = h_end;
+                }
+            }
+            let prev = plane_shuffle_up(h_end, 1u32);
+            let mut h = h0;
+            if lane > 0 {
+                h = prev;
+            }
+            carry[cbase + n] = plane_shuffle(h_end, comptime!((lanes - 1) as u32));
+            #[unroll]
+            for j in 0..nv {
+                let mut vj = 0usize;
+                if v0 + j < vend {
+                    vj = v0 + j;
+                }
+                let cv = cm[c_row + n * c_sn + vj];
+                #[unroll]
+                for k in 0..vec {
+                    let i = j * vec + k;
+                    h = pa[i] * h + pb[i];
+                    acc[i] += h * f32::cast_from(cv[k]);
+                }
+            }
+        }
+        #[unroll]
+        for j in 0..nv {
+            if v0 + j < vend {
+                let mut out = Vector::<F, N>::empty();
+                let mut zv = Vector::<F, N>::empty();
+                if has_z {
+                    zv = z[z_row + v0 + j];
+                }
+                #[unroll]
+                for k in 0..vec {
+                    let mut o = acc[j * vec + k];
+                    if has_z {
+                        let zk = f32::cast_from(zv[k]);
+                        o *= zk / (1.0f32 + f32::exp(-zk));
+                    }
+                    out[k] = F::cast_from(o);
+                }
+                y[y_row + v0 + j] = out;
+            }
+        }
+        start += chunk;
+    }
+    if active {
+        let mut k = lane;
+        while k < n_state {
+            last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
+                F::cast_from(carry[cbase + k]);
+            k += lanes;
+        }
+    }
+}
+
+/// B's vectors of one state for this unit into `out` (f32), `items = nv x vec` values; the
+/// vectors at or past `vend` read the row's first vector (valid memory; their steps are
+/// masked by dt = 0).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_b<F: Float, N: Size>(
+    bm: &Tensor<Vector<F, N>>,
+    b_row: usize,
+    n_off: usize,
+    v0: usize,
+    vend: usize,
+    out: &mut Array<f32>,
+    #[comptime] nv: usize,
+    #[comptime] vec: usize,
+) {
+    #[unroll]
+    for j in 0..nv {
+        let mut vj = 0usize;
+        if v0 + j < vend {
+            vj = v0 + j;
+        }
+        let v = bm[b_row + n_off + vj];
+        #[unroll]
+        for k in 0..vec {
+            out[j * vec + k] = f32::cast_from(v[k]);
+        }
+    }
+}
