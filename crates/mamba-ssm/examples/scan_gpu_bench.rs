@@ -5,7 +5,8 @@
 //! [--grid=b,d,l,n;...]`
 //! (build with `--features cuda` or `--features wgpu`). The kernel's launch settings come from
 //! the environment: `MAMBA_SSM_CHANS_FWD`, `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`,
-//! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain` (the backward without `fold`), ... (see
+//! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain` (the backward without `fold`), `MAMBA_SSM_VEC=1`
+//! (the vectorised forward), ... (see
 //! `mamba_ssm::kernel`).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
 //! launch, about 10 us).
@@ -94,7 +95,8 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             let want = selective_scan(host(&inp), true).unwrap();
             let got = selective_scan(inp, true).unwrap();
             println!(
-                "check plane={plane} {shape:?}: y max rel err {:.2e}, last state {:.2e}",
+                "check plane={plane} {shape:?} (vectorised forward launches so far: {}): y max rel err {:.2e}, last state {:.2e}",
+                mamba_ssm::kernel::vec_forward_launches(),
                 max_rel(got.y.into_data(), want.y.into_data()),
                 max_rel(
                     got.last_state.unwrap().into_data(),
@@ -168,7 +170,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
     // bf16-rounded values
     if check && B::supports_dtype(&dev, burn::tensor::DType::BF16) {
         let bf = burn::tensor::DType::BF16;
-        for shape in [[2, 64, 1000, 16], [2, 48, 300, 16]] {
+        for shape in [[2, 64, 1000, 16], [2, 48, 300, 16], [2, 48, 304, 16]] {
             let inp = ScanInputs::<B>::random(shape, &dev);
             let cast = ScanInputs {
                 u: inp.u.clone().cast(bf),
@@ -187,7 +189,8 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             let want = selective_scan(host(&rounded), false).unwrap();
             let got = selective_scan(cast, false).unwrap();
             println!(
-                "check bf16 (f32 weights) {shape:?}: y max rel err {:.2e}",
+                "check bf16 (f32 weights) {shape:?} (vectorised launches so far: {}): y max rel err {:.2e}",
+                mamba_ssm::kernel::vec_forward_launches(),
                 max_rel(got.y.into_data(), want.y.into_data())
             );
         }

@@ -771,11 +771,14 @@ static VEC_MODE: AtomicU8 = AtomicU8::new(0);
 
 /// Whether the forward runs the vectorised kernel (`fwd_vec.rs`: one plane per channel,
 /// `Vector` loads, no shared-memory staging, no barrier) where it applies: `Some(true)` /
-/// `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC=0|1`, else the default (see
-/// [`VecCfg::new`]). It applies when plane shuffles are used and the plane width is fixed, L
-/// is a multiple of the vector width, and every per-step tensor has unit stride along L,
-/// other strides that are multiples of the vector width and a 16-byte aligned start; else
-/// the scalar kernel runs.
+/// `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC=0|1`, else on. It applies when
+/// plane shuffles are used and the plane width is fixed, L is a multiple of the vector width,
+/// and every per-step tensor has unit stride along L, other strides that are multiples of the
+/// vector width and an aligned start; else the scalar kernel (`scan_fwd`) runs. Launch: one
+/// channel per cube (`MAMBA_SSM_VEC_CHANS`), 8 steps per unit (4 up to L = 128;
+/// `MAMBA_SSM_VEC_ITEMS`), 16-byte vectors on CUDA (`MAMBA_SSM_VEC_WIDTH`), 4 elements on
+/// wgpu. On the H200 (session 6, docs/kernel-notes.md) it took the fp32 forward from 3.52 to
+/// 1.95 ms and the bf16 one from 3.98 to 1.78 ms at L 512 x 128 (d_inner 1536, N 16).
 pub fn set_vec_forward(mode: Option<bool>) {
     VEC_MODE.store(
         match mode {
@@ -835,7 +838,7 @@ impl VecCfg {
         let on = match VEC_MODE.load(Ordering::Relaxed) {
             1 => true,
             2 => false,
-            _ => std::env::var("MAMBA_SSM_VEC").is_ok_and(|v| v == "1"),
+            _ => std::env::var("MAMBA_SSM_VEC").map_or(true, |v| v != "0"),
         };
         let props = client.properties();
         let hw = &props.hardware;
@@ -845,11 +848,21 @@ impl VecCfg {
             return None;
         }
         let elem = dtype.size();
-        // 16-byte vectors; WGSL has no vectors of more than 4 elements
+        let table_items = if len <= 128 { 4 } else { 8 };
+        let items = match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
+            i @ (1 | 2 | 4 | 8 | 16) => i,
+            _ => match env_usize("MAMBA_SSM_VEC_ITEMS") {
+                Some(i @ (1 | 2 | 4 | 8 | 16)) => i,
+                _ => table_items,
+            },
+        };
+        // 16-byte vectors, at most a unit's steps (bf16 at L <= 128: 4 x 2 bytes, so that
+        // 32 units of 4 steps cover L = 128); WGSL has no vectors of more than 4 elements
         let wide = R::name(client).contains("cuda");
         let vec = env_usize("MAMBA_SSM_VEC_WIDTH")
             .filter(|v| v.is_power_of_two() && *v * elem <= 16)
-            .unwrap_or(if wide { 16 / elem } else { 4 });
+            .unwrap_or(if wide { (16 / elem).min(items) } else { 4 });
+        let items = items.max(vec);
         if !len.is_multiple_of(vec) {
             return None;
         }
@@ -864,18 +877,9 @@ impl VecCfg {
                 return None;
             }
         }
-        let table_items = if len <= 128 { 4 } else { 8 };
-        let items = match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
-            i @ (1 | 2 | 4 | 8 | 16) => i,
-            _ => match env_usize("MAMBA_SSM_VEC_ITEMS") {
-                Some(i @ (1 | 2 | 4 | 8 | 16)) => i,
-                _ => table_items,
-            },
-        }
-        .max(vec);
         let per_group = dim / groups.max(1);
         let chans = match CHANS_FWD_OVERRIDE.load(Ordering::Relaxed) {
-            0 => env_usize("MAMBA_SSM_VEC_CHANS").unwrap_or(4),
+            0 => env_usize("MAMBA_SSM_VEC_CHANS").unwrap_or(1),
             k => k,
         }
         .clamp(1, 16)
