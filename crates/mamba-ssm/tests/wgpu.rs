@@ -10,7 +10,8 @@ use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
     set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
-    set_save_states, set_vec_forward, set_vec_prefetch, vec_forward_launches,
+    set_save_states, set_vec_backward, set_vec_forward, set_vec_prefetch, vec_backward_launches,
+    vec_forward_launches,
 };
 use mamba_ssm::selective_scan;
 
@@ -431,4 +432,134 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
+}
+
+/// The vectorised backward (`set_vec_backward`): every gradient against the CPU scan's
+/// backward on random inputs (shapes as for the vectorised forward, several chunks), with the
+/// chunk-start states saved by the training forward and recomputed by its first pass; then
+/// through `Autodiff` against the PyTorch fixtures whose L fits the vector width.
+#[test]
+fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
+    use mamba_ssm::{ScanGrads, SelectiveScanBackend, selective_scan_backward};
+    let _settings = settings_lock();
+    let dev = Default::default();
+    set_plane_mode(Some(true));
+    set_vec_forward(Some(true));
+    set_vec_backward(Some(true));
+    set_save_states(Some(true));
+    fn grads_of<B: burn::tensor::backend::Backend>(
+        g: ScanGrads<B>,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        vec![
+            ("du", to_vec(g.du)),
+            ("ddelta", to_vec(g.ddelta)),
+            ("dA", to_vec(g.da)),
+            ("dB", to_vec(g.db)),
+            ("dC", to_vec(g.dc)),
+            ("dD", to_vec(g.dd.unwrap())),
+            ("dz", to_vec(g.dz.unwrap())),
+            ("dbias", to_vec(g.ddelta_bias.unwrap())),
+        ]
+    }
+    let shapes = [
+        [2, 6, 4, 4, 1],
+        [1, 5, 100, 16, 1],
+        [2, 8, 200, 1, 2],
+        [1, 3, 264, 64, 1],
+    ];
+    let mut seed = 100;
+    for (items, chans) in [(None, None), (Some(4), Some(3)), (Some(16), Some(2))] {
+        set_launch_config(items, None);
+        set_channels_per_cube(chans, chans);
+        for shape in shapes {
+            seed += 1;
+            let (cpu, gpu) = random_pair(shape, seed);
+            let [b, d, l, _, _] = shape;
+            let dy_data = {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 1000);
+                let v: Vec<f32> = (0..b * d * l)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                burn::tensor::TensorData::new(v, [b, d, l])
+            };
+            let want = grads_of(
+                selective_scan_backward(
+                    cpu,
+                    Tensor::from_data(dy_data.clone(), &Default::default()),
+                )
+                .unwrap(),
+            );
+            let dy = Tensor::<Wgpu, 3>::from_data(dy_data, &dev);
+            for save in [true, false] {
+                let before = vec_backward_launches();
+                let got = if save {
+                    let (_, saved) =
+                        <Wgpu as SelectiveScanBackend>::selective_scan_train(gpu.clone(), false);
+                    <Wgpu as SelectiveScanBackend>::selective_scan_backward_saved(
+                        gpu.clone(),
+                        dy.clone(),
+                        saved,
+                    )
+                } else {
+                    selective_scan_backward(gpu.clone(), dy.clone()).unwrap()
+                };
+                let ctx = format!("{shape:?} items {items:?} chans {chans:?} saved {save}");
+                for ((k, g), (_, w)) in grads_of(got).iter().zip(&want) {
+                    let e = rel_err(g, w);
+                    assert!(e < 1e-4, "{ctx}: {k} rel err {e:e}");
+                }
+                assert_eq!(
+                    vec_backward_launches(),
+                    before + 1,
+                    "{ctx}: scalar backward ran"
+                );
+            }
+        }
+    }
+    set_launch_config(None, None);
+    set_channels_per_cube(None, None);
+    type Ad = Autodiff<Wgpu>;
+    for name in ["l1000_n16", "ungrouped_n4"] {
+        let case = load(name);
+        let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
+        inp.a = inp.a.require_grad();
+        inp.b = inp.b.require_grad();
+        inp.c = inp.c.require_grad();
+        inp.d = inp.d.map(|d| d.require_grad());
+        inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+        let before = vec_backward_launches();
+        let y = selective_scan(inp.clone(), false).unwrap().y;
+        let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
+        let grads = (y * dy).sum().backward();
+        let mut checks: Vec<(&str, Vec<f32>)> = vec![
+            ("u", to_vec(inp.u.grad(&grads).unwrap())),
+            ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
+            ("A", to_vec(inp.a.grad(&grads).unwrap())),
+            ("B", to_vec(inp.b.grad(&grads).unwrap())),
+            ("C", to_vec(inp.c.grad(&grads).unwrap())),
+        ];
+        if let Some(d) = &inp.d {
+            checks.push(("D", to_vec(d.grad(&grads).unwrap())));
+        }
+        if let Some(z) = &inp.z {
+            checks.push(("z", to_vec(z.grad(&grads).unwrap())));
+        }
+        if let Some(b) = &inp.delta_bias {
+            checks.push(("delta_bias", to_vec(b.grad(&grads).unwrap())));
+        }
+        for (k, got) in checks {
+            let e = rel_err(&got, case.vec(&format!("grad_{k}")));
+            assert!(e < 1e-5, "{name}: grad {k} rel err {e:e}");
+        }
+        assert_eq!(
+            vec_backward_launches(),
+            before + 1,
+            "{name}: scalar backward ran"
+        );
+    }
+    set_save_states(None);
+    set_vec_backward(None);
+    set_vec_forward(None);
+    set_plane_mode(None);
 }

@@ -182,7 +182,7 @@ fn scan_lane2(a0: f32, b0: f32, a1: f32, b1: f32, #[comptime] seg: usize) -> (f3
 
 /// Suffix version of [`scan_lane`].
 #[cube]
-fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
+pub(super) fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let mut sa = a;
     let mut sb = b;
@@ -907,7 +907,7 @@ fn scan_cube_rev(
 /// Index into a chunk-sized shared buffer with one padding word per 32, so that units writing
 /// their `items` consecutive steps (stride `items` across lanes) do not collide in banks.
 #[cube]
-fn padded(j: usize) -> usize {
+pub(super) fn padded(j: usize) -> usize {
     j + j / 32
 }
 

@@ -2,7 +2,7 @@
 //! staging and no barrier, every per-step input read with `Vector` loads (16 bytes per load
 //! on CUDA). See `docs/kernel-notes.md` (session 6) for why and what it measured.
 
-use super::device::{cube_channel, scan_index, scan_lane, softplus};
+use super::device::{cube_channel, padded, scan_index, scan_lane, scan_lane_rev, softplus};
 use cubecl::prelude::*;
 
 /// Vectorised forward selective scan. One cube per (batch, group, block of `chans` channels);
@@ -245,6 +245,403 @@ fn load_b<F: Float, N: Size>(
         #[unroll]
         for k in 0..vec {
             out[j * vec + k] = f32::cast_from(v[k]);
+        }
+    }
+}
+
+/// Vectorised backward selective scan, the layout of [`scan_fwd_vec`]: one plane per
+/// channel, `items` steps per unit read as vectors, chunks of `lanes` x `items` steps from
+/// the end. Needs the state at every chunk start but the first (`ckpt`, `[batch x d_inner,
+/// chunks, N]` f32): from the forward when `saved`, else a first sweep computes them. Per
+/// state and chunk: the chunk's states recomputed (compose, shuffle scan), the gradient
+/// carried backwards (mu_t = exp(dt_t A) lambda_t, lambda_t = g_t C_t + mu_{t+1}, reverse
+/// shuffle scan), then du, d delta, dz per step (written per chunk), dA summed over the plane
+/// (one atomic per plane), and dB / dC per channel by coalesced atomics: each unit's terms
+/// go through shared memory (double-buffered by state parity, one barrier per state) so that
+/// consecutive lanes add to consecutive steps. No reduction over channels: a cube's planes
+/// are independent.
+#[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
+#[allow(clippy::too_many_arguments)]
+pub fn scan_bwd_vec<F: Float, N: Size>(
+    u: &Tensor<Vector<F, N>>,
+    delta: &Tensor<Vector<F, N>>,
+    a: &Tensor<F>,
+    bm: &Tensor<Vector<F, N>>,
+    cm: &Tensor<Vector<F, N>>,
+    dvec: &Tensor<F>,
+    z: &Tensor<Vector<F, N>>,
+    bias: &Tensor<F>,
+    dy: &Tensor<Vector<F, N>>,
+    du: &mut Tensor<Vector<F, N>>,
+    ddelta: &mut Tensor<Vector<F, N>>,
+    dz: &mut Tensor<Vector<F, N>>,
+    da: &mut Tensor<Atomic<f32>>,
+    db: &mut Tensor<Atomic<f32>>,
+    dc: &mut Tensor<Atomic<f32>>,
+    dd: &mut Tensor<Atomic<f32>>,
+    dbias: &mut Tensor<Atomic<f32>>,
+    ckpt: &mut Tensor<f32>,
+    #[comptime] n_state: usize,
+    #[comptime] items: usize,
+    #[comptime] vec: usize,
+    #[comptime] lanes: usize,
+    #[comptime] chans: usize,
+    #[comptime] has_d: bool,
+    #[comptime] has_z: bool,
+    #[comptime] has_bias: bool,
+    #[comptime] delta_softplus: bool,
+    #[comptime] saved: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let nv = comptime!(items / vec);
+    let dim = u.shape(1);
+    let len = u.shape(2);
+    let groups = bm.shape(1);
+    let (slot, lane) = scan_index(lanes, chans, true);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let mut slot_len = 0usize;
+    if active {
+        slot_len = len;
+    }
+    let chunk = comptime!(lanes * items);
+    let chunks = len.div_ceil(chunk);
+    let cbase = slot * n_state;
+    let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
+    // dB and dC terms of one state for the plane's chunk, padded, two buffers (state parity)
+    let ex_len = comptime!(chunk + chunk / 32);
+    let mut ex_b = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
+    let mut ex_c = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
+    let ex_base = slot * 2 * ex_len;
+
+    let mut bias_v = 0.0f32;
+    if has_bias {
+        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
+    }
+    let mut d_v = 0.0f32;
+    if has_d {
+        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
+    }
+    let u_row = (bi * u.stride(0) + ch * u.stride(1)) / vec;
+    let d_row = (bi * delta.stride(0) + ch * delta.stride(1)) / vec;
+    let z_row = (bi * z.stride(0) + ch * z.stride(1)) / vec;
+    let g_row = (bi * dy.stride(0) + ch * dy.stride(1)) / vec;
+    let du_row = (bi * du.stride(0) + ch * du.stride(1)) / vec;
+    let dd_row = (bi * ddelta.stride(0) + ch * ddelta.stride(1)) / vec;
+    let dz_row = (bi * dz.stride(0) + ch * dz.stride(1)) / vec;
+    let b_row = (bi * bm.stride(0) + gi * bm.stride(1)) / vec;
+    let c_row = (bi * cm.stride(0) + gi * cm.stride(1)) / vec;
+    let b_sn = bm.stride(2) / vec;
+    let c_sn = cm.stride(2) / vec;
+    let a_row = ch * a.stride(0);
+    let db_row = bi * db.stride(0) + gi * db.stride(1);
+    let dc_row = bi * dc.stride(0) + gi * dc.stride(1);
+    let ck_row = (bi * dim + ch) * chunks * n_state;
+
+    let mut dt = Array::<f32>::new(items);
+    let mut dtu = Array::<f32>::new(items);
+    let mut pa = Array::<f32>::new(items);
+    let mut bv = Array::<f32>::new(items);
+    let vend = slot_len.div_ceil(vec);
+
+    // pass 1: the state at every chunk start but the first (unless the forward saved them)
+    for n in 0..n_state {
+        carry[cbase + n] = 0.0f32;
+    }
+    let mut c = 0usize;
+    if comptime!(saved) {
+        c = chunks;
+    }
+    while c + 1 < chunks {
+        let v0 = (c * chunk + lane * items) / vec;
+        load_dt(
+            u,
+            delta,
+            u_row,
+            d_row,
+            v0,
+            vend,
+            bias_v,
+            &mut dt,
+            &mut dtu,
+            nv,
+            vec,
+            delta_softplus,
+        );
+        for n in 0..n_state {
+            let a_n = f32::cast_from(a[a_row + n * a.stride(1)]);
+            load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
+            let mut ga = 1.0f32;
+            let mut gb = 0.0f32;
+            #[unroll]
+            for i in 0..items {
+                let ai = f32::exp(dt[i] * a_n);
+                gb = ai * gb + dtu[i] * bv[i];
+                ga *= ai;
+            }
+            let (sa, sb) = scan_lane(ga, gb, lanes);
+            let h_end = sa * carry[cbase + n] + sb;
+            let last = plane_shuffle(h_end, comptime!((lanes - 1) as u32));
+            carry[cbase + n] = last;
+            if active && lane == 0 {
+                ckpt[ck_row + (c + 1) * n_state + n] = last;
+            }
+        }
+        c += 1;
+    }
+
+    // the states written above (by lane 0) are read by every lane below
+    sync_cube();
+
+    // pass 2: chunks from the end; carry holds the mu entering each state from the next chunk
+    let mut gy = Array::<f32>::new(items);
+    let mut yacc = Array::<f32>::new(items);
+    let mut ddt = Array::<f32>::new(items);
+    let mut dus = Array::<f32>::new(items);
+    let mut pb = Array::<f32>::new(items);
+    let mut hs = Array::<f32>::new(items);
+    let mut cv = Array::<f32>::new(items);
+    for n in 0..n_state {
+        carry[cbase + n] = 0.0f32;
+    }
+    let mut d_d = 0.0f32;
+    let mut d_bias = 0.0f32;
+    let mut par = 0usize;
+    let mut c = chunks;
+    while c > 0 {
+        c -= 1;
+        let start = c * chunk;
+        let v0 = (start + lane * items) / vec;
+        load_dt(
+            u,
+            delta,
+            u_row,
+            d_row,
+            v0,
+            vend,
+            bias_v,
+            &mut dt,
+            &mut dtu,
+            nv,
+            vec,
+            delta_softplus,
+        );
+        #[unroll]
+        for j in 0..nv {
+            let inb = v0 + j < vend;
+            let mut vj = 0usize;
+            if inb {
+                vj = v0 + j;
+            }
+            let gv = dy[g_row + vj];
+            let mut zv = gv;
+            if has_z {
+                zv = z[z_row + vj];
+            }
+            #[unroll]
+            for k in 0..vec {
+                let i = j * vec + k;
+                let mut g = 0.0f32;
+                if inb {
+                    g = f32::cast_from(gv[k]);
+                    if has_z {
+                        let zk = f32::cast_from(zv[k]);
+                        g *= zk / (1.0f32 + f32::exp(-zk));
+                    }
+                }
+                gy[i] = g;
+                yacc[i] = 0.0f32;
+                ddt[i] = 0.0f32;
+                dus[i] = 0.0f32;
+            }
+        }
+        for n in 0..n_state {
+            let a_n = f32::cast_from(a[a_row + n * a.stride(1)]);
+            load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
+            load_b(cm, c_row, n * c_sn, v0, vend, &mut cv, nv, vec);
+            // recompute the chunk's states (the first chunk starts from zero)
+            let mut h0 = 0.0f32;
+            if c > 0 && active {
+                h0 = ckpt[ck_row + c * n_state + n];
+            }
+            let mut ga = 1.0f32;
+            let mut gb = 0.0f32;
+            #[unroll]
+            for i in 0..items {
+                let ai = f32::exp(dt[i] * a_n);
+                let bi_ = dtu[i] * bv[i];
+                pa[i] = ai;
+                pb[i] = bi_;
+                gb = ai * gb + bi_;
+                ga *= ai;
+            }
+            let (sa, sb) = scan_lane(ga, gb, lanes);
+            let prev = plane_shuffle_up(sa * h0 + sb, 1u32);
+            let mut h = h0;
+            if lane > 0 {
+                h = prev;
+            }
+            let h_start = h;
+            #[unroll]
+            for i in 0..items {
+                h = pa[i] * h + pb[i];
+                hs[i] = h;
+            }
+            // reverse: mu <- a_t (g_t C_t + mu), later steps first
+            let mut rb = 0.0f32;
+            #[unroll]
+            for j in 0..items {
+                let i = items - 1 - j;
+                rb = pa[i] * (rb + gy[i] * cv[i]);
+            }
+            // the product of the unit's pa is the forward composition's ga
+            let (qa, qb) = scan_lane_rev(ga, rb, lanes);
+            let mu0 = carry[cbase + n];
+            let mu_start = qa * mu0 + qb;
+            let next = plane_shuffle_down(mu_start, 1u32);
+            let mut mu = mu0;
+            if lane + 1 < comptime!(lanes) {
+                mu = next;
+            }
+            carry[cbase + n] = plane_shuffle(mu_start, 0u32);
+            let mut d_a = 0.0f32;
+            let eoff = ex_base + par * ex_len;
+            #[unroll]
+            for j in 0..items {
+                let i = items - 1 - j;
+                let mut hprev = h_start;
+                if i > 0 {
+                    hprev = hs[i - 1];
+                }
+                let lam = gy[i] * cv[i] + mu;
+                yacc[i] += cv[i] * hs[i];
+                let ldh = lam * pa[i] * hprev;
+                ddt[i] += a_n * ldh;
+                dus[i] += lam * bv[i];
+                d_a += dt[i] * ldh;
+                let r = eoff + padded(lane * items + i);
+                ex_b[r] = lam * dtu[i];
+                ex_c[r] = gy[i] * hs[i];
+                mu = pa[i] * lam;
+            }
+            let total = plane_sum(d_a);
+            if active && lane == 0 {
+                da[ch * da.stride(0) + n * da.stride(1)].fetch_add(total);
+            }
+            // the other parity's buffers were last read before this barrier's predecessor
+            sync_cube();
+            if active {
+                #[unroll]
+                for k in 0..items {
+                    let jj = k * lanes + lane;
+                    let t = start + jj;
+                    if t < len {
+                        let r = eoff + padded(jj);
+                        db[db_row + n * db.stride(2) + t * db.stride(3)].fetch_add(ex_b[r]);
+                        dc[dc_row + n * dc.stride(2) + t * dc.stride(3)].fetch_add(ex_c[r]);
+                    }
+                }
+            }
+            par = 1 - par;
+        }
+        // the chunk's du, d delta, dz (u, delta, dy and z read again: fewer live registers)
+        #[unroll]
+        for j in 0..nv {
+            let vj = v0 + j;
+            if vj < vend {
+                let uv = u[u_row + vj];
+                let dv = delta[d_row + vj];
+                let gv = dy[g_row + vj];
+                let mut zv = gv;
+                if has_z {
+                    zv = z[z_row + vj];
+                }
+                let mut o_du = Vector::<F, N>::empty();
+                let mut o_dd = Vector::<F, N>::empty();
+                let mut o_dz = Vector::<F, N>::empty();
+                #[unroll]
+                for k in 0..vec {
+                    let i = j * vec + k;
+                    let uk = f32::cast_from(uv[k]);
+                    o_du[k] = F::cast_from(gy[i] * d_v + dt[i] * dus[i]);
+                    let mut g = ddt[i] + uk * dus[i];
+                    if delta_softplus {
+                        let raw = f32::cast_from(dv[k]) + bias_v;
+                        if raw <= 20.0 {
+                            g *= 1.0f32 / (1.0f32 + f32::exp(-raw));
+                        }
+                    }
+                    o_dd[k] = F::cast_from(g);
+                    d_bias += g;
+                    d_d += gy[i] * uk;
+                    if has_z {
+                        let zk = f32::cast_from(zv[k]);
+                        let sg = 1.0f32 / (1.0f32 + f32::exp(-zk));
+                        let y = yacc[i] + d_v * uk;
+                        o_dz[k] = F::cast_from(
+                            f32::cast_from(gv[k]) * y * sg * (1.0f32 + zk * (1.0f32 - sg)),
+                        );
+                    }
+                }
+                du[du_row + vj] = o_du;
+                ddelta[dd_row + vj] = o_dd;
+                if has_z {
+                    dz[dz_row + vj] = o_dz;
+                }
+            }
+        }
+    }
+    let s_d = plane_sum(d_d);
+    let s_bias = plane_sum(d_bias);
+    if active && lane == 0 {
+        if has_d {
+            dd[ch * dd.stride(0)].fetch_add(s_d);
+        }
+        if has_bias {
+            dbias[ch * dbias.stride(0)].fetch_add(s_bias);
+        }
+    }
+}
+
+/// dt = softplus?(delta + bias) and dt u of a unit's steps, from vectors (0 at or past
+/// `vend`: the identity step).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_dt<F: Float, N: Size>(
+    u: &Tensor<Vector<F, N>>,
+    delta: &Tensor<Vector<F, N>>,
+    u_row: usize,
+    d_row: usize,
+    v0: usize,
+    vend: usize,
+    bias_v: f32,
+    dt: &mut Array<f32>,
+    dtu: &mut Array<f32>,
+    #[comptime] nv: usize,
+    #[comptime] vec: usize,
+    #[comptime] delta_softplus: bool,
+) {
+    #[unroll]
+    for j in 0..nv {
+        let inb = v0 + j < vend;
+        let mut vj = 0usize;
+        if inb {
+            vj = v0 + j;
+        }
+        let uv = u[u_row + vj];
+        let dv = delta[d_row + vj];
+        #[unroll]
+        for k in 0..vec {
+            let i = j * vec + k;
+            let mut d = f32::cast_from(dv[k]) + bias_v;
+            if delta_softplus {
+                d = softplus(d);
+            }
+            let mut dd = 0.0f32;
+            if inb {
+                dd = d;
+            }
+            dt[i] = dd;
+            dtu[i] = dd * f32::cast_from(uv[k]);
         }
     }
 }

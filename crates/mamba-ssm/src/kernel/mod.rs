@@ -426,8 +426,17 @@ fn save_chunk<R: CubeRuntime>(
         state,
         groups,
     } = dims;
-    let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
-    let chunk = bwd.units as usize * bwd.items;
+    // the vectorised backward's chunk where it is planned (should the tensors' layout send
+    // the backward to the scalar kernel after all, the saved states' length differs from
+    // what it expects: all chunks are powers of two, so two launches with several chunks
+    // never have the same count; it then recomputes them)
+    let chunk = match VecCfg::plan(client, dim, groups, len, dtype, true) {
+        Some(v) => v.lanes * v.items,
+        None => {
+            let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
+            bwd.units as usize * bwd.items
+        }
+    };
     // a multiple of 16 too: the vectorised forward's units (up to 16 steps) end on it as
     // well, so the length announced before the launch is chosen does not depend on it
     if len > chunk && chunk.is_multiple_of(fwd_items) && chunk.is_multiple_of(16) {
@@ -481,6 +490,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         groups,
         len,
         dtype,
+        false,
         [&u, &delta, &z, &b, &c, &y],
     );
     let save_chunk = if save {
@@ -519,19 +529,13 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     );
     if let Some(v) = vcfg {
         VEC_LAUNCHES.fetch_add(1, Ordering::Relaxed);
-        let per_group = dim / groups.max(1);
-        let cubes = batch * groups * per_group.div_ceil(v.chans);
-        let cx = cubes
-            .min(client.properties().hardware.max_cube_count.0 as usize)
-            .max(1);
-        let cy = cubes.div_ceil(cx);
         // SAFETY: as for the scalar kernel below; the vector loads are in bounds and aligned
         // because `VecCfg::new` checked L, the strides and the handles' offsets against the
         // vector width
         unsafe {
             fwd_vec::scan_fwd_vec::launch_unchecked::<R>(
                 &client,
-                CubeCount::Static(cx as u32, cy as u32, 1),
+                v.count(&client, batch, dim, groups),
                 CubeDim::new_1d((v.lanes * v.chans) as u32),
                 v.vec,
                 u.into_tensor_arg(),
@@ -655,7 +659,6 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 
     let client = u.client.clone();
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
-    let chunks = len.div_ceil(cfg.units as usize * cfg.items);
     let grad = |shape: [usize; 3]| {
         empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
     };
@@ -665,6 +668,29 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     } else {
         grad([1, 1, 1])
     };
+    let vcfg = VecCfg::new(
+        &client,
+        dim,
+        groups,
+        len,
+        dtype,
+        true,
+        [
+            &u,
+            &delta,
+            &b,
+            &c,
+            &dy,
+            &du,
+            &ddelta,
+            &z,
+            if has_z { &dz } else { &du },
+        ],
+    );
+    let chunks = len.div_ceil(
+        vcfg.as_ref()
+            .map_or(cfg.units as usize * cfg.items, |v| v.lanes * v.items),
+    );
     // f32 accumulators for the atomic adds, zeroed
     let da: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 2>::zeros(
         [dim, n_state],
@@ -702,51 +728,94 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             false,
         ),
     };
-    // SAFETY: every index the kernel forms is in bounds for tensors of the validated shapes
-    // (steps past L are masked, absent optional inputs are never read), so the
-    // bounds-checked launch is not needed (it clamps every read and guards every write).
-    unsafe {
-        device::scan_bwd::launch_unchecked::<R>(
-            &client,
-            cfg.count.clone(),
-            CubeDim::new_1d(cfg.units * cfg.chans as u32),
-            u.into_tensor_arg(),
-            delta.into_tensor_arg(),
-            a.into_tensor_arg(),
-            b.into_tensor_arg(),
-            c.into_tensor_arg(),
-            d.into_tensor_arg(),
-            z.into_tensor_arg(),
-            bias.into_tensor_arg(),
-            dy.into_tensor_arg(),
-            du.clone().into_tensor_arg(),
-            ddelta.clone().into_tensor_arg(),
-            dz.clone().into_tensor_arg(),
-            da.clone().into_tensor_arg(),
-            db.clone().into_tensor_arg(),
-            dc.clone().into_tensor_arg(),
-            dd.clone().into_tensor_arg(),
-            dbias.clone().into_tensor_arg(),
-            ckpt.into_tensor_arg(),
-            n_state,
-            cfg.items,
-            cfg.units as usize,
-            cfg.chans,
-            cfg.smem_len,
-            has_d,
-            has_z,
-            has_bias,
-            softplus,
-            cfg.plane,
-            cfg.lean,
-            cfg.keep_b,
-            cfg.stage_bwd,
-            cfg.one_plane,
-            saved,
-            cfg.red_split,
-            cfg.fold,
-            dtype.into(),
-        );
+    if let Some(v) = vcfg {
+        VEC_BWD_LAUNCHES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for the scalar kernel below; the vector accesses are in bounds and
+        // aligned because `VecCfg::new` checked L, the strides and the handles' offsets
+        unsafe {
+            fwd_vec::scan_bwd_vec::launch_unchecked::<R>(
+                &client,
+                v.count(&client, batch, dim, groups),
+                CubeDim::new_1d((v.lanes * v.chans) as u32),
+                v.vec,
+                u.into_tensor_arg(),
+                delta.into_tensor_arg(),
+                a.into_tensor_arg(),
+                b.into_tensor_arg(),
+                c.into_tensor_arg(),
+                d.into_tensor_arg(),
+                z.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                dy.into_tensor_arg(),
+                du.clone().into_tensor_arg(),
+                ddelta.clone().into_tensor_arg(),
+                dz.clone().into_tensor_arg(),
+                da.clone().into_tensor_arg(),
+                db.clone().into_tensor_arg(),
+                dc.clone().into_tensor_arg(),
+                dd.clone().into_tensor_arg(),
+                dbias.clone().into_tensor_arg(),
+                ckpt.into_tensor_arg(),
+                n_state,
+                v.items,
+                v.vec,
+                v.lanes,
+                v.chans,
+                has_d,
+                has_z,
+                has_bias,
+                softplus,
+                saved,
+                dtype.into(),
+            );
+        }
+    } else {
+        // SAFETY: every index the kernel forms is in bounds for tensors of the validated
+        // shapes (steps past L are masked, absent optional inputs are never read), so the
+        // bounds-checked launch is not needed (it clamps every read and guards every write).
+        unsafe {
+            device::scan_bwd::launch_unchecked::<R>(
+                &client,
+                cfg.count.clone(),
+                CubeDim::new_1d(cfg.units * cfg.chans as u32),
+                u.into_tensor_arg(),
+                delta.into_tensor_arg(),
+                a.into_tensor_arg(),
+                b.into_tensor_arg(),
+                c.into_tensor_arg(),
+                d.into_tensor_arg(),
+                z.into_tensor_arg(),
+                bias.into_tensor_arg(),
+                dy.into_tensor_arg(),
+                du.clone().into_tensor_arg(),
+                ddelta.clone().into_tensor_arg(),
+                dz.clone().into_tensor_arg(),
+                da.clone().into_tensor_arg(),
+                db.clone().into_tensor_arg(),
+                dc.clone().into_tensor_arg(),
+                dd.clone().into_tensor_arg(),
+                dbias.clone().into_tensor_arg(),
+                ckpt.into_tensor_arg(),
+                n_state,
+                cfg.items,
+                cfg.units as usize,
+                cfg.chans,
+                cfg.smem_len,
+                has_d,
+                has_z,
+                has_bias,
+                softplus,
+                cfg.plane,
+                cfg.lean,
+                cfg.keep_b,
+                cfg.stage_bwd,
+                cfg.one_plane,
+                saved,
+                cfg.red_split,
+                cfg.fold,
+                dtype.into(),
+            );
+        }
     }
     fn back<B: burn::tensor::backend::Backend, const D: usize>(
         x: B::FloatTensorPrimitive,
@@ -812,7 +881,30 @@ pub fn vec_forward_launches() -> usize {
     VEC_LAUNCHES.load(Ordering::Relaxed)
 }
 
-/// Launch of the vectorised forward.
+static VEC_BWD_MODE: AtomicU8 = AtomicU8::new(0);
+static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the backward runs the vectorised kernel (`fwd_vec.rs`, `scan_bwd_vec`: one plane
+/// per channel, `Vector` loads, dB / dC added per channel by coalesced atomics instead of
+/// summed over a cube's channels first) where it applies (the conditions of
+/// [`set_vec_forward`]): `None` follows `MAMBA_SSM_VEC_BWD=0|1`, else off.
+pub fn set_vec_backward(mode: Option<bool>) {
+    VEC_BWD_MODE.store(
+        match mode {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// How many times this process has launched the vectorised backward.
+pub fn vec_backward_launches() -> usize {
+    VEC_BWD_LAUNCHES.load(Ordering::Relaxed)
+}
+
+/// Launch of the vectorised forward or backward.
 struct VecCfg {
     /// steps per unit (a multiple of `vec`)
     items: usize,
@@ -822,23 +914,30 @@ struct VecCfg {
     lanes: usize,
     /// channels (planes) per cube
     chans: usize,
-    /// load B_{n+1} during state n (`MAMBA_SSM_VEC_PREFETCH=0|1`)
+    /// forward: load B_{n+1} during state n (`MAMBA_SSM_VEC_PREFETCH=0|1`)
     prefetch: bool,
 }
 
 impl VecCfg {
-    fn new<R: CubeRuntime>(
+    /// The launch the settings and the device give for these sizes (before the tensors'
+    /// layout is checked), `None` where the vectorised kernel is off or cannot run.
+    fn plan<R: CubeRuntime>(
         client: &cubecl::client::ComputeClient<R>,
         dim: usize,
         groups: usize,
         len: usize,
         dtype: DType,
-        tensors: [&CubeTensor<R>; 6],
+        backward: bool,
     ) -> Option<Self> {
-        let on = match VEC_MODE.load(Ordering::Relaxed) {
+        let (mode, var, default) = if backward {
+            (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", false)
+        } else {
+            (&VEC_MODE, "MAMBA_SSM_VEC", true)
+        };
+        let on = match mode.load(Ordering::Relaxed) {
             1 => true,
             2 => false,
-            _ => std::env::var("MAMBA_SSM_VEC").map_or(true, |v| v != "0"),
+            _ => std::env::var(var).map_or(default, |v| v == "1"),
         };
         let props = client.properties();
         let hw = &props.hardware;
@@ -849,9 +948,14 @@ impl VecCfg {
         }
         let elem = dtype.size();
         let table_items = if len <= 128 { 4 } else { 8 };
+        let items_var = if backward {
+            "MAMBA_SSM_VEC_BWD_ITEMS"
+        } else {
+            "MAMBA_SSM_VEC_ITEMS"
+        };
         let items = match ITEMS_OVERRIDE.load(Ordering::Relaxed) {
             i @ (1 | 2 | 4 | 8 | 16) => i,
-            _ => match env_usize("MAMBA_SSM_VEC_ITEMS") {
+            _ => match env_usize(items_var) {
                 Some(i @ (1 | 2 | 4 | 8 | 16)) => i,
                 _ => table_items,
             },
@@ -866,25 +970,25 @@ impl VecCfg {
         if !len.is_multiple_of(vec) {
             return None;
         }
-        for t in tensors {
-            let strides = t.meta.strides();
-            let rank = strides.len();
-            let offset = t.handle.offset_start.unwrap_or(0) as usize;
-            if strides[rank - 1] != 1
-                || strides[..rank - 1].iter().any(|s| !s.is_multiple_of(vec))
-                || !offset.is_multiple_of(vec * elem)
-            {
-                return None;
-            }
-        }
         let per_group = dim / groups.max(1);
-        let chans = match CHANS_FWD_OVERRIDE.load(Ordering::Relaxed) {
-            0 => env_usize("MAMBA_SSM_VEC_CHANS").unwrap_or(1),
+        let (o, chans_var) = if backward {
+            (&CHANS_BWD_OVERRIDE, "MAMBA_SSM_VEC_BWD_CHANS")
+        } else {
+            (&CHANS_FWD_OVERRIDE, "MAMBA_SSM_VEC_CHANS")
+        };
+        let mut chans = match o.load(Ordering::Relaxed) {
+            0 => env_usize(chans_var).unwrap_or(1),
             k => k,
         }
         .clamp(1, 16)
         .min(per_group.max(1))
         .min((hw.max_units_per_cube as usize / lanes).max(1));
+        if backward {
+            // the dB / dC exchange buffers: 2 x 2 padded chunks of f32 per plane, 48 KiB at most
+            let chunk = lanes * items;
+            let per_plane = 16 * (chunk + chunk / 32);
+            chans = chans.min((hw.max_shared_memory_size.min(48 * 1024) / per_plane).max(1));
+        }
         Some(VecCfg {
             items,
             vec,
@@ -896,6 +1000,52 @@ impl VecCfg {
                 _ => std::env::var("MAMBA_SSM_VEC_PREFETCH").is_ok_and(|v| v == "1"),
             },
         })
+    }
+
+    /// [`VecCfg::plan`], if the tensors fit the vector loads: unit stride along L, the other
+    /// strides multiples of the vector width, starts aligned to a vector.
+    #[allow(clippy::too_many_arguments)]
+    fn new<R: CubeRuntime, const K: usize>(
+        client: &cubecl::client::ComputeClient<R>,
+        dim: usize,
+        groups: usize,
+        len: usize,
+        dtype: DType,
+        backward: bool,
+        tensors: [&CubeTensor<R>; K],
+    ) -> Option<Self> {
+        let cfg = Self::plan(client, dim, groups, len, dtype, backward)?;
+        let elem = dtype.size();
+        for t in tensors {
+            let strides = t.meta.strides();
+            let rank = strides.len();
+            let offset = t.handle.offset_start.unwrap_or(0) as usize;
+            if strides[rank - 1] != 1
+                || strides[..rank - 1]
+                    .iter()
+                    .any(|s| !s.is_multiple_of(cfg.vec))
+                || !offset.is_multiple_of(cfg.vec * elem)
+            {
+                return None;
+            }
+        }
+        Some(cfg)
+    }
+
+    /// Cube count: one cube per (batch, group, block of `chans` channels).
+    fn count<R: CubeRuntime>(
+        &self,
+        client: &cubecl::client::ComputeClient<R>,
+        batch: usize,
+        dim: usize,
+        groups: usize,
+    ) -> CubeCount {
+        let per_group = dim / groups.max(1);
+        let cubes = batch * groups * per_group.div_ceil(self.chans);
+        let cx = cubes
+            .min(client.properties().hardware.max_cube_count.0 as usize)
+            .max(1);
+        CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1)
     }
 }
 
