@@ -107,9 +107,9 @@ fn backward_fold_kernel_matches_pytorch_float64_on_both_scan_paths() {
 fn check_backward(fold: bool) {
     let _settings = settings_lock();
     set_backward_fold(Some(fold));
-    // the saved states come from the scalar forward here (the vectorised one's are checked
-    // in its own test)
+    // the scalar kernels here (the vectorised ones have their own tests)
     set_vec_forward(Some(false));
+    set_vec_backward(Some(false));
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
     let unsaved = CONFIGS
@@ -167,6 +167,7 @@ fn check_backward(fold: bool) {
     set_channels_per_cube(None, None);
     set_backward_fold(None);
     set_vec_forward(None);
+    set_vec_backward(None);
 }
 
 /// f16 activations (u, delta, z) with f32 weights (A, B, C, D, delta_bias): the kernels read
@@ -235,9 +236,16 @@ fn training_forward_saves_chunk_start_states() {
         };
         let want =
             <Wgpu as SelectiveScanBackend>::selective_scan_saved_len(&dev, dims, inp.u.dtype());
-        let (_, saved) = <Wgpu as SelectiveScanBackend>::selective_scan_train(inp, false);
+        let (out, saved) = <Wgpu as SelectiveScanBackend>::selective_scan_train(inp, false);
         assert_eq!(want.is_some(), save && len == 300, "len {len} save {save}");
-        assert_eq!(saved.map(|t| t.dims()[0]), want, "len {len} save {save}");
+        assert_eq!(
+            saved.as_ref().map(|t| t.dims()[0]),
+            want,
+            "len {len} save {save}"
+        );
+        // read the outputs, so that (through `Fusion`) the forward runs under this test's
+        // settings and not later, under another test's
+        let _ = (to_vec(out.y), saved.map(to_vec));
     }
     set_save_states(None);
     set_plane_mode(None);
@@ -519,6 +527,58 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
     }
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
+    // f16 activations and B, C (f32 weights): du and dB against the CPU backward on the same
+    // rounded values
+    use burn::tensor::DType;
+    if <Wgpu as burn::tensor::backend::Backend>::supports_dtype(&dev, DType::F16) {
+        let h = DType::F16;
+        let (cpu, gpu) = random_pair([2, 6, 200, 16, 2], 77);
+        fn rounded<const D: usize>(
+            t: Tensor<burn::backend::NdArray, D>,
+        ) -> Tensor<burn::backend::NdArray, D> {
+            let data = t.into_data().convert::<burn::tensor::f16>();
+            Tensor::from_data(data.convert::<f32>(), &Default::default())
+        }
+        let cpu = mamba_ssm::ScanInputs {
+            u: rounded(cpu.u),
+            delta: rounded(cpu.delta),
+            z: cpu.z.map(rounded),
+            b: rounded(cpu.b),
+            c: rounded(cpu.c),
+            ..cpu
+        };
+        let gpu = mamba_ssm::ScanInputs {
+            u: gpu.u.cast(h),
+            delta: gpu.delta.cast(h),
+            z: gpu.z.map(|t| t.cast(h)),
+            b: gpu.b.cast(h),
+            c: gpu.c.cast(h),
+            ..gpu
+        };
+        let dy = Tensor::<burn::backend::NdArray, 3>::random(
+            [2, 6, 200],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &Default::default(),
+        );
+        let dy = rounded(dy);
+        let want = selective_scan_backward(cpu, dy.clone()).unwrap();
+        let before = vec_backward_launches();
+        let got = selective_scan_backward(
+            gpu,
+            Tensor::<Wgpu, 3>::from_data(dy.into_data(), &dev).cast(h),
+        )
+        .unwrap();
+        assert_eq!(got.du.dtype(), h);
+        let e = rel_err(&to_vec(got.du.cast(DType::F32)), &to_vec(want.du));
+        assert!(e < 2e-2, "f16: du rel err {e:e}");
+        let e = rel_err(&to_vec(got.db), &to_vec(want.db));
+        assert!(e < 2e-2, "f16: dB rel err {e:e}");
+        assert_eq!(
+            vec_backward_launches(),
+            before + 1,
+            "f16: scalar backward ran"
+        );
+    }
     type Ad = Autodiff<Wgpu>;
     for name in ["l1000_n16", "ungrouped_n4"] {
         let case = load(name);

@@ -887,7 +887,10 @@ static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 /// Whether the backward runs the vectorised kernel (`fwd_vec.rs`, `scan_bwd_vec`: one plane
 /// per channel, `Vector` loads, dB / dC added per channel by coalesced atomics instead of
 /// summed over a cube's channels first) where it applies (the conditions of
-/// [`set_vec_forward`]): `None` follows `MAMBA_SSM_VEC_BWD=0|1`, else off.
+/// [`set_vec_forward`]): `Some(true)` / `Some(false)`; `None` (default) follows
+/// `MAMBA_SSM_VEC_BWD=0|1`, else on above L = 128. On the H200 (session 6,
+/// docs/kernel-notes.md) it took fwd+bwd at L 512 x 128 from 11.1 to 9.05 ms (fp32) and from
+/// 9.87 to 8.83 ms (bf16); at L 128 x 512 the scalar backward is faster (11.5 vs 14.1 ms).
 pub fn set_vec_backward(mode: Option<bool>) {
     VEC_BWD_MODE.store(
         match mode {
@@ -929,8 +932,10 @@ impl VecCfg {
         dtype: DType,
         backward: bool,
     ) -> Option<Self> {
+        // the backward's default: above L = 128 (at L 128 x 512 on the H200 the scalar
+        // backward's 4-channel cubes are faster: fwd+bwd 11.5 vs 14.1 ms fp32)
         let (mode, var, default) = if backward {
-            (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", false)
+            (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", len > 128)
         } else {
             (&VEC_MODE, "MAMBA_SSM_VEC", true)
         };
