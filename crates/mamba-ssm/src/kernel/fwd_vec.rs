@@ -291,6 +291,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     #[comptime] has_bias: bool,
     #[comptime] delta_softplus: bool,
     #[comptime] saved: bool,
+    #[comptime] lean: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let nv = comptime!(items / vec);
@@ -307,11 +308,23 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let chunks = len.div_ceil(chunk);
     let cbase = slot * n_state;
     let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
-    // dB and dC terms of one state for the plane's chunk, padded, two buffers (state parity)
-    let ex_len = comptime!(chunk + chunk / 32);
+    // dB and dC terms of one state for the plane's chunk, padded, two buffers (state parity).
+    // `lean`: one padding word per `lanes` (for 32 lanes the same layout), so that a unit's
+    // writes start at a per-lane base and the striped reads sit at lane + k (lanes + 1):
+    // offsets known at compile time, and dB / dC (unit stride along L, checked by the
+    // launcher) indexed from one base per state
+    let ex_len = comptime!(if lean {
+        chunk + chunk / lanes
+    } else {
+        chunk + chunk / 32
+    });
     let mut ex_b = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
     let mut ex_c = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
     let ex_base = slot * 2 * ex_len;
+    // lean: the unit's first write (its `items` steps stay inside one padded row when
+    // items <= lanes) and its first striped read
+    let w_base = ex_base + lane * items + (lane * items) / comptime!(lanes);
+    let r_base = ex_base + lane;
 
     let mut bias_v = 0.0f32;
     if has_bias {
@@ -518,7 +531,13 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 ddt[i] += a_n * ldh;
                 dus[i] += lam * bv[i];
                 d_a += dt[i] * ldh;
-                let r = eoff + padded(lane * items + i);
+                let mut r = eoff + padded(lane * items + i);
+                if comptime!(lean && items <= lanes) {
+                    r = w_base + par * ex_len + i;
+                } else if lean {
+                    let jw = lane * items + i;
+                    r = eoff + jw + jw / comptime!(lanes);
+                }
                 ex_b[r] = lam * dtu[i];
                 ex_c[r] = gy[i] * hs[i];
                 mu = pa[i] * lam;
@@ -530,14 +549,29 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             // the other parity's buffers were last read before this barrier's predecessor
             sync_cube();
             if active {
-                #[unroll]
-                for k in 0..items {
-                    let jj = k * lanes + lane;
-                    let t = start + jj;
-                    if t < len {
-                        let r = eoff + padded(jj);
-                        db[db_row + n * db.stride(2) + t * db.stride(3)].fetch_add(ex_b[r]);
-                        dc[dc_row + n * dc.stride(2) + t * dc.stride(3)].fetch_add(ex_c[r]);
+                if lean {
+                    let rem = len - start;
+                    let rb0 = r_base + par * ex_len;
+                    let db0 = db_row + n * db.stride(2) + start + lane;
+                    let dc0 = dc_row + n * dc.stride(2) + start + lane;
+                    #[unroll]
+                    for k in 0..items {
+                        if comptime!(k * lanes) + lane < rem {
+                            let r = rb0 + comptime!(k * (lanes + 1));
+                            db[db0 + comptime!(k * lanes)].fetch_add(ex_b[r]);
+                            dc[dc0 + comptime!(k * lanes)].fetch_add(ex_c[r]);
+                        }
+                    }
+                } else {
+                    #[unroll]
+                    for k in 0..items {
+                        let jj = k * lanes + lane;
+                        let t = start + jj;
+                        if t < len {
+                            let r = eoff + padded(jj);
+                            db[db_row + n * db.stride(2) + t * db.stride(3)].fetch_add(ex_b[r]);
+                            dc[dc_row + n * dc.stride(2) + t * dc.stride(3)].fetch_add(ex_c[r]);
+                        }
                     }
                 }
             }

@@ -730,6 +730,11 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     };
     if let Some(v) = vcfg {
         VEC_BWD_LAUNCHES.fetch_add(1, Ordering::Relaxed);
+        // compile-time exchange offsets and unit-stride dB / dC indexing
+        // (`MAMBA_SSM_VEC_BWD_LEAN=0` turns it off)
+        let lean = db.meta.strides()[3] == 1
+            && dc.meta.strides()[3] == 1
+            && std::env::var("MAMBA_SSM_VEC_BWD_LEAN").map_or(true, |v| v != "0");
         // SAFETY: as for the scalar kernel below; the vector accesses are in bounds and
         // aligned because `VecCfg::new` checked L, the strides and the handles' offsets
         unsafe {
@@ -766,6 +771,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 has_bias,
                 softplus,
                 saved,
+                lean,
                 dtype.into(),
             );
         }
