@@ -687,10 +687,6 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             if has_z { &dz } else { &du },
         ],
     );
-    let chunks = len.div_ceil(
-        vcfg.as_ref()
-            .map_or(cfg.units as usize * cfg.items, |v| v.lanes * v.items),
-    );
     // f32 accumulators for the atomic adds, zeroed
     let da: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 2>::zeros(
         [dim, n_state],
@@ -712,6 +708,13 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         [dim],
         (&device, DType::F32),
     ));
+    // the vectorised backward indexes dB / dC with unit stride along L (zeros tensors of
+    // ours, so always; checked all the same)
+    let vcfg = vcfg.filter(|_| db.meta.strides()[3] == 1 && dc.meta.strides()[3] == 1);
+    let chunks = len.div_ceil(
+        vcfg.as_ref()
+            .map_or(cfg.units as usize * cfg.items, |v| v.lanes * v.items),
+    );
     // chunk-start states: from the forward when it saved them for this chunk size
     let ck_len = batch * dim * chunks * n_state;
     let (ckpt, saved) = match saved {
@@ -730,11 +733,6 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     };
     if let Some(v) = vcfg {
         VEC_BWD_LAUNCHES.fetch_add(1, Ordering::Relaxed);
-        // compile-time exchange offsets and unit-stride dB / dC indexing
-        // (`MAMBA_SSM_VEC_BWD_LEAN=0` turns it off)
-        let lean = db.meta.strides()[3] == 1
-            && dc.meta.strides()[3] == 1
-            && std::env::var("MAMBA_SSM_VEC_BWD_LEAN").map_or(true, |v| v != "0");
         // SAFETY: as for the scalar kernel below; the vector accesses are in bounds and
         // aligned because `VecCfg::new` checked L, the strides and the handles' offsets
         unsafe {
@@ -771,7 +769,6 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 has_bias,
                 softplus,
                 saved,
-                lean,
                 dtype.into(),
             );
         }
