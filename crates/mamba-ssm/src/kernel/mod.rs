@@ -6,7 +6,7 @@
 
 mod conv;
 mod device;
-mod fwd_vec;
+mod vectorised;
 
 pub use conv::{set_conv_backward_splits, set_conv_poison_outputs};
 
@@ -533,7 +533,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         // because `VecCfg::new` checked L, the strides and the handles' offsets against the
         // vector width
         unsafe {
-            fwd_vec::scan_fwd_vec::launch_unchecked::<R>(
+            vectorised::scan_fwd_vec::launch_unchecked::<R>(
                 &client,
                 v.count(&client, batch, dim, groups),
                 CubeDim::new_1d((v.lanes * v.chans) as u32),
@@ -736,7 +736,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         // SAFETY: as for the scalar kernel below; the vector accesses are in bounds and
         // aligned because `VecCfg::new` checked L, the strides and the handles' offsets
         unsafe {
-            fwd_vec::scan_bwd_vec::launch_unchecked::<R>(
+            vectorised::scan_bwd_vec::launch_unchecked::<R>(
                 &client,
                 v.count(&client, batch, dim, groups),
                 CubeDim::new_1d((v.lanes * v.chans) as u32),
@@ -841,7 +841,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 
 static VEC_MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the forward runs the vectorised kernel (`fwd_vec.rs`: one plane per channel,
+/// Whether the forward runs the vectorised kernel (`vectorised.rs`: one plane per channel,
 /// `Vector` loads, no shared-memory staging, no barrier) where it applies: `Some(true)` /
 /// `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC=0|1`, else on. It applies when
 /// plane shuffles are used and the plane width is fixed, L is a multiple of the vector width,
@@ -887,7 +887,7 @@ pub fn vec_forward_launches() -> usize {
 static VEC_BWD_MODE: AtomicU8 = AtomicU8::new(0);
 static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether the backward runs the vectorised kernel (`fwd_vec.rs`, `scan_bwd_vec`: one plane
+/// Whether the backward runs the vectorised kernel (`vectorised.rs`, `scan_bwd_vec`: one plane
 /// per channel, `Vector` loads, dB / dC added per channel by coalesced atomics instead of
 /// summed over a cube's channels first) where it applies (the conditions of
 /// [`set_vec_forward`]): `Some(true)` / `Some(false)`; `None` (default) follows

@@ -1,6 +1,7 @@
-//! The vectorised forward kernel (device side): one plane per channel, no shared memory
-//! staging and no barrier, every per-step input read with `Vector` loads (16 bytes per load
-//! on CUDA). See `docs/kernel-notes.md` (session 6) for why and what it measured.
+//! The vectorised forward and backward kernels (device side): one plane per channel, no
+//! barrier between planes, every per-step tensor read or written with `Vector` accesses (16
+//! bytes on CUDA). See `docs/kernels.md` and `docs/kernel-notes.md` (session 6) for the design
+//! and what it measured.
 
 use super::device::{cube_channel, scan_index, scan_lane, scan_lane_rev, softplus};
 use cubecl::prelude::*;
@@ -9,7 +10,7 @@ use cubecl::prelude::*;
 /// each channel is one plane of `lanes` units (the device's fixed plane width), the sequence
 /// in chunks of `lanes` x `items` steps, unit `lane` owning `items` consecutive steps, read
 /// as `items / vec` vectors of `vec` steps (`N` = `vec` at launch). Requires L, and every
-/// stride but the unit stride of L, to be multiples of `vec`, and 16-byte aligned handles
+/// stride but the unit stride of L, to be multiples of `vec`, and handles aligned to a vector
 /// (the wrapper checks). Per state: B_n's vectors, the unit's steps composed
 /// (pa = exp(dt A_n), pb = dt u B_n), a shuffle-only scan over the plane, the previous lane's
 /// end state by shuffle, the unit's states recomputed to accumulate C_n . h. With `prefetch`,
@@ -344,6 +345,12 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let a_row = ch * a.stride(0);
     let db_row = bi * db.stride(0) + gi * db.stride(1);
     let dc_row = bi * dc.stride(0) + gi * dc.stride(1);
+    // metadata read once, not per state
+    let db_s2 = db.stride(2);
+    let dc_s2 = dc.stride(2);
+    let da_row = ch * da.stride(0);
+    let da_s1 = da.stride(1);
+    let a_s1 = a.stride(1);
     let ck_row = (bi * dim + ch) * chunks * n_state;
 
     let mut dt = Array::<f32>::new(items);
@@ -377,7 +384,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             delta_softplus,
         );
         for n in 0..n_state {
-            let a_n = f32::cast_from(a[a_row + n * a.stride(1)]);
+            let a_n = f32::cast_from(a[a_row + n * a_s1]);
             load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
             let mut ga = 1.0f32;
             let mut gb = 0.0f32;
@@ -464,7 +471,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             }
         }
         for n in 0..n_state {
-            let a_n = f32::cast_from(a[a_row + n * a.stride(1)]);
+            let a_n = f32::cast_from(a[a_row + n * a_s1]);
             load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
             load_b(cm, c_row, n * c_sn, v0, vend, &mut cv, nv, vec);
             // recompute the chunk's states (the first chunk starts from zero)
@@ -538,21 +545,31 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             }
             let total = plane_sum(d_a);
             if active && lane == 0 {
-                da[ch * da.stride(0) + n * da.stride(1)].fetch_add(total);
+                da[da_row + n * da_s1].fetch_add(total);
             }
             // the other parity's buffers were last read before this barrier's predecessor
             sync_cube();
             if active {
                 let rem = len - start;
                 let rb0 = r_base + par * ex_len;
-                let db0 = db_row + n * db.stride(2) + start + lane;
-                let dc0 = dc_row + n * dc.stride(2) + start + lane;
-                #[unroll]
-                for k in 0..items {
-                    if comptime!(k * lanes) + lane < rem {
+                let db0 = db_row + n * db_s2 + start + lane;
+                let dc0 = dc_row + n * dc_s2 + start + lane;
+                if rem >= comptime!(chunk) {
+                    // a full chunk (all but a partial last one): no per-step guard
+                    #[unroll]
+                    for k in 0..items {
                         let r = rb0 + comptime!(k * (lanes + 1));
                         db[db0 + comptime!(k * lanes)].fetch_add(ex_b[r]);
                         dc[dc0 + comptime!(k * lanes)].fetch_add(ex_c[r]);
+                    }
+                } else {
+                    #[unroll]
+                    for k in 0..items {
+                        if comptime!(k * lanes) + lane < rem {
+                            let r = rb0 + comptime!(k * (lanes + 1));
+                            db[db0 + comptime!(k * lanes)].fetch_add(ex_b[r]);
+                            dc[dc0 + comptime!(k * lanes)].fetch_add(ex_c[r]);
+                        }
                     }
                 }
             }
