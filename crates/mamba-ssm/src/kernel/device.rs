@@ -907,7 +907,7 @@ fn scan_cube_rev(
 /// Index into a chunk-sized shared buffer with one padding word per 32, so that units writing
 /// their `items` consecutive steps (stride `items` across lanes) do not collide in banks.
 #[cube]
-pub(super) fn padded(j: usize) -> usize {
+fn padded(j: usize) -> usize {
     j + j / 32
 }
 

@@ -430,7 +430,7 @@ fn save_chunk<R: CubeRuntime>(
     // the backward to the scalar kernel after all, the saved states' length differs from
     // what it expects: all chunks are powers of two, so two launches with several chunks
     // never have the same count; it then recomputes them)
-    let chunk = match VecCfg::plan(client, dim, groups, len, dtype, true) {
+    let chunk = match VecCfg::plan(client, dim, groups, len, state, dtype, true) {
         Some(v) => v.lanes * v.items,
         None => {
             let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
@@ -489,6 +489,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
         dim,
         groups,
         len,
+        n_state,
         dtype,
         false,
         [&u, &delta, &z, &b, &c, &y],
@@ -666,13 +667,16 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let dz = if has_z {
         grad([batch, dim, len])
     } else {
-        grad([1, 1, 1])
+        // unused, but bound as an array of vectors by the vectorised backward: at least one
+        // vector of the widest kind (wgpu checks a binding's size against one element)
+        grad([1, 1, 16])
     };
     let vcfg = VecCfg::new(
         &client,
         dim,
         groups,
         len,
+        n_state,
         dtype,
         true,
         [
@@ -932,11 +936,13 @@ struct VecCfg {
 impl VecCfg {
     /// The launch the settings and the device give for these sizes (before the tensors'
     /// layout is checked), `None` where the vectorised kernel is off or cannot run.
+    #[allow(clippy::too_many_arguments)]
     fn plan<R: CubeRuntime>(
         client: &cubecl::client::ComputeClient<R>,
         dim: usize,
         groups: usize,
         len: usize,
+        n_state: usize,
         dtype: DType,
         backward: bool,
     ) -> Option<Self> {
@@ -977,7 +983,7 @@ impl VecCfg {
         // 32 units of 4 steps cover L = 128); WGSL has no vectors of more than 4 elements
         let wide = R::name(client).contains("cuda");
         let vec = env_usize("MAMBA_SSM_VEC_WIDTH")
-            .filter(|v| v.is_power_of_two() && *v * elem <= 16)
+            .filter(|v| v.is_power_of_two() && *v * elem <= 16 && (wide || *v <= 4))
             .unwrap_or(if wide { (16 / elem).min(items) } else { 4 });
         let items = items.max(vec);
         if !len.is_multiple_of(vec) {
@@ -997,9 +1003,10 @@ impl VecCfg {
         .min(per_group.max(1))
         .min((hw.max_units_per_cube as usize / lanes).max(1));
         if backward {
-            // the dB / dC exchange buffers: 2 x 2 padded chunks of f32 per plane, 48 KiB at most
+            // the dB / dC exchange buffers (2 x 2 chunks of f32 padded by one word per plane
+            // width) and the carries (N f32) per plane, 48 KiB at most
             let chunk = lanes * items;
-            let per_plane = 16 * (chunk + chunk / 32);
+            let per_plane = 16 * (chunk + chunk / lanes) + 4 * n_state;
             chans = chans.min((hw.max_shared_memory_size.min(48 * 1024) / per_plane).max(1));
         }
         Some(VecCfg {
@@ -1027,11 +1034,12 @@ impl VecCfg {
         dim: usize,
         groups: usize,
         len: usize,
+        n_state: usize,
         dtype: DType,
         backward: bool,
         tensors: [&CubeTensor<R>; K],
     ) -> Option<Self> {
-        let cfg = Self::plan(client, dim, groups, len, dtype, backward)?;
+        let cfg = Self::plan(client, dim, groups, len, n_state, dtype, backward)?;
         let elem = dtype.size();
         for t in tensors {
             let strides = t.meta.strides();

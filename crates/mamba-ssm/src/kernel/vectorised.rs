@@ -137,12 +137,10 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
                 for i in 0..items {
                     bv[i] = nbv[i];
                 }
-                // the next state's B (state 0 again after the last: valid, unused)
-                let mut nn = n + 1;
-                if nn == n_state {
-                    nn = 0;
+                // the next state's B (the next chunk's first is loaded before its state loop)
+                if n + 1 < n_state {
+                    load_b(bm, b_row, (n + 1) * b_sn, v0, vend, &mut nbv, nv, vec);
                 }
-                load_b(bm, b_row, nn * b_sn, v0, vend, &mut nbv, nv, vec);
             } else {
                 load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
             }
@@ -398,7 +396,9 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             let h_end = sa * carry[cbase + n] + sb;
             let last = plane_shuffle(h_end, comptime!((lanes - 1) as u32));
             carry[cbase + n] = last;
-            if active && lane == 0 {
+            // every lane writes the same value, so each lane's later read follows its own
+            // write (a WGSL workgroup barrier does not order storage memory)
+            if active {
                 ckpt[ck_row + (c + 1) * n_state + n] = last;
             }
         }
