@@ -18,12 +18,7 @@ fn check(
 ) {
     let dev = Default::default();
     // u, delta and z are leaves that require grad; A, B, C, D, bias too (below)
-    let mut inp = case.inputs::<B>(&dev, |t| t.require_grad());
-    inp.a = inp.a.require_grad();
-    inp.b = inp.b.require_grad();
-    inp.c = inp.c.require_grad();
-    inp.d = inp.d.map(|d| d.require_grad());
-    inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+    let inp = case.tracked_inputs::<B>(&dev);
     let (y, last) = run(inp.clone());
     let e = rel_err(&to_vec(y.clone()), case.vec("y"));
     assert!(e < TOL, "{label} {}: y rel err {e:e}", case.name);
@@ -33,25 +28,8 @@ fn check(
     }
     let dy: Tensor<B, 3> = tensor(case, "dy", &dev);
     let grads = (y * dy).sum().backward();
-    let ungrouped = case.t["B"].0.len() == 3;
-    let flat = |t: Tensor<B, 4>| -> Vec<f32> { to_vec(t) };
-    let mut checks: Vec<(&str, Vec<f32>)> = vec![
-        ("u", to_vec(inp.u.grad(&grads).unwrap())),
-        ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
-        ("A", to_vec(inp.a.grad(&grads).unwrap())),
-        ("B", flat(Tensor::from_inner(inp.b.grad(&grads).unwrap()))),
-        ("C", flat(Tensor::from_inner(inp.c.grad(&grads).unwrap()))),
-    ];
-    if let Some(d) = &inp.d {
-        checks.push(("D", to_vec(d.grad(&grads).unwrap())));
-    }
-    if let Some(z) = &inp.z {
-        checks.push(("z", to_vec(z.grad(&grads).unwrap())));
-    }
-    if let Some(b) = &inp.delta_bias {
-        checks.push(("delta_bias", to_vec(b.grad(&grads).unwrap())));
-    }
-    let _ = ungrouped; // [b, 1, n, l] flattens like [b, n, l]
+    // B and C `[b, 1, n, l]` flatten like the ungrouped fixtures' `[b, n, l]`
+    let checks = input_grads(&inp, &grads);
     for (k, got) in checks {
         let e = rel_err(&got, case.vec(&format!("grad_{k}")));
         assert!(e < TOL, "{label} {}: grad {k} rel err {e:e}", case.name);

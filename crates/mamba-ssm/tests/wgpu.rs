@@ -125,31 +125,11 @@ fn check_backward(fold: bool) {
         set_channels_per_cube(chans, chans);
         for name in CASES {
             let case = load(name);
-            let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
-            inp.a = inp.a.require_grad();
-            inp.b = inp.b.require_grad();
-            inp.c = inp.c.require_grad();
-            inp.d = inp.d.map(|d| d.require_grad());
-            inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+            let inp = case.tracked_inputs::<Ad>(&dev);
             let y = selective_scan(inp.clone(), false).unwrap().y;
             let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
             let grads = (y * dy).sum().backward();
-            let mut checks: Vec<(&str, Vec<f32>)> = vec![
-                ("u", to_vec(inp.u.grad(&grads).unwrap())),
-                ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
-                ("A", to_vec(inp.a.grad(&grads).unwrap())),
-                ("B", to_vec(inp.b.grad(&grads).unwrap())),
-                ("C", to_vec(inp.c.grad(&grads).unwrap())),
-            ];
-            if let Some(d) = &inp.d {
-                checks.push(("D", to_vec(d.grad(&grads).unwrap())));
-            }
-            if let Some(z) = &inp.z {
-                checks.push(("z", to_vec(z.grad(&grads).unwrap())));
-            }
-            if let Some(b) = &inp.delta_bias {
-                checks.push(("delta_bias", to_vec(b.grad(&grads).unwrap())));
-            }
+            let checks = input_grads(&inp, &grads);
             for (k, got) in checks {
                 let e = rel_err(&got, case.vec(&format!("grad_{k}")));
                 assert!(
@@ -428,21 +408,12 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     set_launch_config(Some(4), Some(16));
     type Ad = Autodiff<Wgpu>;
     let case = load("l1000_n16");
-    let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
-    inp.a = inp.a.require_grad();
-    inp.b = inp.b.require_grad();
-    inp.c = inp.c.require_grad();
+    let inp = case.tracked_inputs::<Ad>(&dev);
     let before = vec_forward_launches();
     let y = selective_scan(inp.clone(), false).unwrap().y;
     let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
     let grads = (y * dy).sum().backward();
-    for (k, g) in [
-        ("u", to_vec(inp.u.grad(&grads).unwrap())),
-        ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
-        ("A", to_vec(inp.a.grad(&grads).unwrap())),
-        ("B", to_vec(inp.b.grad(&grads).unwrap())),
-        ("C", to_vec(inp.c.grad(&grads).unwrap())),
-    ] {
+    for (k, g) in input_grads(&inp, &grads) {
         let e = rel_err(&g, case.vec(&format!("grad_{k}")));
         assert!(e < 1e-4, "grad {k} rel err {e:e}");
     }
@@ -614,32 +585,12 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
     type Ad = Autodiff<Wgpu>;
     for name in ["l1000_n16", "ungrouped_n4"] {
         let case = load(name);
-        let mut inp = case.inputs::<Ad>(&dev, |t| t.require_grad());
-        inp.a = inp.a.require_grad();
-        inp.b = inp.b.require_grad();
-        inp.c = inp.c.require_grad();
-        inp.d = inp.d.map(|d| d.require_grad());
-        inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+        let inp = case.tracked_inputs::<Ad>(&dev);
         let before = vec_backward_launches();
         let y = selective_scan(inp.clone(), false).unwrap().y;
         let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
         let grads = (y * dy).sum().backward();
-        let mut checks: Vec<(&str, Vec<f32>)> = vec![
-            ("u", to_vec(inp.u.grad(&grads).unwrap())),
-            ("delta", to_vec(inp.delta.grad(&grads).unwrap())),
-            ("A", to_vec(inp.a.grad(&grads).unwrap())),
-            ("B", to_vec(inp.b.grad(&grads).unwrap())),
-            ("C", to_vec(inp.c.grad(&grads).unwrap())),
-        ];
-        if let Some(d) = &inp.d {
-            checks.push(("D", to_vec(d.grad(&grads).unwrap())));
-        }
-        if let Some(z) = &inp.z {
-            checks.push(("z", to_vec(z.grad(&grads).unwrap())));
-        }
-        if let Some(b) = &inp.delta_bias {
-            checks.push(("delta_bias", to_vec(b.grad(&grads).unwrap())));
-        }
+        let checks = input_grads(&inp, &grads);
         for (k, got) in checks {
             let e = rel_err(&got, case.vec(&format!("grad_{k}")));
             assert!(e < 1e-5, "{name}: grad {k} rel err {e:e}");

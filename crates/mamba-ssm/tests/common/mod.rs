@@ -1,7 +1,10 @@
 #![allow(dead_code)]
 //! Helpers: load the safetensors fixtures, build inputs, compare tensors.
 
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{
+    Tensor, TensorData,
+    backend::{AutodiffBackend, Backend},
+};
 use mamba_ssm::ScanInputs;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -131,4 +134,41 @@ pub fn conv_err(got: &[f32], want: &[f32]) -> f64 {
         })
         .fold(0.0f64, f64::max)
         / (1.0 + scale)
+}
+
+impl Case {
+    /// [`Case::inputs`] on an autodiff backend with every input a leaf that requires grad.
+    pub fn tracked_inputs<B: AutodiffBackend>(&self, dev: &B::Device) -> ScanInputs<B> {
+        let mut inp = self.inputs::<B>(dev, |t| t.require_grad());
+        inp.a = inp.a.require_grad();
+        inp.b = inp.b.require_grad();
+        inp.c = inp.c.require_grad();
+        inp.d = inp.d.map(|d| d.require_grad());
+        inp.delta_bias = inp.delta_bias.map(|b| b.require_grad());
+        inp
+    }
+}
+
+/// The gradient of every present input in `grads`, named as the fixtures' `grad_*` keys.
+pub fn input_grads<B: AutodiffBackend>(
+    inp: &ScanInputs<B>,
+    grads: &B::Gradients,
+) -> Vec<(&'static str, Vec<f32>)> {
+    let mut checks = vec![
+        ("u", to_vec(inp.u.grad(grads).unwrap())),
+        ("delta", to_vec(inp.delta.grad(grads).unwrap())),
+        ("A", to_vec(inp.a.grad(grads).unwrap())),
+        ("B", to_vec(inp.b.grad(grads).unwrap())),
+        ("C", to_vec(inp.c.grad(grads).unwrap())),
+    ];
+    if let Some(d) = &inp.d {
+        checks.push(("D", to_vec(d.grad(grads).unwrap())));
+    }
+    if let Some(z) = &inp.z {
+        checks.push(("z", to_vec(z.grad(grads).unwrap())));
+    }
+    if let Some(b) = &inp.delta_bias {
+        checks.push(("delta_bias", to_vec(b.grad(grads).unwrap())));
+    }
+    checks
 }
