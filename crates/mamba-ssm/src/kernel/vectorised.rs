@@ -98,34 +98,25 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
         // first vector of this unit, and how many of its vectors lie before the end
         let v0 = (start + lane * items) / vec;
         let vend = slot_len.div_ceil(vec);
-        #[unroll]
-        for j in 0..nv {
-            let inb = v0 + j < vend;
-            // out-of-range vectors read the row's first one (always valid) and are masked
-            let mut vj = 0usize;
-            if inb {
-                vj = v0 + j;
-            }
-            let uv = u[u_row + vj];
-            let dv = delta[d_row + vj];
-            #[unroll]
-            for k in 0..vec {
-                let i = j * vec + k;
-                let uk = f32::cast_from(uv[k]);
-                let mut d = f32::cast_from(dv[k]) + bias_v;
-                if delta_softplus {
-                    d = softplus(d);
-                }
-                // a masked step is the identity: dt = 0 (pa = 1), dt u = 0 (pb = 0)
-                let mut dd = 0.0f32;
-                if inb {
-                    dd = d;
-                }
-                dt[i] = dd;
-                dtu[i] = dd * uk;
-                acc[i] = d_v * uk;
-            }
-        }
+        // out-of-range vectors read the row's first one (always valid) and are masked; the D
+        // skip starts the accumulator
+        load_dt(
+            u,
+            delta,
+            u_row,
+            d_row,
+            v0,
+            vend,
+            bias_v,
+            d_v,
+            &mut dt,
+            &mut dtu,
+            &mut acc,
+            nv,
+            vec,
+            delta_softplus,
+            true,
+        );
         if prefetch {
             load_b(bm, b_row, 0, v0, vend, &mut nbv, nv, vec);
         }
@@ -356,6 +347,8 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let mut pa = Array::<f32>::new(items);
     let mut bv = Array::<f32>::new(items);
     let vend = slot_len.div_ceil(vec);
+    // `load_dt`'s accumulator output, unused here
+    let mut no_acc = Array::<f32>::new(comptime!(1usize));
 
     // pass 1: the state at every chunk start but the first (unless the forward saved them)
     for n in 0..n_state {
@@ -375,11 +368,14 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             v0,
             vend,
             bias_v,
+            0.0f32,
             &mut dt,
             &mut dtu,
+            &mut no_acc,
             nv,
             vec,
             delta_softplus,
+            false,
         );
         for n in 0..n_state {
             let a_n = f32::cast_from(a[a_row + n * a_s1]);
@@ -435,11 +431,14 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             v0,
             vend,
             bias_v,
+            0.0f32,
             &mut dt,
             &mut dtu,
+            &mut no_acc,
             nv,
             vec,
             delta_softplus,
+            false,
         );
         #[unroll]
         for j in 0..nv {
@@ -635,7 +634,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
 }
 
 /// dt = softplus?(delta + bias) and dt u of a unit's steps, from vectors (0 at or past
-/// `vend`: the identity step).
+/// `vend`: the identity step); with `with_acc`, also `acc` = D u (the forward's skip term).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn load_dt<F: Float, N: Size>(
@@ -646,11 +645,14 @@ fn load_dt<F: Float, N: Size>(
     v0: usize,
     vend: usize,
     bias_v: f32,
+    d_v: f32,
     dt: &mut Array<f32>,
     dtu: &mut Array<f32>,
+    acc: &mut Array<f32>,
     #[comptime] nv: usize,
     #[comptime] vec: usize,
     #[comptime] delta_softplus: bool,
+    #[comptime] with_acc: bool,
 ) {
     #[unroll]
     for j in 0..nv {
@@ -672,8 +674,12 @@ fn load_dt<F: Float, N: Size>(
             if inb {
                 dd = d;
             }
+            let uk = f32::cast_from(uv[k]);
             dt[i] = dd;
-            dtu[i] = dd * f32::cast_from(uv[k]);
+            dtu[i] = dd * uk;
+            if with_acc {
+                acc[i] = d_v * uk;
+            }
         }
     }
 }
