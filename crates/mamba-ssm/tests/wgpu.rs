@@ -10,8 +10,8 @@ use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
     set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
-    set_save_states, set_vec_backward, set_vec_forward, set_vec_prefetch, vec_backward_launches,
-    vec_forward_launches,
+    set_save_states, set_vec_backward, set_vec_forward, set_vec_prefetch, set_vec_segment,
+    vec_backward_launches, vec_forward_launches,
 };
 use mamba_ssm::selective_scan;
 
@@ -328,24 +328,34 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
         [2, 8, 200, 1, 2],
         [1, 3, 264, 64, 1],
         [3, 7, 36, 4, 1],
+        [1, 6, 12, 4, 3],
     ];
     let mut seed = 0;
-    for (items, chans, prefetch) in [
-        (None, None, false),
-        (Some(4), Some(3), true),
-        (Some(8), Some(1), false),
-        (Some(16), Some(4), true),
+    // (steps per unit, planes per cube, B prefetch, largest segment): by default short L
+    // gets segments shorter than the plane (8 lanes on lavapipe: L 4 and 12 one or two
+    // units per channel, L 36 four); the caps also split long L into many short chunks
+    for (items, chans, prefetch, seg) in [
+        (None, None, false, None),
+        (Some(4), Some(3), true, None),
+        (Some(8), Some(1), false, None),
+        (Some(16), Some(4), true, None),
+        (None, None, true, Some(1)),
+        (Some(4), Some(2), false, Some(2)),
+        (None, Some(3), true, Some(4)),
     ] {
         set_launch_config(items, None);
         set_channels_per_cube(chans, chans);
         set_vec_prefetch(Some(prefetch));
+        set_vec_segment(seg, seg);
         for shape in shapes {
             seed += 1;
             let (cpu, gpu) = random_pair(shape, seed);
             let want = selective_scan(cpu, true).unwrap();
             let before = vec_forward_launches();
             let got = selective_scan(gpu, true).unwrap();
-            let ctx = format!("{shape:?} items {items:?} chans {chans:?} prefetch {prefetch}");
+            let ctx = format!(
+                "{shape:?} items {items:?} chans {chans:?} prefetch {prefetch} seg {seg:?}"
+            );
             let e = rel_err(&to_vec(got.y), &to_vec(want.y));
             assert!(e < 1e-5, "{ctx}: y rel err {e:e}");
             let e = rel_err(
@@ -361,6 +371,7 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
             );
         }
     }
+    set_vec_segment(None, None);
     // f16 activations and B, C (f32 weights) against the CPU scan on the same rounded values
     use burn::tensor::DType;
     if <Wgpu as burn::tensor::backend::Backend>::supports_dtype(&dev, DType::F16) {
@@ -465,11 +476,21 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         [1, 5, 100, 16, 1],
         [2, 8, 200, 1, 2],
         [1, 3, 264, 64, 1],
+        [2, 6, 36, 4, 3],
     ];
     let mut seed = 100;
-    for (items, chans) in [(None, None), (Some(4), Some(3)), (Some(16), Some(2))] {
+    // (steps per unit, planes per cube, largest segment), as in the forward's test
+    for (items, chans, seg) in [
+        (None, None, None),
+        (Some(4), Some(3), None),
+        (Some(16), Some(2), None),
+        (None, None, Some(1)),
+        (Some(4), Some(2), Some(2)),
+        (None, Some(3), Some(4)),
+    ] {
         set_launch_config(items, None);
         set_channels_per_cube(chans, chans);
+        set_vec_segment(seg, seg);
         for shape in shapes {
             seed += 1;
             let (cpu, gpu) = random_pair(shape, seed);
@@ -495,8 +516,9 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
                 let got = if save {
                     let (_, saved) =
                         <Wgpu as SelectiveScanBackend>::selective_scan_train(gpu.clone(), false);
-                    // these lengths span several backward chunks (at most 8 x 16 steps here)
-                    if l >= 200 {
+                    // these lengths span several backward chunks (at most 8 x 16 steps here;
+                    // chunks under 16 steps, as with the segment caps, save nothing)
+                    if l >= 200 && seg.is_none() {
                         assert!(saved.is_some(), "{shape:?}: the forward saved no states");
                     }
                     <Wgpu as SelectiveScanBackend>::selective_scan_backward_saved(
@@ -507,7 +529,8 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
                 } else {
                     selective_scan_backward(gpu.clone(), dy.clone()).unwrap()
                 };
-                let ctx = format!("{shape:?} items {items:?} chans {chans:?} saved {save}");
+                let ctx =
+                    format!("{shape:?} items {items:?} chans {chans:?} seg {seg:?} saved {save}");
                 let got = grads_of(got);
                 assert_eq!(got.len(), want.len(), "{ctx}: gradient set");
                 for ((k, g), (_, w)) in got.iter().zip(&want) {
@@ -524,6 +547,7 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
     }
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
+    set_vec_segment(None, None);
     // f16 activations and B, C (f32 weights): du and dB against the CPU backward on the same
     // rounded values
     use burn::tensor::DType;

@@ -132,11 +132,12 @@ fn seg_planes(slot: usize, #[comptime] seg: usize, #[comptime] use_plane: bool) 
     (slot * per_seg, slot * per_seg + per_seg)
 }
 
-/// Inclusive scan when a segment is exactly one plane of `seg` lanes (`one_plane`): shuffles
-/// only, no shared memory and no barrier.
+/// Inclusive scan when a segment is one plane of `seg` lanes (`one_plane`) or an aligned
+/// part of one (`seg` a power of two dividing the plane width, lanes `k seg .. (k + 1) seg`):
+/// shuffles only, no shared memory and no barrier.
 #[cube]
 pub(super) fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
-    let lane = UNIT_POS_PLANE;
+    let lane = UNIT_POS_PLANE & comptime!((seg - 1) as u32);
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
@@ -183,7 +184,7 @@ fn scan_lane2(a0: f32, b0: f32, a1: f32, b1: f32, #[comptime] seg: usize) -> (f3
 /// Suffix version of [`scan_lane`].
 #[cube]
 pub(super) fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
-    let lane = UNIT_POS_PLANE;
+    let lane = UNIT_POS_PLANE & comptime!((seg - 1) as u32);
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
@@ -198,6 +199,31 @@ pub(super) fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32
         d *= 2u32;
     }
     (sa, sb)
+}
+
+/// The plane lane of the last unit of this unit's segment of `seg` lanes (see
+/// [`scan_lane`]), for `plane_shuffle`.
+#[cube]
+pub(super) fn seg_last(#[comptime] seg: usize) -> u32 {
+    UNIT_POS_PLANE | comptime!((seg - 1) as u32)
+}
+
+/// The plane lane of the first unit of this unit's segment of `seg` lanes.
+#[cube]
+pub(super) fn seg_first(#[comptime] seg: usize) -> u32 {
+    UNIT_POS_PLANE & comptime!(!((seg - 1) as u32))
+}
+
+/// Sum of `x` over this unit's segment of `seg` lanes (a butterfly of xor shuffles; every
+/// lane of the segment gets the sum).
+#[cube]
+pub(super) fn seg_sum(x: f32, #[comptime] seg: usize) -> f32 {
+    let mut s = x;
+    #[unroll]
+    for k in 0..comptime!(seg.trailing_zeros() as usize) {
+        s += plane_shuffle_xor(s, comptime!((seg >> (k + 1)) as u32));
+    }
+    s
 }
 
 #[cube]
@@ -443,12 +469,12 @@ fn compose<F: Float>(
 pub fn scan_fwd<F: Float>(
     u: &Tensor<F>,
     delta: &Tensor<F>,
-    a: &Tensor<F>,
+    a: &Tensor<f32>,
     bm: &Tensor<F>,
     cm: &Tensor<F>,
-    dvec: &Tensor<F>,
+    dvec: &Tensor<f32>,
     z: &Tensor<F>,
-    bias: &Tensor<F>,
+    bias: &Tensor<f32>,
     y: &mut Tensor<F>,
     last: &mut Tensor<F>,
     ckpt: &mut Tensor<f32>,
@@ -980,12 +1006,12 @@ fn store_stage(
 pub fn scan_bwd<F: Float>(
     u: &Tensor<F>,
     delta: &Tensor<F>,
-    a: &Tensor<F>,
+    a: &Tensor<f32>,
     bm: &Tensor<F>,
     cm: &Tensor<F>,
-    dvec: &Tensor<F>,
+    dvec: &Tensor<f32>,
     z: &Tensor<F>,
-    bias: &Tensor<F>,
+    bias: &Tensor<f32>,
     dy: &Tensor<F>,
     du: &mut Tensor<F>,
     ddelta: &mut Tensor<F>,

@@ -105,6 +105,19 @@ pub fn set_channels_per_cube(fwd: Option<usize>, bwd: Option<usize>) {
     CHANS_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
 }
 
+static SEG_FWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+static SEG_BWD_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// The largest segment (units per channel, a power of two) of the vectorised forward and
+/// backward: below the plane width, `plane / seg` channels share a plane and a channel's
+/// sequence runs in more, shorter chunks. `None` restores the default (the environment
+/// variables `MAMBA_SSM_VEC_SEG` / `MAMBA_SSM_VEC_BWD_SEG`, else the plane width). Whatever
+/// the cap, a segment is no longer than the least power of two whose chunk covers L.
+pub fn set_vec_segment(fwd: Option<usize>, bwd: Option<usize>) {
+    SEG_FWD_OVERRIDE.store(fwd.unwrap_or(0), Ordering::Relaxed);
+    SEG_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
+}
+
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -317,27 +330,31 @@ impl<R: CubeRuntime> KernelInputs<R> {
             inputs.z.is_some(),
             inputs.delta_bias.is_some(),
         );
-        // the kernels read every input with u's storage type: cast the others (e.g. f32
-        // weights with bf16 activations; a no-op when the dtypes agree)
+        // the kernels read every per-step input with u's storage type: cast the others (a
+        // no-op when the dtypes agree); the per-channel weights A, D and delta_bias are read
+        // as f32 whatever the activations' type, as the official kernel does (f32 weights
+        // with bf16 activations need no cast and lose no precision)
         let dtype = inputs.u.dtype();
         let u = unit_stride_l(prim(inputs.u));
+        let a = as_dtype(inputs.a, DType::F32);
         KernelInputs {
             delta: unit_stride_l(as_dtype(inputs.delta, dtype)),
-            a: as_dtype(inputs.a, dtype),
             b: unit_stride_l(as_dtype(inputs.b, dtype)),
             c: unit_stride_l(as_dtype(inputs.c, dtype)),
+            // an absent D or delta_bias is never read: bound to A (an f32 tensor)
             d: inputs
                 .d
-                .map(|t| as_dtype(t, dtype))
-                .unwrap_or_else(|| u.clone()),
+                .map(|t| as_dtype(t, DType::F32))
+                .unwrap_or_else(|| a.clone()),
             z: inputs
                 .z
                 .map(|t| unit_stride_l(as_dtype(t, dtype)))
                 .unwrap_or_else(|| u.clone()),
             bias: inputs
                 .delta_bias
-                .map(|t| as_dtype(t, dtype))
-                .unwrap_or_else(|| u.clone()),
+                .map(|t| as_dtype(t, DType::F32))
+                .unwrap_or_else(|| a.clone()),
+            a,
             u,
             has_d,
             has_z,
@@ -431,7 +448,7 @@ fn save_chunk<R: CubeRuntime>(
     // what it expects: all chunks are powers of two, so two launches with several chunks
     // never have the same count; it then recomputes them)
     let chunk = match VecCfg::plan(client, dim, groups, len, state, dtype, true) {
-        Some(v) => v.lanes * v.items,
+        Some(v) => v.seg * v.items,
         None => {
             let bwd = LaunchCfg::new(client, batch, dim, groups, len, state, true, dtype);
             bwd.units as usize * bwd.items
@@ -537,7 +554,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             vectorised::scan_fwd_vec::launch_unchecked::<R>(
                 &client,
                 v.count(&client, batch, dim, groups),
-                CubeDim::new_1d((v.lanes * v.chans) as u32),
+                CubeDim::new_1d((v.seg * v.chans) as u32),
                 v.vec,
                 u.into_tensor_arg(),
                 delta.into_tensor_arg(),
@@ -553,7 +570,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 n_state,
                 v.items,
                 v.vec,
-                v.lanes,
+                v.seg,
                 v.chans,
                 has_d,
                 has_z,
@@ -717,7 +734,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let vcfg = vcfg.filter(|_| db.meta.strides()[3] == 1 && dc.meta.strides()[3] == 1);
     let chunks = len.div_ceil(
         vcfg.as_ref()
-            .map_or(cfg.units as usize * cfg.items, |v| v.lanes * v.items),
+            .map_or(cfg.units as usize * cfg.items, |v| v.seg * v.items),
     );
     // chunk-start states: from the forward when it saved them for this chunk size
     let ck_len = batch * dim * chunks * n_state;
@@ -743,7 +760,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             vectorised::scan_bwd_vec::launch_unchecked::<R>(
                 &client,
                 v.count(&client, batch, dim, groups),
-                CubeDim::new_1d((v.lanes * v.chans) as u32),
+                CubeDim::new_1d((v.seg * v.chans) as u32),
                 v.vec,
                 u.into_tensor_arg(),
                 delta.into_tensor_arg(),
@@ -766,7 +783,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 n_state,
                 v.items,
                 v.vec,
-                v.lanes,
+                v.seg,
                 v.chans,
                 has_d,
                 has_z,
@@ -924,9 +941,11 @@ struct VecCfg {
     items: usize,
     /// elements per vector load
     vec: usize,
-    /// units per channel: the plane width
-    lanes: usize,
-    /// channels (planes) per cube
+    /// units per channel (a segment): the plane width, or for short sequences the least
+    /// power of two whose chunk (`seg` x `items` steps) covers L, so that `plane / seg`
+    /// channels share a plane (`MAMBA_SSM_VEC_SEG` caps it)
+    seg: usize,
+    /// channels per cube (a multiple of `plane / seg`: whole planes)
     chans: usize,
     /// forward: load B_{n+1} during state n (`MAMBA_SSM_VEC_PREFETCH=0|1`; `None`: the
     /// default, see [`set_vec_prefetch`])
@@ -946,10 +965,10 @@ impl VecCfg {
         dtype: DType,
         backward: bool,
     ) -> Option<Self> {
-        // the backward's default: above L = 128 (at L 128 x 512 on the H200 the scalar
-        // backward's 4-channel cubes are faster: fwd+bwd 11.5 vs 14.1 ms fp32)
+        // on by default at every L since the short-sequence segments (session 7); before,
+        // with 4 steps per unit on a whole plane, the scalar backward was faster at L 128
         let (mode, var, default) = if backward {
-            (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", len > 128)
+            (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", true)
         } else {
             (&VEC_MODE, "MAMBA_SSM_VEC", true)
         };
@@ -966,7 +985,9 @@ impl VecCfg {
             return None;
         }
         let elem = dtype.size();
-        let table_items = if len <= 128 { 4 } else { 8 };
+        // 8 steps per unit at every L: short sequences get short segments instead of fewer
+        // steps per unit (session 7; before, 4 steps up to L 128 on a whole plane)
+        let table_items = 8;
         let items_var = if backward {
             "MAMBA_SSM_VEC_BWD_ITEMS"
         } else {
@@ -989,30 +1010,48 @@ impl VecCfg {
         if !len.is_multiple_of(vec) {
             return None;
         }
+        // the segment: the least power of two of units whose chunk covers L, at most a plane
+        // (and at most the cap that the settings give)
+        let (o, seg_var) = if backward {
+            (&SEG_BWD_OVERRIDE, "MAMBA_SSM_VEC_BWD_SEG")
+        } else {
+            (&SEG_FWD_OVERRIDE, "MAMBA_SSM_VEC_SEG")
+        };
+        let cap = match o.load(Ordering::Relaxed) {
+            0 => env_usize(seg_var),
+            k => Some(k),
+        }
+        .filter(|s| s.is_power_of_two())
+        .unwrap_or(lanes);
+        let seg = len.div_ceil(items).next_power_of_two().min(lanes).min(cap);
+        let per_plane = lanes / seg;
         let per_group = dim / groups.max(1);
         let (o, chans_var) = if backward {
             (&CHANS_BWD_OVERRIDE, "MAMBA_SSM_VEC_BWD_CHANS")
         } else {
             (&CHANS_FWD_OVERRIDE, "MAMBA_SSM_VEC_CHANS")
         };
-        let mut chans = match o.load(Ordering::Relaxed) {
+        // planes per cube
+        let mut planes = match o.load(Ordering::Relaxed) {
             0 => env_usize(chans_var).unwrap_or(1),
             k => k,
         }
         .clamp(1, 16)
-        .min(per_group.max(1))
+        .min(per_group.div_ceil(per_plane).max(1))
         .min((hw.max_units_per_cube as usize / lanes).max(1));
         if backward {
-            // the dB / dC exchange buffers (2 x 2 chunks of f32 padded by one word per plane
-            // width) and the carries (N f32) per plane, 48 KiB at most
-            let chunk = lanes * items;
-            let per_plane = 16 * (chunk + chunk / lanes) + 4 * n_state;
-            chans = chans.min((hw.max_shared_memory_size.min(48 * 1024) / per_plane).max(1));
+            // the dB / dC exchange buffers (2 x 2 chunks of f32 padded by one word per
+            // segment) and the carries (N f32) per channel, 48 KiB at most
+            let chunk = seg * items;
+            let per_chan = 16 * (chunk + chunk / seg) + 4 * n_state;
+            planes = planes
+                .min((hw.max_shared_memory_size.min(48 * 1024) / (per_chan * per_plane)).max(1));
         }
+        let chans = planes * per_plane;
         Some(VecCfg {
             items,
             vec,
-            lanes,
+            seg,
             chans,
             prefetch: match VEC_PREFETCH.load(Ordering::Relaxed) {
                 1 => Some(true),

@@ -1,39 +1,43 @@
-//! The vectorised forward and backward kernels (device side): one plane per channel, no
-//! barrier between planes, every per-step tensor read or written with `Vector` accesses (16
+//! The vectorised forward and backward kernels (device side): one plane (or, for short
+//! sequences, a segment of one) per channel, no barrier between planes, every per-step tensor read or written with `Vector` accesses (16
 //! bytes on CUDA). See `docs/kernels.md` and `docs/kernel-notes.md` (session 6) for the design
 //! and what it measured.
 
-use super::device::{cube_channel, scan_index, scan_lane, scan_lane_rev, softplus};
+use super::device::{
+    cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last, seg_sum, softplus,
+};
 use cubecl::prelude::*;
 
 /// Vectorised forward selective scan. One cube per (batch, group, block of `chans` channels);
-/// each channel is one plane of `lanes` units (the device's fixed plane width), the sequence
-/// in chunks of `lanes` x `items` steps, unit `lane` owning `items` consecutive steps, read
-/// as `items / vec` vectors of `vec` steps (`N` = `vec` at launch). Requires L, and every
-/// stride but the unit stride of L, to be multiples of `vec`, and handles aligned to a vector
-/// (the wrapper checks). Per state: B_n's vectors, the unit's steps composed
-/// (pa = exp(dt A_n), pb = dt u B_n), a shuffle-only scan over the plane, the previous lane's
-/// end state by shuffle, the unit's states recomputed to accumulate C_n . h. With `prefetch`,
-/// B_{n+1}'s vectors are loaded while state n computes. The D skip is folded into the
-/// accumulator's start; softplus(delta + bias) and silu(z) fused; math in f32.
+/// each channel is one segment of `seg` units (a power of two up to the device's fixed plane
+/// width: the whole plane, or, for short sequences, one of `plane / seg` channels that share
+/// a plane), the sequence in chunks of `seg` x `items` steps, unit `lane` owning `items`
+/// consecutive steps, read as `items / vec` vectors of `vec` steps (`N` = `vec` at launch).
+/// Requires L, and every stride but the unit stride of L, to be multiples of `vec`, and
+/// handles aligned to a vector (the wrapper checks). Per state: B_n's vectors, the unit's
+/// steps composed (pa = exp(dt A_n), pb = dt u B_n), a shuffle-only scan over the segment,
+/// the previous lane's end state by shuffle, the unit's states recomputed to accumulate
+/// C_n . h. With `prefetch`, B_{n+1}'s vectors are loaded while state n computes. The D skip
+/// is folded into the accumulator's start; softplus(delta + bias) and silu(z) fused; math in
+/// f32; A, D and delta_bias are read as f32 whatever the activations' type.
 #[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_fwd_vec<F: Float, N: Size>(
     u: &Tensor<Vector<F, N>>,
     delta: &Tensor<Vector<F, N>>,
-    a: &Tensor<F>,
+    a: &Tensor<f32>,
     bm: &Tensor<Vector<F, N>>,
     cm: &Tensor<Vector<F, N>>,
-    dvec: &Tensor<F>,
+    dvec: &Tensor<f32>,
     z: &Tensor<Vector<F, N>>,
-    bias: &Tensor<F>,
+    bias: &Tensor<f32>,
     y: &mut Tensor<Vector<F, N>>,
     last: &mut Tensor<F>,
     ckpt: &mut Tensor<f32>,
     #[comptime] n_state: usize,
     #[comptime] items: usize,
     #[comptime] vec: usize,
-    #[comptime] lanes: usize,
+    #[comptime] seg: usize,
     #[comptime] chans: usize,
     #[comptime] has_d: bool,
     #[comptime] has_z: bool,
@@ -47,7 +51,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
-    let (slot, lane) = scan_index(lanes, chans, true);
+    let (slot, lane) = scan_index(seg, chans, true);
     let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
     let mut ck_row = 0usize;
     if comptime!(save_chunk > 0) {
@@ -92,7 +96,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     let mut bv = Array::<f32>::new(items);
     let mut nbv = Array::<f32>::new(comptime!(if prefetch { items } else { 1 }));
 
-    let chunk = comptime!(lanes * items);
+    let chunk = comptime!(seg * items);
     let mut start = 0usize;
     while start < len {
         // first vector of this unit, and how many of its vectors lie before the end
@@ -135,46 +139,74 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
             } else {
                 load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
             }
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let ai = f32::exp(dt[i] * a_n);
-                let bi_ = dtu[i] * bv[i];
-                pa[i] = ai;
-                pb[i] = bi_;
-                gb = ai * gb + bi_;
-                ga *= ai;
-            }
-            let (sa, sb) = scan_lane(ga, gb, lanes);
-            // the state after this unit's last step; before its first, the previous lane's
-            let h_end = sa * h0 + sb;
-            if comptime!(save_chunk > 0) {
-                // the unit ends on a backward chunk start (not the first, not past the end)
-                let end = start + (lane + 1) * items;
-                let q = end / save_chunk;
-                if active && end < len && q * save_chunk == end {
-                    ckpt[ck_row + q * n_state + n] = h_end;
-                }
-            }
-            let prev = plane_shuffle_up(h_end, 1u32);
-            let mut h = h0;
-            if lane > 0 {
-                h = prev;
-            }
-            carry[cbase + n] = plane_shuffle(h_end, comptime!((lanes - 1) as u32));
-            #[unroll]
-            for j in 0..nv {
-                let mut vj = 0usize;
-                if v0 + j < vend {
-                    vj = v0 + j;
-                }
-                let cv = cm[c_row + n * c_sn + vj];
+            if comptime!(seg == 1) {
+                // one unit per channel: the unit's steps in sequence from the carried state,
+                // no composition, no scan, no shuffle
+                let mut h = h0;
                 #[unroll]
-                for k in 0..vec {
-                    let i = j * vec + k;
-                    h = pa[i] * h + pb[i];
-                    acc[i] += h * f32::cast_from(cv[k]);
+                for j in 0..nv {
+                    let mut vj = 0usize;
+                    if v0 + j < vend {
+                        vj = v0 + j;
+                    }
+                    let cv = cm[c_row + n * c_sn + vj];
+                    #[unroll]
+                    for k in 0..vec {
+                        let i = j * vec + k;
+                        h = f32::exp(dt[i] * a_n) * h + dtu[i] * bv[i];
+                        acc[i] += h * f32::cast_from(cv[k]);
+                    }
+                }
+                carry[cbase + n] = h;
+                if comptime!(save_chunk > 0) {
+                    let end = start + items;
+                    let q = end / save_chunk;
+                    if active && end < len && q * save_chunk == end {
+                        ckpt[ck_row + q * n_state + n] = h;
+                    }
+                }
+            } else {
+                let mut ga = 1.0f32;
+                let mut gb = 0.0f32;
+                #[unroll]
+                for i in 0..items {
+                    let ai = f32::exp(dt[i] * a_n);
+                    let bi_ = dtu[i] * bv[i];
+                    pa[i] = ai;
+                    pb[i] = bi_;
+                    gb = ai * gb + bi_;
+                    ga *= ai;
+                }
+                let (sa, sb) = scan_lane(ga, gb, seg);
+                // the state after this unit's last step; before its first, the previous lane's
+                let h_end = sa * h0 + sb;
+                if comptime!(save_chunk > 0) {
+                    // the unit ends on a backward chunk start (not the first, not past the end)
+                    let end = start + (lane + 1) * items;
+                    let q = end / save_chunk;
+                    if active && end < len && q * save_chunk == end {
+                        ckpt[ck_row + q * n_state + n] = h_end;
+                    }
+                }
+                let prev = plane_shuffle_up(h_end, 1u32);
+                let mut h = h0;
+                if lane > 0 {
+                    h = prev;
+                }
+                carry[cbase + n] = plane_shuffle(h_end, seg_last(seg));
+                #[unroll]
+                for j in 0..nv {
+                    let mut vj = 0usize;
+                    if v0 + j < vend {
+                        vj = v0 + j;
+                    }
+                    let cv = cm[c_row + n * c_sn + vj];
+                    #[unroll]
+                    for k in 0..vec {
+                        let i = j * vec + k;
+                        h = pa[i] * h + pb[i];
+                        acc[i] += h * f32::cast_from(cv[k]);
+                    }
                 }
             }
         }
@@ -205,7 +237,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
         while k < n_state {
             last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
                 F::cast_from(carry[cbase + k]);
-            k += lanes;
+            k += seg;
         }
     }
 }
@@ -239,28 +271,29 @@ fn load_b<F: Float, N: Size>(
     }
 }
 
-/// Vectorised backward selective scan, the layout of [`scan_fwd_vec`]: one plane per
-/// channel, `items` steps per unit read as vectors, chunks of `lanes` x `items` steps from
+/// Vectorised backward selective scan, the layout of [`scan_fwd_vec`]: one segment of `seg`
+/// units (a plane, or part of one) per channel, `items` steps per unit read as vectors,
+/// chunks of `seg` x `items` steps from
 /// the end. Needs the state at every chunk start but the first (`ckpt`, `[batch x d_inner,
 /// chunks, N]` f32): from the forward when `saved`, else a first sweep computes them. Per
 /// state and chunk: the chunk's states recomputed (compose, shuffle scan), the gradient
 /// carried backwards (mu_t = exp(dt_t A) lambda_t, lambda_t = g_t C_t + mu_{t+1}, reverse
 /// shuffle scan), then du, d delta, dz per step (written per chunk), dA summed over the plane
-/// (one atomic per plane), and dB / dC per channel by coalesced atomics: each unit's terms
+/// (one atomic per segment), and dB / dC per channel by coalesced atomics: each unit's terms
 /// go through shared memory (double-buffered by state parity, one barrier per state) so that
-/// consecutive lanes add to consecutive steps. No reduction over channels: a cube's planes
+/// consecutive lanes add to consecutive steps. No reduction over channels: a cube's segments
 /// are independent.
 #[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_bwd_vec<F: Float, N: Size>(
     u: &Tensor<Vector<F, N>>,
     delta: &Tensor<Vector<F, N>>,
-    a: &Tensor<F>,
+    a: &Tensor<f32>,
     bm: &Tensor<Vector<F, N>>,
     cm: &Tensor<Vector<F, N>>,
-    dvec: &Tensor<F>,
+    dvec: &Tensor<f32>,
     z: &Tensor<Vector<F, N>>,
-    bias: &Tensor<F>,
+    bias: &Tensor<f32>,
     dy: &Tensor<Vector<F, N>>,
     du: &mut Tensor<Vector<F, N>>,
     ddelta: &mut Tensor<Vector<F, N>>,
@@ -274,7 +307,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     #[comptime] n_state: usize,
     #[comptime] items: usize,
     #[comptime] vec: usize,
-    #[comptime] lanes: usize,
+    #[comptime] seg: usize,
     #[comptime] chans: usize,
     #[comptime] has_d: bool,
     #[comptime] has_z: bool,
@@ -287,29 +320,29 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
-    let (slot, lane) = scan_index(lanes, chans, true);
+    let (slot, lane) = scan_index(seg, chans, true);
     let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
     let mut slot_len = 0usize;
     if active {
         slot_len = len;
     }
-    let chunk = comptime!(lanes * items);
+    let chunk = comptime!(seg * items);
     let chunks = len.div_ceil(chunk);
     let cbase = slot * n_state;
     let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
     // dB and dC terms of one state for the plane's chunk, two buffers (state parity), one
-    // padding word per `lanes` (bank-conflict free both ways), so that a unit's writes start
-    // at a per-lane base and the striped reads sit at lane + k (lanes + 1): offsets known at
+    // padding word per `seg` (bank-conflict free both ways), so that a unit's writes start
+    // at a per-lane base and the striped reads sit at lane + k (seg + 1): offsets known at
     // compile time; dB / dC (unit stride along L, checked by the launcher) are indexed from
     // one base per state. This indexing took 19% of the backward's issued instructions away
     // (H200, session 6 call D: 4.49e9 -> 3.63e9 at L 512 x 128 fp32).
-    let ex_len = comptime!(chunk + chunk / lanes);
+    let ex_len = comptime!(chunk + chunk / seg);
     let mut ex_b = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
     let mut ex_c = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
     let ex_base = slot * 2 * ex_len;
     // the unit's first write (its `items` steps stay inside one padded row when
-    // items <= lanes) and its first striped read
-    let w_base = ex_base + lane * items + (lane * items) / comptime!(lanes);
+    // items <= seg) and its first striped read
+    let w_base = ex_base + lane * items + (lane * items) / comptime!(seg);
     let r_base = ex_base + lane;
 
     let mut bias_v = 0.0f32;
@@ -388,9 +421,9 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 gb = ai * gb + dtu[i] * bv[i];
                 ga *= ai;
             }
-            let (sa, sb) = scan_lane(ga, gb, lanes);
+            let (sa, sb) = scan_lane(ga, gb, seg);
             let h_end = sa * carry[cbase + n] + sb;
-            let last = plane_shuffle(h_end, comptime!((lanes - 1) as u32));
+            let last = plane_shuffle(h_end, seg_last(seg));
             carry[cbase + n] = last;
             // every lane writes the same value, so each lane's later read follows its own
             // write (a WGSL workgroup barrier does not order storage memory)
@@ -489,7 +522,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 gb = ai * gb + bi_;
                 ga *= ai;
             }
-            let (sa, sb) = scan_lane(ga, gb, lanes);
+            let (sa, sb) = scan_lane(ga, gb, seg);
             let prev = plane_shuffle_up(sa * h0 + sb, 1u32);
             let mut h = h0;
             if lane > 0 {
@@ -509,15 +542,15 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 rb = pa[i] * (rb + gy[i] * cv[i]);
             }
             // the product of the unit's pa is the forward composition's ga
-            let (qa, qb) = scan_lane_rev(ga, rb, lanes);
+            let (qa, qb) = scan_lane_rev(ga, rb, seg);
             let mu0 = carry[cbase + n];
             let mu_start = qa * mu0 + qb;
             let next = plane_shuffle_down(mu_start, 1u32);
             let mut mu = mu0;
-            if lane + 1 < comptime!(lanes) {
+            if lane + 1 < comptime!(seg) {
                 mu = next;
             }
-            carry[cbase + n] = plane_shuffle(mu_start, 0u32);
+            carry[cbase + n] = plane_shuffle(mu_start, seg_first(seg));
             let mut d_a = 0.0f32;
             let eoff = ex_base + par * ex_len;
             #[unroll]
@@ -534,15 +567,15 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 dus[i] += lam * bv[i];
                 d_a += dt[i] * ldh;
                 let mut r = w_base + par * ex_len + i;
-                if comptime!(items > lanes) {
+                if comptime!(items > seg) {
                     let jw = lane * items + i;
-                    r = eoff + jw + jw / comptime!(lanes);
+                    r = eoff + jw + jw / comptime!(seg);
                 }
                 ex_b[r] = lam * dtu[i];
                 ex_c[r] = gy[i] * hs[i];
                 mu = pa[i] * lam;
             }
-            let total = plane_sum(d_a);
+            let total = seg_sum(d_a, seg);
             if active && lane == 0 {
                 da[da_row + n * da_s1].fetch_add(total);
             }
@@ -557,17 +590,17 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                     // a full chunk (all but a partial last one): no per-step guard
                     #[unroll]
                     for k in 0..items {
-                        let r = rb0 + comptime!(k * (lanes + 1));
-                        db[db0 + comptime!(k * lanes)].fetch_add(ex_b[r]);
-                        dc[dc0 + comptime!(k * lanes)].fetch_add(ex_c[r]);
+                        let r = rb0 + comptime!(k * (seg + 1));
+                        db[db0 + comptime!(k * seg)].fetch_add(ex_b[r]);
+                        dc[dc0 + comptime!(k * seg)].fetch_add(ex_c[r]);
                     }
                 } else {
                     #[unroll]
                     for k in 0..items {
-                        if comptime!(k * lanes) + lane < rem {
-                            let r = rb0 + comptime!(k * (lanes + 1));
-                            db[db0 + comptime!(k * lanes)].fetch_add(ex_b[r]);
-                            dc[dc0 + comptime!(k * lanes)].fetch_add(ex_c[r]);
+                        if comptime!(k * seg) + lane < rem {
+                            let r = rb0 + comptime!(k * (seg + 1));
+                            db[db0 + comptime!(k * seg)].fetch_add(ex_b[r]);
+                            dc[dc0 + comptime!(k * seg)].fetch_add(ex_c[r]);
                         }
                     }
                 }
@@ -621,8 +654,8 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             }
         }
     }
-    let s_d = plane_sum(d_d);
-    let s_bias = plane_sum(d_bias);
+    let s_d = seg_sum(d_d, seg);
+    let s_bias = seg_sum(d_bias, seg);
     if active && lane == 0 {
         if has_d {
             dd[ch * dd.stride(0)].fetch_add(s_d);
