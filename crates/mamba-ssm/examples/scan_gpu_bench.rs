@@ -2,14 +2,15 @@
 //! shape, then timings over launch configurations and the grid. Prints a table.
 //!
 //! `scan_gpu_bench [cuda|wgpu] [--quick] [--no-sweep] [--no-check] [--fp32-only]
-//! [--grid=b,d,l,n;...]`
+//! [--no-queued] [--grid=b,d,l,n;...]`
 //! (build with `--features cuda` or `--features wgpu`). The kernel's launch settings come from
 //! the environment: `MAMBA_SSM_CHANS_FWD`, `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`,
 //! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain` (the backward without `fold`), `MAMBA_SSM_VEC=1`
 //! (the vectorised forward), ... (see
 //! `mamba_ssm::kernel`).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
-//! launch, about 10 us).
+//! launch, about 10 us, and the sync); the grid also prints queued timings (20 calls per
+//! sync, divided by 20; see `pipelined_ms`), with and without an L2 flush before each call.
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use mamba_ssm::kernel::{set_launch_config, set_plane_mode};
@@ -62,11 +63,53 @@ fn time_ms<B: Backend>(dev: &B::Device, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
+/// Device time per call without the per-call sync: the median over 5 samples of `k` calls
+/// queued back to back (one sync per sample), divided by `k`. With `flush`, every call is
+/// preceded by `flush` (an L2 flush: a pass over a buffer larger than the L2), whose own
+/// time, measured the same way, is subtracted: the official kernel's figures are
+/// CUDA-event timings with L2 flushed.
+fn pipelined_ms<B: Backend>(
+    dev: &B::Device,
+    k: usize,
+    mut f: impl FnMut(),
+    mut flush: Option<&mut dyn FnMut()>,
+) -> f64 {
+    let mut sample = |with_op: bool, flush: &mut Option<&mut dyn FnMut()>| {
+        B::sync(dev).unwrap();
+        let t = Instant::now();
+        for _ in 0..k {
+            if let Some(fl) = flush.as_mut() {
+                fl();
+            }
+            if with_op {
+                f();
+            }
+        }
+        B::sync(dev).unwrap();
+        t.elapsed().as_secs_f64() * 1e3 / k as f64
+    };
+    let _ = sample(true, &mut flush);
+    let mut v: Vec<f64> = (0..5)
+        .map(|_| {
+            let both = sample(true, &mut flush);
+            let base = if flush.is_some() {
+                sample(false, &mut flush)
+            } else {
+                0.0
+            };
+            both - base
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 struct Opts {
     quick: bool,
     sweep: bool,
     check: bool,
     fp32_only: bool,
+    queued: bool,
     grid: Option<Vec<[usize; 4]>>,
 }
 
@@ -76,6 +119,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
         sweep,
         check,
         fp32_only,
+        queued,
         grid,
     } = opts;
     println!("backend: {}", B::name(&dev));
@@ -90,7 +134,13 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             break;
         }
         set_plane_mode(Some(plane));
-        for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16], [1, 8, 7, 4]] {
+        for shape in [
+            [3, 64, 1000, 16],
+            [2, 32, 4097, 16],
+            [1, 8, 7, 4],
+            [3, 64, 128, 16],
+            [2, 40, 40, 16],
+        ] {
             let inp = ScanInputs::<B>::random(shape, &dev);
             let want = selective_scan(host(&inp), true).unwrap();
             let got = selective_scan(inp, true).unwrap();
@@ -111,7 +161,13 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             break;
         }
         set_plane_mode(Some(plane));
-        for shape in [[3, 64, 1000, 16], [2, 32, 4097, 16], [2, 30, 700, 16]] {
+        for shape in [
+            [3, 64, 1000, 16],
+            [2, 32, 4097, 16],
+            [2, 30, 700, 16],
+            [3, 64, 128, 16],
+            [2, 40, 40, 16],
+        ] {
             let inp = ScanInputs::<B>::random(shape, &dev);
             let dy = Tensor::<B, 3>::random(
                 [shape[0], shape[1], shape[2]],
@@ -180,13 +236,8 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 c: inp.c.clone().cast(bf),
                 ..inp.clone()
             };
-            let rounded = ScanInputs {
-                a: inp.a.clone().cast(bf),
-                d: inp.d.clone().map(|t| t.cast(bf)),
-                delta_bias: inp.delta_bias.clone().map(|t| t.cast(bf)),
-                ..cast.clone()
-            };
-            let want = selective_scan(host(&rounded), false).unwrap();
+            // the kernels read A, D and delta_bias as f32: the reference takes them unrounded
+            let want = selective_scan(host(&cast), false).unwrap();
             let got = selective_scan(cast, false).unwrap();
             println!(
                 "check bf16 (f32 weights) {shape:?} (vectorised launches so far: {}): y max rel err {:.2e}",
@@ -224,9 +275,17 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
     set_plane_mode(None);
     set_launch_config(None, None);
 
-    // the grid at the default configuration, fp32 and bf16 storage
-    println!("\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | exp floor ms |");
-    println!("|---|---|---|---|---|");
+    // the grid at the default configuration, fp32 and bf16 storage; "queued":
+    // `pipelined_ms` (20 calls per sync; "L2 flushed": each after a 256 MB pass, subtracted)
+    println!(
+        "\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | fwd queued | fwd+bwd queued | fwd queued, L2 flushed | fwd+bwd queued, L2 flushed | exp floor ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // the flush keeps its output (a dropped lazy result could be skipped by `Fusion`)
+    let mut flush_buf = Tensor::<B, 1>::zeros([64 << 20], &dev);
+    let mut flush = move || {
+        flush_buf = flush_buf.clone().add_scalar(1.0);
+    };
     let grid: Vec<[usize; 4]> = if let Some(g) = grid {
         g
     } else if quick {
@@ -275,7 +334,26 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 let (_, saved) = B::selective_scan_train(cast.clone(), false);
                 let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
             });
-            println!("| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {floor:.3} |");
+            let fwd = || {
+                let _ = selective_scan(cast.clone(), false).unwrap();
+            };
+            let pair = || {
+                let (_, saved) = B::selective_scan_train(cast.clone(), false);
+                let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
+            };
+            let [q, qfb, qf, qffb] = if queued {
+                [
+                    pipelined_ms::<B>(&dev, 20, fwd, None),
+                    pipelined_ms::<B>(&dev, 20, pair, None),
+                    pipelined_ms::<B>(&dev, 20, fwd, Some(&mut flush)),
+                    pipelined_ms::<B>(&dev, 20, pair, Some(&mut flush)),
+                ]
+            } else {
+                [f64::NAN; 4]
+            };
+            println!(
+                "| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {q:.3} | {qfb:.3} | {qf:.3} | {qffb:.3} | {floor:.3} |"
+            );
         }
     }
 }
@@ -298,6 +376,7 @@ fn main() {
         sweep: !args.iter().any(|a| a == "--no-sweep"),
         check: !args.iter().any(|a| a == "--no-check"),
         fp32_only: args.iter().any(|a| a == "--fp32-only"),
+        queued: !args.iter().any(|a| a == "--no-queued"),
         grid,
     };
     match args.get(1).map(String::as_str) {

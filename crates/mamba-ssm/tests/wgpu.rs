@@ -444,7 +444,10 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
 }
 
 /// The vectorised backward (`set_vec_backward`): every gradient against the CPU scan's
-/// backward on random inputs (shapes as for the vectorised forward, several chunks), with the
+/// backward on random inputs (shapes as for the vectorised forward, several chunks; by
+/// default up to L 512 two planes per cube with their dB / dC terms summed in shared memory
+/// before the atomics, segments of 1-4 lanes at short L, batch-order cubes for the fixture's
+/// L 1000; the caps and `MAMBA_SSM_VEC_ORDER` / `_CUBE_SUM` cover the rest), with the
 /// chunk-start states saved by the training forward and recomputed by its first pass; then
 /// through `Autodiff` against the PyTorch fixtures whose L fits the vector width.
 #[test]

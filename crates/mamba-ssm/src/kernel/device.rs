@@ -249,7 +249,7 @@ fn scan_cube(
 }
 
 /// The channel of segment `slot` of this cube: cubes are laid out (batch, group, block of
-/// `chans` channels of the group). Returns (batch, group, channel, active): a segment past the
+/// `chans` channels of the group), or with `batch_inner` (group, block, batch). Returns (batch, group, channel, active): a segment past the
 /// group's last channel reads channel 0 of the group and writes nothing. Ends the whole cube
 /// when it is past the grid's end.
 #[cube]
@@ -259,6 +259,7 @@ pub(super) fn cube_channel(
     groups: usize,
     slot: usize,
     #[comptime] chans: usize,
+    #[comptime] batch_inner: bool,
 ) -> (usize, usize, usize, bool) {
     let per_group = dim / groups;
     let blocks = per_group.div_ceil(chans);
@@ -266,8 +267,14 @@ pub(super) fn cube_channel(
     if pos >= batch * groups * blocks {
         terminate!();
     }
-    let bi = pos / (groups * blocks);
-    let rem = pos % (groups * blocks);
+    let mut bi = pos / (groups * blocks);
+    let mut rem = pos % (groups * blocks);
+    if batch_inner {
+        // consecutive cubes in consecutive batch rows: cubes that run at the same time add
+        // into different rows of dB / dC (fewer same-address atomics)
+        bi = pos % batch;
+        rem = pos / batch;
+    }
     let gi = rem / blocks;
     let lc = (rem % blocks) * chans + slot;
     if comptime!(chans == 1) {
@@ -499,7 +506,7 @@ pub fn scan_fwd<F: Float>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, tid) = scan_index(cube_units, chans, use_plane);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false);
     // save_chunk > 0: the states at multiples of save_chunk (the backward's chunk starts)
     // into ckpt, `[batch x d_inner, chunks, N]`
     let mut ck_row = 0usize;
@@ -1045,7 +1052,7 @@ pub fn scan_bwd<F: Float>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, tid) = scan_index(cube_units, chans, use_plane);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false);
     let mut slot_len = 0usize;
     if active {
         slot_len = len;

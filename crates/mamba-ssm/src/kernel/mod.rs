@@ -578,6 +578,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 softplus,
                 save_chunk,
                 v.prefetch.unwrap_or(dtype.size() == 4 || save_chunk > 0),
+                v.batch_inner,
                 dtype.into(),
             );
         }
@@ -790,6 +791,8 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 has_bias,
                 softplus,
                 saved,
+                v.cube_sum,
+                v.batch_inner,
                 dtype.into(),
             );
         }
@@ -947,6 +950,13 @@ struct VecCfg {
     seg: usize,
     /// channels per cube (a multiple of `plane / seg`: whole planes)
     chans: usize,
+    /// backward with several channels per cube: their dB / dC terms summed in shared
+    /// memory before the atomic adds (`MAMBA_SSM_VEC_CUBE_SUM=0|1`, default on)
+    cube_sum: bool,
+    /// cubes in (group, channel block, batch) order instead of (batch, group, channel
+    /// block) (`MAMBA_SSM_VEC_ORDER=batch|channel`; default: batch for the backward, whose
+    /// atomics then spread over many dB / dC rows, channel for the forward)
+    batch_inner: bool,
     /// forward: load B_{n+1} during state n (`MAMBA_SSM_VEC_PREFETCH=0|1`; `None`: the
     /// default, see [`set_vec_prefetch`])
     prefetch: Option<bool>,
@@ -1033,7 +1043,9 @@ impl VecCfg {
         };
         // planes per cube
         let mut planes = match o.load(Ordering::Relaxed) {
-            0 => env_usize(chans_var).unwrap_or(1),
+            // backward up to L 512: two planes, their dB / dC terms summed per cube
+            // (`cube_sum`); longer: one plane (H200, session 7, docs/kernel-notes.md)
+            0 => env_usize(chans_var).unwrap_or(if backward && len <= 512 { 2 } else { 1 }),
             k => k,
         }
         .clamp(1, 16)
@@ -1053,6 +1065,25 @@ impl VecCfg {
             vec,
             seg,
             chans,
+            // the sums' step offsets are compile-time constants when the cube's units
+            // divide the chunk
+            cube_sum: std::env::var("MAMBA_SSM_VEC_CUBE_SUM").map_or(true, |v| v != "0")
+                && items.is_multiple_of(chans),
+            batch_inner: match std::env::var("MAMBA_SSM_VEC_ORDER").ok().as_deref() {
+                Some("batch") => true,
+                Some("channel") => false,
+                // measured best (session 7): the backward in batch order above L 512 (one
+                // plane per cube: its atomics otherwise pile onto one batch row's dB / dC),
+                // in channel order up to it (two planes summed per cube); the forward in
+                // batch order on short segments (L <= 128 on CUDA)
+                _ => {
+                    if backward {
+                        len > 512
+                    } else {
+                        seg < lanes
+                    }
+                }
+            },
             prefetch: match VEC_PREFETCH.load(Ordering::Relaxed) {
                 1 => Some(true),
                 2 => Some(false),

@@ -45,6 +45,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     #[comptime] delta_softplus: bool,
     #[comptime] save_chunk: usize,
     #[comptime] prefetch: bool,
+    #[comptime] batch_inner: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let nv = comptime!(items / vec);
@@ -52,7 +53,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, lane) = scan_index(seg, chans, true);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, batch_inner);
     let mut ck_row = 0usize;
     if comptime!(save_chunk > 0) {
         ck_row = (bi * dim + ch) * len.div_ceil(save_chunk) * n_state;
@@ -314,6 +315,8 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     #[comptime] has_bias: bool,
     #[comptime] delta_softplus: bool,
     #[comptime] saved: bool,
+    #[comptime] cube_sum: bool,
+    #[comptime] batch_inner: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let nv = comptime!(items / vec);
@@ -321,7 +324,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, lane) = scan_index(seg, chans, true);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, batch_inner);
     let mut slot_len = 0usize;
     if active {
         slot_len = len;
@@ -344,6 +347,10 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     // items <= seg) and its first striped read
     let w_base = ex_base + lane * items + (lane * items) / comptime!(seg);
     let r_base = ex_base + lane;
+    // with `cube_sum`: this unit's first step in the chunk (unit index in the cube) and its
+    // padded position in a channel's buffer
+    let cs_t = slot * seg + lane;
+    let cs_base = cs_t + slot;
 
     let mut bias_v = 0.0f32;
     if has_bias {
@@ -581,7 +588,49 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             }
             // the other parity's buffers were last read before this barrier's predecessor
             sync_cube();
-            if active {
+            if comptime!(cube_sum && chans > 1) {
+                // the cube's channels (one batch row and group; inactive ones hold zeros)
+                // summed in shared memory first: the cube's units share the chunk's 2 x
+                // `chunk` (quantity, step) sums, consecutive units on consecutive steps, each
+                // reading its step from every channel's buffer: as many reads per unit as
+                // without the sum, `chans` times fewer atomics
+                let rem = len - start;
+                if rem >= comptime!(chunk) {
+                    cube_sums(
+                        &ex_b,
+                        &ex_c,
+                        db,
+                        dc,
+                        cs_base + par * ex_len,
+                        cs_t,
+                        db_row + n * db_s2 + start,
+                        dc_row + n * dc_s2 + start,
+                        rem,
+                        ex_len,
+                        items,
+                        seg,
+                        chans,
+                        false,
+                    );
+                } else {
+                    cube_sums(
+                        &ex_b,
+                        &ex_c,
+                        db,
+                        dc,
+                        cs_base + par * ex_len,
+                        cs_t,
+                        db_row + n * db_s2 + start,
+                        dc_row + n * dc_s2 + start,
+                        rem,
+                        ex_len,
+                        items,
+                        seg,
+                        chans,
+                        true,
+                    );
+                }
+            } else if active {
                 let rem = len - start;
                 let rb0 = r_base + par * ex_len;
                 let db0 = db_row + n * db_s2 + start + lane;
@@ -662,6 +711,58 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
         }
         if has_bias {
             dbias[ch * dbias.stride(0)].fetch_add(s_bias);
+        }
+    }
+}
+
+/// The cube-level dB / dC sums of one state and chunk (see `cube_sum` in [`scan_bwd_vec`]):
+/// unit `t0` (its index in the cube) takes the steps `t0 + m U` (`U` = units per cube) of
+/// dB, then of dC, sums each over the `chans` channels' buffers (`pos` = its padded position
+/// in a buffer at this state's parity) and adds it at `db0 + t` / `dc0 + t`; with `guard`,
+/// only steps before `rem`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn cube_sums(
+    ex_b: &SharedMemory<f32>,
+    ex_c: &SharedMemory<f32>,
+    db: &mut Tensor<Atomic<f32>>,
+    dc: &mut Tensor<Atomic<f32>>,
+    pos: usize,
+    t0: usize,
+    db0: usize,
+    dc0: usize,
+    rem: usize,
+    #[comptime] ex_len: usize,
+    #[comptime] items: usize,
+    #[comptime] seg: usize,
+    #[comptime] chans: usize,
+    #[comptime] guard: bool,
+) {
+    let units = comptime!(seg * chans);
+    let chunk = comptime!(seg * items);
+    #[unroll]
+    for m in 0..comptime!(2 * items / chans) {
+        // quantity (0: dB, 1: dC) and step offset, both known at compile time because the
+        // cube's units divide the chunk
+        let q = comptime!(m * units / chunk);
+        let off = comptime!(m * units - q * chunk);
+        let mut acc = 0.0f32;
+        #[unroll]
+        for c in 0..chans {
+            let r = pos + comptime!(c * 2 * ex_len + off + off / seg);
+            if comptime!(q == 0) {
+                acc += ex_b[r];
+            } else {
+                acc += ex_c[r];
+            }
+        }
+        let t = t0 + comptime!(off);
+        if !guard || t < rem {
+            if comptime!(q == 0) {
+                db[db0 + t].fetch_add(acc);
+            } else {
+                dc[dc0 + t].fetch_add(acc);
+            }
         }
     }
 }
