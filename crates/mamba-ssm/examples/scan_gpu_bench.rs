@@ -278,9 +278,9 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
     // the grid at the default configuration, fp32 and bf16 storage; "queued":
     // `pipelined_ms` (20 calls per sync; "L2 flushed": each after a 256 MB pass, subtracted)
     println!(
-        "\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | fwd queued | fwd+bwd queued | fwd queued, L2 flushed | fwd+bwd queued, L2 flushed | exp floor ms |"
+        "\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | fwd queued | fwd+bwd queued | fwd queued, L2 flushed | fwd+bwd queued, L2 flushed | exp floor ms | host ms per fwd |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     // the flush keeps its output (a dropped lazy result could be skipped by `Fusion`)
     let mut flush_buf = Tensor::<B, 1>::zeros([64 << 20], &dev);
     let mut flush = move || {
@@ -341,6 +341,19 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 let (_, saved) = B::selective_scan_train(cast.clone(), false);
                 let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
             };
+            // host time per forward call: 20 calls queued, before the sync
+            let host = if queued {
+                B::sync(&dev).unwrap();
+                let t = Instant::now();
+                for _ in 0..20 {
+                    fwd();
+                }
+                let h = t.elapsed().as_secs_f64() * 1e3 / 20.0;
+                B::sync(&dev).unwrap();
+                h
+            } else {
+                f64::NAN
+            };
             let [q, qfb, qf, qffb] = if queued {
                 [
                     pipelined_ms::<B>(&dev, 20, fwd, None),
@@ -352,7 +365,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 [f64::NAN; 4]
             };
             println!(
-                "| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {q:.3} | {qfb:.3} | {qf:.3} | {qffb:.3} | {floor:.3} |"
+                "| {shape:?} | {dtype:?} | {ms:.3} | {fb:.3} | {q:.3} | {qfb:.3} | {qf:.3} | {qffb:.3} | {floor:.3} | {host:.3} |"
             );
         }
     }

@@ -151,8 +151,9 @@ fn check_backward(fold: bool) {
 }
 
 /// f16 activations (u, delta, z) with f32 weights (A, B, C, D, delta_bias): the kernels read
-/// every input in u's storage type, so the wrapper casts the others; the output is f16 and
-/// each gradient comes back in its input's dtype. Skipped where the device has no f16.
+/// the per-step inputs (delta, z, B, C) in u's storage type, so the wrapper casts B and C,
+/// and A, D and delta_bias as f32; the output is f16 and each gradient comes back in its
+/// input's dtype. Skipped where the device has no f16.
 #[test]
 fn mixed_dtypes_are_cast_to_the_activations_type() {
     let _settings = settings_lock();

@@ -118,8 +118,23 @@ pub fn set_vec_segment(fwd: Option<usize>, bwd: Option<usize>) {
     SEG_BWD_OVERRIDE.store(bwd.unwrap_or(0), Ordering::Relaxed);
 }
 
+/// A `MAMBA_SSM_*` environment variable, read once per process: every launch consults
+/// several of them, and `std::env::var` locks and scans the environment each time (host
+/// overhead that shows at batch 1, where a launch takes tens of microseconds).
+fn env(name: &str) -> Option<&'static str> {
+    static VARS: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    VARS.get_or_init(|| {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with("MAMBA_SSM_"))
+            .collect()
+    })
+    .get(name)
+    .map(String::as_str)
+}
+
 fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
+    env(name).and_then(|v| v.parse().ok())
 }
 
 fn chans(backward: bool, table: Launch) -> usize {
@@ -201,7 +216,7 @@ fn save_states() -> bool {
     match SAVE_MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => std::env::var("MAMBA_SSM_SAVE").map_or(true, |v| v != "0"),
+        _ => env("MAMBA_SSM_SAVE").is_none_or(|v| v != "0"),
     }
 }
 
@@ -225,7 +240,7 @@ fn pair_states(table: Launch) -> bool {
     match PAIR_MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => match std::env::var("MAMBA_SSM_PAIR").ok().as_deref() {
+        _ => match env("MAMBA_SSM_PAIR") {
             Some("1") => true,
             Some("0") => false,
             _ => table.pair,
@@ -257,7 +272,7 @@ fn backward_fold() -> bool {
     match FOLD_MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => !std::env::var("MAMBA_SSM_BWD").is_ok_and(|v| v == "plain"),
+        _ => env("MAMBA_SSM_BWD").is_none_or(|v| v != "plain"),
     }
 }
 
@@ -265,7 +280,7 @@ fn use_plane(reported: bool) -> bool {
     match PLANE_MODE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => match std::env::var("MAMBA_SSM_PLANE").ok().as_deref() {
+        _ => match env("MAMBA_SSM_PLANE") {
             Some("1") => true,
             Some("0") => false,
             _ => reported,
@@ -645,7 +660,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     dy: Tensor<Cb<R, F, I, BT>, 3>,
     saved: Option<Tensor<Cb<R, F, I, BT>, 1>>,
 ) -> ScanGrads<Cb<R, F, I, BT>> {
-    if std::env::var("MAMBA_SSM_HOST_BACKWARD").is_ok_and(|v| v == "1") {
+    if env("MAMBA_SSM_HOST_BACKWARD").is_some_and(|v| v == "1") {
         return crate::host::selective_scan_backward(inputs, dy);
     }
     let [batch, dim, len] = inputs.u.dims();
@@ -709,27 +724,29 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             if has_z { &dz } else { &du },
         ],
     );
-    // f32 accumulators for the atomic adds, zeroed
-    let da: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 2>::zeros(
-        [dim, n_state],
-        (&device, DType::F32),
-    ));
-    let db: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 4>::zeros(
-        [batch, groups, n_state, len],
-        (&device, DType::F32),
-    ));
-    let dc: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 4>::zeros(
-        [batch, groups, n_state, len],
-        (&device, DType::F32),
-    ));
-    let dd: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 1>::zeros(
-        [dim],
-        (&device, DType::F32),
-    ));
-    let dbias: CubeTensor<R> = prim(Tensor::<Cb<R, F, I, BT>, 1>::zeros(
-        [dim],
-        (&device, DType::F32),
-    ));
+    // f32 accumulators for the atomic adds: views of one zeroed buffer (one fill instead of
+    // five; each part starts on the device's memory alignment, so the slices are views)
+    let align = (client.properties().memory.alignment as usize / 4).max(1);
+    let parts = [
+        dim * n_state,
+        batch * groups * n_state * len,
+        batch * groups * n_state * len,
+        dim,
+        dim,
+    ];
+    let total: usize = parts.iter().map(|p| p.next_multiple_of(align)).sum();
+    let zeros = Tensor::<Cb<R, F, I, BT>, 1>::zeros([total], (&device, DType::F32));
+    let mut at = 0;
+    let mut part = |i: usize| {
+        let t = zeros.clone().slice(at..at + parts[i]);
+        at += parts[i].next_multiple_of(align);
+        t
+    };
+    let da: CubeTensor<R> = prim(part(0).reshape([dim, n_state]));
+    let db: CubeTensor<R> = prim(part(1).reshape([batch, groups, n_state, len]));
+    let dc: CubeTensor<R> = prim(part(2).reshape([batch, groups, n_state, len]));
+    let dd: CubeTensor<R> = prim(part(3));
+    let dbias: CubeTensor<R> = prim(part(4));
     // the vectorised backward indexes dB / dC with unit stride along L (zeros tensors of
     // ours, so always; checked all the same)
     let vcfg = vcfg.filter(|_| db.meta.strides()[3] == 1 && dc.meta.strides()[3] == 1);
@@ -985,7 +1002,7 @@ impl VecCfg {
         let on = match mode.load(Ordering::Relaxed) {
             1 => true,
             2 => false,
-            _ => std::env::var(var).map_or(default, |v| v == "1"),
+            _ => env(var).map_or(default, |v| v == "1"),
         };
         let props = client.properties();
         let hw = &props.hardware;
@@ -1067,9 +1084,9 @@ impl VecCfg {
             chans,
             // the sums' step offsets are compile-time constants when the cube's units
             // divide the chunk
-            cube_sum: std::env::var("MAMBA_SSM_VEC_CUBE_SUM").map_or(true, |v| v != "0")
+            cube_sum: env("MAMBA_SSM_VEC_CUBE_SUM").is_none_or(|v| v != "0")
                 && items.is_multiple_of(chans),
-            batch_inner: match std::env::var("MAMBA_SSM_VEC_ORDER").ok().as_deref() {
+            batch_inner: match env("MAMBA_SSM_VEC_ORDER") {
                 Some("batch") => true,
                 Some("channel") => false,
                 // measured best (session 7): the backward in batch order above L 512 (one
@@ -1087,7 +1104,7 @@ impl VecCfg {
             prefetch: match VEC_PREFETCH.load(Ordering::Relaxed) {
                 1 => Some(true),
                 2 => Some(false),
-                _ => match std::env::var("MAMBA_SSM_VEC_PREFETCH").ok().as_deref() {
+                _ => match env("MAMBA_SSM_VEC_PREFETCH") {
                     Some("1") => Some(true),
                     Some("0") => Some(false),
                     _ => None,
@@ -1227,10 +1244,9 @@ impl LaunchCfg {
         };
         // shared memory (f32 words) of the kernel: scan scratch, unit states, carries and,
         // in the backward, the dB/dC buffers of a chunk per channel (see `device.rs`)
-        let stage_bwd_env =
-            backward && std::env::var("MAMBA_SSM_STAGE_BWD").map_or(true, |v| v != "0");
+        let stage_bwd_env = backward && env("MAMBA_SSM_STAGE_BWD").is_none_or(|v| v != "0");
         let stage = !backward
-            && match std::env::var("MAMBA_SSM_STAGE").ok().as_deref() {
+            && match env("MAMBA_SSM_STAGE") {
                 Some("1") => true,
                 Some("0") => false,
                 _ => table.stage,
@@ -1268,7 +1284,7 @@ impl LaunchCfg {
         let one_plane = plane
             && hw.plane_size_min == hw.plane_size_max
             && units == hw.plane_size_max as usize
-            && std::env::var("MAMBA_SSM_ONE_PLANE").map_or(true, |v| v != "0");
+            && env("MAMBA_SSM_ONE_PLANE").is_none_or(|v| v != "0");
         let cubes = batch * groups * per_group.div_ceil(chans);
         let cx = cubes.min(hw.max_cube_count.0 as usize).max(1);
         let cy = cubes.div_ceil(cx);
@@ -1279,15 +1295,15 @@ impl LaunchCfg {
             items,
             smem_len,
             plane,
-            lean: std::env::var("MAMBA_SSM_LEAN_SYNC").map_or(true, |v| v != "0"),
+            lean: env("MAMBA_SSM_LEAN_SYNC").is_none_or(|v| v != "0"),
             stage,
             stage_bwd: stage_bwd_env,
             // a channel's segment is exactly one plane: scans by shuffles alone (no shared
             // memory, no barriers); needs a fixed plane width
             one_plane,
             pair: pair_env && one_plane,
-            keep_b: std::env::var("MAMBA_SSM_KEEP_B").map_or(true, |v| v != "0"),
-            red_split: std::env::var("MAMBA_SSM_RED_SPLIT").is_ok_and(|v| v == "1"),
+            keep_b: env("MAMBA_SSM_KEEP_B").is_none_or(|v| v != "0"),
+            red_split: env("MAMBA_SSM_RED_SPLIT").is_some_and(|v| v == "1"),
             fold: backward && backward_fold(),
         }
     }
