@@ -882,16 +882,18 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 
 static VEC_MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the forward runs the vectorised kernel (`vectorised.rs`: one plane per channel,
-/// `Vector` loads, no shared-memory staging, no barrier) where it applies: `Some(true)` /
-/// `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC=0|1`, else on. It applies when
-/// plane shuffles are used and the plane width is fixed, L is a multiple of the vector width,
-/// and every per-step tensor has unit stride along L, other strides that are multiples of the
-/// vector width and an aligned start; else the scalar kernel (`scan_fwd`) runs. Launch: one
-/// channel per cube (`MAMBA_SSM_VEC_CHANS`), 8 steps per unit (4 up to L = 128;
-/// `MAMBA_SSM_VEC_ITEMS`), 16-byte vectors on CUDA (`MAMBA_SSM_VEC_WIDTH`), 4 elements on
-/// wgpu. On the H200 (session 6, docs/kernel-notes.md) it took the fp32 forward from 3.52 to
-/// 1.95 ms and the bf16 one from 3.98 to 1.78 ms at L 512 x 128 (d_inner 1536, N 16).
+/// Whether the forward runs the vectorised kernel (`vectorised.rs`: one plane, or for short
+/// sequences a segment of one, per channel, `Vector` loads, no shared-memory staging, no
+/// barrier) where it applies: `Some(true)` / `Some(false)`; `None` (default) follows
+/// `MAMBA_SSM_VEC=0|1`, else on. It applies when plane shuffles are used and the plane width
+/// is fixed, L is a multiple of the vector width, and every per-step tensor has unit stride
+/// along L, other strides that are multiples of the vector width and an aligned start; else
+/// the scalar kernel (`scan_fwd`) runs. Launch: one plane per cube (`MAMBA_SSM_VEC_CHANS`),
+/// 8 steps per unit (`MAMBA_SSM_VEC_ITEMS`), segments as in [`set_vec_segment`], cubes in
+/// batch order on short segments (`MAMBA_SSM_VEC_ORDER`), 16-byte vectors on CUDA
+/// (`MAMBA_SSM_VEC_WIDTH`), 4 elements on wgpu. On the H200 (session 6, docs/kernel-notes.md)
+/// it took the fp32 forward from 3.52 to 1.95 ms and the bf16 one from 3.98 to 1.78 ms at
+/// L 512 x 128 (d_inner 1536, N 16).
 pub fn set_vec_forward(mode: Option<bool>) {
     VEC_MODE.store(
         match mode {
@@ -933,12 +935,14 @@ static VEC_BWD_MODE: AtomicU8 = AtomicU8::new(0);
 static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether the backward runs the vectorised kernel (`vectorised.rs`, `scan_bwd_vec`: one plane
-/// per channel, `Vector` loads, dB / dC added per channel by coalesced atomics instead of
-/// summed over a cube's channels first) where it applies (the conditions of
-/// [`set_vec_forward`]): `Some(true)` / `Some(false)`; `None` (default) follows
-/// `MAMBA_SSM_VEC_BWD=0|1`, else on above L = 128. On the H200 (session 6,
-/// docs/kernel-notes.md) it took fwd+bwd at L 512 x 128 from 11.1 to 9.05 ms (fp32) and from
-/// 9.87 to 8.83 ms (bf16); at L 128 x 512 the scalar backward is faster (11.5 vs 14.1 ms).
+/// or segment per channel, `Vector` loads, dB / dC added by coalesced atomics after a sum over
+/// the cube's channels) where it applies (the conditions of [`set_vec_forward`]):
+/// `Some(true)` / `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC_BWD=0|1`, else on.
+/// Launch: up to L 512 two planes per cube in channel order, above it one plane in batch
+/// order (`MAMBA_SSM_VEC_BWD_CHANS`, `MAMBA_SSM_VEC_ORDER`, `MAMBA_SSM_VEC_CUBE_SUM`). On the
+/// H200 (sessions 6-7, docs/kernel-notes.md) fwd+bwd at L 512 x 128 went from 11.1 (scalar)
+/// to 7.2 ms (fp32) and from 9.9 to 7.2 ms (bf16), at L 128 x 512 from 11.4 to 7.2 / 11.7 to
+/// 6.6 ms.
 pub fn set_vec_backward(mode: Option<bool>) {
     VEC_BWD_MODE.store(
         match mode {
