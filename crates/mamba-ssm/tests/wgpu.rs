@@ -10,8 +10,8 @@ use burn::tensor::Tensor;
 use common::*;
 use mamba_ssm::kernel::{
     set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
-    set_save_states, set_vec_backward, set_vec_forward, set_vec_prefetch, set_vec_segment,
-    vec_backward_launches, vec_forward_launches,
+    set_save_states, set_scan_poison_outputs, set_vec_backward, set_vec_forward, set_vec_prefetch,
+    set_vec_segment, vec_backward_launches, vec_forward_launches,
 };
 use mamba_ssm::selective_scan;
 
@@ -155,7 +155,7 @@ fn check_backward(fold: bool) {
 /// and A, D and delta_bias as f32; the output is f16 and each gradient comes back in its
 /// input's dtype. Skipped where the device has no f16.
 #[test]
-fn mixed_dtypes_are_cast_to_the_activations_type() {
+fn mixed_dtypes_follow_the_activations_with_f32_weights() {
     let _settings = settings_lock();
     use burn::tensor::DType;
     type Ad = Autodiff<Wgpu>;
@@ -266,6 +266,17 @@ fn random_pair(
         seed % 4 != 1,
         !seed.is_multiple_of(5),
     ];
+    // without softplus delta is the step itself: positive and small (mapped from the same
+    // draws to [0.01, 0.29]); a negative step grows the state by exp(|dt A|) per step, and
+    // the CPU and GPU outputs then overflow alike (which `rel_err`, counting NaN as infinite,
+    // rejects: such cases were vacuous before it did)
+    let delta = if opts[3] {
+        delta
+    } else {
+        let v: Vec<f32> = delta.to_vec::<f32>().unwrap();
+        let v: Vec<f32> = v.iter().map(|x| 0.01 + (x + 3.0) * 0.08).collect();
+        TensorData::new(v, delta.shape.clone())
+    };
     fn build<B: burn::tensor::backend::Backend>(
         t: [&TensorData; 8],
         [with_d, with_z, with_bias, softplus]: [bool; 4],
@@ -307,6 +318,8 @@ fn random_pair(
 fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     let _settings = settings_lock();
     let dev = Default::default();
+    // unwritten output elements show as NaN (and fail `rel_err`)
+    set_scan_poison_outputs(true);
     set_plane_mode(Some(true));
     set_vec_forward(Some(true));
     let before = vec_forward_launches();
@@ -334,7 +347,8 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     let mut seed = 0;
     // (steps per unit, planes per cube, B prefetch, largest segment): by default short L
     // gets segments shorter than the plane (8 lanes on lavapipe: L 4 and 12 one or two
-    // units per channel, L 36 four); the caps also split long L into many short chunks
+    // units per channel; with 16 steps per unit L 36 gets four); the caps also split long L
+    // into many short chunks
     for (items, chans, prefetch, seg) in [
         (None, None, false, None),
         (Some(4), Some(3), true, None),
@@ -357,13 +371,15 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
             let ctx = format!(
                 "{shape:?} items {items:?} chans {chans:?} prefetch {prefetch} seg {seg:?}"
             );
+            // issue 4's fp32 bound (the no-softplus cases, real since their steps are positive,
+            // reach 1.3e-5 at N 64, L 264: sums of 64 states of 264 steps in f32 on both sides)
             let e = rel_err(&to_vec(got.y), &to_vec(want.y));
-            assert!(e < 1e-5, "{ctx}: y rel err {e:e}");
+            assert!(e < 1e-4, "{ctx}: y rel err {e:e}");
             let e = rel_err(
                 &to_vec(got.last_state.unwrap()),
                 &to_vec(want.last_state.unwrap()),
             );
-            assert!(e < 1e-5, "{ctx}: last state rel err {e:e}");
+            assert!(e < 1e-4, "{ctx}: last state rel err {e:e}");
             // counted once the outputs are read (through `Fusion` the launch is lazy)
             assert_eq!(
                 vec_forward_launches(),
@@ -442,13 +458,14 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     set_plane_mode(None);
     set_launch_config(None, None);
     set_channels_per_cube(None, None);
+    set_scan_poison_outputs(false);
 }
 
 /// The vectorised backward (`set_vec_backward`): every gradient against the CPU scan's
 /// backward on random inputs (shapes as for the vectorised forward, several chunks; by
 /// default up to L 512 two planes per cube with their dB / dC terms summed in shared memory
-/// before the atomics, segments of 1-4 lanes at short L, batch-order cubes for the fixture's
-/// L 1000; the caps and `MAMBA_SSM_VEC_ORDER` / `_CUBE_SUM` cover the rest), with the
+/// before the atomics, segments of 1-2 lanes at L 4 and 12, batch-order cubes at L 520 with
+/// batch 2; the caps cover segments of 1-4 lanes on long L), with the
 /// chunk-start states saved by the training forward and recomputed by its first pass; then
 /// through `Autodiff` against the PyTorch fixtures whose L fits the vector width.
 #[test]
@@ -456,6 +473,7 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
     use mamba_ssm::{ScanGrads, SelectiveScanBackend, selective_scan_backward};
     let _settings = settings_lock();
     let dev = Default::default();
+    set_scan_poison_outputs(true);
     set_plane_mode(Some(true));
     set_vec_forward(Some(true));
     set_vec_backward(Some(true));
@@ -481,6 +499,8 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         [2, 8, 200, 1, 2],
         [1, 3, 264, 64, 1],
         [2, 6, 36, 4, 3],
+        // above L 512: one plane per cube in batch order (batch 2, so the order matters)
+        [2, 5, 520, 4, 1],
     ];
     let mut seed = 100;
     // (steps per unit, planes per cube, largest segment), as in the forward's test
@@ -604,6 +624,21 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         assert!(e < 2e-2, "f16: du rel err {e:e}");
         let e = rel_err(&to_vec(got.db), &to_vec(want.db));
         assert!(e < 2e-2, "f16: dB rel err {e:e}");
+        // the gradients of the f32 weights (f32, unlike dB / dC, which come back in f16) see
+        // the same inputs as the CPU backward and, with A, D and delta_bias read as f32 (not
+        // rounded to f16), agree at the f32 tolerance (A rounded to f16 moves dA by about
+        // 1e-3)
+        let mut exact = vec![("dA", to_vec(got.da), to_vec(want.da))];
+        if let (Some(g), Some(w)) = (got.dd, want.dd) {
+            exact.push(("dD", to_vec(g), to_vec(w)));
+        }
+        if let (Some(g), Some(w)) = (got.ddelta_bias, want.ddelta_bias) {
+            exact.push(("d delta_bias", to_vec(g), to_vec(w)));
+        }
+        for (k, g, w) in exact {
+            let e = rel_err(&g, &w);
+            assert!(e < 1e-4, "f16: {k} rel err {e:e}");
+        }
         assert_eq!(
             vec_backward_launches(),
             before + 1,
@@ -633,4 +668,5 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
     set_vec_backward(None);
     set_vec_forward(None);
     set_plane_mode(None);
+    set_scan_poison_outputs(false);
 }

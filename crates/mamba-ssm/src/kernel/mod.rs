@@ -19,7 +19,7 @@ use burn_cubecl::{
 };
 use cubecl::features::Plane;
 use cubecl::{CubeCount, CubeDim};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// Launch table entry: steps per unit, largest number of units per channel (a power of two,
 /// at least the plane width; units per channel are `next_pow2(L / items)` clamped to it),
@@ -94,6 +94,8 @@ pub fn set_launch_config(items: Option<usize>, max_units: Option<usize>) {
 
 /// Channels per cube for the forward and the backward kernel (each 1 to 16; `None` restores
 /// the default, or the environment variables `MAMBA_SSM_CHANS_FWD` / `MAMBA_SSM_CHANS_BWD`).
+/// For the vectorised kernels the same numbers count planes per cube (a plane holds one
+/// channel, or several on short sequences; `MAMBA_SSM_VEC_CHANS` / `_VEC_BWD_CHANS`).
 /// The channels of a cube share one (batch, group); the backward sums their dB and dC terms
 /// in shared memory before its atomic adds. A cube has at most 256 units per channel and at
 /// most 1024 in all (`MAMBA_SSM_BWD_THREADS` lowers that for the backward). Default: the
@@ -125,7 +127,9 @@ fn env(name: &str) -> Option<&'static str> {
     static VARS: std::sync::OnceLock<std::collections::HashMap<String, String>> =
         std::sync::OnceLock::new();
     VARS.get_or_init(|| {
-        std::env::vars()
+        // `vars_os`: `vars` panics on any variable that is not Unicode, ours or not
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| k.starts_with("MAMBA_SSM_"))
             .collect()
     })
@@ -479,6 +483,40 @@ fn save_chunk<R: CubeRuntime>(
 }
 
 type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+
+static SCAN_POISON: AtomicBool = AtomicBool::new(false);
+
+/// Testing aid: when on, the scan kernels' outputs (y, the last state, the saved chunk-start
+/// states, du, d delta, dz) are filled with NaN before the launch, so that an element a kernel
+/// fails to write shows in the results (the dA / dB / dC / dD / d delta_bias accumulators
+/// start from zero either way). Off by default.
+pub fn set_scan_poison_outputs(on: bool) {
+    SCAN_POISON.store(on, Ordering::Relaxed);
+}
+
+/// A fresh output of the scan kernels (written through its strides): uninitialised, or
+/// NaN-filled under [`set_scan_poison_outputs`].
+fn scan_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement, const D: usize>(
+    like: &CubeTensor<R>,
+    shape: [usize; D],
+    dtype: DType,
+) -> CubeTensor<R> {
+    if SCAN_POISON.load(Ordering::Relaxed) {
+        prim(Tensor::<Cb<R, F, I, BT>, D>::full(
+            shape,
+            f32::NAN,
+            (&like.device, dtype),
+        ))
+    } else {
+        empty_device_dtype(
+            like.client.clone(),
+            like.device.clone(),
+            shape.into(),
+            dtype,
+        )
+    }
+}
+
 /// The forward's output and its saved chunk-start states.
 type Forward<B> = (ScanOutput<B>, Option<Tensor<B, 1>>);
 
@@ -510,12 +548,7 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     let client = u.client.clone();
     let dtype = u.dtype;
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, false, dtype);
-    let y = empty_device_dtype(
-        client.clone(),
-        u.device.clone(),
-        [batch, dim, len].into(),
-        dtype,
-    );
+    let y = scan_output::<R, F, I, BT, 3>(&u, [batch, dim, len], dtype);
     let vcfg = VecCfg::new(
         &client,
         dim,
@@ -543,23 +576,16 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     } else {
         0
     };
-    let ckpt = empty_device_dtype(
-        client.clone(),
-        u.device.clone(),
+    let ckpt = scan_output::<R, F, I, BT, 1>(
+        &u,
         [if save_chunk > 0 {
             batch * dim * len.div_ceil(save_chunk) * n_state
         } else {
             1
-        }]
-        .into(),
+        }],
         DType::F32,
     );
-    let last = empty_device_dtype(
-        client.clone(),
-        u.device.clone(),
-        [batch, dim, n_state].into(),
-        dtype,
-    );
+    let last = scan_output::<R, F, I, BT, 3>(&u, [batch, dim, n_state], dtype);
     if let Some(v) = vcfg {
         VEC_LAUNCHES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: as for the scalar kernel below; the vector loads are in bounds and aligned
@@ -693,9 +719,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 
     let client = u.client.clone();
     let cfg = LaunchCfg::new(&client, batch, dim, groups, len, n_state, true, dtype);
-    let grad = |shape: [usize; 3]| {
-        empty_device_dtype(client.clone(), u.device.clone(), shape.into(), dtype)
-    };
+    let grad = |shape: [usize; 3]| scan_output::<R, F, I, BT, 3>(&u, shape, dtype);
     let (du, ddelta) = (grad([batch, dim, len]), grad([batch, dim, len]));
     let dz = if has_z {
         grad([batch, dim, len])
@@ -724,29 +748,39 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             if has_z { &dz } else { &du },
         ],
     );
-    // f32 accumulators for the atomic adds: views of one zeroed buffer (one fill instead of
-    // five; each part starts on the device's memory alignment, so the slices are views)
+    // f32 accumulators for the atomic adds, zeroed: two fills instead of five. dB and dC
+    // share one buffer (dB at 0, dC at the aligned offset after it, to the buffer's end: both
+    // slices are views whatever the sizes); dA, dD and d delta_bias another (views when
+    // d_inner is a multiple of the device's alignment in floats, as in every Mamba model,
+    // else Burn's slice copies them: still zeros). Apart so that the small per-channel
+    // gradients, which live until the optimizer step, do not keep dB / dC's memory alive.
     let align = (client.properties().memory.alignment as usize / 4).max(1);
-    let parts = [
-        dim * n_state,
-        batch * groups * n_state * len,
-        batch * groups * n_state * len,
-        dim,
-        dim,
-    ];
-    let total: usize = parts.iter().map(|p| p.next_multiple_of(align)).sum();
-    let zeros = Tensor::<Cb<R, F, I, BT>, 1>::zeros([total], (&device, DType::F32));
-    let mut at = 0;
-    let mut part = |i: usize| {
-        let t = zeros.clone().slice(at..at + parts[i]);
-        at += parts[i].next_multiple_of(align);
-        t
+    let zeroed = |parts: &[usize]| {
+        let total: usize = parts[..parts.len() - 1]
+            .iter()
+            .map(|p| p.next_multiple_of(align))
+            .sum::<usize>()
+            + parts[parts.len() - 1];
+        let zeros = Tensor::<Cb<R, F, I, BT>, 1>::zeros([total], (&device, DType::F32));
+        let mut at = 0;
+        parts
+            .iter()
+            .map(|&p| {
+                let t = zeros.clone().slice(at..at + p);
+                at += p.next_multiple_of(align);
+                t
+            })
+            .collect::<Vec<_>>()
     };
-    let da: CubeTensor<R> = prim(part(0).reshape([dim, n_state]));
-    let db: CubeTensor<R> = prim(part(1).reshape([batch, groups, n_state, len]));
-    let dc: CubeTensor<R> = prim(part(2).reshape([batch, groups, n_state, len]));
-    let dd: CubeTensor<R> = prim(part(3));
-    let dbias: CubeTensor<R> = prim(part(4));
+    let bc_len = batch * groups * n_state * len;
+    let [db, dc]: [Tensor<Cb<R, F, I, BT>, 1>; 2] = zeroed(&[bc_len, bc_len]).try_into().unwrap();
+    let [da, dd, dbias]: [Tensor<Cb<R, F, I, BT>, 1>; 3] =
+        zeroed(&[dim * n_state, dim, dim]).try_into().unwrap();
+    let da: CubeTensor<R> = prim(da.reshape([dim, n_state]));
+    let db: CubeTensor<R> = prim(db.reshape([batch, groups, n_state, len]));
+    let dc: CubeTensor<R> = prim(dc.reshape([batch, groups, n_state, len]));
+    let dd: CubeTensor<R> = prim(dd);
+    let dbias: CubeTensor<R> = prim(dbias);
     // the vectorised backward indexes dB / dC with unit stride along L (zeros tensors of
     // ours, so always; checked all the same)
     let vcfg = vcfg.filter(|_| db.meta.strides()[3] == 1 && dc.meta.strides()[3] == 1);
@@ -761,12 +795,7 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
             (prim(t), true)
         }
         _ => (
-            empty_device_dtype(
-                client.clone(),
-                u.device.clone(),
-                [ck_len.max(1)].into(),
-                DType::F32,
-            ),
+            scan_output::<R, F, I, BT, 1>(&u, [ck_len.max(1)], DType::F32),
             false,
         ),
     };

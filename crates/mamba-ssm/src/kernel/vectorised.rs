@@ -280,10 +280,10 @@ fn load_b<F: Float, N: Size>(
 /// state and chunk: the chunk's states recomputed (compose, shuffle scan), the gradient
 /// carried backwards (mu_t = exp(dt_t A) lambda_t, lambda_t = g_t C_t + mu_{t+1}, reverse
 /// shuffle scan), then du, d delta, dz per step (written per chunk), dA summed over the plane
-/// (one atomic per segment), and dB / dC per channel by coalesced atomics: each unit's terms
-/// go through shared memory (double-buffered by state parity, one barrier per state) so that
-/// consecutive lanes add to consecutive steps. No reduction over channels: a cube's segments
-/// are independent.
+/// (one atomic per segment), and dB / dC by coalesced atomics: each unit's terms go through
+/// shared memory (double-buffered by state parity, one barrier per state) so that consecutive
+/// lanes add to consecutive steps; with `cube_sum` and several channels per cube, summed over
+/// the cube's channels first ([`cube_sums`]), else added per channel.
 #[cube(launch_unchecked, fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
 #[allow(clippy::too_many_arguments)]
 pub fn scan_bwd_vec<F: Float, N: Size>(
@@ -333,7 +333,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let chunks = len.div_ceil(chunk);
     let cbase = slot * n_state;
     let mut carry = SharedMemory::<f32>::new(comptime!(n_state * chans));
-    // dB and dC terms of one state for the plane's chunk, two buffers (state parity), one
+    // dB and dC terms of one state for the segment's chunk, two buffers (state parity), one
     // padding word per `seg` (bank-conflict free both ways), so that a unit's writes start
     // at a per-lane base and the striped reads sit at lane + k (seg + 1): offsets known at
     // compile time; dB / dC (unit stride along L, checked by the launcher) are indexed from
@@ -441,7 +441,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
         c += 1;
     }
 
-    // the states written above (by lane 0) are read by every lane below
+    // each lane reads back below the states it wrote above (every lane writes the same value)
     sync_cube();
 
     // pass 2: chunks from the end; carry holds the mu entering each state from the next chunk

@@ -114,9 +114,14 @@ pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
         .iter()
         .fold(0.0f64, |m, &w| m.max(w.abs() as f64))
         .max(1e-30);
+    // a NaN (e.g. an unwritten element of a poisoned output) counts as infinite: `f64::max`
+    // alone would drop it
     got.iter()
         .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).abs())
+        .map(|(&g, &w)| {
+            let d = (g as f64 - w as f64).abs();
+            if d.is_nan() { f64::INFINITY } else { d }
+        })
         .fold(0.0, f64::max)
         / scale
 }
