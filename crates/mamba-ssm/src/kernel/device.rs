@@ -249,7 +249,8 @@ fn scan_cube(
 }
 
 /// The channel of segment `slot` of this cube: cubes are laid out (batch, group, block of
-/// `chans` channels of the group), or with `batch_inner` (group, block, batch). Returns (batch, group, channel, active): a segment past the
+/// `chans` channels of the group), or with `batch_inner` (group, block, batch); `all_active`
+/// when the group's channels are a multiple of `chans` (every segment active). Returns (batch, group, channel, active): a segment past the
 /// group's last channel reads channel 0 of the group and writes nothing. Ends the whole cube
 /// when it is past the grid's end.
 #[cube]
@@ -260,6 +261,7 @@ pub(super) fn cube_channel(
     slot: usize,
     #[comptime] chans: usize,
     #[comptime] batch_inner: bool,
+    #[comptime] all_active: bool,
 ) -> (usize, usize, usize, bool) {
     let per_group = dim / groups;
     let blocks = per_group.div_ceil(chans);
@@ -277,7 +279,9 @@ pub(super) fn cube_channel(
     }
     let gi = rem / blocks;
     let lc = (rem % blocks) * chans + slot;
-    if comptime!(chans == 1) {
+    if comptime!(chans == 1 || all_active) {
+        // every segment has a channel (the group's channels are a multiple of `chans`): a
+        // constant for the compiler (fewer live registers)
         (bi, gi, gi * per_group + lc, true)
     } else {
         let active = lc < per_group;
@@ -506,7 +510,7 @@ pub fn scan_fwd<F: Float>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, tid) = scan_index(cube_units, chans, use_plane);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false, false);
     // save_chunk > 0: the states at multiples of save_chunk (the backward's chunk starts)
     // into ckpt, `[batch x d_inner, chunks, N]`
     let mut ck_row = 0usize;
@@ -1052,7 +1056,7 @@ pub fn scan_bwd<F: Float>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, tid) = scan_index(cube_units, chans, use_plane);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false);
+    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, false, false);
     let mut slot_len = 0usize;
     if active {
         slot_len = len;

@@ -46,6 +46,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     #[comptime] save_chunk: usize,
     #[comptime] prefetch: bool,
     #[comptime] batch_inner: bool,
+    #[comptime] all_active: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let nv = comptime!(items / vec);
@@ -53,7 +54,15 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, lane) = scan_index(seg, chans, true);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, batch_inner);
+    let (bi, gi, ch, active) = cube_channel(
+        u.shape(0),
+        dim,
+        groups,
+        slot,
+        chans,
+        batch_inner,
+        all_active,
+    );
     let mut ck_row = 0usize;
     if comptime!(save_chunk > 0) {
         ck_row = (bi * dim + ch) * len.div_ceil(save_chunk) * n_state;
@@ -317,6 +326,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     #[comptime] saved: bool,
     #[comptime] cube_sum: bool,
     #[comptime] batch_inner: bool,
+    #[comptime] all_active: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let nv = comptime!(items / vec);
@@ -324,7 +334,15 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let len = u.shape(2);
     let groups = bm.shape(1);
     let (slot, lane) = scan_index(seg, chans, true);
-    let (bi, gi, ch, active) = cube_channel(u.shape(0), dim, groups, slot, chans, batch_inner);
+    let (bi, gi, ch, active) = cube_channel(
+        u.shape(0),
+        dim,
+        groups,
+        slot,
+        chans,
+        batch_inner,
+        all_active,
+    );
     let mut slot_len = 0usize;
     if active {
         slot_len = len;
