@@ -112,6 +112,48 @@ fn scan_smem(
     (sa, sb)
 }
 
+/// delta_bias and D of channel `ch` (0 where absent).
+#[cube]
+pub(super) fn channel_scalars(
+    bias: &Tensor<f32>,
+    dvec: &Tensor<f32>,
+    ch: usize,
+    #[comptime] has_bias: bool,
+    #[comptime] has_d: bool,
+) -> (f32, f32) {
+    let mut bias_v = 0.0f32;
+    if has_bias {
+        bias_v = bias[ch * bias.stride(0)];
+    }
+    let mut d_v = 0.0f32;
+    if has_d {
+        d_v = dvec[ch * dvec.stride(0)];
+    }
+    (bias_v, d_v)
+}
+
+/// The forward's last state `[batch, d_inner, N]` of channel `ch` from the carries at
+/// `cbase`, states `first, first + step, ..` written by this unit.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_last_state<F: Float>(
+    last: &mut Tensor<F>,
+    carry: &SharedMemory<f32>,
+    bi: usize,
+    ch: usize,
+    cbase: usize,
+    first: usize,
+    step: usize,
+    n_state: usize,
+) {
+    let mut k = first;
+    while k < n_state {
+        last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
+            F::cast_from(carry[cbase + k]);
+        k += step;
+    }
+}
+
 #[cube]
 pub(super) fn softplus(x: f32) -> f32 {
     let mut y = x;
@@ -557,14 +599,7 @@ pub fn scan_fwd<F: Float>(
     }
     sync_cube();
 
-    let mut bias_v = 0.0f32;
-    if has_bias {
-        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
-    }
-    let mut d_v = 0.0f32;
-    if has_d {
-        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
-    }
+    let (bias_v, d_v) = channel_scalars(bias, dvec, ch, has_bias, has_d);
     let u_row = bi * u.stride(0) + ch * u.stride(1);
     let d_row = bi * delta.stride(0) + ch * delta.stride(1);
     let bc_row = bi * bm.stride(0) + gi * bm.stride(1);
@@ -826,12 +861,7 @@ pub fn scan_fwd<F: Float>(
         start += chunk;
     }
     if active {
-        let mut k = tid;
-        while k < n_state {
-            last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
-                F::cast_from(carry[cbase + k]);
-            k += units;
-        }
+        write_last_state(last, &carry, bi, ch, cbase, tid, units, n_state);
     }
 }
 
@@ -1090,14 +1120,7 @@ pub fn scan_bwd<F: Float>(
     let mut nb = Array::<f32>::new(pf);
     let mut nc = Array::<f32>::new(pf);
 
-    let mut bias_v = 0.0f32;
-    if has_bias {
-        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
-    }
-    let mut d_v = 0.0f32;
-    if has_d {
-        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
-    }
+    let (bias_v, d_v) = channel_scalars(bias, dvec, ch, has_bias, has_d);
     let u_row = bi * u.stride(0) + ch * u.stride(1);
     let d_row = bi * delta.stride(0) + ch * delta.stride(1);
     let bc_row = bi * bm.stride(0) + gi * bm.stride(1);

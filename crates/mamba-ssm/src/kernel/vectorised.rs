@@ -1,10 +1,11 @@
 //! The vectorised forward and backward kernels (device side): one plane (or, for short
-//! sequences, a segment of one) per channel, no barrier between planes, every per-step tensor read or written with `Vector` accesses (16
-//! bytes on CUDA). See `docs/kernels.md` and `docs/kernel-notes.md` (session 6) for the design
-//! and what it measured.
+//! sequences, a segment of one) per channel, no barrier between planes, every per-step tensor
+//! read or written with `Vector` accesses (16 bytes on CUDA). See `docs/kernels.md` and
+//! `docs/kernel-notes.md` (sessions 6 and 7) for the design and what it measured.
 
 use super::device::{
-    cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last, seg_sum, softplus,
+    channel_scalars, cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last,
+    seg_sum, softplus, write_last_state,
 };
 use cubecl::prelude::*;
 
@@ -79,14 +80,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
         carry[cbase + n] = 0.0f32;
     }
 
-    let mut bias_v = 0.0f32;
-    if has_bias {
-        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
-    }
-    let mut d_v = 0.0f32;
-    if has_d {
-        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
-    }
+    let (bias_v, d_v) = channel_scalars(bias, dvec, ch, has_bias, has_d);
     // rows in vectors
     let u_row = (bi * u.stride(0) + ch * u.stride(1)) / vec;
     let d_row = (bi * delta.stride(0) + ch * delta.stride(1)) / vec;
@@ -176,17 +170,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
                     }
                 }
             } else {
-                let mut ga = 1.0f32;
-                let mut gb = 0.0f32;
-                #[unroll]
-                for i in 0..items {
-                    let ai = f32::exp(dt[i] * a_n);
-                    let bi_ = dtu[i] * bv[i];
-                    pa[i] = ai;
-                    pb[i] = bi_;
-                    gb = ai * gb + bi_;
-                    ga *= ai;
-                }
+                let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
                 let (sa, sb) = scan_lane(ga, gb, seg);
                 // the state after this unit's last step; before its first, the previous lane's
                 let h_end = sa * h0 + sb;
@@ -243,13 +227,35 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
         start += chunk;
     }
     if active {
-        let mut k = lane;
-        while k < n_state {
-            last[bi * last.stride(0) + ch * last.stride(1) + k * last.stride(2)] =
-                F::cast_from(carry[cbase + k]);
-            k += seg;
-        }
+        write_last_state(last, &carry, bi, ch, cbase, lane, seg, n_state);
     }
+}
+
+/// A unit's steps for one state: `pa` = exp(dt A_n), `pb` = dt u B_n per step, and their
+/// composition (ga, gb) = (product of pa, the state after the steps from zero).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn compose(
+    dt: &Array<f32>,
+    dtu: &Array<f32>,
+    bv: &Array<f32>,
+    a_n: f32,
+    pa: &mut Array<f32>,
+    pb: &mut Array<f32>,
+    #[comptime] items: usize,
+) -> (f32, f32) {
+    let mut ga = 1.0f32;
+    let mut gb = 0.0f32;
+    #[unroll]
+    for i in 0..items {
+        let ai = f32::exp(dt[i] * a_n);
+        let bi = dtu[i] * bv[i];
+        pa[i] = ai;
+        pb[i] = bi;
+        gb = ai * gb + bi;
+        ga *= ai;
+    }
+    (ga, gb)
 }
 
 /// B's vectors of one state for this unit into `out` (f32), `items = nv x vec` values; the
@@ -370,14 +376,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let cs_t = slot * seg + lane;
     let cs_base = cs_t + slot;
 
-    let mut bias_v = 0.0f32;
-    if has_bias {
-        bias_v = f32::cast_from(bias[ch * bias.stride(0)]);
-    }
-    let mut d_v = 0.0f32;
-    if has_d {
-        d_v = f32::cast_from(dvec[ch * dvec.stride(0)]);
-    }
+    let (bias_v, d_v) = channel_scalars(bias, dvec, ch, has_bias, has_d);
     let u_row = (bi * u.stride(0) + ch * u.stride(1)) / vec;
     let d_row = (bi * delta.stride(0) + ch * delta.stride(1)) / vec;
     let z_row = (bi * z.stride(0) + ch * z.stride(1)) / vec;
@@ -403,6 +402,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let mut dt = Array::<f32>::new(items);
     let mut dtu = Array::<f32>::new(items);
     let mut pa = Array::<f32>::new(items);
+    let mut pb = Array::<f32>::new(items);
     let mut bv = Array::<f32>::new(items);
     let vend = slot_len.div_ceil(vec);
     // `load_dt`'s accumulator output, unused here
@@ -438,14 +438,8 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
         for n in 0..n_state {
             let a_n = f32::cast_from(a[a_row + n * a_s1]);
             load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let ai = f32::exp(dt[i] * a_n);
-                gb = ai * gb + dtu[i] * bv[i];
-                ga *= ai;
-            }
+            // pa / pb: scratch here (the recompute below fills them again)
+            let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
             let (sa, sb) = scan_lane(ga, gb, seg);
             let h_end = sa * carry[cbase + n] + sb;
             let last = plane_shuffle(h_end, seg_last(seg));
@@ -467,7 +461,6 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     let mut yacc = Array::<f32>::new(items);
     let mut ddt = Array::<f32>::new(items);
     let mut dus = Array::<f32>::new(items);
-    let mut pb = Array::<f32>::new(items);
     let mut hs = Array::<f32>::new(items);
     let mut cv = Array::<f32>::new(items);
     for n in 0..n_state {
@@ -536,17 +529,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             if c > 0 && active {
                 h0 = ckpt[ck_row + c * n_state + n];
             }
-            let mut ga = 1.0f32;
-            let mut gb = 0.0f32;
-            #[unroll]
-            for i in 0..items {
-                let ai = f32::exp(dt[i] * a_n);
-                let bi_ = dtu[i] * bv[i];
-                pa[i] = ai;
-                pb[i] = bi_;
-                gb = ai * gb + bi_;
-                ga *= ai;
-            }
+            let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
             let (sa, sb) = scan_lane(ga, gb, seg);
             let prev = plane_shuffle_up(sa * h0 + sb, 1u32);
             let mut h = h0;
