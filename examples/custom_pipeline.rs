@@ -9,10 +9,8 @@
 //! ```sh
 //! cargo run --release --example custom_pipeline
 //! ```
-//! The GPT-NeoX tokenizer is read from `$RANKMAMBA_DATA/tokenizers/gpt-neox-20b/tokenizer.json`
-//! (default `../shared/data`).
-
-use std::path::PathBuf;
+//! The GPT-NeoX tokenizer is `tokenizers/gpt-neox-20b/tokenizer.json`, found by the data lookup
+//! order (`docs/data.md`).
 
 use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::{Autodiff, NdArray};
@@ -64,10 +62,7 @@ type B = NdArray;
 type AD = Autodiff<NdArray>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let data = std::env::var_os("RANKMAMBA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/data"));
-    let tokenizer = data.join("tokenizers/gpt-neox-20b/tokenizer.json");
+    let tokenizer = rankmamba::models::neox_tokenizer()?;
     let pairs = PairEncoder::from_file(
         &tokenizer,
         TemplateStyle::Decoder {

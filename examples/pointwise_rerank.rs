@@ -12,7 +12,7 @@
 //! what an unfitted head does to BM25's order. Defaults: top-100, all 43 judged queries.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
@@ -21,7 +21,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
 use rank_data::Dataset;
 use rank_heads::{CrossEncoder, PaddingSide, PairEncoder, Pooling, Reranker, TemplateStyle};
-use rankmamba::recipes::{minilm_dir, ndcg10};
+use rankmamba::recipes::{minilm_dir_or_fetch, ndcg10};
 use transformer_baselines::BertModel;
 
 type B = NdArray;
@@ -35,10 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(usize::MAX);
-    if std::env::var_os("RANKMAMBA_DATA").is_none() {
-        // SAFETY: single-threaded at this point.
-        unsafe { std::env::set_var("RANKMAMBA_DATA", "../shared/data") };
-    }
 
     let data = Dataset::open("dl19")?;
     let qrels = data.qrels("test")?;
@@ -59,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(id, text)| (id.to_string(), text.to_string()))
         .collect();
 
-    let minilm = minilm_dir(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))?;
+    let minilm = minilm_dir_or_fetch(true)?;
     let dev = NdArrayDevice::default();
     let bert =
         BertModel::<B>::from_pretrained(&minilm.to_string_lossy(), &Default::default(), &dev)?;

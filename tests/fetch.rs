@@ -1,5 +1,5 @@
 //! `rankmamba data fetch` against a loopback HTTP server (127.0.0.1, random port) serving a local
-//! copy of the data folder (`$RANKMAMBA_DATA`, default `../shared/data`). No test reaches the
+//! copy of the data folder (found by the data lookup order: `../shared/data` here). No test reaches the
 //! internet: every URL points at the loopback server or at a local folder.
 
 use rankmamba::fetch::{self, Dirs, FetchError, Options, Origin};
@@ -11,16 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 fn data() -> PathBuf {
-    let dir = std::env::var_os("RANKMAMBA_DATA")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("trec-dl-2019-passage").is_dir(),
-        "the data folder {} is missing: set RANKMAMBA_DATA",
-        dir.display()
-    );
-    dir
+    test_support::data_dir()
 }
 
 /// One request the server answered.
@@ -517,7 +508,7 @@ fn cli_fetch_list_and_errors() {
         "{out}"
     );
 
-    // --from, into the default data folder ($RANKMAMBA_DATA), where Dataset::open looks.
+    // --from, into the fetch folder ($RANKMAMBA_DATA here), where Dataset::open looks.
     let data_dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let from = data();

@@ -3,10 +3,7 @@
 //! check with trec_eval-exact nDCG@10 that training beats the untrained head. CI-sized settings
 //! by default; `RANKMAMBA_E2E_{STEPS,QUERIES,DEPTH,MAXLEN}` enlarge them (`docs/results.md`).
 
-use std::path::Path;
-
-use rank_data::Dataset;
-use rankmamba::recipes::{MiniLmScifact, minilm_dir, minilm_scifact};
+use rankmamba::recipes::{MiniLmScifact, minilm_scifact};
 
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -24,8 +21,8 @@ fn fine_tuned_minilm_beats_its_untrained_head_on_scifact() {
         max_length: env_usize("RANKMAMBA_E2E_MAXLEN", 96),
         ..MiniLmScifact::default()
     };
-    let data = Dataset::open("scifact").expect("SciFact under RANKMAMBA_DATA");
-    let minilm = minilm_dir(Some(Path::new(env!("CARGO_MANIFEST_DIR")))).unwrap();
+    let data = test_support::dataset("scifact");
+    let minilm = test_support::minilm_dir();
     let r = minilm_scifact(&settings, &data, &minilm, None).unwrap();
     eprintln!("{settings:?}\n{r:?}");
     assert_eq!(r.queries, settings.test_queries);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Per-kernel profile of `rankmamba bench train` on a GPU through cubecl's profiling logger
-# (docs/burn-gpu-notes.md, "Where a training step's time goes"). One run per NAME; the log of
+# (docs/lab/burn-gpu-notes.md, "Where a training step's time goes"). One run per NAME; the log of
 # every kernel goes to $OUT/prof-NAME.log and the last summary (the last timed step) is printed.
 #
 #   BIN=... (a `--features cuda` build) OUT=... scripts/device/profile_train.sh NAME LIMIT_S ARGS...

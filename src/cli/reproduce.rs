@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use rankmamba::backend::BackendKind;
+use rankmamba::fetch;
 use rankmamba::study::{self, Preset};
 use rankmamba::with_backend;
 
@@ -55,6 +58,58 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Fetch missing data sets, tokenizers and models (as `rankmamba data fetch`) without asking.
+    /// Without it, a run on a terminal asks, and any other run stops with the command to run.
+    #[arg(long)]
+    pub fetch: bool,
+}
+
+/// Make sure everything the preset reads is where the lookup order finds it: fetch what is
+/// missing with `--fetch` (or when the user says yes on a terminal), else fail naming it.
+fn ensure_inputs(p: &Preset, fetch_missing: bool, progress: bool) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut first_error = None;
+    for name in p.requirements() {
+        let Ok(art) = fetch::find(&name) else {
+            continue; // not fetchable by name: the study's own error names it
+        };
+        if let Err(e) = fetch::locate(art) {
+            first_error.get_or_insert(e);
+            missing.push(art);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|a| a.name).collect();
+    let mb: f64 = missing.iter().map(|a| a.size() as f64 / 1e6).sum();
+    let go = fetch_missing || {
+        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        interactive && {
+            eprint!(
+                "missing: {} ({mb:.0} MB). Fetch now into {}? [y/N] ",
+                names.join(", "),
+                fetch::Dirs::default_dirs()?.data.display()
+            );
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            matches!(answer.trim(), "y" | "Y" | "yes")
+        }
+    };
+    if !go {
+        bail!(
+            "{}
+missing: {}. Fetch with: rankmamba data fetch {} (or run reproduce with --fetch)",
+            first_error.expect("one is missing"),
+            names.join(", "),
+            names.join(" ")
+        );
+    }
+    for art in missing {
+        let dir = fetch::obtain(art, progress).with_context(|| format!("fetching {}", art.name))?;
+        eprintln!("{}: in {}", art.name, dir.display());
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -91,7 +146,7 @@ pub fn run(a: Args) -> Result<()> {
         let known: Vec<String> = p.tasks.iter().map(|t| t.name()).collect();
         for name in &t {
             if !known.contains(name) {
-                anyhow::bail!(
+                bail!(
                     "unknown task {name:?}: expected one of {}",
                     known.join(", ")
                 );
@@ -105,11 +160,12 @@ pub fn run(a: Args) -> Result<()> {
         || p.train.groups_per_step == 0
         || p.batch_size == 0
     {
-        anyhow::bail!(
+        bail!(
             "need at least one model, a positive depth, batch size and groups per step, and groups of 2 or more"
         );
     }
     p.pad_multiple = a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple());
+    ensure_inputs(&p, a.fetch, !a.quiet)?;
     let out = a.out.unwrap_or_else(|| study::default_out(&p.name));
     let report = with_backend!(a.backend, |B, dev| study::reproduce::<B>(
         &p,

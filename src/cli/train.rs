@@ -16,7 +16,7 @@ pub struct Args {
     /// (training continues), or a HF checkpoint directory (bert, mamba, gpt_neox).
     #[arg(long, default_value = "minilm")]
     pub model: String,
-    /// Training collection: a name under $RANKMAMBA_DATA (scifact, dl19, dl20) or a path.
+    /// Training collection: a name found by the data lookup order (scifact, dl19, dl20) or a path (./dir).
     #[arg(long, default_value = "scifact")]
     pub dataset: String,
     /// Output model directory.
@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub log_every: usize,
     /// Autodiff checkpointing: `balanced` recomputes element-wise intermediates in the backward
-    /// pass instead of keeping them (less memory; see docs/burn-gpu-notes.md).
+    /// pass instead of keeping them (less memory; see docs/lab/burn-gpu-notes.md).
     #[arg(long, value_enum, default_value = "none")]
     pub checkpointing: rankmamba::backend::Checkpointing,
     /// List the named backbones and exit.
@@ -108,6 +108,8 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
         anyhow::bail!("--dropout must be in [0, 1), got {p}");
     }
+    // The data first: a missing or malformed data set must fail before the output is touched.
+    let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
     let (mut card, init) = models::prepare(&a.model, a.max_length, &out)?;
     if let Some(p) = a.dropout {
         card.dropout = p;
@@ -127,7 +129,6 @@ pub fn run(a: Args) -> Result<()> {
         log_every: a.log_every,
         ..TrainSettings::default()
     };
-    let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
     let data = TrainData::new(&collection, &settings)?;
     eprintln!(
         "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",

@@ -39,41 +39,17 @@ pub use measure::{Kind, Measure, parse_measures};
 pub use qrels::{Qrels, QueryQrels};
 pub use run::{QueryRun, Run};
 
-use std::io::Write;
 use std::path::Path;
 
-/// Write a file atomically: the content goes to a temporary file in the same folder, which is
-/// synced and renamed over `path`. On error the old file (if any) is left untouched.
+/// Write a file atomically through [`safe_write::write_file`]: an exclusive temporary file in
+/// the same folder, synced and renamed over `path`; a symlink, folder or device at `path` is
+/// refused. On error the old file (if any) is left untouched.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.flush()?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
+    safe_write::write_file(path, write).map_err(|e| match e {
+        safe_write::WriteError::Io { path, source } => Error::Io { path, source },
+        other => Error::Invalid(other.to_string()),
+    })
 }

@@ -12,7 +12,7 @@ pub struct MambaTokenizer {
 }
 
 impl MambaTokenizer {
-    /// Loads `tokenizer.json` (e.g. `$RANKMAMBA_DATA/tokenizers/gpt-neox-20b/tokenizer.json`).
+    /// Loads `tokenizer.json` (e.g. `../shared/data/tokenizers/gpt-neox-20b/tokenizer.json`).
     pub fn from_file(path: &Path) -> Result<Self, MambaError> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| MambaError::Tokenizer(format!("{}: {e}", path.display())))?;

@@ -276,21 +276,9 @@ fn hub_id_through_a_loopback_server_then_offline_cache() {
     );
 }
 
-fn data_dir() -> PathBuf {
-    match std::env::var_os("RANKMAMBA_DATA") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    }
-}
-
 #[test]
 fn tokenizer_matches_hf_tokenizers() {
-    let path = data_dir().join("tokenizers/gpt-neox-20b/tokenizer.json");
-    assert!(
-        path.is_file(),
-        "{} not found: set RANKMAMBA_DATA to the data folder (see ../shared/data/README.md)",
-        path.display()
-    );
+    let path = test_support::neox_tokenizer();
     let tok = MambaTokenizer::from_file(&path).unwrap();
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -430,22 +429,14 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling file, synced, then renamed over
-/// `path`. A crash leaves either the old content or the new one.
+/// Writes `bytes` to `path` atomically ([`safe_write::write_bytes`]: an exclusive temporary
+/// sibling file, synced, then renamed over `path`; a symlink, folder or device is refused). A
+/// crash leaves either the old content or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelIoError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |source| ModelIoError::Io {
+    safe_write::write_bytes(path, bytes).map_err(|e| ModelIoError::Io {
         path: path.into(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+        source: e.into(),
+    })
 }
 
 /// One tensor of a safetensors header.

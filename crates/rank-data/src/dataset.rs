@@ -1,8 +1,8 @@
 //! Finding a data set by path or by name, and reading its parts whatever its layout.
 //!
-//! A name is looked up under the data folder: `$RANKMAMBA_DATA` when set, else
-//! `$XDG_CACHE_HOME/rankmamba/data` (or `~/.cache/rankmamba/data`). The folder holds one
-//! sub-folder per data set, laid out as in `../shared/data/README.md`:
+//! A name is looked up in the folders of [`crate::locate`] (`--data`, `$RANKMAMBA_DATA`, the
+//! repository's `data/` or `../shared/data`, the cache), the first that holds it winning. Each
+//! folder holds one sub-folder per data set, laid out as in `../shared/data/README.md`:
 //!
 //! | layout | files |
 //! |---|---|
@@ -12,15 +12,12 @@
 
 use crate::beir;
 use crate::error::{Error, Result};
+use crate::locate::{Kind, Locations};
 use crate::msmarco::{self, TrainingExample};
 use crate::trec;
 use crate::types::{Corpus, Document, Queries};
 use ir_metrics::{Qrels, Run};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-/// Environment variable naming the data folder.
-pub const DATA_ENV: &str = "RANKMAMBA_DATA";
 
 /// Short names accepted besides the folder names.
 pub const ALIASES: &[(&str, &str)] = &[
@@ -28,49 +25,6 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("dl20", "trec-dl-2020-passage"),
     ("msmarco-sample", "msmarco-train-sample"),
 ];
-
-/// The default data folder when `$RANKMAMBA_DATA` is unset: `$XDG_CACHE_HOME/rankmamba/data`,
-/// else `$HOME/.cache/rankmamba/data`. `None` when neither variable is set.
-pub fn cache_dir() -> Option<PathBuf> {
-    cache_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
-}
-
-fn cache_dir_from(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
-    let base = match (
-        xdg.filter(|x| !x.is_empty()),
-        home.filter(|h| !h.is_empty()),
-    ) {
-        (Some(x), _) => PathBuf::from(x),
-        (None, Some(h)) => PathBuf::from(h).join(".cache"),
-        (None, None) => return None,
-    };
-    Some(base.join("rankmamba").join("data"))
-}
-
-/// The data folder: `$RANKMAMBA_DATA` when set (it must then exist), else [`cache_dir`].
-pub fn data_dir() -> Result<PathBuf> {
-    data_dir_from(std::env::var_os(DATA_ENV), cache_dir())
-}
-
-fn data_dir_from(env: Option<OsString>, cache: Option<PathBuf>) -> Result<PathBuf> {
-    match env.filter(|e| !e.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_dir() {
-                Ok(dir)
-            } else {
-                Err(Error::NotFound {
-                    name: dir.display().to_string(),
-                    message: format!("${DATA_ENV} names {}, which is not a folder", dir.display()),
-                })
-            }
-        }
-        None => cache.ok_or_else(|| Error::NotFound {
-            name: String::new(),
-            message: format!("${DATA_ENV} is unset and there is no home folder for a cache"),
-        }),
-    }
-}
 
 /// How a data set's files are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,37 +61,38 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Open a data set by path (an existing folder) or by name (a folder under [`data_dir`];
-    /// the short names of [`ALIASES`] work too).
+    /// Open a data set by path or by name. A path is anything with a path separator, or that
+    /// starts with `.` (`./my-data`, `/data/scifact`); a bare name (or one of the short names
+    /// of [`ALIASES`]) is looked up in the folders of [`Locations::discover`], so a folder of
+    /// the same name in the working directory never shadows it.
     pub fn open(name_or_path: impl AsRef<str>) -> Result<Self> {
+        Self::open_from(&Locations::discover(), name_or_path)
+    }
+
+    /// [`Dataset::open`] with the given lookup order.
+    pub fn open_from(locations: &Locations, name_or_path: impl AsRef<str>) -> Result<Self> {
         let s = name_or_path.as_ref();
         let path = Path::new(s);
-        if path.is_dir() {
-            return Self::at(path);
-        }
-        if path.components().count() > 1 {
+        if s.starts_with('.') || path.is_absolute() || path.components().count() > 1 {
+            if path.is_dir() {
+                return Self::at(path);
+            }
             return Err(Error::NotFound {
                 name: s.to_string(),
                 message: format!("{} is not a folder", path.display()),
             });
         }
-        let dir = data_dir().map_err(|e| match e {
-            Error::NotFound { message, .. } => Error::NotFound {
-                name: s.to_string(),
-                message,
-            },
-            e => e,
-        })?;
-        Self::open_in(dir, s)
+        let folder = folder_of(s);
+        let root = locations.find(Kind::Dataset, folder, |d| Layout::detect(d).is_some())?;
+        let mut d = Self::at(&root)?;
+        d.name = folder.to_string();
+        Ok(d)
     }
 
     /// Open data set `name` (or an alias) under the data folder `data_dir`.
     pub fn open_in(data_dir: impl AsRef<Path>, name: &str) -> Result<Self> {
         let data_dir = data_dir.as_ref();
-        let folder = ALIASES
-            .iter()
-            .find(|(a, _)| *a == name)
-            .map_or(name, |(_, f)| *f);
+        let folder = folder_of(name);
         let root = data_dir.join(folder);
         if !root.is_dir() {
             let mut known: Vec<String> = std::fs::read_dir(data_dir)
@@ -152,7 +107,7 @@ impl Dataset {
             return Err(Error::NotFound {
                 name: name.to_string(),
                 message: format!(
-                    "no folder {} (data folder: ${DATA_ENV} or the cache folder; it holds: {})",
+                    "no folder {} (it holds: {})",
                     root.display(),
                     if known.is_empty() {
                         "no data set".to_string()
@@ -329,6 +284,14 @@ impl Iterator for DocumentReader {
     }
 }
 
+/// The folder name of data set `name` (an alias resolved).
+fn folder_of(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, f)| *f)
+}
+
 fn list_stems(dir: &Path, ext: &str) -> Result<Vec<String>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut v = Vec::new();
@@ -343,49 +306,4 @@ fn list_stems(dir: &Path, ext: &str) -> Result<Vec<String>> {
     }
     v.sort();
     Ok(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_dir_prefers_the_variable_and_checks_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let cache = Some(PathBuf::from("/nonexistent/cache"));
-        let got = data_dir_from(Some(tmp.path().into()), cache.clone()).unwrap();
-        assert_eq!(got, tmp.path());
-        // unset or empty: the cache folder
-        assert_eq!(
-            data_dir_from(None, cache.clone()).unwrap(),
-            cache.clone().unwrap()
-        );
-        assert_eq!(
-            data_dir_from(Some(OsString::new()), cache.clone()).unwrap(),
-            cache.clone().unwrap()
-        );
-        // set to something that is not a folder: an error naming the variable
-        let missing = tmp.path().join("nope");
-        match data_dir_from(Some(missing.clone().into()), cache) {
-            Err(e @ Error::NotFound { .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains(DATA_ENV) && msg.contains("nope"), "{msg}");
-            }
-            other => panic!("expected NotFound, got {other:?}"),
-        }
-        assert!(data_dir_from(None, None).is_err());
-    }
-
-    #[test]
-    fn cache_dir_follows_xdg_then_home() {
-        assert_eq!(
-            cache_dir_from(Some("/x".into()), Some("/h".into())),
-            Some(PathBuf::from("/x/rankmamba/data"))
-        );
-        assert_eq!(
-            cache_dir_from(None, Some("/h".into())),
-            Some(PathBuf::from("/h/.cache/rankmamba/data"))
-        );
-        assert_eq!(cache_dir_from(None, None), None);
-    }
 }

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use rank_data::{Bm25Index, Dataset, GroupConfig, GroupSampler};
-//! let scifact = Dataset::open("scifact")?; // $RANKMAMBA_DATA/scifact, or a path
+//! let scifact = Dataset::open("scifact")?; // found as `locate` says, or a path ("./my-data")
 //! let qrels = scifact.qrels("train")?;
 //! let index = Bm25Index::build(scifact.documents()?)?;
 //! let mut queries = scifact.queries()?;
@@ -28,17 +28,19 @@ pub mod error;
 pub mod groups;
 mod jsonl;
 mod lines;
+pub mod locate;
 pub mod msmarco;
 pub mod trec;
 pub mod types;
 
 pub use bm25::Bm25Index;
-pub use dataset::{DATA_ENV, Dataset, DocumentReader, Layout, data_dir};
+pub use dataset::{Dataset, DocumentReader, Layout};
 pub use error::{Error, Result};
 pub use groups::{
     Group, GroupConfig, GroupSampler, GroupTexts, Position, SkipReason, Skipped, TooFewNegatives,
     TrainingData,
 };
 pub use ir_metrics::{Qrels, QueryQrels, QueryRun, Run};
+pub use locate::{DATA_ENV, Locations, set_data_flag};
 pub use msmarco::{TrainingExample, Triple};
 pub use types::{Corpus, Document, Queries, Query};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use rank_data::{Dataset, Error, Layout};
+use rank_data::{Dataset, Error, Layout, Locations};
 
 #[test]
 fn trec_dl_2019() {
@@ -133,21 +133,31 @@ fn open_by_path_and_unknown_names() {
 }
 
 #[test]
-fn open_by_name_uses_the_data_variable() {
-    // `Dataset::open` reads $RANKMAMBA_DATA (set by CI); without it, the cache folder.
-    match std::env::var_os(rank_data::DATA_ENV) {
-        Some(_) => {
-            let d = Dataset::open("dl19").unwrap();
-            assert_eq!(d.name(), "trec-dl-2019-passage");
-            assert_eq!(
-                d.root(),
-                rank_data::data_dir().unwrap().join("trec-dl-2019-passage")
-            );
-        }
-        None => {
-            let _ = common::data_dir(); // still fails loudly when the data is missing
-            let cache = rank_data::dataset::cache_dir();
-            assert_eq!(rank_data::data_dir().ok(), cache);
-        }
-    }
+fn open_by_name_follows_the_lookup_order() {
+    // Found by name where the users' lookup order finds it.
+    let d = Dataset::open("dl19").unwrap();
+    assert_eq!(d.name(), "trec-dl-2019-passage");
+    assert_eq!(d.root(), common::data_dir().join("trec-dl-2019-passage"));
+    // A folder earlier in the order wins: $RANKMAMBA_DATA over the repository's shared data.
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("trec-dl-2019-passage");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("qrels.txt"), "1 0 d 1\n").unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let locs = Locations::from_parts(None, Some(tmp.path().into()), Some(&cwd), None);
+    let d = Dataset::open_from(&locs, "dl19").unwrap();
+    assert_eq!(d.root(), mine);
+    // A bare name never opens a folder of the working directory; an explicit ./path does.
+    let l = Locations::from_parts(None, None, None, None);
+    let e = Dataset::open_from(&l, "src").unwrap_err().to_string();
+    assert!(e.contains("rankmamba data fetch src"), "{e}");
+    assert!(
+        Dataset::open_from(&l, "./tests").is_err(),
+        "no known layout"
+    );
+    let e = Dataset::open_from(&l, "scifact").unwrap_err().to_string();
+    assert!(
+        e.contains("looked in") && e.contains("data fetch scifact"),
+        "{e}"
+    );
 }

@@ -81,16 +81,8 @@ fn pooling_picks_the_right_rows_under_padding() {
     );
 }
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("RANKMAMBA_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
-
 fn neox() -> tokenizers::Tokenizer {
-    let p = data_dir().join("tokenizers/gpt-neox-20b/tokenizer.json");
-    assert!(p.is_file(), "{} missing: set RANKMAMBA_DATA", p.display());
-    tokenizers::Tokenizer::from_file(&p).unwrap()
+    tokenizers::Tokenizer::from_file(test_support::neox_tokenizer()).unwrap()
 }
 
 #[test]
@@ -429,26 +421,9 @@ fn training_lowers_the_loss_on_a_learnable_signal() {
     );
 }
 
-/// all-MiniLM-L6-v2's directory (provisioned by `scripts/provision_minilm.sh` on first use).
+/// all-MiniLM-L6-v2's directory (downloaded on first use).
 fn minilm_dir() -> PathBuf {
-    let dir = match std::env::var_os("RANKMAMBA_MINILM") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-            .join(".cache/rankmamba/models/all-MiniLM-L6-v2"),
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/provision_minilm.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .env("RANKMAMBA_MINILM", &dir)
-        .output()
-        .expect("run scripts/provision_minilm.sh");
-    assert!(
-        out.status.success(),
-        "provisioning all-MiniLM-L6-v2 into {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    test_support::minilm_dir()
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The depthwise causal convolution (SiLU fused) as cubecl kernels for `CubeBackend`: one
-//! forward pass and one backward pass. Design: `docs/kernel-notes.md` ("fused causal conv1d").
+//! forward pass and one backward pass. Design: `docs/lab/kernel-notes.md` ("fused causal conv1d").
 //!
 //! - Forward: one unit per output element, consecutive units along L (coalesced loads and
 //!   stores; the k overlapping reads of neighbouring units hit the cache); f32 accumulation,

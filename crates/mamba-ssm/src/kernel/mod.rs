@@ -35,7 +35,7 @@ struct Launch {
 }
 
 /// The launch table, by direction, sequence length and storage width (H200, d_inner 1536,
-/// N 16; `docs/kernel-notes.md`, call 16). A segment of 32 units is one plane on CUDA, where
+/// N 16; `docs/lab/kernel-notes.md`, call 16). A segment of 32 units is one plane on CUDA, where
 /// the scans need no shared memory and no barrier (`one_plane`).
 /// - Forward, L <= 128: 4 steps x 32 units (one plane), 4 channels, staged (3.08 ms at
 ///   L 128 x 512; 4 steps x 32 units without one-plane scans 3.79, 8 steps 6.14).
@@ -260,7 +260,7 @@ static FOLD_MODE: AtomicU8 = AtomicU8::new(0);
 /// instructions fewer per (step, state)), `Some(false)` the plain loop. `None` (default)
 /// runs `fold` unless `MAMBA_SSM_BWD=plain`. On the H200 `fold` took 1.0-3.4% off the
 /// forward + backward at L 512-8192 (fp32 and bf16) and was even at L 128 fp32
-/// (docs/kernel-notes.md, session 5 call A), so it is the default.
+/// (docs/lab/kernel-notes.md, session 5 call A), so it is the default.
 pub fn set_backward_fold(mode: Option<bool>) {
     FOLD_MODE.store(
         match mode {
@@ -922,7 +922,7 @@ static VEC_MODE: AtomicU8 = AtomicU8::new(0);
 /// the scalar kernel (`scan_fwd`) runs. Launch: one plane per cube (`MAMBA_SSM_VEC_CHANS`),
 /// 8 steps per unit (`MAMBA_SSM_VEC_ITEMS`), segments as in [`set_vec_segment`], cubes in
 /// batch order on short segments (`MAMBA_SSM_VEC_ORDER`), 16-byte vectors on CUDA
-/// (`MAMBA_SSM_VEC_WIDTH`), 4 elements on wgpu. On the H200 (session 6, docs/kernel-notes.md)
+/// (`MAMBA_SSM_VEC_WIDTH`), 4 elements on wgpu. On the H200 (session 6, docs/lab/kernel-notes.md)
 /// it took the fp32 forward from 3.52 to 1.95 ms and the bf16 one from 3.98 to 1.78 ms at
 /// L 512 x 128 (d_inner 1536, N 16).
 pub fn set_vec_forward(mode: Option<bool>) {
@@ -971,7 +971,7 @@ static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 /// `Some(true)` / `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC_BWD=0|1`, else on.
 /// Launch: up to L 512 two planes per cube in channel order, above it one plane in batch
 /// order (`MAMBA_SSM_VEC_BWD_CHANS`, `MAMBA_SSM_VEC_ORDER`, `MAMBA_SSM_VEC_CUBE_SUM`). On the
-/// H200 (sessions 6-7, docs/kernel-notes.md) fwd+bwd at L 512 x 128 went from 11.1 (scalar)
+/// H200 (sessions 6-7, docs/lab/kernel-notes.md) fwd+bwd at L 512 x 128 went from 11.1 (scalar)
 /// to 7.2 ms (fp32) and from 9.9 to 7.2 ms (bf16), at L 128 x 512 from 11.4 to 7.2 / 11.7 to
 /// 6.6 ms.
 pub fn set_vec_backward(mode: Option<bool>) {
@@ -1096,7 +1096,7 @@ impl VecCfg {
         // planes per cube
         let mut planes = match o.load(Ordering::Relaxed) {
             // backward up to L 512: two planes, their dB / dC terms summed per cube
-            // (`cube_sum`); longer: one plane (H200, session 7, docs/kernel-notes.md)
+            // (`cube_sum`); longer: one plane (H200, session 7, docs/lab/kernel-notes.md)
             0 => env_usize(chans_var).unwrap_or(if backward && len <= 512 { 2 } else { 1 }),
             k => k,
         }

@@ -1,7 +1,7 @@
 //! The vectorised forward and backward kernels (device side): one plane (or, for short
 //! sequences, a segment of one) per channel, no barrier between planes, every per-step tensor
 //! read or written with `Vector` accesses (16 bytes on CUDA). See `docs/kernels.md` and
-//! `docs/kernel-notes.md` (sessions 6 and 7) for the design and what it measured.
+//! `docs/lab/kernel-notes.md` (sessions 6 and 7) for the design and what it measured.
 
 use super::device::{
     channel_scalars, cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last,

