@@ -170,7 +170,7 @@ fn mirror_fetch_lays_out_what_dataset_open_reads() {
         let r = fetch::fetch(art, &o).unwrap();
         assert_eq!(r.written.len(), art.files.len(), "{name}");
         assert!(art.is_complete(&o.dirs), "{name}");
-        for f in art.files {
+        for f in &art.files {
             assert_eq!(
                 sha(&r.target.join(f.path)),
                 sha(&data().join(art.tree_path).join(f.path))
@@ -417,7 +417,7 @@ fn upstream_sources_through_a_local_base() {
     let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
     let zopts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    for f in scifact.files {
+    for f in &scifact.files {
         z.start_file(format!("scifact/{}", f.path), zopts).unwrap();
         let mut bytes = Vec::new();
         std::fs::File::open(d.join("scifact").join(f.path))

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rankmamba::fetch::{self, Dirs, Kind, Options, Origin, REGISTRY};
+use rankmamba::fetch::{self, Dirs, Kind, Options, Origin, registry};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -77,7 +77,7 @@ fn run_to(cmd: DataCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match cmd {
         DataCommand::List { cache } => {
             let dirs = cache.map(Dirs::under);
-            for a in REGISTRY {
+            for a in registry() {
                 // Without --cache: where the lookup order finds it (files present; `data
                 // fetch` verifies their digests).
                 let found = match &dirs {
@@ -126,7 +126,7 @@ fn run_to(cmd: DataCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 progress: !args.quiet,
             };
             let arts: Vec<_> = if args.names.iter().any(|n| n == "all") {
-                REGISTRY.iter().collect()
+                registry().iter().collect()
             } else {
                 args.names
                     .iter()

@@ -41,6 +41,9 @@ pub use run::{QueryRun, Run};
 
 use std::path::Path;
 
+/// The UTF-8 byte order mark, skipped at the start of qrels and run files.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Write a file atomically through [`safe_write::write_file`]: an exclusive temporary file in
 /// the same folder, synced and renamed over `path`; a symlink, folder or device at `path` is
 /// refused. On error the old file (if any) is left untouched.

@@ -108,6 +108,10 @@ impl Qrels {
                 break;
             }
             line_no += 1;
+            // A UTF-8 byte order mark (as some editors write) is not part of the first qid.
+            if line_no == 1 && buf.starts_with(crate::BOM) {
+                buf.drain(..crate::BOM.len());
+            }
             let line = std::str::from_utf8(&buf)
                 .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
             let mut fields = line.split_ascii_whitespace();

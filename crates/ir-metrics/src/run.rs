@@ -183,11 +183,13 @@ fn parse_piece(bytes: &[u8]) -> Piece<'_> {
     piece
 }
 
-/// trec_eval's order: higher score first, then docid descending (strcmp on bytes).
+/// trec_eval's order: higher score first, then docid descending (strcmp on bytes). Scores are
+/// compared as trec_eval stores them, in 32-bit floats: two scores equal in float32 tie, and the
+/// tie is broken by docid.
 #[inline]
 pub fn trec_order(score_a: f64, doc_a: &str, score_b: f64, doc_b: &str) -> Ordering {
-    score_b
-        .partial_cmp(&score_a)
+    (score_b as f32)
+        .partial_cmp(&(score_a as f32))
         .unwrap_or(Ordering::Equal)
         .then_with(|| doc_b.as_bytes().cmp(doc_a.as_bytes()))
 }
@@ -252,11 +254,16 @@ impl Run {
         let mut block: Vec<u8> = Vec::new();
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
+        let mut first = true;
         while !eof {
             block.clear();
             block.append(&mut carry);
-            // fill the block (always reading something, even after a long partial line)
-            let target = block_size.max(block.len() + 4096);
+            // Fill the block, always reading something. After a partial line longer than the
+            // block, at least double it: a line of n bytes then costs O(n) reads and scans,
+            // not O(n^2 / 4096).
+            let target = block_size
+                .max(block.len().saturating_mul(2))
+                .max(block.len() + 4096);
             while block.len() < target {
                 let old = block.len();
                 // grow in steps so that a small input costs a small buffer
@@ -272,6 +279,13 @@ impl Run {
                 if n == 0 {
                     eof = true;
                     break;
+                }
+            }
+            // A UTF-8 byte order mark (as some editors write) is not part of the first qid.
+            if first && block.len() >= crate::BOM.len() {
+                first = false;
+                if block.starts_with(crate::BOM) {
+                    block.drain(..crate::BOM.len());
                 }
             }
             // keep a trailing partial line for the next block

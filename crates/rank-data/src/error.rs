@@ -52,6 +52,16 @@ pub enum Error {
         /// Where it was looked for, and how to point at it.
         message: String,
     },
+    /// A data set, tokenizer or model that the lookup order (`crate::locate`) did not find.
+    #[error("{what} {name:?} not found; {message}")]
+    Missing {
+        /// "data set", "tokenizer" or "model".
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// Every place looked at, and the command that fetches it.
+        message: String,
+    },
     /// The BM25 index (tantivy) failed.
     #[error("BM25 index: {0}")]
     Index(String),

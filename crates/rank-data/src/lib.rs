@@ -25,6 +25,8 @@ pub mod beir;
 pub mod bm25;
 pub mod dataset;
 pub mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod groups;
 mod jsonl;
 mod lines;

