@@ -205,11 +205,19 @@ fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
     .map_err(wrap(path.display()))
 }
 
+/// Copies `from` to `to`: read whole, then written through `safe-write`, so that the same file
+/// spelled two ways (`./m` and `m`, an absolute path, a symlink) is never truncated: it is
+/// read before it is replaced.
 fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
-    if from == to {
+    let same = match (std::fs::canonicalize(from), std::fs::canonicalize(to)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
         return Ok(());
     }
-    std::fs::copy(from, to).map(|_| ()).map_err(|e| {
+    let bytes = std::fs::read(from).map_err(io(from))?;
+    safe_write::write_bytes(to, &bytes).map_err(|e| {
         ModelError(format!(
             "copying {} to {}: {e}",
             from.display(),

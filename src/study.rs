@@ -544,6 +544,35 @@ pub fn compare_runs(
     .map_err(wrap(format!("{} evaluation", collection.name)))
 }
 
+/// Shuffles drawn for the chance row of every table.
+pub const CHANCE_SAMPLES: usize = 200;
+
+/// The chance baseline of reranking the top `depth` of the collection's first stage:
+/// [`CHANCE_SAMPLES`] seeded shuffles, the study's measures, mean and 95% band.
+pub fn chance_band(
+    collection: &Collection,
+    depth: usize,
+) -> Result<Vec<ir_metrics::ChanceBand>, StudyError> {
+    let measures: Vec<Measure> = MEASURES
+        .iter()
+        .map(|m| m.parse().map_err(wrap(m)))
+        .collect::<Result<_, _>>()?;
+    let opts = EvalOptions {
+        relevance_level: collection.level,
+        ..EvalOptions::default()
+    };
+    ir_metrics::shuffled_baseline(
+        &collection.qrels,
+        &collection.first_stage,
+        depth,
+        &measures,
+        &opts,
+        CHANCE_SAMPLES,
+        0,
+    )
+    .map_err(wrap(format!("{} chance baseline", collection.name)))
+}
+
 /// A train -> test pairing of the study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -720,6 +749,8 @@ pub struct TaskResult {
     pub train_groups: usize,
     /// BM25 + every model: means, p-values vs BM25.
     pub comparison: ir_metrics::Comparison,
+    /// The chance baseline: [`CHANCE_SAMPLES`] shuffles of the reranked depth, per measure.
+    pub chance: Vec<ir_metrics::ChanceBand>,
     /// Per-model measurements.
     pub models: Vec<ModelResult>,
 }
@@ -822,12 +853,14 @@ where
         let mut pairs: Vec<(&str, &Run)> = vec![("bm25", &test_c.first_stage)];
         pairs.extend(runs.iter().map(|(n, r)| (n.as_str(), r)));
         let comparison = compare_runs(&test_c, &pairs)?;
+        let chance = chance_band(&test_c, preset.depth)?;
         eprintln!("{}", comparison.table());
         tasks.push(TaskResult {
             task: task.clone(),
             test_queries: test_c.queries.len(),
             train_groups: groups,
             comparison,
+            chance,
             models: results,
         });
     }
@@ -857,7 +890,8 @@ fn model_dir_name(model: &str) -> String {
 }
 
 /// The study's tables as Markdown: per task, each system's means (`*` = significantly
-/// different from BM25, paired t-test, Holm-corrected, alpha 0.05) and training throughput.
+/// different from BM25, paired t-test, Holm-corrected, alpha 0.05) and training throughput,
+/// with a chance row under BM25 (the mean and 95% band of random orders of the reranked depth).
 pub fn markdown(r: &StudyReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -913,6 +947,17 @@ pub fn markdown(r: &StudyReport) -> String {
                 f(m.and_then(|m| m.report.train_tokens_per_s)),
                 f(m.and_then(|m| m.report.rerank_docs_per_s))
             );
+            if i == 0 && !t.chance.is_empty() {
+                let _ = write!(
+                    s,
+                    "| chance | {} shuffles of the top {} |",
+                    t.chance[0].samples, p.depth
+                );
+                for b in &t.chance {
+                    let _ = write!(s, " {:.4} [{:.4}-{:.4}] |", b.mean, b.lo, b.hi);
+                }
+                let _ = writeln!(s, " - | - |");
+            }
         }
         s.push('\n');
     }

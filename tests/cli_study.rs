@@ -210,6 +210,41 @@ fn train_then_rerank_round_trips_and_keeps_the_tail() {
             .any(|l| l.starts_with("first-stage") && l.contains(&expect)),
         "expected BM25 nDCG@10 {expect} in:\n{out}"
     );
+    // Training on from a model directory into the same directory spelled differently (with a
+    // `.` component) keeps its files: none is truncated by being copied onto itself.
+    let tok_before = std::fs::read(model.join("tokenizer.json")).unwrap();
+    let spelled = tmp.path().join(".").join("mamba");
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        s(&spelled),
+        "--dataset",
+        "dl19",
+        "--steps",
+        "1",
+        "--max-length",
+        "64",
+        "--out",
+        s(&model),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(model.join("tokenizer.json")).unwrap(),
+        tok_before
+    );
+    assert!(!std::fs::read(model.join("config.json")).unwrap().is_empty());
+    assert!(
+        std::fs::metadata(model.join("cross_encoder.mpk"))
+            .unwrap()
+            .len()
+            > 1000
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("rankmamba.json")).unwrap()).unwrap();
+    assert!(
+        card["source"].as_str().unwrap().ends_with("(continued)"),
+        "{card}"
+    );
 }
 
 #[test]
@@ -275,6 +310,28 @@ fn reproduce_writes_tables_with_the_first_stage_row() {
         assert!(dir.join("run.trec").is_file() && dir.join("cross_encoder.mpk").is_file());
     }
     assert!(md.contains("| bm25 | first stage |"), "{md}");
+    // The chance row (200 shuffles of each query's top 5; its values are checked against
+    // closed forms in ir-metrics' tests/chance.rs): one band per measure, mean inside it.
+    assert!(
+        md.contains("| chance | 200 shuffles of the top 5 |"),
+        "{md}"
+    );
+    let chance = task["chance"].as_array().unwrap();
+    assert_eq!(
+        chance.len(),
+        task["comparison"]["measures"].as_array().unwrap().len()
+    );
+    for b in chance {
+        let (lo, mean, hi) = (
+            b["lo"].as_f64().unwrap(),
+            b["mean"].as_f64().unwrap(),
+            b["hi"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= mean && mean <= hi && (0.0..=1.0).contains(&mean),
+            "{b}"
+        );
+    }
 }
 
 #[test]

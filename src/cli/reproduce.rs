@@ -100,7 +100,7 @@ fn ensure_inputs(p: &Preset, fetch_missing: bool, progress: bool) -> Result<()> 
         bail!(
             "{}
 missing: {}. Fetch with: rankmamba data fetch {} (or run reproduce with --fetch)",
-            first_error.expect("one is missing"),
+            first_error.map(|e| e.to_string()).unwrap_or_default(),
             names.join(", "),
             names.join(" ")
         );

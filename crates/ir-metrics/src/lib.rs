@@ -22,6 +22,7 @@
 //! - A document listed twice for the same query, in a run or in qrels, is an error (trec_eval
 //!   refuses such input with "duplicate docs").
 
+pub mod chance;
 pub mod compare;
 pub mod error;
 pub mod eval;
@@ -32,6 +33,7 @@ pub mod report;
 pub mod run;
 pub mod stats;
 
+pub use chance::{ChanceBand, shuffled_baseline};
 pub use compare::{Comparison, SignificanceTest, compare};
 pub use error::{Error, Result};
 pub use eval::{EvalOptions, Evaluation, evaluate};

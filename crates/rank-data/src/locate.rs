@@ -192,14 +192,11 @@ impl Locations {
 
     fn check_explicit(&self) -> Result<()> {
         match self.bad.first() {
-            Some(r) => Err(Error::NotFound {
-                name: r.dir.display().to_string(),
-                message: format!(
-                    "{} names {}, which is not a folder",
-                    r.place,
-                    r.dir.display()
-                ),
-            }),
+            Some(r) => Err(Error::Invalid(format!(
+                "{} names {}, which is not a folder (create it first to fetch into it)",
+                r.place,
+                r.dir.display()
+            ))),
             None => Ok(()),
         }
     }
