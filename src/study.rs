@@ -525,14 +525,7 @@ pub fn compare_runs(
     collection: &Collection,
     runs: &[(&str, &Run)],
 ) -> Result<ir_metrics::Comparison, StudyError> {
-    let measures: Vec<Measure> = MEASURES
-        .iter()
-        .map(|m| m.parse().map_err(wrap(m)))
-        .collect::<Result<_, _>>()?;
-    let opts = EvalOptions {
-        relevance_level: collection.level,
-        ..EvalOptions::default()
-    };
+    let (measures, opts) = study_measures(collection)?;
     compare(
         &collection.qrels,
         runs,
@@ -544,6 +537,19 @@ pub fn compare_runs(
     .map_err(wrap(format!("{} evaluation", collection.name)))
 }
 
+/// The study's measures and the collection's evaluation options (its relevance level).
+fn study_measures(collection: &Collection) -> Result<(Vec<Measure>, EvalOptions), StudyError> {
+    let measures: Vec<Measure> = MEASURES
+        .iter()
+        .map(|m| m.parse().map_err(wrap(m)))
+        .collect::<Result<_, _>>()?;
+    let opts = EvalOptions {
+        relevance_level: collection.level,
+        ..EvalOptions::default()
+    };
+    Ok((measures, opts))
+}
+
 /// Shuffles drawn for the chance row of every table.
 pub const CHANCE_SAMPLES: usize = 200;
 
@@ -553,14 +559,7 @@ pub fn chance_band(
     collection: &Collection,
     depth: usize,
 ) -> Result<Vec<ir_metrics::ChanceBand>, StudyError> {
-    let measures: Vec<Measure> = MEASURES
-        .iter()
-        .map(|m| m.parse().map_err(wrap(m)))
-        .collect::<Result<_, _>>()?;
-    let opts = EvalOptions {
-        relevance_level: collection.level,
-        ..EvalOptions::default()
-    };
+    let (measures, opts) = study_measures(collection)?;
     ir_metrics::shuffled_baseline(
         &collection.qrels,
         &collection.first_stage,

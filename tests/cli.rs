@@ -269,3 +269,34 @@ fn a_missing_data_set_names_every_place_and_the_fetch_command() {
         "{err}"
     );
 }
+
+#[test]
+fn reproduce_without_fetch_names_what_is_missing_and_how_to_get_it() {
+    // An empty cache folder: MiniLM is nowhere (the data sets are in ../shared/data).
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (ok, _, err) = rankmamba_env(
+        &[
+            "reproduce",
+            "--preset",
+            "quick",
+            "--models",
+            "minilm",
+            "--tasks",
+            "scifact",
+            "--out",
+            out.path().join("r").to_str().unwrap(),
+        ],
+        &[("XDG_CACHE_HOME", cache.path())],
+    );
+    assert!(!ok);
+    assert!(err.contains("models/all-MiniLM-L6-v2 (absent)"), "{err}");
+    assert!(
+        err.contains("rankmamba data fetch all-MiniLM-L6-v2") && err.contains("--fetch"),
+        "{err}"
+    );
+    assert!(
+        !out.path().join("r").exists(),
+        "nothing written before the inputs are there"
+    );
+}

@@ -50,7 +50,7 @@ fn too_few_samples_or_no_depth_are_errors() {
     let (qrels, run) = setup(2, 3, &[0]);
     let rr = Measure::parse("RR@10").unwrap();
     let opts = EvalOptions::default();
-    let e = shuffled_baseline(&qrels, &run, 3, &[rr.clone()], &opts, 99, 1).unwrap_err();
+    let e = shuffled_baseline(&qrels, &run, 3, &[rr], &opts, 99, 1).unwrap_err();
     assert!(e.to_string().contains("at least 100"), "{e}");
     assert!(shuffled_baseline(&qrels, &run, 0, &[rr], &opts, 100, 1).is_err());
 }

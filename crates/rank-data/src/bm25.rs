@@ -155,9 +155,11 @@ impl Bm25Index {
             })
             .collect();
         let searcher = self.reader.searcher();
+        // No more hits than documents: a huge k (`--depth 1000000000`) must not size the heap.
+        let limit = k.min(self.num_docs().max(1));
         let top = searcher.search(
             &BooleanQuery::new(clauses),
-            &TopDocs::with_limit(k).order_by_score(),
+            &TopDocs::with_limit(limit).order_by_score(),
         )?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {

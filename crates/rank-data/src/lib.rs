@@ -1,9 +1,12 @@
 //! `rank-data`: readers for the TREC DL, BEIR and MS MARCO layouts, a BM25 first stage for
 //! collections that ship no run, and seeded training groups with hard negatives.
 //!
-//! Knows nothing of models. Qrels and runs are `ir-metrics`' types (re-exported here); every
-//! reader streams its file line by line and reports bad input as an [`Error`] naming the file,
-//! the line and what was expected.
+//! Data sets, tokenizers and models are found by one lookup order ([`locate`]); with the
+//! `fetch` feature, the `fetch` module downloads them from their public sources, verified.
+//!
+//! Knows nothing of model architectures or weights. Qrels and runs are `ir-metrics`' types
+//! (re-exported here); every reader streams its file line by line and reports bad input as an
+//! [`Error`] naming the file, the line and what was expected.
 //!
 //! ```no_run
 //! use rank_data::{Bm25Index, Dataset, GroupConfig, GroupSampler};

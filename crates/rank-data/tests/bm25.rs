@@ -40,8 +40,9 @@ fn small_collection_ranks_as_expected() {
     assert!(hits[0].1 > hits[1].1 && hits[1].1 > 0.0);
     // titles are indexed
     assert_eq!(index.search("cat", 10).unwrap()[0].0, "a");
-    // k cuts the list
+    // k cuts the list; a k beyond the collection (even usize::MAX) gives every hit
     assert_eq!(index.search("park dog cat", 2).unwrap().len(), 2);
+    assert_eq!(index.search("park dog cat", usize::MAX).unwrap().len(), 3);
     // query syntax characters are plain text; stop words only: no result, no error
     assert_eq!(
         index.search("\"finance\": (-text +AND", 10).unwrap()[0].0,
