@@ -3,7 +3,7 @@
 
 Run by hand (outputs are committed):
 
-    scripts/provision_minilm.sh   # real all-MiniLM-L6-v2 weights into a cache dir
+    rankmamba data fetch minilm   # real all-MiniLM-L6-v2 weights into the cache folder
     /root/.cache/rm-venv/bin/python scripts/gen_transformer_fixtures.py [--minilm DIR]
 
 Writes into crates/transformer-baselines/tests/fixtures/:
@@ -201,8 +201,8 @@ def tiny_gpt_neox(gen):
 
 def main():
     ap = argparse.ArgumentParser()
-    default = os.environ.get("RANKMAMBA_MINILM", str(Path.home() / ".cache/rankmamba/models/all-MiniLM-L6-v2"))
-    ap.add_argument("--minilm", default=default, help="directory of all-MiniLM-L6-v2 (provision_minilm.sh)")
+    default = str(Path.home() / ".cache/rankmamba/data/models/all-MiniLM-L6-v2")
+    ap.add_argument("--minilm", default=default, help="directory of all-MiniLM-L6-v2 (rankmamba data fetch minilm)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(0)

@@ -124,7 +124,7 @@ impl ModelCard {
 pub const NAMED: &[(&str, &str)] = &[
     (
         "minilm",
-        "all-MiniLM-L6-v2, pretrained (22.7M parameters; $RANKMAMBA_MINILM)",
+        "all-MiniLM-L6-v2, pretrained (22.7M parameters; `rankmamba data fetch minilm`)",
     ),
     (
         "mamba-tiny",

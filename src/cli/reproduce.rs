@@ -98,8 +98,7 @@ fn ensure_inputs(p: &Preset, fetch_missing: bool, progress: bool) -> Result<()> 
     };
     if !go {
         bail!(
-            "{}
-missing: {}. Fetch with: rankmamba data fetch {} (or run reproduce with --fetch)",
+            "{}\nmissing: {}. Fetch with: rankmamba data fetch {} (or run reproduce with --fetch)",
             first_error.map(|e| e.to_string()).unwrap_or_default(),
             names.join(", "),
             names.join(" ")
