@@ -7,16 +7,9 @@ fn data() -> PathBuf {
     test_support::data_dir().join("trec-dl-2019-passage")
 }
 
+/// `rankmamba` with `$RANKMAMBA_DATA` unset (the commands below name their files).
 fn rankmamba(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    rankmamba_env(args, &[])
 }
 
 #[test]

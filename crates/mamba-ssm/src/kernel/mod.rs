@@ -35,7 +35,7 @@ struct Launch {
 }
 
 /// The launch table, by direction, sequence length and storage width (H200, d_inner 1536,
-/// N 16; `docs/lab/kernel-notes.md`, call 16). A segment of 32 units is one plane on CUDA, where
+/// N 16; `docs/lab/kernel-notes.md`). A segment of 32 units is one plane on CUDA, where
 /// the scans need no shared memory and no barrier (`one_plane`).
 /// - Forward, L <= 128: 4 steps x 32 units (one plane), 4 channels, staged (3.08 ms at
 ///   L 128 x 512; 4 steps x 32 units without one-plane scans 3.79, 8 steps 6.14).
@@ -43,9 +43,9 @@ struct Launch {
 ///   4 x 128 units 5.88 with the double-buffered staging, 4.44 in the previous build; 16 steps
 ///   4.49).
 /// - Forward, longer, fp32: 8 steps x 32 units, 4 channels, staged (3.54 / 3.99 ms at
-///   L 2048 / 8192, call 17; 4 x 256 units, one channel unstaged: 4.67 / 4.96; 8 x 32 one
+///   L 2048 / 8192; 4 x 256 units, one channel unstaged: 4.67 / 4.96; 8 x 32 one
 ///   channel unstaged: 5.23 / 5.26), two states per pass (3.37-3.46 / 3.71-3.79 ms against
-///   3.56-3.59 / 3.96-4.03 with one, call 19; at L <= 512 and in bf16 two states are slower:
+///   3.56-3.59 / 3.96-4.03 with one; at L <= 512 and in bf16 two states are slower:
 ///   3.37-3.39 vs 2.97-3.01 ms at L 128 fp32, 4.12-4.22 vs 3.97-3.99 at L 512 bf16). Two-byte storage: 8 x 32, one channel, unstaged
 ///   (3.78-3.88 / 3.97-4.01 ms; staged with 4 channels 3.98 / 4.56; 4 x 256: 4.99 / 5.05).
 /// - Backward, L <= 128: 4 steps x 32 units (one plane), 4 channels (fwd+bwd 12.1 ms at
@@ -260,7 +260,7 @@ static FOLD_MODE: AtomicU8 = AtomicU8::new(0);
 /// instructions fewer per (step, state)), `Some(false)` the plain loop. `None` (default)
 /// runs `fold` unless `MAMBA_SSM_BWD=plain`. On the H200 `fold` took 1.0-3.4% off the
 /// forward + backward at L 512-8192 (fp32 and bf16) and was even at L 128 fp32
-/// (docs/lab/kernel-notes.md, session 5 call A), so it is the default.
+/// (docs/lab/kernel-notes.md), so it is the default.
 pub fn set_backward_fold(mode: Option<bool>) {
     FOLD_MODE.store(
         match mode {
@@ -922,7 +922,7 @@ static VEC_MODE: AtomicU8 = AtomicU8::new(0);
 /// the scalar kernel (`scan_fwd`) runs. Launch: one plane per cube (`MAMBA_SSM_VEC_CHANS`),
 /// 8 steps per unit (`MAMBA_SSM_VEC_ITEMS`), segments as in [`set_vec_segment`], cubes in
 /// batch order on short segments (`MAMBA_SSM_VEC_ORDER`), 16-byte vectors on CUDA
-/// (`MAMBA_SSM_VEC_WIDTH`), 4 elements on wgpu. On the H200 (session 6, docs/lab/kernel-notes.md)
+/// (`MAMBA_SSM_VEC_WIDTH`), 4 elements on wgpu. On the H200 (docs/lab/kernel-notes.md)
 /// it took the fp32 forward from 3.52 to 1.95 ms and the bf16 one from 3.98 to 1.78 ms at
 /// L 512 x 128 (d_inner 1536, N 16).
 pub fn set_vec_forward(mode: Option<bool>) {
@@ -941,7 +941,7 @@ static VEC_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether the vectorised forward loads B_{n+1} while state n computes (`None`: follows
 /// `MAMBA_SSM_VEC_PREFETCH=0|1`, else on for 4-byte storage and for the training forward).
-/// On the H200 (session 6 call H, three interleaved runs, 65,536 tokens, d_inner 1536) it took
+/// On the H200 (three interleaved runs, 65,536 tokens, d_inner 1536) it took
 /// the fp32 forward down 8-22% (L 512: 2.03-2.12 -> 1.85-1.91 ms; L 8192: 2.66-2.79 ->
 /// 2.07-2.13) and bf16 fwd+bwd down 0-5%, left the bf16 inference forward within the noise
 /// (+5% at d_inner 2048) and fp32 fwd+bwd unchanged.
@@ -971,7 +971,7 @@ static VEC_BWD_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 /// `Some(true)` / `Some(false)`; `None` (default) follows `MAMBA_SSM_VEC_BWD=0|1`, else on.
 /// Launch: up to L 512 two planes per cube in channel order, above it one plane in batch
 /// order (`MAMBA_SSM_VEC_BWD_CHANS`, `MAMBA_SSM_VEC_ORDER`, `MAMBA_SSM_VEC_CUBE_SUM`). On the
-/// H200 (sessions 6-7, docs/lab/kernel-notes.md) fwd+bwd at L 512 x 128 went from 11.1 (scalar)
+/// H200 (docs/lab/kernel-notes.md) fwd+bwd at L 512 x 128 went from 11.1 (scalar)
 /// to 7.2 ms (fp32) and from 9.9 to 7.2 ms (bf16), at L 128 x 512 from 11.4 to 7.2 / 11.7 to
 /// 6.6 ms.
 pub fn set_vec_backward(mode: Option<bool>) {
@@ -1027,7 +1027,7 @@ impl VecCfg {
         dtype: DType,
         backward: bool,
     ) -> Option<Self> {
-        // on by default at every L since the short-sequence segments (session 7); before,
+        // on by default at every L since the short-sequence segments; before,
         // with 4 steps per unit on a whole plane, the scalar backward was faster at L 128
         let (mode, var, default) = if backward {
             (&VEC_BWD_MODE, "MAMBA_SSM_VEC_BWD", true)
@@ -1048,7 +1048,7 @@ impl VecCfg {
         }
         let elem = dtype.size();
         // 8 steps per unit at every L: short sequences get short segments instead of fewer
-        // steps per unit (session 7; before, 4 steps up to L 128 on a whole plane)
+        // steps per unit (before, 4 steps up to L 128 on a whole plane)
         let table_items = 8;
         let items_var = if backward {
             "MAMBA_SSM_VEC_BWD_ITEMS"
@@ -1096,7 +1096,7 @@ impl VecCfg {
         // planes per cube
         let mut planes = match o.load(Ordering::Relaxed) {
             // backward up to L 512: two planes, their dB / dC terms summed per cube
-            // (`cube_sum`); longer: one plane (H200, session 7, docs/lab/kernel-notes.md)
+            // (`cube_sum`); longer: one plane (H200, docs/lab/kernel-notes.md)
             0 => env_usize(chans_var).unwrap_or(if backward && len <= 512 { 2 } else { 1 }),
             k => k,
         }
@@ -1124,7 +1124,7 @@ impl VecCfg {
             batch_inner: match env("MAMBA_SSM_VEC_ORDER") {
                 Some("batch") => true,
                 Some("channel") => false,
-                // measured best (session 7): the backward in batch order above L 512 (one
+                // measured best on the H200: the backward in batch order above L 512 (one
                 // plane per cube: its atomics otherwise pile onto one batch row's dB / dC),
                 // in channel order up to it (two planes summed per cube); the forward in
                 // batch order on short segments (L <= 128 on CUDA)
@@ -1182,7 +1182,7 @@ impl VecCfg {
     /// Whether every segment of every cube has a channel (the group's channels a multiple of
     /// the channels per cube): the kernels then treat every segment as active at compile
     /// time (the two-plane backward: 158 registers instead of 168, no measurable change in
-    /// time; ncu on the H200, session 7 call T).
+    /// time; ncu on the H200).
     fn all_active(&self, dim: usize, groups: usize) -> bool {
         (dim / groups.max(1)).is_multiple_of(self.chans)
     }

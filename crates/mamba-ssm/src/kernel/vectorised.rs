@@ -1,7 +1,7 @@
 //! The vectorised forward and backward kernels (device side): one plane (or, for short
 //! sequences, a segment of one) per channel, no barrier between planes, every per-step tensor
 //! read or written with `Vector` accesses (16 bytes on CUDA). See `docs/kernels.md` and
-//! `docs/lab/kernel-notes.md` (sessions 6 and 7) for the design and what it measured.
+//! `docs/lab/kernel-notes.md` for the design and what it measured.
 
 use super::device::{
     channel_scalars, cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last,
@@ -362,7 +362,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     // at a per-lane base and the striped reads sit at lane + k (seg + 1): offsets known at
     // compile time; dB / dC (unit stride along L, checked by the launcher) are indexed from
     // one base per state. This indexing took 19% of the backward's issued instructions away
-    // (H200, session 6 call D: 4.49e9 -> 3.63e9 at L 512 x 128 fp32).
+    // (H200: 4.49e9 -> 3.63e9 at L 512 x 128 fp32).
     let ex_len = comptime!(chunk + chunk / seg);
     let mut ex_b = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
     let mut ex_c = SharedMemory::<f32>::new(comptime!(2 * ex_len * chans));
