@@ -639,7 +639,7 @@ impl Preset {
         };
         for t in &self.tasks {
             for d in [&t.train, &t.test] {
-                if !d.contains(['/', '\\']) && !d.starts_with('.') {
+                if !rank_data::dataset::is_path(d) {
                     add(d);
                 }
             }

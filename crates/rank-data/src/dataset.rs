@@ -73,7 +73,7 @@ impl Dataset {
     pub fn open_from(locations: &Locations, name_or_path: impl AsRef<str>) -> Result<Self> {
         let s = name_or_path.as_ref();
         let path = Path::new(s);
-        if s.starts_with('.') || path.is_absolute() || path.components().count() > 1 {
+        if is_path(s) {
             if path.is_dir() {
                 return Self::at(path);
             }
@@ -282,6 +282,13 @@ impl Iterator for DocumentReader {
             DocumentReader::Jsonl(r) => r.next(),
         }
     }
+}
+
+/// True when `s` names a data set by path (it starts with `.`, is absolute or has a path
+/// separator), false for a bare name that the lookup order resolves.
+pub fn is_path(s: &str) -> bool {
+    let path = Path::new(s);
+    s.starts_with('.') || path.is_absolute() || path.components().count() > 1
 }
 
 /// The folder name of data set `name` (an alias resolved).
