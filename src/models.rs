@@ -346,6 +346,24 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
     Ok((card, init))
 }
 
+/// Whether backbone `name` (as [`prepare`] takes it) is a BERT-style encoder, read without
+/// writing anything: a named backbone, a model directory's card, or a HF `config.json`.
+pub fn is_encoder(name: &str) -> Result<bool, ModelError> {
+    match name {
+        "minilm" | "bert-base" => return Ok(true),
+        n if NAMED.iter().any(|(m, _)| *m == n) => return Ok(false),
+        _ => {}
+    }
+    let dir = Path::new(name);
+    if dir.join(CARD_FILE).is_file() {
+        return Ok(ModelCard::read(dir)?.arch == Arch::Bert);
+    }
+    let cfg_path = dir.join("config.json");
+    let v: Value = model_io::read_json(&cfg_path).map_err(wrap(cfg_path.display()))?;
+    let t = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+    Ok(matches!(t, "bert" | "roberta"))
+}
+
 /// all-MiniLM-L6-v2 (see [`crate::recipes::minilm_dir`]).
 fn minilm() -> Result<PathBuf, ModelError> {
     crate::recipes::minilm_dir().map_err(wrap("all-MiniLM-L6-v2"))

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use rankmamba::backend::BackendKind;
 use rankmamba::models::{self, NAMED};
+use rankmamba::rank_heads::{PAPER_DECODER_TEMPLATE, Pooling, QUERY_FIRST_TEMPLATE, TemplateStyle};
 use rankmamba::study::{Collection, Job, Side, TrainData, TrainSettings};
 use rankmamba::with_backend;
 
@@ -65,6 +66,14 @@ pub struct Args {
     /// single-device one (dropout masks are drawn per replica).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Pooling of the hidden states (default: the model card's: `cls` for BERT-style encoders,
+    /// `last-token` for Mamba and GPT-NeoX). all-MiniLM-L6-v2 was pretrained with `mean`.
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// Decoder input order (Mamba, GPT-NeoX): `doc-first` is the paper's
+    /// `Document: {doc}\n\nQuery: {query}`, `query-first` swaps the two parts.
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateArg>,
     /// Write a train.jsonl line (loss, grad norm, lr, tokens/s) every N steps.
     #[arg(long, default_value_t = 10)]
     pub log_every: usize,
@@ -75,6 +84,36 @@ pub struct Args {
     /// List the named backbones and exit.
     #[arg(long)]
     pub list_models: bool,
+}
+
+/// `--pooling`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PoolingArg {
+    /// The first position (`[CLS]`).
+    Cls,
+    /// The mean over real tokens.
+    Mean,
+    /// The last real token.
+    LastToken,
+}
+
+impl From<PoolingArg> for Pooling {
+    fn from(p: PoolingArg) -> Pooling {
+        match p {
+            PoolingArg::Cls => Pooling::Cls,
+            PoolingArg::Mean => Pooling::Mean,
+            PoolingArg::LastToken => Pooling::LastToken,
+        }
+    }
+}
+
+/// `--template`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TemplateArg {
+    /// The paper's `Document: {doc}\n\nQuery: {query}`.
+    DocFirst,
+    /// `Query: {query}\n\nDocument: {doc}`.
+    QueryFirst,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -108,11 +147,34 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
         anyhow::bail!("--dropout must be in [0, 1), got {p}");
     }
+    if a.template.is_some() && models::is_encoder(&a.model)? {
+        anyhow::bail!(
+            "--template applies to decoder inputs (Mamba, GPT-NeoX); {} is an encoder, fed [CLS] query [SEP] document [SEP]",
+            a.model
+        );
+    }
     // The data first: a missing or malformed data set must fail before the output is touched.
     let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
     let (mut card, init) = models::prepare(&a.model, a.max_length, &out)?;
+    let mut changed = false;
     if let Some(p) = a.dropout {
         card.dropout = p;
+        changed = true;
+    }
+    if let Some(p) = a.pooling {
+        card.pooling = p.into();
+        changed = true;
+    }
+    if let Some(t) = a.template {
+        if let TemplateStyle::Decoder { template, .. } = &mut card.template {
+            *template = match t {
+                TemplateArg::DocFirst => PAPER_DECODER_TEMPLATE.to_string(),
+                TemplateArg::QueryFirst => QUERY_FIRST_TEMPLATE.to_string(),
+            };
+            changed = true;
+        }
+    }
+    if changed {
         card.write(&out)?;
     }
     let settings = TrainSettings {

@@ -24,7 +24,8 @@ pub use loss::RankLoss;
 pub use pooling::Pooling;
 pub use rerank::Reranker;
 pub use template::{
-    EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, TemplateStyle,
+    EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder,
+    QUERY_FIRST_TEMPLATE, TemplateStyle,
 };
 pub use train::{Scorer, TrainConfig, Trainer, Warmup};
 

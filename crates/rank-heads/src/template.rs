@@ -19,6 +19,9 @@ use crate::{RankError, TokenBatch};
 /// The paper's decoder / Mamba template.
 pub const PAPER_DECODER_TEMPLATE: &str = "Document: {doc}\n\nQuery: {query}";
 
+/// The query-first order of [`PAPER_DECODER_TEMPLATE`] (the paper's ablation).
+pub const QUERY_FIRST_TEMPLATE: &str = "Query: {query}\n\nDocument: {doc}";
+
 /// How pairs are laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "style")]
