@@ -14,5 +14,6 @@ pub mod backend;
 pub mod bench;
 pub mod fetch;
 pub mod models;
+pub mod pretrain;
 pub mod recipes;
 pub mod study;

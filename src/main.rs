@@ -36,6 +36,10 @@ enum Command {
     Fuse(FuseArgs),
     /// Fine-tune or train a cross-encoder reranker (MiniLM, Mamba, Pythia, BERT).
     Train(cli::train::Args),
+    /// Pretrain a Mamba or GPT-NeoX backbone as a causal language model on a text corpus.
+    Pretrain(cli::pretrain::Args),
+    /// Train a byte-level BPE tokenizer on a text corpus (for `pretrain`).
+    Tokenizer(cli::pretrain::TokenizerArgs),
     /// Rerank a first-stage TREC run with a trained cross-encoder.
     Rerank(cli::rerank::Args),
     /// The study: BM25 vs MiniLM vs Mamba vs a decoder transformer, quality and throughput.
@@ -170,6 +174,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Train(a) => return cli::train::run(a),
         Command::Rerank(a) => return cli::rerank::run(a),
+        Command::Pretrain(a) => return cli::pretrain::run(a),
+        Command::Tokenizer(a) => return cli::pretrain::tokenizer(a),
         Command::Reproduce(a) => return cli::reproduce::run(a),
         Command::Bench(c) => return cli::bench::run(c),
         Command::Data(c) => return cli::data::run(c),

@@ -164,24 +164,6 @@ pub fn neox_tokenizer() -> Result<PathBuf, ModelError> {
     Ok(dir.join("tokenizer.json"))
 }
 
-fn neox_json(hidden: usize, layers: usize, heads: usize, vocab: usize) -> Value {
-    json!({
-        "model_type": "gpt_neox",
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": 4 * hidden,
-        "hidden_act": "gelu",
-        "max_position_embeddings": 2048,
-        "rotary_pct": 0.25,
-        "rotary_emb_base": 10000,
-        "layer_norm_eps": 1e-5,
-        "use_parallel_residual": true,
-        "attention_bias": true,
-    })
-}
-
 fn bert_base_json() -> Value {
     json!({
         "model_type": "bert",
@@ -198,7 +180,7 @@ fn bert_base_json() -> Value {
     })
 }
 
-fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
+pub(crate) fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
     ir_metrics::write_atomically(path, |w| {
         serde_json::to_writer_pretty(w, v).map_err(std::io::Error::other)
     })
@@ -283,12 +265,12 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
             (decoder(Arch::Mamba, random(name)), Init::Random)
         }
         "pythia-tiny" | "pythia-160m" | "pythia-410m" => {
-            let v = match name {
-                "pythia-tiny" => neox_json(256, 2, 4, 50280),
-                "pythia-160m" => neox_json(768, 12, 12, 50304),
-                _ => neox_json(1024, 24, 16, 50304),
+            let c = match name {
+                "pythia-tiny" => GptNeoXConfig::new(256, 2, 4, 50280),
+                "pythia-160m" => GptNeoXConfig::pythia_160m(),
+                _ => GptNeoXConfig::pythia_410m(),
             };
-            write_json(&out.join("config.json"), &v)?;
+            write_json(&out.join("config.json"), &c.to_hf_json())?;
             copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
             (decoder(Arch::GptNeox, random(name)), Init::Random)
         }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_models;
 pub mod bench_scan;
 pub mod data;
+pub mod pretrain;
 pub mod reproduce;
 pub mod rerank;
 pub mod train;

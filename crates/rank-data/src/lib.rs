@@ -35,6 +35,8 @@ mod jsonl;
 mod lines;
 pub mod locate;
 pub mod msmarco;
+#[cfg(feature = "text")]
+pub mod text;
 pub mod trec;
 pub mod types;
 

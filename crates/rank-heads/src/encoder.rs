@@ -30,6 +30,26 @@ pub trait SequenceEncoder<B: Backend>: Module<B> {
     fn hidden_size(&self) -> usize;
 }
 
+/// An encoder whose input token embedding `[vocab, hidden]` can serve as a tied output
+/// projection (the language-model head of [`crate::lm::CausalLm`]).
+pub trait TokenEmbedding<B: Backend> {
+    /// The token embedding matrix `[vocab, hidden]` (rows may exceed the tokenizer's
+    /// vocabulary where the model pads it).
+    fn token_embedding(&self) -> Tensor<B, 2>;
+}
+
+impl<B: Backend> TokenEmbedding<B> for MambaModel<B> {
+    fn token_embedding(&self) -> Tensor<B, 2> {
+        self.embeddings.weight.val()
+    }
+}
+
+impl<B: Backend> TokenEmbedding<B> for GptNeoXModel<B> {
+    fn token_embedding(&self) -> Tensor<B, 2> {
+        self.embed_in.weight.val()
+    }
+}
+
 impl<B: SelectiveScanBackend> SequenceEncoder<B> for MambaModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)

@@ -6,12 +6,14 @@
 //!   `Linear(H, 1)`, fp32 logits);
 //! - [`PairEncoder`]: the paper's input templates, truncating the document only;
 //! - losses ([`RankLoss`]: LCE, BCE, RankNet, margin);
+//! - [`CausalLm`]: causal language-model pretraining of a backbone (tied head);
 //! - [`train`]: AdamW, warmup + linear decay, global-norm clipping, accumulation, seeded
 //!   determinism, atomic checkpoints with exact resume, progress bar, JSONL metrics;
 //! - [`Reranker`]: batching, sorting, reranking a whole TREC run.
 
 mod cross_encoder;
 mod encoder;
+pub mod lm;
 pub mod loss;
 mod pooling;
 mod rerank;
@@ -19,7 +21,8 @@ mod template;
 pub mod train;
 
 pub use cross_encoder::CrossEncoder;
-pub use encoder::{SequenceEncoder, TokenBatch};
+pub use encoder::{SequenceEncoder, TokenBatch, TokenEmbedding};
+pub use lm::CausalLm;
 pub use loss::RankLoss;
 pub use pooling::Pooling;
 pub use rerank::Reranker;
@@ -27,7 +30,7 @@ pub use template::{
     EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder,
     QUERY_FIRST_TEMPLATE, TemplateStyle,
 };
-pub use train::{Scorer, TrainConfig, Trainer, Warmup};
+pub use train::{Objective, Scorer, TrainConfig, Trainer, Warmup, ranking_loss};
 
 use burn::tensor::backend::Backend;
 
@@ -65,5 +68,15 @@ pub enum RankError {
 impl<B: Backend, E: SequenceEncoder<B>> Scorer<B> for CrossEncoder<B, E> {
     fn score(&self, batch: &TokenBatch<B>) -> Result<burn::tensor::Tensor<B, 1>, RankError> {
         self.forward(batch)
+    }
+}
+
+impl<B: Backend, E: SequenceEncoder<B>> Objective<B> for CrossEncoder<B, E> {
+    fn objective(
+        &self,
+        batch: &TokenBatch<B>,
+        cfg: &TrainConfig,
+    ) -> Result<burn::tensor::Tensor<B, 1>, RankError> {
+        Ok(train::ranking_loss(self.forward(batch)?, cfg))
     }
 }

@@ -34,6 +34,28 @@ pub trait Scorer<B: Backend> {
     fn score(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError>;
 }
 
+/// What the [`Trainer`] minimises: the mean loss of one micro-batch, a scalar `[1]`.
+///
+/// A [`crate::CrossEncoder`] minimises [`ranking_loss`] of its logits; a language model
+/// ([`crate::lm::CausalLm`]) its next-token cross-entropy. A user's own [`Scorer`]
+/// implements it with [`ranking_loss`] too.
+pub trait Objective<B: Backend> {
+    /// The loss of `batch` (not yet divided by the accumulation).
+    fn objective(
+        &self,
+        batch: &TokenBatch<B>,
+        cfg: &TrainConfig,
+    ) -> Result<Tensor<B, 1>, RankError>;
+}
+
+/// The ranking loss of logits `[rows]`: rows in groups of [`TrainConfig::group_size`]
+/// (positive first) under [`TrainConfig::loss`].
+pub fn ranking_loss<B: Backend>(scores: Tensor<B, 1>, cfg: &TrainConfig) -> Tensor<B, 1> {
+    let [rows] = scores.dims();
+    cfg.loss
+        .compute(scores.reshape([rows / cfg.group_size, cfg.group_size]))
+}
+
 /// Warmup length.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -169,7 +191,7 @@ pub type EvalFn<'a, I> = &'a mut dyn FnMut(&I) -> Result<f64, RankError>;
 type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 /// A model being trained, with its optimizer and step counter.
-pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> {
+pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> {
     /// The model (moved in and out of the optimizer at each step).
     pub model: M,
     optim: Adam<M, B>,
@@ -183,7 +205,7 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> {
     replicas: Vec<B::Device>,
 }
 
-impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Trainer<B, M> {
+impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
     /// A fresh run.
     pub fn new(model: M, config: TrainConfig, device: B::Device) -> Result<Self, RankError> {
         config.check()?;
@@ -617,15 +639,14 @@ fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(config: &TrainConfig) -> 
 }
 
 /// Forward and backward of one micro-batch: `(loss / accumulation, its gradients)`.
-fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>>(
+fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>>(
     model: &M,
     batch: &TokenBatch<B>,
     cfg: &TrainConfig,
 ) -> Result<(f64, GradientsParams), RankError> {
-    let [rows, _] = batch.input_ids.dims();
-    let scores = model.score(batch)?;
-    let scores = scores.reshape([rows / cfg.group_size, cfg.group_size]);
-    let loss = cfg.loss.compute(scores).div_scalar(cfg.accumulation as f64);
+    let loss = model
+        .objective(batch, cfg)?
+        .div_scalar(cfg.accumulation as f64);
     let value = loss.clone().into_scalar().elem::<f64>();
     let grads = GradientsParams::from_grads(loss.backward(), model);
     Ok((value, grads))
@@ -715,7 +736,7 @@ struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
     collective: CollectiveConfig,
 }
 
-impl<B: AutodiffBackend, M: AutodiffModule<B> + Scorer<B>> Replica<B, M> {
+impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
     fn run(mut self, work: mpsc::Receiver<Work<B>>, done: mpsc::Sender<Result<f64, RankError>>) {
         let peer = PeerId(self.rank as u32);
         let result =

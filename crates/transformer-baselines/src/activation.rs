@@ -21,6 +21,18 @@ pub enum HiddenAct {
 }
 
 impl HiddenAct {
+    /// The name HF writes in `config.json`.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            HiddenAct::Gelu => "gelu",
+            HiddenAct::GeluTanh => "gelu_new",
+            HiddenAct::Relu => "relu",
+            HiddenAct::Silu => "silu",
+        }
+    }
+}
+
+impl HiddenAct {
     /// Applies the activation element-wise.
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {

@@ -87,6 +87,36 @@ fn default_true() -> bool {
 }
 
 impl GptNeoXConfig {
+    /// Pythia's layout (GELU MLP of width `4 * hidden`, rotary on a quarter of each head,
+    /// parallel residual, biased attention, 2,048 positions) at the given sizes.
+    pub fn new(hidden: usize, layers: usize, heads: usize, vocab_size: usize) -> Self {
+        Self {
+            vocab_size,
+            ..Self::pythia(hidden, layers, heads)
+        }
+    }
+
+    /// The HF `config.json` of this configuration (`model_type` `gpt_neox`, Pythia's key
+    /// names); [`Self::from_file`] reads it back.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model_type": "gpt_neox",
+            "architectures": ["GPTNeoXForCausalLM"],
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "hidden_act": self.hidden_act.hf_name(),
+            "max_position_embeddings": self.max_position_embeddings,
+            "rotary_pct": self.rotary_pct,
+            "rotary_emb_base": self.rotary_emb_base,
+            "layer_norm_eps": self.layer_norm_eps,
+            "use_parallel_residual": self.use_parallel_residual,
+            "attention_bias": self.attention_bias,
+        })
+    }
+
     fn pythia(hidden: usize, layers: usize, heads: usize) -> Self {
         Self {
             vocab_size: 50304,
@@ -228,25 +258,23 @@ impl GptNeoXConfig {
                 input_layernorm: layer_norm(),
                 post_attention_layernorm: layer_norm(),
                 attention: GptNeoXAttention {
-                    query_key_value: LinearConfig::new(h, 3 * h)
-                        .with_bias(self.attention_bias)
-                        .init(device),
-                    dense: LinearConfig::new(h, h)
-                        .with_bias(self.attention_bias)
-                        .init(device),
+                    query_key_value: hf_linear(h, 3 * h, self.attention_bias, device),
+                    dense: hf_linear(h, h, self.attention_bias, device),
                     num_heads: self.num_attention_heads,
                     rotary: rotary.clone(),
                 },
                 mlp: GptNeoXMlp {
-                    dense_h_to_4h: LinearConfig::new(h, self.intermediate_size).init(device),
-                    dense_4h_to_h: LinearConfig::new(self.intermediate_size, h).init(device),
+                    dense_h_to_4h: hf_linear(h, self.intermediate_size, true, device),
+                    dense_4h_to_h: hf_linear(self.intermediate_size, h, true, device),
                     act: self.hidden_act,
                 },
                 use_parallel_residual: self.use_parallel_residual,
             })
             .collect();
         Ok(GptNeoXModel {
-            embed_in: EmbeddingConfig::new(self.vocab_size, h).init(device),
+            embed_in: EmbeddingConfig::new(self.vocab_size, h)
+                .with_initializer(hf_init())
+                .init(device),
             layers,
             final_layer_norm: layer_norm(),
             attention: AttentionImpl::Fused,
@@ -254,6 +282,24 @@ impl GptNeoXConfig {
             max_seq_len: self.max_position_embeddings,
         })
     }
+}
+
+/// `transformers`' initialisation of GPT-NeoX (`initializer_range` 0.02): weights and
+/// embeddings ~ N(0, 0.02), biases 0.
+fn hf_init() -> burn::nn::Initializer {
+    burn::nn::Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    }
+}
+
+fn hf_linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {
+    let mut l = LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(hf_init())
+        .init(device);
+    l.bias = l.bias.map(|b| b.map(|t| t.zeros_like()));
+    l
 }
 
 /// Rotary position embeddings on the first `ndims` channels of each head (HF's

@@ -1,0 +1,204 @@
+//! `rankmamba pretrain`: causal-LM pretraining of a Mamba or GPT-NeoX backbone on a text
+//! corpus; `rankmamba tokenizer`: a byte-level BPE tokenizer trained on one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use rankmamba::backend::BackendKind;
+use rankmamba::pretrain::{LmArch, LmSize, PretrainSettings};
+use rankmamba::rank_data::text::TextCorpus;
+use rankmamba::rank_heads::lm::{EOS_TOKEN, PackedCorpus, train_tokenizer};
+use rankmamba::with_backend;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Backbone family.
+    #[arg(long, value_enum)]
+    pub arch: LmArch,
+    /// Size: GPT-NeoX n layers of width d against Mamba 2n layers of width d (non-embedding
+    /// parameters within 10%).
+    #[arg(long, value_enum, default_value = "10m")]
+    pub size: LmSize,
+    /// Text corpus: a name found by the data lookup order (`pretrain`) or a path (./dir) to a
+    /// folder of *.txt / *.txt.xz files, one document per blank-line-separated block.
+    #[arg(long, default_value = "pretrain")]
+    pub corpus: String,
+    /// The tokenizer (`tokenizer.json`; `rankmamba tokenizer` trains one on the corpus). Its
+    /// `<|endoftext|>` separates documents.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Tokens per training sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Sequences per optimizer step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Optimizer steps (default: one pass over the training sequences).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warmup, as a fraction of the steps.
+    #[arg(long, default_value_t = 0.05)]
+    pub warmup: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    /// Hold every N-th packed sequence out for validation.
+    #[arg(long, default_value_t = 100)]
+    pub holdout_every: usize,
+    /// Evaluate the held-out loss every N steps (default: 10 times per run).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Held-out sequences evaluated (the first ones).
+    #[arg(long, default_value_t = 256)]
+    pub eval_sequences: usize,
+    /// Seed of the initialisation and the data order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Checkpoint every N steps into OUT/checkpoints; a rerun resumes from the newest.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Write a pretrain.jsonl line every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Output: a HF checkpoint directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`) that `rankmamba train --model DIR` fine-tunes, with
+    /// `pretrain_report.json` and `pretrain.jsonl`.
+    #[arg(short, long)]
+    pub out: PathBuf,
+}
+
+fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let tok = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
+    Ok(tok)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    a.backend.ensure_compiled()?;
+    if a.batch_size == 0 || a.log_every == 0 || a.eval_sequences == 0 {
+        bail!("--batch-size, --log-every and --eval-sequences must be positive");
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", a.lr);
+    }
+    if !(0.0..=1.0).contains(&a.warmup) {
+        bail!("--warmup must be a fraction in [0, 1], got {}", a.warmup);
+    }
+    if a.steps == Some(0) || a.eval_every == Some(0) || a.checkpoint_every == Some(0) {
+        bail!("--steps, --eval-every and --checkpoint-every must be positive");
+    }
+    // Every input is read and checked before anything is written.
+    let tokenizer = load_tokenizer(&a.tokenizer)?;
+    let Some(eos) = tokenizer.token_to_id(EOS_TOKEN) else {
+        bail!(
+            "{}: the tokenizer has no {EOS_TOKEN} token to separate documents (`rankmamba tokenizer` trains one that has)",
+            a.tokenizer.display()
+        );
+    };
+    let corpus = TextCorpus::open(&a.corpus)?;
+    let docs = corpus.documents()?;
+    eprintln!(
+        "tokenizing {} documents of {} ...",
+        docs.len(),
+        corpus.root().display()
+    );
+    let packed = PackedCorpus::pack(&tokenizer, &docs, eos, a.seq_len, a.holdout_every)
+        .with_context(|| format!("corpus {}", corpus.root().display()))?;
+    drop(docs);
+    let steps = a
+        .steps
+        .unwrap_or_else(|| (packed.train_len() / a.batch_size).max(1));
+    let settings = PretrainSettings {
+        arch: a.arch,
+        size: a.size,
+        seq_len: a.seq_len,
+        batch_size: a.batch_size,
+        steps,
+        lr: a.lr,
+        warmup: a.warmup,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        eval_every: a.eval_every.unwrap_or((steps / 10).max(1)),
+        eval_sequences: a.eval_sequences,
+        checkpoint_every: a.checkpoint_every,
+        log_every: a.log_every,
+        progress: !a.quiet,
+    };
+    eprintln!(
+        "pretraining {:?} {:?}: {} training sequences of {} tokens ({} held out), vocabulary {}, {} steps of {} sequences",
+        a.arch,
+        a.size,
+        packed.train_len(),
+        a.seq_len,
+        packed.valid_len(),
+        packed.vocab_size,
+        steps,
+        a.batch_size
+    );
+    let report = with_backend!(a.backend, |B, dev| rankmamba::pretrain::pretrain::<B>(
+        &settings,
+        &packed,
+        &a.tokenizer,
+        &a.out,
+        &dev
+    ))??;
+    let last = report.validation.last();
+    eprintln!(
+        "wrote {}: {} non-embedding + {} embedding parameters, {} tokens ({:.2} epochs), {:.0} tokens/s, held-out loss {:.4} (perplexity {:.2})",
+        a.out.display(),
+        report.non_embedding_params,
+        report.embedding_params,
+        report.tokens_seen,
+        report.epochs,
+        report.tokens_per_s,
+        last.map_or(f64::NAN, |v| v.loss),
+        last.map_or(f64::NAN, |v| v.perplexity),
+    );
+    Ok(())
+}
+
+#[derive(ClapArgs)]
+pub struct TokenizerArgs {
+    /// Text corpus (name or path, as `pretrain --corpus`).
+    #[arg(long, default_value = "pretrain")]
+    pub corpus: String,
+    /// Vocabulary size (256 bytes, 2 special tokens and the merges).
+    #[arg(long, default_value_t = 8192)]
+    pub vocab_size: usize,
+    /// Output `tokenizer.json` (written atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+pub fn tokenizer(a: TokenizerArgs) -> Result<()> {
+    let corpus = TextCorpus::open(&a.corpus)?;
+    let docs = corpus.documents()?;
+    eprintln!(
+        "training a {}-id byte-level BPE on {} documents of {} ...",
+        a.vocab_size,
+        docs.len(),
+        corpus.root().display()
+    );
+    let tok = train_tokenizer(&docs, a.vocab_size)?;
+    let json = tok
+        .to_string(true)
+        .map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+    safe_write::write_bytes(&a.output, json.as_bytes())
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!(
+        "wrote {} ({} ids)",
+        a.output.display(),
+        tok.get_vocab_size(true)
+    );
+    Ok(())
+}
