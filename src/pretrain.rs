@@ -114,6 +114,10 @@ pub struct PretrainSettings {
     pub eval_sequences: usize,
     /// Write a checkpoint every this many steps (resumable).
     pub checkpoint_every: Option<usize>,
+    /// Stop after this many steps in this call (checkpointed; a rerun continues). Not part of
+    /// the schedule: the run is the same however it is cut.
+    #[serde(default)]
+    pub stop_after: Option<usize>,
     /// Log a JSONL line every this many steps.
     pub log_every: usize,
     /// Show a progress bar.
@@ -150,7 +154,9 @@ pub struct PretrainReport {
     pub train_sequences: usize,
     /// Held-out sequences.
     pub valid_sequences: usize,
-    /// Training tokens seen (steps x batch x sequence).
+    /// Optimizer steps done (all calls).
+    pub steps_done: usize,
+    /// Training tokens seen (steps done x batch x sequence).
     pub tokens_seen: usize,
     /// Epochs over the training sequences.
     pub epochs: f64,
@@ -271,6 +277,10 @@ where
         None => Trainer::new(model, config, device.clone()).map_err(wrap("settings"))?,
     };
     let log = out.join(LOG_FILE);
+    if trainer.step == 0 {
+        // a fresh run starts a fresh log
+        safe_write::write_bytes(&log, b"").map_err(wrap(log.display()))?;
+    }
     trainer = trainer.with_log(&log).map_err(wrap(log.display()))?;
     let rows = s.batch_size;
     let valid_rows = s.eval_sequences.min(corpus.valid_len());
@@ -297,19 +307,29 @@ where
     let t0 = Instant::now();
     let start_step = trainer.step;
     let report = trainer
-        .train(None, &mut data, Some(&mut eval))
+        .train(s.stop_after, &mut data, Some(&mut eval))
         .map_err(wrap("pretraining"))?;
     let elapsed = t0.elapsed().as_secs_f64() - *eval_time.borrow();
-    for (step, loss) in &report.evals {
-        curve.borrow_mut().push(ValPoint {
-            step: *step,
-            tokens: step * rows * s.seq_len,
-            loss: *loss,
-            perplexity: loss.exp(),
-        });
+    // the whole curve, this call's and earlier calls' evaluations, from the log
+    let text = std::fs::read_to_string(&log).map_err(wrap(log.display()))?;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(wrap(format!("{}: {line}", log.display())))?;
+        if let (Some(step), Some(loss)) = (v["step"].as_u64(), v["eval"].as_f64()) {
+            let step = step as usize;
+            let mut c = curve.borrow_mut();
+            c.retain(|p: &ValPoint| p.step != step);
+            c.push(ValPoint {
+                step,
+                tokens: step * rows * s.seq_len,
+                loss,
+                perplexity: loss.exp(),
+            });
+        }
     }
+    let _ = &report.evals;
     save(&trainer.model.encoder, out)?;
-    let tokens_seen = s.steps * rows * s.seq_len;
+    let tokens_seen = trainer.step * rows * s.seq_len;
     let trained_here = (trainer.step - start_step) * rows * s.seq_len;
     Ok(PretrainReport {
         settings: s.clone(),
@@ -319,6 +339,7 @@ where
         vocab_size: corpus.vocab_size,
         train_sequences: corpus.train_len(),
         valid_sequences: corpus.valid_len(),
+        steps_done: trainer.step,
         tokens_seen,
         epochs: tokens_seen as f64 / corpus.train_tokens().max(1) as f64,
         last_train_loss: report.last_loss,

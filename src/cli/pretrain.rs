@@ -61,6 +61,10 @@ pub struct Args {
     /// Checkpoint every N steps into OUT/checkpoints; a rerun resumes from the newest.
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Stop after N steps in this call (needs --checkpoint-every; rerun the same command to
+    /// continue exactly where it stopped).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Write a pretrain.jsonl line every N steps.
     #[arg(long, default_value_t = 10)]
     pub log_every: usize,
@@ -97,6 +101,12 @@ pub fn run(a: Args) -> Result<()> {
     if a.steps == Some(0) || a.eval_every == Some(0) || a.checkpoint_every == Some(0) {
         bail!("--steps, --eval-every and --checkpoint-every must be positive");
     }
+    if a.stop_after.is_some() && a.checkpoint_every.is_none() {
+        bail!("--stop-after needs --checkpoint-every (the next call resumes from the checkpoint)");
+    }
+    if a.stop_after == Some(0) {
+        bail!("--stop-after must be positive");
+    }
     // Every input is read and checked before anything is written.
     let tokenizer = load_tokenizer(&a.tokenizer)?;
     let Some(eos) = tokenizer.token_to_id(EOS_TOKEN) else {
@@ -131,6 +141,7 @@ pub fn run(a: Args) -> Result<()> {
         eval_every: a.eval_every.unwrap_or((steps / 10).max(1)),
         eval_sequences: a.eval_sequences,
         checkpoint_every: a.checkpoint_every,
+        stop_after: a.stop_after,
         log_every: a.log_every,
         progress: !a.quiet,
     };
@@ -154,8 +165,10 @@ pub fn run(a: Args) -> Result<()> {
     ))??;
     let last = report.validation.last();
     eprintln!(
-        "wrote {}: {} non-embedding + {} embedding parameters, {} tokens ({:.2} epochs), {:.0} tokens/s, held-out loss {:.4} (perplexity {:.2})",
+        "wrote {} after {} of {} steps: {} non-embedding + {} embedding parameters, {} tokens ({:.2} epochs), {:.0} tokens/s, held-out loss {:.4} (perplexity {:.2})",
         a.out.display(),
+        report.steps_done,
+        steps,
         report.non_embedding_params,
         report.embedding_params,
         report.tokens_seen,

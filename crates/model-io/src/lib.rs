@@ -426,7 +426,36 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(
         path: path.into(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes))
+}
+
+/// The same safetensors bytes with the JSON header's keys in sorted order (the metadata
+/// comes out of a hash map, so two saves of the same weights would differ in byte order):
+/// the same weights always give the same file. Bytes that do not parse are returned as they
+/// are.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    // serde_json's map is a BTreeMap (no `preserve_order`): keys serialise sorted
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let Ok(mut sorted) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    if sorted.len() > len {
+        return bytes;
+    }
+    sorted.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&sorted);
+    bytes
 }
 
 /// Writes `bytes` to `path` atomically ([`safe_write::write_bytes`]: an exclusive temporary
@@ -584,7 +613,28 @@ pub fn check_token_batch<B: Backend>(
 
 #[cfg(test)]
 mod tests {
-    use super::check_token_batch;
+    use super::{canonical_header, check_token_batch};
+
+    #[test]
+    fn safetensors_header_keys_are_sorted_and_length_kept() {
+        let header = br#"{"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"z":"1","a":"2"}}  "#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&1f32.to_le_bytes());
+        let out = canonical_header(bytes.clone());
+        assert_eq!(out.len(), bytes.len());
+        let text = std::str::from_utf8(&out[8..8 + header.len()]).unwrap();
+        assert!(
+            text.starts_with(r#"{"__metadata__":{"a":"2","z":"1"},"b":{"data_offsets":[0,4],"dtype":"F32","shape":[1]}}"#),
+            "{text}"
+        );
+        assert_eq!(out[8 + header.len()..], 1f32.to_le_bytes());
+        // the `safetensors` crate reads the result
+        let st = safetensors::SafeTensors::deserialize(&out).unwrap();
+        assert_eq!(st.tensor("b").unwrap().data(), 1f32.to_le_bytes());
+        // garbage passes through
+        assert_eq!(canonical_header(vec![1, 2, 3]), vec![1, 2, 3]);
+    }
     use burn::backend::NdArray;
     use burn::tensor::{Int, Tensor};
 
