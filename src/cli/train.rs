@@ -66,6 +66,11 @@ pub struct Args {
     /// single-device one (dropout masks are drawn per replica).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Initialise the backbone randomly from its configuration (the `config.json` and tokenizer
+    /// of a HF checkpoint or model directory; its weights are not read): the random-init twin
+    /// of a pretrained backbone, seeded by --seed.
+    #[arg(long)]
+    pub random_init: bool,
     /// Pooling of the hidden states (default: the model card's: `cls` for BERT-style encoders,
     /// `last-token` for Mamba and GPT-NeoX). all-MiniLM-L6-v2 was pretrained with `mean`.
     #[arg(long, value_enum)]
@@ -155,8 +160,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     // The data first: a missing or malformed data set must fail before the output is touched.
     let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
-    let (mut card, init) = models::prepare(&a.model, a.max_length, &out)?;
+    let (mut card, mut init) = models::prepare(&a.model, a.max_length, &out)?;
     let mut changed = false;
+    if a.random_init && init != models::Init::Random {
+        if init == models::Init::Trained {
+            // the card and the copied record belong to the trained model: start afresh
+            let _ = std::fs::remove_file(out.join(format!("{}.mpk", models::RECORD_FILE)));
+        }
+        init = models::Init::Random;
+        card.source = format!("{} (random init)", a.model);
+        changed = true;
+    }
     if let Some(p) = a.dropout {
         card.dropout = p;
         changed = true;
