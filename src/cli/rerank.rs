@@ -34,6 +34,10 @@ pub struct Args {
     /// Pairs per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Also write the first-stage run that was reranked (the collection's BM25 unless --run),
+    /// restricted to the judged queries reranked, as a TREC run (written atomically).
+    #[arg(long)]
+    pub first_stage_output: Option<PathBuf>,
     /// Print nDCG@10 / RR@10 / AP before and after (the collection's test qrels).
     #[arg(long)]
     pub eval: bool,
@@ -114,6 +118,9 @@ pub fn run(a: Args) -> Result<()> {
     let (run, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&Init::Trained, &dev))??;
     let run = run.ok_or_else(|| anyhow::anyhow!("no run"))?;
     run.write_path(&a.output)?;
+    if let Some(p) = &a.first_stage_output {
+        c.first_stage.write_path(p)?;
+    }
     eprintln!(
         "wrote {} ({:.1} documents/s)",
         a.output.display(),
