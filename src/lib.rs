@@ -12,6 +12,7 @@ pub use transformer_baselines;
 
 pub mod backend;
 pub mod bench;
+pub mod controlled;
 pub mod fetch;
 pub mod models;
 pub mod pretrain;

@@ -40,6 +40,9 @@ enum Command {
     Pretrain(cli::pretrain::Args),
     /// Train a byte-level BPE tokenizer on a text corpus (for `pretrain`).
     Tokenizer(cli::pretrain::TokenizerArgs),
+    /// The controlled study: Mamba vs GPT-NeoX pretrained here on the same text, fine-tuned
+    /// with one recipe over several seeds, tested model against model.
+    Controlled(cli::pretrain::ControlledArgs),
     /// Rerank a first-stage TREC run with a trained cross-encoder.
     Rerank(cli::rerank::Args),
     /// The study: BM25 vs MiniLM vs Mamba vs a decoder transformer, quality and throughput.
@@ -176,6 +179,7 @@ fn main() -> Result<()> {
         Command::Rerank(a) => return cli::rerank::run(a),
         Command::Pretrain(a) => return cli::pretrain::run(a),
         Command::Tokenizer(a) => return cli::pretrain::tokenizer(a),
+        Command::Controlled(a) => return cli::pretrain::controlled(a),
         Command::Reproduce(a) => return cli::reproduce::run(a),
         Command::Bench(c) => return cli::bench::run(c),
         Command::Data(c) => return cli::data::run(c),

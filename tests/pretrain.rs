@@ -216,3 +216,46 @@ fn pretrain_rejects_bad_input_before_writing() {
     assert!(err.contains("--checkpoint-every"), "{err}");
     assert!(!out.exists(), "a failed pretrain wrote {}", out.display());
 }
+
+#[test]
+fn controlled_study_runs_end_to_end_at_toy_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    let (ok, err) = rankmamba(&[
+        "controlled",
+        "--preset",
+        "toy",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("controlled.json")).unwrap()).unwrap();
+    assert_eq!(r["pretraining"].as_array().unwrap().len(), 2);
+    let task = &r["tasks"][0];
+    let cells = task["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 6);
+    for c in cells {
+        assert_eq!(c["per_seed"].as_array().unwrap().len(), 3, "{c}");
+        for v in c["mean"].as_array().unwrap() {
+            let v = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{c}");
+        }
+    }
+    // every planned comparison is there, Holm never below the raw p-value
+    let tests = task["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 9);
+    for t in tests {
+        assert!(
+            t["p_holm"].as_f64().unwrap() >= t["p"].as_f64().unwrap() - 1e-12,
+            "{t}"
+        );
+    }
+    // the pretrained backbones and a seed's run exist where the report says
+    assert!(out.join("pretrain/mamba/model.safetensors").is_file());
+    assert!(out.join("pretrain/gpt-neox/model.safetensors").is_file());
+    assert!(out.join("scifact/mamba-random-seed2/run.trec").is_file());
+    let md = std::fs::read_to_string(out.join("controlled.md")).unwrap();
+    assert!(md.contains("| mamba vs gpt-neox |"), "{md}");
+}

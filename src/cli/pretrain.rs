@@ -215,3 +215,58 @@ pub fn tokenizer(a: TokenizerArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(ClapArgs)]
+pub struct ControlledArgs {
+    /// `toy` (the whole protocol on a CPU in about a minute, for tests) or `10m` (one GPU).
+    #[arg(long, default_value = "10m")]
+    pub preset: String,
+    /// Output folder (default: target/controlled/PRESET).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Override the preset's pretraining steps.
+    #[arg(long)]
+    pub pretrain_steps: Option<usize>,
+    /// Override the preset's fine-tuning steps.
+    #[arg(long)]
+    pub finetune_steps: Option<usize>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn controlled(a: ControlledArgs) -> Result<()> {
+    a.backend.ensure_compiled()?;
+    let mut preset = rankmamba::controlled::ControlledPreset::named(&a.preset)?;
+    if let Some(n) = a.pretrain_steps {
+        if n == 0 {
+            bail!("--pretrain-steps must be positive");
+        }
+        preset.pretrain_steps = n;
+    }
+    if let Some(n) = a.finetune_steps {
+        if n == 0 {
+            bail!("--finetune-steps must be positive");
+        }
+        preset.finetune.steps = n;
+    }
+    if a.backend != BackendKind::Cpu {
+        preset.pad_multiple = preset.pad_multiple.max(a.backend.pad_multiple());
+    }
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("target/controlled").join(&preset.name));
+    let report = with_backend!(a.backend, |B, dev| rankmamba::controlled::run::<B>(
+        &preset,
+        a.backend.name(),
+        &out,
+        &dev,
+        !a.quiet
+    ))??;
+    print!("{}", rankmamba::controlled::markdown(&report));
+    eprintln!("wrote {}", out.join("controlled.md").display());
+    Ok(())
+}
