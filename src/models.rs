@@ -86,14 +86,29 @@ impl ModelCard {
                 path.display()
             ))
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| {
             ModelError(format!(
                 "{}:{}:{}: {e}",
                 path.display(),
                 e.line(),
                 e.column()
             ))
-        })
+        })?;
+        if !(0.0..1.0).contains(&card.dropout) {
+            return Err(ModelError(format!(
+                "{}: dropout {} is not a probability in [0, 1)",
+                path.display(),
+                card.dropout
+            )));
+        }
+        if !(2..=MAX_LENGTH_LIMIT).contains(&card.max_length) {
+            return Err(ModelError(format!(
+                "{}: max_length {} is outside 2..={MAX_LENGTH_LIMIT}",
+                path.display(),
+                card.max_length
+            )));
+        }
+        Ok(card)
     }
 
     /// Writes `dir/rankmamba.json` atomically.
@@ -116,6 +131,9 @@ impl ModelCard {
         .map_err(wrap(dir.display()))
     }
 }
+
+/// The largest token limit of a pair a card may ask for.
+pub const MAX_LENGTH_LIMIT: usize = 1 << 16;
 
 /// The backbones the CLI knows by name. `minilm` is the pretrained all-MiniLM-L6-v2; the
 /// others are random initialisations of published configurations (no pretrained Mamba or

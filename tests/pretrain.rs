@@ -259,3 +259,69 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
     let md = std::fs::read_to_string(out.join("controlled.md")).unwrap();
     assert!(md.contains("| mamba vs gpt-neox |"), "{md}");
 }
+
+#[test]
+fn bad_cards_and_empty_reranks_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    let (ok, err) = rankmamba(&[
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dataset",
+        "scifact",
+        "--out",
+        m.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--max-length",
+        "48",
+        "--queries",
+        "2",
+        "--group-size",
+        "2",
+        "--groups-per-step",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let out = tmp.path().join("r.trec");
+    let rerank = |extra: &[&str]| {
+        let mut a = vec![
+            "rerank",
+            "--model",
+            m.to_str().unwrap(),
+            "--dataset",
+            "scifact",
+            "-o",
+            out.to_str().unwrap(),
+            "--depth",
+            "2",
+        ];
+        a.extend_from_slice(extra);
+        rankmamba(&a)
+    };
+    let (ok, err) = rerank(&["--queries", "0"]);
+    assert!(!ok && err.contains("--queries"), "{err}");
+    let card_path = m.join("rankmamba.json");
+    let card = std::fs::read_to_string(&card_path).unwrap();
+    let bad = card.replace("\"dropout\": 0.1", "\"dropout\": 2.5");
+    assert_ne!(bad, card);
+    std::fs::write(&card_path, bad).unwrap();
+    let (ok, err) = rerank(&["--queries", "1"]);
+    assert!(
+        !ok && err.contains("rankmamba.json") && err.contains("dropout 2.5"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (ok, err) = rankmamba(&[
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--out",
+        tmp.path().join("z").to_str().unwrap(),
+        "--max-length",
+        "0",
+    ]);
+    assert!(!ok && err.contains("--max-length"), "{err}");
+    assert!(!tmp.path().join("z").exists());
+}

@@ -51,11 +51,17 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     a.backend.ensure_compiled()?;
-    if a.depth == 0 || a.batch_size == 0 {
-        bail!("--depth and --batch-size must be positive");
+    if a.depth == 0 || a.batch_size == 0 || a.queries == Some(0) {
+        bail!("--depth, --batch-size and --queries must be positive");
     }
     let card = ModelCard::read(&a.model)?;
     let mut c = Collection::load(&a.dataset, Side::Test, a.queries, a.depth.max(100))?;
+    if c.queries.is_empty() || c.first_stage.is_empty() {
+        bail!(
+            "{}: no judged test query with a relevant document and first-stage candidates: nothing to rerank",
+            a.dataset
+        );
+    }
     if let Some(p) = &a.run {
         let run = Run::from_path(p)?;
         // The collection was loaded for BM25's candidates: load the texts this run names.

@@ -149,6 +149,13 @@ pub fn run(a: Args) -> Result<()> {
     if a.log_every == 0 {
         anyhow::bail!("--log-every must be positive");
     }
+    if !(2..=models::MAX_LENGTH_LIMIT).contains(&a.max_length) {
+        anyhow::bail!(
+            "--max-length {} is outside 2..={}",
+            a.max_length,
+            models::MAX_LENGTH_LIMIT
+        );
+    }
     if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
         anyhow::bail!("--dropout must be in [0, 1), got {p}");
     }
