@@ -186,14 +186,14 @@ pub fn run(a: Args) -> Result<()> {
         card.pooling = p.into();
         changed = true;
     }
-    if let Some(t) = a.template {
-        if let TemplateStyle::Decoder { template, .. } = &mut card.template {
-            *template = match t {
-                TemplateArg::DocFirst => PAPER_DECODER_TEMPLATE.to_string(),
-                TemplateArg::QueryFirst => QUERY_FIRST_TEMPLATE.to_string(),
-            };
-            changed = true;
-        }
+    if let Some(t) = a.template
+        && let TemplateStyle::Decoder { template, .. } = &mut card.template
+    {
+        *template = match t {
+            TemplateArg::DocFirst => PAPER_DECODER_TEMPLATE.to_string(),
+            TemplateArg::QueryFirst => QUERY_FIRST_TEMPLATE.to_string(),
+        };
+        changed = true;
     }
     if changed {
         card.write(&out)?;

@@ -147,7 +147,7 @@ fn packing_joins_documents_with_eos_and_holds_out() {
     let ids: Vec<i64> = b.input_ids.into_data().to_vec().unwrap();
     let starts: Vec<&[i64]> = ids.chunks(16).collect();
     let want: Vec<i64> = first.get_ids()[..16].iter().map(|&i| i as i64).collect();
-    assert!(starts.iter().any(|s| *s == want.as_slice()));
+    assert!(starts.contains(&want.as_slice()));
     // one epoch visits every training sequence once, in an order that depends on the seed
     let other = p.train_batch::<B>(0, p.train_len(), 4, &Default::default());
     let other: Vec<i64> = other.input_ids.into_data().to_vec().unwrap();
