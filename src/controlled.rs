@@ -78,8 +78,10 @@ pub struct ControlledPreset {
 
 impl ControlledPreset {
     /// `toy`: the whole protocol in about a minute on a CPU (tiny models, a slice of the
-    /// corpus, a few queries), for tests; `10m`: the study at about 10M non-embedding
-    /// parameters on one GPU.
+    /// corpus, a few queries), for tests; `cpu`: tiny models (0.1M non-embedding parameters)
+    /// pretrained on 0.6M tokens of the whole corpus, SciFact's first 100 test queries, in
+    /// about half an hour on two cores; `10m`: the study at about 10M non-embedding parameters
+    /// on one GPU.
     pub fn named(name: &str) -> Result<Self, StudyError> {
         let scifact = Task {
             train: "scifact".into(),
@@ -112,6 +114,34 @@ impl ControlledPreset {
                 test_queries: Some(12),
                 train_queries: Some(12),
                 batch_size: 16,
+                pad_multiple: 1,
+            }),
+            "cpu" => Ok(ControlledPreset {
+                name: name.into(),
+                corpus: "pretrain".into(),
+                corpus_docs: None,
+                vocab_size: 2048,
+                size: LmSize::Tiny,
+                seq_len: 128,
+                pretrain_batch: 16,
+                pretrain_steps: 300,
+                pretrain_lr: 3e-3,
+                tasks: vec![scifact.clone()],
+                finetune: TrainSettings {
+                    steps: 40,
+                    group_size: 4,
+                    groups_per_step: 4,
+                    negatives_top_k: 20,
+                    ..TrainSettings::default()
+                },
+                lr_pretrained: 1e-3,
+                lr_scratch: 1e-3,
+                seeds: vec![1, 2, 3],
+                max_length: 160,
+                depth: 20,
+                test_queries: Some(100),
+                train_queries: None,
+                batch_size: 32,
                 pad_multiple: 1,
             }),
             "10m" => Ok(ControlledPreset {
@@ -153,7 +183,7 @@ impl ControlledPreset {
                 pad_multiple: 64,
             }),
             other => Err(StudyError(format!(
-                "unknown controlled preset {other:?}: expected toy or 10m"
+                "unknown controlled preset {other:?}: expected toy, cpu or 10m"
             ))),
         }
     }

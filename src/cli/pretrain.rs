@@ -218,7 +218,8 @@ pub fn tokenizer(a: TokenizerArgs) -> Result<()> {
 
 #[derive(ClapArgs)]
 pub struct ControlledArgs {
-    /// `toy` (the whole protocol on a CPU in about a minute, for tests) or `10m` (one GPU).
+    /// `toy` (the whole protocol on a CPU in about a minute, for tests), `cpu` (tiny models,
+    /// about half an hour on two cores) or `10m` (one GPU).
     #[arg(long, default_value = "10m")]
     pub preset: String,
     /// Output folder (default: target/controlled/PRESET).
