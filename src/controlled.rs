@@ -357,8 +357,8 @@ where
     let eos = tok
         .token_to_id(EOS_TOKEN)
         .ok_or_else(|| StudyError(format!("the tokenizer has no {EOS_TOKEN}")))?;
-    let packed = PackedCorpus::pack(&tok, &docs, eos, p.seq_len, 100.min(docs.len().max(2)))
-        .map_err(wrap("packing the corpus"))?;
+    let packed =
+        PackedCorpus::pack(&tok, &docs, eos, p.seq_len, 100).map_err(wrap("packing the corpus"))?;
     drop(docs);
 
     let mut pretraining = Vec::new();

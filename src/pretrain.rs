@@ -327,7 +327,6 @@ where
             });
         }
     }
-    let _ = &report.evals;
     save(&trainer.model.encoder, out)?;
     let tokens_seen = trainer.step * rows * s.seq_len;
     let trained_here = (trainer.step - start_step) * rows * s.seq_len;
