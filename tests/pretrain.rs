@@ -300,6 +300,30 @@ fn bad_cards_and_empty_reranks_are_errors() {
         a.extend_from_slice(extra);
         rankmamba(&a)
     };
+    // --random-init on a trained model directory is refused and leaves it as it was
+    let record = std::fs::read(m.join("cross_encoder.mpk")).unwrap();
+    let (ok, err) = rankmamba(&[
+        "train",
+        "--model",
+        m.to_str().unwrap(),
+        "--out",
+        m.to_str().unwrap(),
+        "--random-init",
+        "--dataset",
+        "scifact",
+        "--steps",
+        "1",
+        "--max-length",
+        "48",
+        "--queries",
+        "2",
+        "--group-size",
+        "2",
+        "--groups-per-step",
+        "1",
+    ]);
+    assert!(!ok && err.contains("--random-init"), "{err}");
+    assert!(std::fs::read(m.join("cross_encoder.mpk")).unwrap() == record);
     let (ok, err) = rerank(&["--queries", "0"]);
     assert!(!ok && err.contains("--queries"), "{err}");
     let card_path = m.join("rankmamba.json");

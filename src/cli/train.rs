@@ -159,6 +159,16 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
         anyhow::bail!("--dropout must be in [0, 1), got {p}");
     }
+    if a.random_init
+        && std::path::Path::new(&a.model)
+            .join(models::CARD_FILE)
+            .is_file()
+    {
+        anyhow::bail!(
+            "--random-init takes a backbone (a named model or a HF checkpoint directory), not the trained model directory {}",
+            a.model
+        );
+    }
     if a.template.is_some() && models::is_encoder(&a.model)? {
         anyhow::bail!(
             "--template applies to decoder inputs (Mamba, GPT-NeoX); {} is an encoder, fed [CLS] query [SEP] document [SEP]",
@@ -170,10 +180,6 @@ pub fn run(a: Args) -> Result<()> {
     let (mut card, mut init) = models::prepare(&a.model, a.max_length, &out)?;
     let mut changed = false;
     if a.random_init && init != models::Init::Random {
-        if init == models::Init::Trained {
-            // the card and the copied record belong to the trained model: start afresh
-            let _ = std::fs::remove_file(out.join(format!("{}.mpk", models::RECORD_FILE)));
-        }
         init = models::Init::Random;
         card.source = format!("{} (random init)", a.model);
         changed = true;
