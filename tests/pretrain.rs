@@ -187,7 +187,8 @@ fn pretrain_rejects_bad_input_before_writing() {
     ]);
     assert!(!ok);
     assert!(err.contains("tok.json"), "{err}");
-    // a tokenizer without <|endoftext|>: MiniLM's WordPiece
+    // a good tokenizer (GPT-NeoX's, which has <|endoftext|>) but no such corpus folder: the
+    // error names the corpus
     let (ok, err) = rankmamba(&[
         "pretrain",
         "--arch",
