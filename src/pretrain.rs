@@ -195,7 +195,6 @@ where
             s.seq_len
         )));
     }
-    std::fs::create_dir_all(out).map_err(wrap(out.display()))?;
     B::seed(device, s.seed);
     match s.arch {
         LmArch::Mamba => {
@@ -276,6 +275,8 @@ where
         },
         None => Trainer::new(model, config, device.clone()).map_err(wrap("settings"))?,
     };
+    // the settings were checked by the Trainer above: only now is anything written
+    std::fs::create_dir_all(out).map_err(wrap(out.display()))?;
     let log = out.join(LOG_FILE);
     if trainer.step == 0 {
         // a fresh run starts a fresh log
