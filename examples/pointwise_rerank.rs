@@ -21,7 +21,8 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
 use rank_data::Dataset;
 use rank_heads::{CrossEncoder, PaddingSide, PairEncoder, Pooling, Reranker, TemplateStyle};
-use rankmamba::recipes::{minilm_dir_or_fetch, ndcg10};
+use rankmamba::models::minilm_dir_or_fetch;
+use rankmamba::recipes::ndcg10;
 use transformer_baselines::BertModel;
 
 type B = NdArray;

@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use rank_data::Dataset;
-use rankmamba::recipes::{MiniLmScifact, minilm_dir_or_fetch, minilm_scifact};
+use rankmamba::models::minilm_dir_or_fetch;
+use rankmamba::recipes::{MiniLmScifact, minilm_scifact};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -8,13 +8,12 @@ pub use mamba_blocks;
 pub use mamba_ssm;
 pub use rank_data;
 pub use rank_heads;
+pub use rank_study;
 pub use transformer_baselines;
 
 pub mod backend;
 pub mod bench;
-pub mod controlled;
 pub mod fetch;
-pub mod models;
-pub mod pretrain;
-pub mod recipes;
-pub mod study;
+
+// The study's library lives in `rank-study`; its modules keep their paths here.
+pub use rank_study::{controlled, models, pretrain, recipes, study};

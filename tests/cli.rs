@@ -1,15 +1,12 @@
 //! The `rankmamba` binary: eval / compare / fuse end to end, and clear errors on bad input.
 
+mod common;
+use common::{rankmamba, rankmamba_env};
+
 use std::path::PathBuf;
-use std::process::Command;
 
 fn data() -> PathBuf {
     test_support::data_dir().join("trec-dl-2019-passage")
-}
-
-/// `rankmamba` with `$RANKMAMBA_DATA` unset (the commands below name their files).
-fn rankmamba(args: &[&str]) -> (bool, String, String) {
-    rankmamba_env(args, &[])
 }
 
 #[test]
@@ -158,21 +155,6 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "nDCG@ten",
     ]);
     assert!(!ok && err.contains("nDCG@ten"), "{err}");
-}
-
-/// `rankmamba` run with `env` set and `$RANKMAMBA_DATA` otherwise unset.
-fn rankmamba_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rankmamba"));
-    cmd.args(args).env_remove("RANKMAMBA_DATA");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// A data folder holding a copy of the GPT-NeoX tokenizer.

@@ -1,19 +1,8 @@
 //! `rankmamba bench {scan,train,rerank}` on the CPU at tiny sizes: the output's shape (tables,
 //! JSON fields, the SVG file), never its speed.
 
-use std::process::Command;
-
-fn rankmamba(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
-        .args(args)
-        .output()
-        .expect("run rankmamba");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::rankmamba;
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))

@@ -2,26 +2,15 @@
 //! that reload to the same scores, first-stage order kept below the reranked depth, tables
 //! whose BM25 row equals trec_eval's figures, resumable training and clear errors.
 
+mod common;
+use common::rankmamba;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rankmamba::ir_metrics::{EvalOptions, Measure, Qrels, Run, evaluate};
 
 fn data() -> PathBuf {
     test_support::data_dir()
-}
-
-fn rankmamba(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 fn s(p: &Path) -> &str {

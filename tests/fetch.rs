@@ -2,6 +2,9 @@
 //! copy of the data folder (found by the data lookup order: `../shared/data` here). No test reaches the
 //! internet: every URL points at the loopback server or at a local folder.
 
+mod common;
+use common::rankmamba_env;
+
 use rankmamba::fetch::{self, Dirs, FetchError, Options, Origin};
 use rankmamba::rank_data::{Dataset, Layout};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -144,20 +147,6 @@ fn opts(origin: Origin, cache: &Path) -> Options {
 
 fn sha(path: &Path) -> String {
     fetch::sha256_file(path).unwrap()
-}
-
-fn rankmamba(args: &[&str], envs: &[(&str, &Path)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rankmamba"));
-    cmd.args(args).env_remove("RANKMAMBA_FETCH_BASE");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -457,7 +446,7 @@ fn cli_fetch_list_and_errors() {
     let server = Server::start(&data());
     let cache = tempfile::tempdir().unwrap();
     let c = cache.path().to_str().unwrap();
-    let (ok, out, err) = rankmamba(
+    let (ok, out, err) = rankmamba_env(
         &[
             "data",
             "fetch",
@@ -479,7 +468,7 @@ fn cli_fetch_list_and_errors() {
     assert!(Dataset::open_in(c, "dl19").unwrap().run("bm25").is_ok());
     assert!(Dataset::open_in(c, "msmarco-train-sample").is_ok());
 
-    let (ok, out, _) = rankmamba(
+    let (ok, out, _) = rankmamba_env(
         &[
             "data",
             "fetch",
@@ -496,7 +485,7 @@ fn cli_fetch_list_and_errors() {
         "{out}"
     );
 
-    let (ok, out, _) = rankmamba(&["data", "list", "--cache", c], &[]);
+    let (ok, out, _) = rankmamba_env(&["data", "list", "--cache", c], &[]);
     assert!(ok, "{out}");
     assert!(out.contains("trec-dl-2019-passage (also: dl19)"), "{out}");
     assert!(out.contains("all-MiniLM-L6-v2"), "{out}");
@@ -512,7 +501,7 @@ fn cli_fetch_list_and_errors() {
     let data_dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let from = data();
-    let (ok, out, err) = rankmamba(
+    let (ok, out, err) = rankmamba_env(
         &[
             "data",
             "fetch",
@@ -547,11 +536,11 @@ fn cli_fetch_list_and_errors() {
             .is_file()
     );
 
-    let (ok, _, err) = rankmamba(&["data", "fetch", "nope", "--cache", c], &[]);
+    let (ok, _, err) = rankmamba_env(&["data", "fetch", "nope", "--cache", c], &[]);
     assert!(!ok && err.contains("unknown artefact \"nope\""), "{err}");
     let empty = tempfile::tempdir().unwrap();
     let s404 = Server::start(empty.path());
-    let (ok, _, err) = rankmamba(
+    let (ok, _, err) = rankmamba_env(
         &[
             "data",
             "fetch",

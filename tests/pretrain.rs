@@ -3,21 +3,11 @@
 //! the uninterrupted run byte for byte, and the pretrained directory fine-tunes as a
 //! cross-encoder backbone.
 
+mod common;
+use common::rankmamba;
+
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
-
-fn rankmamba(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
-        .args(args)
-        .env_remove("RANKMAMBA_DATA")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A folder with the first ~400 kB of the Brown corpus (from `pretrain/brown.txt.xz`).
 fn tiny_corpus(dir: &Path) -> std::path::PathBuf {
@@ -54,7 +44,7 @@ fn pretrain_learns_resumes_exactly_and_fine_tunes() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tiny_corpus(tmp.path());
     let tok = tmp.path().join("tokenizer.json");
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "tokenizer",
         "--corpus",
         corpus.to_str().unwrap(),
@@ -100,7 +90,7 @@ fn pretrain_learns_resumes_exactly_and_fine_tunes() {
 
     // one call
     let a = tmp.path().join("a");
-    let (ok, err) = rankmamba(&args(&common(&a, "mamba")));
+    let (ok, _, err) = rankmamba(&args(&common(&a, "mamba")));
     assert!(ok, "{err}");
     let losses = val_losses(&a);
     assert_eq!(losses.len(), 3);
@@ -111,12 +101,12 @@ fn pretrain_learns_resumes_exactly_and_fine_tunes() {
     let b = tmp.path().join("b");
     let mut cut = common(&b, "mamba");
     cut.extend(["--stop-after".to_string(), "8".to_string()]);
-    let (ok, err) = rankmamba(&args(&cut));
+    let (ok, _, err) = rankmamba(&args(&cut));
     assert!(ok, "{err}");
     assert!(err.contains("after 8 of 24 steps"), "{err}");
-    let (ok, err) = rankmamba(&args(&cut));
+    let (ok, _, err) = rankmamba(&args(&cut));
     assert!(ok, "{err}");
-    let (ok, err) = rankmamba(&args(&cut));
+    let (ok, _, err) = rankmamba(&args(&cut));
     assert!(ok, "{err}");
     assert!(err.contains("after 24 of 24 steps"), "{err}");
     // the same weights give the same bytes (sorted safetensors header)
@@ -132,14 +122,14 @@ fn pretrain_learns_resumes_exactly_and_fine_tunes() {
     let mut neox = common(&n, "gpt-neox");
     let at = neox.iter().position(|s| s == "24").unwrap();
     neox[at] = "8".into();
-    let (ok, err) = rankmamba(&args(&neox));
+    let (ok, _, err) = rankmamba(&args(&neox));
     assert!(ok, "{err}");
     for backbone in [&a, &n] {
         let ft = tmp.path().join(format!(
             "ft-{}",
             backbone.file_name().unwrap().to_string_lossy()
         ));
-        let (ok, err) = rankmamba(&[
+        let (ok, _, err) = rankmamba(&[
             "train",
             "--model",
             backbone.to_str().unwrap(),
@@ -172,7 +162,7 @@ fn pretrain_rejects_bad_input_before_writing() {
     let out = tmp.path().join("out");
     let bad_tok = tmp.path().join("tok.json");
     std::fs::write(&bad_tok, "{not json").unwrap();
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "pretrain",
         "--arch",
         "mamba",
@@ -189,7 +179,7 @@ fn pretrain_rejects_bad_input_before_writing() {
     assert!(err.contains("tok.json"), "{err}");
     // a good tokenizer (GPT-NeoX's, which has <|endoftext|>) but no such corpus folder: the
     // error names the corpus
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "pretrain",
         "--arch",
         "mamba",
@@ -202,7 +192,7 @@ fn pretrain_rejects_bad_input_before_writing() {
     ]);
     assert!(!ok);
     assert!(err.contains("nowhere"), "{err}");
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "pretrain",
         "--arch",
         "mamba",
@@ -222,7 +212,7 @@ fn pretrain_rejects_bad_input_before_writing() {
 fn controlled_study_runs_end_to_end_at_toy_size() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "controlled",
         "--preset",
         "toy",
@@ -259,13 +249,62 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
     assert!(out.join("scifact/mamba-random-seed2/run.trec").is_file());
     let md = std::fs::read_to_string(out.join("controlled.md")).unwrap();
     assert!(md.contains("| mamba vs gpt-neox |"), "{md}");
+
+    // The same runs tabulated from files, as runs made on another machine are: the figures
+    // of the in-process protocol come back.
+    let runs = tmp.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    for c in cells {
+        let system = c["system"].as_str().unwrap();
+        for seed in 1..=3 {
+            std::fs::copy(
+                out.join(format!("scifact/{system}-seed{seed}/run.trec")),
+                runs.join(format!("{system}-s{seed}.trec")),
+            )
+            .unwrap();
+        }
+    }
+    let analysed = tmp.path().join("analysed");
+    let (ok, _, err) = rankmamba(&[
+        "controlled",
+        "--analyse",
+        runs.to_str().unwrap(),
+        "--depth",
+        "10",
+        "--queries",
+        "12",
+        "-o",
+        analysed.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(analysed.join("controlled-runs.json")).unwrap())
+            .unwrap();
+    for (x, y) in a["cells"].as_array().unwrap().iter().zip(cells) {
+        assert_eq!(x["system"], y["system"]);
+        assert_eq!(x["mean"], y["mean"], "{}", x["system"]);
+    }
+    for (x, y) in a["tests"].as_array().unwrap().iter().zip(tests) {
+        assert_eq!(x["p_holm"], y["p_holm"], "{} vs {}", x["a"], x["b"]);
+    }
+    // a run of an unknown system is an error naming the file, and nothing is written
+    std::fs::write(runs.join("lstm-s1.trec"), "").unwrap();
+    let (ok, _, err) = rankmamba(&[
+        "controlled",
+        "--analyse",
+        runs.to_str().unwrap(),
+        "-o",
+        tmp.path().join("never").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("lstm-s1.trec"), "{err}");
+    assert!(!tmp.path().join("never").exists());
 }
 
 #[test]
 fn bad_cards_and_empty_reranks_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("m");
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "train",
         "--model",
         "mamba-tiny",
@@ -303,7 +342,7 @@ fn bad_cards_and_empty_reranks_are_errors() {
     };
     // --random-init on a trained model directory is refused and leaves it as it was
     let record = std::fs::read(m.join("cross_encoder.mpk")).unwrap();
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "train",
         "--model",
         m.to_str().unwrap(),
@@ -325,20 +364,20 @@ fn bad_cards_and_empty_reranks_are_errors() {
     ]);
     assert!(!ok && err.contains("--random-init"), "{err}");
     assert!(std::fs::read(m.join("cross_encoder.mpk")).unwrap() == record);
-    let (ok, err) = rerank(&["--queries", "0"]);
+    let (ok, _, err) = rerank(&["--queries", "0"]);
     assert!(!ok && err.contains("--queries"), "{err}");
     let card_path = m.join("rankmamba.json");
     let card = std::fs::read_to_string(&card_path).unwrap();
     let bad = card.replace("\"dropout\": 0.1", "\"dropout\": 2.5");
     assert_ne!(bad, card);
     std::fs::write(&card_path, bad).unwrap();
-    let (ok, err) = rerank(&["--queries", "1"]);
+    let (ok, _, err) = rerank(&["--queries", "1"]);
     assert!(
         !ok && err.contains("rankmamba.json") && err.contains("dropout 2.5"),
         "{err}"
     );
     assert!(!out.exists());
-    let (ok, err) = rankmamba(&[
+    let (ok, _, err) = rankmamba(&[
         "train",
         "--model",
         "mamba-tiny",

@@ -237,9 +237,31 @@ pub struct ControlledArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Instead of running the protocol, tabulate runs made elsewhere (say, by `train` and
+    /// `rerank` on a GPU machine): DIR holds `SYSTEM-sSEED.trec` (SYSTEM: mamba, gpt-neox,
+    /// mamba-random, gpt-neox-random, mamba-query-first, gpt-neox-query-first) and, when
+    /// present, the model folder `SYSTEM-sSEED/` with its `train_report.json`. Writes
+    /// `controlled-runs.json` and `.md` into --out when given.
+    #[arg(long, value_name = "DIR")]
+    pub analyse: Option<PathBuf>,
+    /// With --analyse: the test collection the runs rerank.
+    #[arg(long, default_value = "scifact", requires = "analyse")]
+    pub test: String,
+    /// With --analyse: the collection fine-tuned on (named in the table).
+    #[arg(long, default_value = "scifact", requires = "analyse")]
+    pub train: String,
+    /// With --analyse: the first-stage candidates reranked per query (the chance band's).
+    #[arg(long, default_value_t = 20, requires = "analyse")]
+    pub depth: usize,
+    /// With --analyse: the judged test queries the runs cover (the first by id; default all).
+    #[arg(long, requires = "analyse")]
+    pub queries: Option<usize>,
 }
 
 pub fn controlled(a: ControlledArgs) -> Result<()> {
+    if let Some(dir) = &a.analyse {
+        return analyse(&a, dir);
+    }
     a.backend.ensure_compiled()?;
     let mut preset = rankmamba::controlled::ControlledPreset::named(&a.preset)?;
     if let Some(n) = a.pretrain_steps {
@@ -269,5 +291,81 @@ pub fn controlled(a: ControlledArgs) -> Result<()> {
     ))??;
     print!("{}", rankmamba::controlled::markdown(&report));
     eprintln!("wrote {}", out.join("controlled.md").display());
+    Ok(())
+}
+
+/// `controlled --analyse DIR`: the tables of runs made elsewhere.
+fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
+    use rankmamba::controlled::{MEASURES, SeedRun, analyse, systems, task_markdown};
+    use rankmamba::study::{Collection, Side, Task};
+    if a.depth == 0 || a.queries == Some(0) {
+        bail!("--depth and --queries must be positive");
+    }
+    let names: Vec<String> = systems().iter().map(|s| s.name()).collect();
+    let mut runs = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for e in entries {
+        let path = e
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".trec"))
+        else {
+            continue;
+        };
+        let Some((system, seed)) = stem
+            .rsplit_once("-s")
+            .and_then(|(s, n)| Some((s, n.parse::<u64>().ok()?)))
+        else {
+            bail!("{}: expected SYSTEM-sSEED.trec", path.display());
+        };
+        if !names.iter().any(|n| n == system) {
+            bail!(
+                "{}: unknown system {system:?} (expected one of {})",
+                path.display(),
+                names.join(", ")
+            );
+        }
+        let report = dir.join(stem).join("train_report.json");
+        let tps = if report.is_file() {
+            let v: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&report).with_context(|| format!("reading {}", report.display()))?,
+            )
+            .with_context(|| format!("parsing {}", report.display()))?;
+            v["train_tokens_per_s"].as_f64().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        runs.push(SeedRun {
+            system: system.to_string(),
+            seed,
+            run: rankmamba::ir_metrics::Run::from_path(&path)?,
+            train_tokens_per_s: tps,
+        });
+    }
+    if runs.is_empty() {
+        bail!("{}: no SYSTEM-sSEED.trec run", dir.display());
+    }
+    runs.sort_by(|x, y| (&x.system, x.seed).cmp(&(&y.system, y.seed)));
+    let c = Collection::load(&a.test, Side::Test, a.queries, a.depth.max(100))?;
+    let task = Task {
+        train: a.train.clone(),
+        test: a.test.clone(),
+    };
+    let outcome = analyse(&task, &c, a.depth, &runs)?;
+    let measures: Vec<String> = MEASURES.iter().map(|m| m.to_string()).collect();
+    let md = task_markdown(&outcome, &measures);
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let json = out.join("controlled-runs.json");
+        safe_write::write_bytes(&json, &serde_json::to_vec_pretty(&outcome)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let path = out.join("controlled-runs.md");
+        safe_write::write_bytes(&path, md.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{md}");
     Ok(())
 }

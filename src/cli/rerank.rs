@@ -7,14 +7,23 @@ use clap::Args as ClapArgs;
 use rankmamba::backend::BackendKind;
 use rankmamba::ir_metrics::Run;
 use rankmamba::models::{Init, ModelCard};
-use rankmamba::study::{Collection, Job, Side, compare_runs};
+use rankmamba::study::{Collection, Job, Side, bi_encoder_run, compare_runs};
 use rankmamba::with_backend;
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Model directory written by `rankmamba train`.
+    /// Model directory written by `rankmamba train`; with --bi-encoder, a sentence-embedding
+    /// checkpoint (a HF BERT-style directory, or `minilm` for all-MiniLM-L6-v2).
     #[arg(long)]
     pub model: PathBuf,
+    /// Score by the cosine of mean-pooled embeddings, query and document each encoded alone
+    /// (a sentence-embedding model zero-shot, as all-MiniLM-L6-v2 was trained): the reference
+    /// row of a reranking table.
+    #[arg(long)]
+    pub bi_encoder: bool,
+    /// Tokens per text with --bi-encoder.
+    #[arg(long, default_value_t = 256, requires = "bi_encoder")]
+    pub max_length: usize,
     /// Collection the run's queries and documents come from (name or path).
     #[arg(long)]
     pub dataset: String,
@@ -54,7 +63,24 @@ pub fn run(a: Args) -> Result<()> {
     if a.depth == 0 || a.batch_size == 0 || a.queries == Some(0) {
         bail!("--depth, --batch-size and --queries must be positive");
     }
-    let card = ModelCard::read(&a.model)?;
+    if a.bi_encoder && !(2..=rankmamba::models::MAX_LENGTH_LIMIT).contains(&a.max_length) {
+        bail!(
+            "--max-length {} is outside 2..={}",
+            a.max_length,
+            rankmamba::models::MAX_LENGTH_LIMIT
+        );
+    }
+    let (model_dir, source) = if a.bi_encoder {
+        let dir = if a.model.as_os_str() == "minilm" {
+            rankmamba::models::minilm_dir()?
+        } else {
+            a.model.clone()
+        };
+        let source = format!("{} as a bi-encoder (mean pooling, cosine)", dir.display());
+        (dir, source)
+    } else {
+        (a.model.clone(), ModelCard::read(&a.model)?.source)
+    };
     let mut c = Collection::load(&a.dataset, Side::Test, a.queries, a.depth.max(100))?;
     if c.queries.is_empty() || c.first_stage.is_empty() {
         bail!(
@@ -103,38 +129,52 @@ pub fn run(a: Args) -> Result<()> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rankmamba".into());
-    let job = Job {
-        dir: &a.model,
-        train: None,
-        checkpoint_every: None,
-        rerank: Some((&c, a.depth)),
-        batch_size: a.batch_size,
-        progress: true,
-        run_name: name.clone(),
-        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
-    };
     eprintln!(
         "reranking {} queries x top {} of {} with {} ({})",
         c.queries.len(),
         a.depth,
         a.dataset,
         a.model.display(),
-        card.source
+        source
     );
-    let (run, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&Init::Trained, &dev))??;
-    let run = run.ok_or_else(|| anyhow::anyhow!("no run"))?;
+    let (run, rate) = if a.bi_encoder {
+        with_backend!(a.backend, |B, dev| bi_encoder_run::<B>(
+            &model_dir,
+            &c,
+            a.depth,
+            a.batch_size,
+            a.max_length,
+            &name,
+            &dev
+        ))??
+    } else {
+        rerank_job(&a, &c, &name)?
+    };
     run.write_path(&a.output)?;
     if let Some(p) = &a.first_stage_output {
         c.first_stage.write_path(p)?;
     }
-    eprintln!(
-        "wrote {} ({:.1} documents/s)",
-        a.output.display(),
-        report.rerank_docs_per_s.unwrap_or(0.0)
-    );
+    eprintln!("wrote {} ({rate:.1} documents/s)", a.output.display());
     if a.eval {
         let cmp = compare_runs(&c, &[("first-stage", &c.first_stage), (&name, &run)])?;
         print!("{}", cmp.table());
     }
     Ok(())
+}
+
+/// The cross-encoder of model directory `--model` reranking `c`: the run and documents/s.
+fn rerank_job(a: &Args, c: &Collection, name: &str) -> Result<(Run, f64)> {
+    let job = Job {
+        dir: &a.model,
+        train: None,
+        checkpoint_every: None,
+        rerank: Some((c, a.depth)),
+        batch_size: a.batch_size,
+        progress: true,
+        run_name: name.to_string(),
+        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
+    };
+    let (run, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&Init::Trained, &dev))??;
+    let run = run.ok_or_else(|| anyhow::anyhow!("no run"))?;
+    Ok((run, report.rerank_docs_per_s.unwrap_or(0.0)))
 }

@@ -159,51 +159,34 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
         anyhow::bail!("--dropout must be in [0, 1), got {p}");
     }
-    if a.random_init
-        && std::path::Path::new(&a.model)
-            .join(models::CARD_FILE)
-            .is_file()
-    {
-        anyhow::bail!(
-            "--random-init takes a backbone (a named model or a HF checkpoint directory), not the trained model directory {}",
-            a.model
-        );
-    }
-    if a.template.is_some() && models::is_encoder(&a.model)? {
-        anyhow::bail!(
-            "--template applies to decoder inputs (Mamba, GPT-NeoX); {} is an encoder, fed [CLS] query [SEP] document [SEP]",
-            a.model
-        );
-    }
-    // The data first: a missing or malformed data set must fail before the output is touched.
-    let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
-    let (mut card, mut init) = models::prepare(&a.model, a.max_length, &out)?;
-    let mut changed = false;
-    if a.random_init && init != models::Init::Random {
-        init = models::Init::Random;
-        card.source = format!("{} (random init)", a.model);
-        changed = true;
+    // Everything is read and checked before the output is touched: the backbone, the flags
+    // that change its card, then the data.
+    let mut plan = models::plan(&a.model, a.max_length)?;
+    if a.random_init {
+        plan.random_init(&a.model)
+            .map_err(|e| anyhow::anyhow!("--random-init: {e}"))?;
     }
     if let Some(p) = a.dropout {
-        card.dropout = p;
-        changed = true;
+        plan.card.dropout = p;
     }
     if let Some(p) = a.pooling {
-        card.pooling = p.into();
-        changed = true;
+        plan.card.pooling = p.into();
     }
-    if let Some(t) = a.template
-        && let TemplateStyle::Decoder { template, .. } = &mut card.template
-    {
+    if let Some(t) = a.template {
+        let TemplateStyle::Decoder { template, .. } = &mut plan.card.template else {
+            anyhow::bail!(
+                "--template applies to decoder inputs (Mamba, GPT-NeoX); {} is an encoder, fed [CLS] query [SEP] document [SEP]",
+                a.model
+            );
+        };
         *template = match t {
             TemplateArg::DocFirst => PAPER_DECODER_TEMPLATE.to_string(),
             TemplateArg::QueryFirst => QUERY_FIRST_TEMPLATE.to_string(),
         };
-        changed = true;
     }
-    if changed {
-        card.write(&out)?;
-    }
+    let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
+    plan.write(&out)?;
+    let (card, init) = (plan.card, plan.init);
     let settings = TrainSettings {
         steps: a.steps,
         group_size: a.group_size,

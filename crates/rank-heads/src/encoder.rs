@@ -1,11 +1,15 @@
 //! `SequenceEncoder`: what a cross-encoder needs from a model (token ids + mask -> hidden
-//! states), implemented for the workspace's Mamba, BERT and GPT-NeoX models. A user's own
+//! states), implemented for the workspace's Mamba (feature `mamba`), BERT and GPT-NeoX (feature
+//! `transformers`) models. A user's own
 //! encoder implements it to sit behind a [`crate::CrossEncoder`].
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, backend::Backend};
+#[cfg(feature = "mamba")]
 use mamba_blocks::MambaModel;
+#[cfg(feature = "mamba")]
 use mamba_ssm::SelectiveScanBackend;
+#[cfg(feature = "transformers")]
 use transformer_baselines::{BertModel, GptNeoXModel};
 
 use crate::RankError;
@@ -38,18 +42,21 @@ pub trait TokenEmbedding<B: Backend> {
     fn token_embedding(&self) -> Tensor<B, 2>;
 }
 
+#[cfg(feature = "mamba")]
 impl<B: Backend> TokenEmbedding<B> for MambaModel<B> {
     fn token_embedding(&self) -> Tensor<B, 2> {
         self.embeddings.weight.val()
     }
 }
 
+#[cfg(feature = "transformers")]
 impl<B: Backend> TokenEmbedding<B> for GptNeoXModel<B> {
     fn token_embedding(&self) -> Tensor<B, 2> {
         self.embed_in.weight.val()
     }
 }
 
+#[cfg(feature = "mamba")]
 impl<B: SelectiveScanBackend> SequenceEncoder<B> for MambaModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)
@@ -60,6 +67,7 @@ impl<B: SelectiveScanBackend> SequenceEncoder<B> for MambaModel<B> {
     }
 }
 
+#[cfg(feature = "transformers")]
 impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self
@@ -76,6 +84,7 @@ impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
     }
 }
 
+#[cfg(feature = "transformers")]
 impl<B: Backend> SequenceEncoder<B> for GptNeoXModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)

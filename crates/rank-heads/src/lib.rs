@@ -9,8 +9,10 @@
 //! - [`CausalLm`]: causal language-model pretraining of a backbone (tied head);
 //! - [`train`]: AdamW, warmup + linear decay, global-norm clipping, accumulation, seeded
 //!   determinism, atomic checkpoints with exact resume, progress bar, JSONL metrics;
-//! - [`Reranker`]: batching, sorting, reranking a whole TREC run.
+//! - [`Reranker`]: batching, sorting, reranking a whole TREC run;
+//! - [`BiEncoder`]: a sentence-embedding model scoring by cosine (the zero-shot reference).
 
+mod bi_encoder;
 mod cross_encoder;
 mod encoder;
 pub mod lm;
@@ -20,6 +22,7 @@ mod rerank;
 mod template;
 pub mod train;
 
+pub use bi_encoder::BiEncoder;
 pub use cross_encoder::CrossEncoder;
 pub use encoder::{SequenceEncoder, TokenBatch, TokenEmbedding};
 pub use lm::CausalLm;
@@ -48,9 +51,11 @@ pub enum RankError {
     Tokenizer(String),
     /// Mamba model errors.
     #[error(transparent)]
+    #[cfg(feature = "mamba")]
     Mamba(#[from] mamba_blocks::MambaError),
     /// Transformer model errors.
     #[error(transparent)]
+    #[cfg(feature = "transformers")]
     Transformer(#[from] transformer_baselines::TransformerError),
     /// Data-parallel training: a collective operation or a replica failed.
     #[error("data-parallel training: {0}")]

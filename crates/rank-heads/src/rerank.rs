@@ -76,36 +76,59 @@ impl<B: Backend, M: Scorer<B>> Reranker<'_, B, M> {
         doc_text: &dyn Fn(&str) -> Option<String>,
         depth: usize,
         name: &str,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<Run, RankError> {
-        let mut out = Run::new(name);
-        let total = run.queries().len();
-        for (qi, qrun) in run.queries().iter().enumerate() {
-            let Some(query) = queries.get(qrun.qid()) else {
-                continue;
-            };
-            let ranked = qrun.ranked();
-            let top: Vec<&str> = ranked.iter().take(depth).map(|(d, _)| *d).collect();
-            let texts = top
-                .iter()
-                .map(|d| {
-                    doc_text(d).ok_or_else(|| {
-                        RankError::Input(format!(
-                            "run {}: document `{d}` (query {}) has no text in the collection",
-                            run.name(),
-                            qrun.qid()
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<String>, _>>()?;
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let scores = self.score(query, &refs)?;
-            for (d, s) in top.iter().zip(scores) {
-                out.push(qrun.qid(), d, s as f64)
-                    .map_err(|e| RankError::Input(e.to_string()))?;
-            }
-            progress(qi + 1, total);
-        }
-        Ok(out)
+        rerank_run_with(
+            |q, docs| self.score(q, docs),
+            run,
+            queries,
+            doc_text,
+            depth,
+            name,
+            progress,
+        )
     }
+}
+
+/// The reranking loop shared by the cross-encoder and the bi-encoder: `score(query, docs)`
+/// scores each query's top `depth` documents of `run` (queries without a text in `queries`
+/// are skipped; a document without a text is an error naming it).
+pub(crate) fn rerank_run_with(
+    mut score: impl FnMut(&str, &[&str]) -> Result<Vec<f32>, RankError>,
+    run: &Run,
+    queries: &HashMap<String, String>,
+    doc_text: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+    name: &str,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Run, RankError> {
+    let mut out = Run::new(name);
+    let total = run.queries().len();
+    for (qi, qrun) in run.queries().iter().enumerate() {
+        let Some(query) = queries.get(qrun.qid()) else {
+            continue;
+        };
+        let ranked = qrun.ranked();
+        let top: Vec<&str> = ranked.iter().take(depth).map(|(d, _)| *d).collect();
+        let texts = top
+            .iter()
+            .map(|d| {
+                doc_text(d).ok_or_else(|| {
+                    RankError::Input(format!(
+                        "run {}: document `{d}` (query {}) has no text in the collection",
+                        run.name(),
+                        qrun.qid()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<String>, _>>()?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let scores = score(query, &refs)?;
+        for (d, s) in top.iter().zip(scores) {
+            out.push(qrun.qid(), d, s as f64)
+                .map_err(|e| RankError::Input(e.to_string()))?;
+        }
+        progress(qi + 1, total);
+    }
+    Ok(out)
 }

@@ -185,6 +185,48 @@ impl PairEncoder {
         }
     }
 
+    /// Tokenizes one text alone, as a sentence-embedding model reads it: encoder style,
+    /// `[CLS] text [SEP]` cut to `max_length`; decoder style, the text then EOS, cut to
+    /// `max_length` with the EOS kept.
+    pub fn encode_text(&self, text: &str) -> Result<EncodedPair, RankError> {
+        match &self.style {
+            TemplateStyle::Encoder => {
+                let mut tok = self.tokenizer.clone();
+                tok.with_truncation(Some(TruncationParams {
+                    direction: TruncationDirection::Right,
+                    max_length: self.max_length,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                }))
+                .map_err(|e| RankError::Tokenizer(e.to_string()))?;
+                let enc = tok
+                    .encode(text, true)
+                    .map_err(|e| RankError::Tokenizer(e.to_string()))?;
+                let truncated = !enc.get_overflowing().is_empty();
+                Ok(EncodedPair {
+                    ids: enc.get_ids().to_vec(),
+                    type_ids: enc.get_type_ids().to_vec(),
+                    truncated,
+                })
+            }
+            TemplateStyle::Decoder { eos_id, .. } => {
+                let enc = self
+                    .tokenizer
+                    .encode(text, false)
+                    .map_err(|e| RankError::Tokenizer(e.to_string()))?;
+                let mut ids = enc.get_ids().to_vec();
+                let truncated = ids.len() + 1 > self.max_length;
+                ids.truncate(self.max_length - 1);
+                ids.push(*eos_id);
+                Ok(EncodedPair {
+                    type_ids: vec![0; ids.len()],
+                    ids,
+                    truncated,
+                })
+            }
+        }
+    }
+
     fn encode_encoder(&self, query: &str, doc: &str) -> Result<EncodedPair, RankError> {
         let full = self
             .tokenizer
@@ -306,6 +348,28 @@ impl PairEncoder {
             .iter()
             .map(|(q, d)| self.encode_pair(q, d))
             .collect::<Result<_, _>>()?;
+        Ok(self.pad(&encoded))
+    }
+
+    /// One training batch of groups, each a query with its documents (by convention the
+    /// positive first): the rows are the (query, document) pairs group after group, the layout
+    /// the listwise losses read (consecutive groups of `group size` rows).
+    pub fn encode_groups<I, Q, D>(&self, groups: I) -> Result<EncodedBatch, RankError>
+    where
+        I: IntoIterator<Item = (Q, D)>,
+        Q: AsRef<str>,
+        D: IntoIterator,
+        D::Item: AsRef<str>,
+    {
+        let mut encoded = Vec::new();
+        for (query, docs) in groups {
+            for doc in docs {
+                encoded.push(self.encode_pair(query.as_ref(), doc.as_ref())?);
+            }
+        }
+        if encoded.is_empty() {
+            return Err(RankError::Input("no pairs to encode".into()));
+        }
         Ok(self.pad(&encoded))
     }
 

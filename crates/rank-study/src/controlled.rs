@@ -296,7 +296,8 @@ pub struct ControlledReport {
     pub wall_s: f64,
 }
 
-const MEASURES: &[&str] = &["nDCG@10", "RR@10"];
+/// The measures of the study's tables.
+pub const MEASURES: &[&str] = &["nDCG@10", "RR@10"];
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -392,10 +393,6 @@ where
         pretraining.push(r);
     }
 
-    let measures: Vec<Measure> = MEASURES
-        .iter()
-        .map(|m| m.parse().map_err(wrap(m)))
-        .collect::<Result<_, _>>()?;
     let mut tasks = Vec::new();
     for (task, train_c, test_c) in &loaded {
         let tdir = out.join(task.name());
@@ -404,19 +401,9 @@ where
             .first_stage
             .write_path(tdir.join("bm25.trec"))
             .map_err(wrap(tdir.join("bm25.trec").display()))?;
-        let opts = EvalOptions {
-            relevance_level: test_c.level,
-            ..EvalOptions::default()
-        };
-        let eval = |run: &Run| evaluate(&test_c.qrels, run, &measures, &opts);
-        let bm25 = eval(&test_c.first_stage).map_err(wrap("BM25"))?;
-        let mut cells = Vec::new();
-        // per system: query -> nDCG@10 averaged over seeds
-        let mut per_query: Vec<(String, std::collections::BTreeMap<String, f64>)> = Vec::new();
+        let mut seed_runs = Vec::new();
         for sys in systems() {
             let backbone = out.join("pretrain").join(arch_name(sys.arch));
-            let (mut per_seed, mut tps) = (Vec::new(), Vec::new());
-            let mut avg: std::collections::BTreeMap<String, f64> = Default::default();
             for &seed in &p.seeds {
                 let mdir = tdir.join(format!("{}-seed{seed}", sys.name()));
                 let (mut card, init) =
@@ -460,42 +447,15 @@ where
                 let run = run.ok_or_else(|| StudyError("no run".into()))?;
                 run.write_path(mdir.join("run.trec"))
                     .map_err(wrap(mdir.join("run.trec").display()))?;
-                let e = eval(&run).map_err(wrap(sys.name()))?;
-                for (q, v) in &e.per_query {
-                    *avg.entry(q.clone()).or_default() += v[0] / p.seeds.len() as f64;
-                }
-                per_seed.push(e.means.clone());
-                tps.push(report.train_tokens_per_s.unwrap_or(0.0));
+                seed_runs.push(SeedRun {
+                    system: sys.name(),
+                    seed,
+                    run,
+                    train_tokens_per_s: report.train_tokens_per_s.unwrap_or(0.0),
+                });
             }
-            let k = measures.len();
-            let (mean, sd): (Vec<f64>, Vec<f64>) = (0..k)
-                .map(|i| mean_sd(&per_seed.iter().map(|s| s[i]).collect::<Vec<_>>()))
-                .unzip();
-            cells.push(Cell {
-                system: sys.name(),
-                per_seed,
-                mean,
-                sd,
-                train_tokens_per_s: mean_sd(&tps).0,
-            });
-            per_query.push((sys.name(), avg));
         }
-        let bm25_q: std::collections::BTreeMap<String, f64> = bm25
-            .per_query
-            .iter()
-            .map(|(q, v)| (q.clone(), v[0]))
-            .collect();
-        per_query.push(("bm25".into(), bm25_q));
-        let tests = planned_tests(&per_query)?;
-        let chance = chance_band(test_c, p.depth)?;
-        tasks.push(TaskOutcome {
-            task: (*task).clone(),
-            test_queries: test_c.queries.len(),
-            bm25: bm25.means,
-            chance,
-            cells,
-            tests,
-        });
+        tasks.push(analyse(task, test_c, p.depth, &seed_runs)?);
     }
     let report = ControlledReport {
         preset: p.clone(),
@@ -514,6 +474,101 @@ where
     let md = out.join("controlled.md");
     safe_write::write_bytes(&md, markdown(&report).as_bytes()).map_err(wrap(md.display()))?;
     Ok(report)
+}
+
+/// One fine-tuned run of the study: the system, the seed, its reranked run and the
+/// fine-tuning throughput.
+#[derive(Debug, Clone)]
+pub struct SeedRun {
+    /// [`System::name`].
+    pub system: String,
+    /// The fine-tuning seed.
+    pub seed: u64,
+    /// The reranked test run.
+    pub run: Run,
+    /// Fine-tuning tokens/s (0 when unknown).
+    pub train_tokens_per_s: f64,
+}
+
+/// The tables of one task from its runs, wherever they were made (this process, or
+/// `rankmamba train` / `rerank` on another machine): per system the mean ± sd over seeds of
+/// nDCG@10 and RR@10, BM25's figures, the chance band of `depth` shuffled candidates, and the
+/// planned paired t-tests on seed-averaged per-query nDCG@10, Holm-corrected.
+pub fn analyse(
+    task: &Task,
+    test_c: &Collection,
+    depth: usize,
+    runs: &[SeedRun],
+) -> Result<TaskOutcome, StudyError> {
+    let measures: Vec<Measure> = MEASURES
+        .iter()
+        .map(|m| m.parse().map_err(wrap(m)))
+        .collect::<Result<_, _>>()?;
+    let opts = EvalOptions {
+        relevance_level: test_c.level,
+        ..EvalOptions::default()
+    };
+    let eval = |run: &Run| evaluate(&test_c.qrels, run, &measures, &opts);
+    let bm25 = eval(&test_c.first_stage).map_err(wrap("BM25"))?;
+    let mut cells = Vec::new();
+    // per system: query -> nDCG@10 averaged over seeds
+    let mut per_query: Vec<(String, std::collections::BTreeMap<String, f64>)> = Vec::new();
+    for sys in systems() {
+        let name = sys.name();
+        let mine: Vec<&SeedRun> = runs.iter().filter(|r| r.system == name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let (mut per_seed, mut tps) = (Vec::new(), Vec::new());
+        let mut avg: std::collections::BTreeMap<String, f64> = Default::default();
+        for r in &mine {
+            let e = eval(&r.run).map_err(wrap(format!("{name} seed {}", r.seed)))?;
+            for (q, v) in &e.per_query {
+                *avg.entry(q.clone()).or_default() += v[0] / mine.len() as f64;
+            }
+            per_seed.push(e.means.clone());
+            tps.push(r.train_tokens_per_s);
+        }
+        let (mean, sd): (Vec<f64>, Vec<f64>) = (0..measures.len())
+            .map(|i| mean_sd(&per_seed.iter().map(|s| s[i]).collect::<Vec<_>>()))
+            .unzip();
+        cells.push(Cell {
+            system: name.clone(),
+            per_seed,
+            mean,
+            sd,
+            train_tokens_per_s: mean_sd(&tps).0,
+        });
+        per_query.push((name, avg));
+    }
+    if let Some(r) = runs
+        .iter()
+        .find(|r| !systems().iter().any(|s| s.name() == r.system))
+    {
+        return Err(StudyError(format!(
+            "run of unknown system {:?} (expected one of {})",
+            r.system,
+            systems()
+                .iter()
+                .map(System::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let bm25_q: std::collections::BTreeMap<String, f64> = bm25
+        .per_query
+        .iter()
+        .map(|(q, v)| (q.clone(), v[0]))
+        .collect();
+    per_query.push(("bm25".into(), bm25_q));
+    Ok(TaskOutcome {
+        task: task.clone(),
+        test_queries: test_c.queries.len(),
+        bm25: bm25.means,
+        chance: chance_band(test_c, depth)?,
+        cells,
+        tests: planned_tests(&per_query)?,
+    })
 }
 
 fn arch_name(a: LmArch) -> &'static str {
@@ -618,51 +673,59 @@ pub fn markdown(r: &ControlledReport) -> String {
         );
     }
     for t in &r.tasks {
-        let _ = writeln!(
-            s,
-            "\n## train {} -> test {} ({} queries)\n\n| system | {} | fine-tune tokens/s |\n|---|{}---|",
-            t.task.train,
-            t.task.test,
-            t.test_queries,
-            r.measures
-                .iter()
-                .map(|m| format!("{m} (mean ± sd)"))
-                .collect::<Vec<_>>()
-                .join(" | "),
-            "---|".repeat(r.measures.len())
-        );
-        let _ = write!(s, "| BM25 |");
-        for v in &t.bm25 {
-            let _ = write!(s, " {v:.4} |");
+        s.push_str(&task_markdown(t, &r.measures));
+    }
+    s
+}
+
+/// One task's tables (systems, BM25, chance band, planned tests) as Markdown.
+pub fn task_markdown(t: &TaskOutcome, measures: &[String]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n## train {} -> test {} ({} queries)\n\n| system | {} | fine-tune tokens/s |\n|---|{}---|",
+        t.task.train,
+        t.task.test,
+        t.test_queries,
+        measures
+            .iter()
+            .map(|m| format!("{m} (mean ± sd)"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(measures.len())
+    );
+    let _ = write!(s, "| BM25 |");
+    for v in &t.bm25 {
+        let _ = write!(s, " {v:.4} |");
+    }
+    let _ = writeln!(s, " - |");
+    if let Some(first) = t.chance.first() {
+        let _ = write!(s, "| chance ({} shuffles) |", first.samples);
+        // the study's chance measures start with this table's (nDCG@10, RR@10)
+        for b in t.chance.iter().take(measures.len()) {
+            let _ = write!(s, " {:.4} [{:.4}-{:.4}] |", b.mean, b.lo, b.hi);
         }
         let _ = writeln!(s, " - |");
-        if let Some(first) = t.chance.first() {
-            let _ = write!(s, "| chance ({} shuffles) |", first.samples);
-            // the study's chance measures start with this table's (nDCG@10, RR@10)
-            for b in t.chance.iter().take(r.measures.len()) {
-                let _ = write!(s, " {:.4} [{:.4}-{:.4}] |", b.mean, b.lo, b.hi);
-            }
-            let _ = writeln!(s, " - |");
+    }
+    for c in &t.cells {
+        let _ = write!(s, "| {} |", c.system);
+        for (m, d) in c.mean.iter().zip(&c.sd) {
+            let _ = write!(s, " {m:.4} ± {d:.4} |");
         }
-        for c in &t.cells {
-            let _ = write!(s, "| {} |", c.system);
-            for (m, d) in c.mean.iter().zip(&c.sd) {
-                let _ = write!(s, " {m:.4} ± {d:.4} |");
-            }
-            let _ = writeln!(s, " {:.0} |", c.train_tokens_per_s);
-        }
+        let _ = writeln!(s, " {:.0} |", c.train_tokens_per_s);
+    }
+    let _ = writeln!(
+        s,
+        "\nPaired t-tests on nDCG@10 over queries (each query averaged over the seeds), Holm-corrected over these comparisons:\n\n| comparison | difference | p | p (Holm) |\n|---|---|---|---|"
+    );
+    for x in &t.tests {
+        let star = if x.p_holm < 0.05 { " *" } else { "" };
         let _ = writeln!(
             s,
-            "\nPaired t-tests on nDCG@10 over queries (each query averaged over the seeds), Holm-corrected over these comparisons:\n\n| comparison | difference | p | p (Holm) |\n|---|---|---|---|"
+            "| {} vs {} | {:+.4} | {:.4} | {:.4}{star} |",
+            x.a, x.b, x.diff, x.p, x.p_holm
         );
-        for x in &t.tests {
-            let star = if x.p_holm < 0.05 { " *" } else { "" };
-            let _ = writeln!(
-                s,
-                "| {} vs {} | {:+.4} | {:.4} | {:.4}{star} |",
-                x.a, x.b, x.diff, x.p, x.p_holm
-            );
-        }
     }
     s
 }

@@ -1,12 +1,5 @@
-//! The training loop: AdamW, linear warmup then linear decay, global-norm gradient clipping,
-//! gradient accumulation, seeded determinism, periodic evaluation, atomic checkpoints with
-//! exact resume, a progress bar and JSONL metrics.
-//!
-//! Data comes from a function of the global micro-batch index (`step * accumulation + micro`),
-//! so the data position is the step: a resumed run asks for exactly the batches the
-//! uninterrupted run would have seen. Dropout and every other random op are reseeded from
-//! `(seed, index)` before each micro-batch, so randomness does not depend on history either.
-//! Training `2N` steps equals training `N`, stopping, and resuming `N` (tested bit for bit).
+//! The loop: micro-batches, accumulation, clipping, AdamW steps, evaluation, the JSONL log
+//! and atomic checkpoints with exact resume.
 
 use std::fs::File;
 use std::io::Write;
@@ -14,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use burn::collective::{
-    CollectiveConfig, PeerId, ReduceOperation, finish_collective, register, reset_collective,
-};
+use burn::collective::{CollectiveConfig, PeerId, finish_collective, register, reset_collective};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{
     AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
@@ -26,169 +17,24 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{RankError, RankLoss, TokenBatch};
+use crate::{RankError, TokenBatch};
 
-/// A model that scores a token batch (one logit per row).
-pub trait Scorer<B: Backend> {
-    /// Logits `[rows]`.
-    fn score(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError>;
-}
-
-/// What the [`Trainer`] minimises: the mean loss of one micro-batch, a scalar `[1]`.
-///
-/// A [`crate::CrossEncoder`] minimises [`ranking_loss`] of its logits; a language model
-/// ([`crate::lm::CausalLm`]) its next-token cross-entropy. A user's own [`Scorer`]
-/// implements it with [`ranking_loss`] too.
-pub trait Objective<B: Backend> {
-    /// The loss of `batch` (not yet divided by the accumulation).
-    fn objective(
-        &self,
-        batch: &TokenBatch<B>,
-        cfg: &TrainConfig,
-    ) -> Result<Tensor<B, 1>, RankError>;
-}
-
-/// The ranking loss of logits `[rows]`: rows in groups of [`TrainConfig::group_size`]
-/// (positive first) under [`TrainConfig::loss`].
-pub fn ranking_loss<B: Backend>(scores: Tensor<B, 1>, cfg: &TrainConfig) -> Tensor<B, 1> {
-    let [rows] = scores.dims();
-    cfg.loss
-        .compute(scores.reshape([rows / cfg.group_size, cfg.group_size]))
-}
-
-/// Warmup length.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Warmup {
-    /// A number of optimizer steps.
-    Steps(usize),
-    /// A fraction of `total_steps`.
-    Ratio(f64),
-}
-
-/// Settings of a training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// AdamW decoupled weight decay.
-    pub weight_decay: f64,
-    /// Linear warmup from 0 to `lr`, then linear decay to 0 at `total_steps`.
-    pub warmup: Warmup,
-    /// Optimizer steps.
-    pub total_steps: usize,
-    /// Clip the global gradient norm (over all parameters) to this value.
-    pub grad_clip_norm: Option<f64>,
-    /// Micro-batches per optimizer step.
-    pub accumulation: usize,
-    /// Seed of every random op (dropout).
-    pub seed: u64,
-    /// Rows per group in a batch (positive first); the loss sees `[rows / G, G]`.
-    pub group_size: usize,
-    /// The loss.
-    pub loss: RankLoss,
-    /// Evaluate every this many steps (and at the end).
-    pub eval_every: Option<usize>,
-    /// Write a checkpoint every this many steps (and at the end) when a checkpoint dir is set.
-    pub checkpoint_every: Option<usize>,
-    /// Checkpoints kept (older ones are deleted).
-    pub keep_checkpoints: usize,
-    /// Log a JSONL line every this many steps.
-    pub log_every: usize,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            lr: 2e-5,
-            weight_decay: 0.01,
-            warmup: Warmup::Ratio(0.1),
-            total_steps: 1000,
-            grad_clip_norm: Some(1.0),
-            accumulation: 1,
-            seed: 42,
-            group_size: 8,
-            loss: RankLoss::Lce,
-            eval_every: None,
-            checkpoint_every: None,
-            keep_checkpoints: 2,
-            log_every: 10,
-            progress: true,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Warmup steps.
-    pub fn warmup_steps(&self) -> usize {
-        match self.warmup {
-            Warmup::Steps(n) => n,
-            Warmup::Ratio(r) => (r * self.total_steps as f64).round() as usize,
-        }
-    }
-
-    /// Learning rate of optimizer step `step` (0-based): `lr * (step + 1) / warmup` during
-    /// warmup, then `lr * (total - step) / (total - warmup)`.
-    pub fn lr_at(&self, step: usize) -> f64 {
-        let w = self.warmup_steps();
-        if step < w {
-            self.lr * (step + 1) as f64 / w as f64
-        } else {
-            let rest = self.total_steps.saturating_sub(w).max(1);
-            self.lr * self.total_steps.saturating_sub(step) as f64 / rest as f64
-        }
-    }
-
-    fn check(&self) -> Result<(), RankError> {
-        let bad = |m: &str| Err(RankError::Config(m.into()));
-        if self.lr.is_nan() || self.lr <= 0.0 {
-            return bad("lr must be positive");
-        }
-        if self.total_steps == 0 || self.accumulation == 0 || self.group_size == 0 {
-            return bad("total_steps, accumulation and group_size must be positive");
-        }
-        if self.log_every == 0 {
-            return bad("log_every must be positive");
-        }
-        if let Warmup::Ratio(r) = self.warmup
-            && !(0.0..=1.0).contains(&r)
-        {
-            return bad("warmup ratio must lie in [0, 1]");
-        }
-        if self.grad_clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
-            return bad("grad_clip_norm must be positive");
-        }
-        Ok(())
-    }
-}
-
-/// What [`Trainer::train`] reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainReport {
-    /// Steps done in this call.
-    pub steps: usize,
-    /// Mean loss of the last logged window.
-    pub last_loss: f64,
-    /// Tokens (non-padding) processed per second in this call.
-    pub tokens_per_s: f64,
-    /// `(step, value)` of each evaluation.
-    pub evals: Vec<(usize, f64)>,
-}
+use super::grads::{global_norm, scale_grads};
+use super::parallel::*;
+use super::{Objective, TrainConfig, TrainReport};
 
 /// Checkpoint state besides the model and optimizer records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
+pub(super) struct CheckpointState {
     step: usize,
     config: TrainConfig,
 }
 
-type Adam<M, B> = OptimizerAdaptor<AdamW, M, B>;
+pub(super) type Adam<M, B> = OptimizerAdaptor<AdamW, M, B>;
 
 /// An evaluation callback: scores the inference copy of the model (higher is better).
 pub type EvalFn<'a, I> = &'a mut dyn FnMut(&I) -> Result<f64, RankError>;
-type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+pub(super) type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 /// A model being trained, with its optimizer and step counter.
 pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> {
@@ -632,14 +478,16 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
     }
 }
 
-fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(config: &TrainConfig) -> Adam<M, B> {
+pub(super) fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(
+    config: &TrainConfig,
+) -> Adam<M, B> {
     AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init::<B, M>()
 }
 
 /// Forward and backward of one micro-batch: `(loss / accumulation, its gradients)`.
-fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>>(
+pub(super) fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>>(
     model: &M,
     batch: &TokenBatch<B>,
     cfg: &TrainConfig,
@@ -652,160 +500,7 @@ fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>>(
     Ok((value, grads))
 }
 
-/// Rows `[r * rows / n, (r + 1) * rows / n)` for each replica `r` (`rows` divisible by `n`).
-fn split_rows<B: Backend>(batch: TokenBatch<B>, n: usize) -> Vec<TokenBatch<B>> {
-    let [rows, _] = batch.input_ids.dims();
-    let per = rows / n;
-    (0..n)
-        .map(|r| TokenBatch {
-            input_ids: batch.input_ids.clone().narrow(0, r * per, per),
-            token_type_ids: batch.token_type_ids.clone().narrow(0, r * per, per),
-            attention_mask: batch.attention_mask.clone().narrow(0, r * per, per),
-        })
-        .collect()
-}
-
-/// Averages the gradients of all replicas through Burn's collective all-reduce (every
-/// replica receives the same tensors); parameters are reduced in `ParamId` order.
-fn all_reduce_mean<B: AutodiffBackend>(
-    grads: GradientsParams,
-    rank: usize,
-) -> Result<GradientsParams, RankError> {
-    grads
-        .all_reduce::<B::InnerBackend>(PeerId(rank as u32), ReduceOperation::Mean)
-        .map_err(|e| collective_error(rank, e))
-}
-
-fn collective_error(rank: usize, e: burn::collective::CollectiveError) -> RankError {
-    RankError::Distributed(format!(
-        "replica {rank}: collective operation failed: {e:?}"
-    ))
-}
-
-/// After a failed all-reduce on replica 0: the first replica's own error, if one stopped.
-fn replica_failure<B: Backend>(links: &[Link<B>], own: RankError) -> RankError {
-    for (r, link) in links.iter().enumerate() {
-        if let Ok(Err(e)) = link.done.recv_timeout(std::time::Duration::from_secs(10))
-            && !matches!(e, RankError::Distributed(_))
-        {
-            return RankError::Distributed(format!("replica {}: {e}", r + 1));
-        }
-    }
-    own
-}
-
-/// Work for a replica other than 0.
-enum Work<B: Backend> {
-    /// Forward and backward on this shard of global micro-batch `index`.
-    Micro { index: usize, batch: TokenBatch<B> },
-    /// All-reduce the accumulated gradients, clip, AdamW step at `lr`; report the loss.
-    Step { lr: f64 },
-}
-
-/// Replica 0's end of the channels to replica `r > 0`.
-struct Link<B: Backend> {
-    work: mpsc::Sender<Work<B>>,
-    done: mpsc::Receiver<Result<f64, RankError>>,
-}
-
-impl<B: Backend> Link<B> {
-    fn send(&self, w: Work<B>) -> Result<(), RankError> {
-        self.work
-            .send(w)
-            .map_err(|_| RankError::Distributed("a replica thread stopped".into()))
-    }
-
-    /// The replica's summed micro-batch losses of the step just done.
-    fn done(&self, rank: usize) -> Result<f64, RankError> {
-        match self.done.recv() {
-            Ok(r) => r,
-            Err(_) => Err(RankError::Distributed(format!(
-                "replica {rank} stopped without reporting its step"
-            ))),
-        }
-    }
-}
-
-/// A model replica on its own device and thread (replicas 1..N; replica 0 is the trainer).
-struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
-    rank: usize,
-    device: B::Device,
-    model: M,
-    optim: Adam<M, B>,
-    config: TrainConfig,
-    collective: CollectiveConfig,
-}
-
-impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
-    fn run(mut self, work: mpsc::Receiver<Work<B>>, done: mpsc::Sender<Result<f64, RankError>>) {
-        let peer = PeerId(self.rank as u32);
-        let result =
-            register::<B::InnerBackend>(peer, self.device.clone(), self.collective.clone())
-                .map_err(|e| collective_error(self.rank, e))
-                .and_then(|()| self.steps(&work, &done));
-        if let Err(e) = result {
-            // wakes replica 0 (and the others) if they wait in an all-reduce
-            reset_collective::<B::InnerBackend>();
-            let _ = done.send(Err(e));
-        }
-        let _ = finish_collective::<B::InnerBackend>(peer);
-    }
-
-    fn steps(
-        &mut self,
-        work: &mpsc::Receiver<Work<B>>,
-        done: &mpsc::Sender<Result<f64, RankError>>,
-    ) -> Result<(), RankError> {
-        let cfg = self.config.clone();
-        let seed = replica_seed(cfg.seed, self.rank);
-        let mut acc = GradientsAccumulator::<M>::new();
-        let mut loss = 0f64;
-        // the channel closes when replica 0 is done
-        while let Ok(w) = work.recv() {
-            match w {
-                Work::Micro { index, batch } => {
-                    let batch = TokenBatch {
-                        input_ids: batch.input_ids.to_device(&self.device),
-                        token_type_ids: batch.token_type_ids.to_device(&self.device),
-                        attention_mask: batch.attention_mask.to_device(&self.device),
-                    };
-                    B::seed(&self.device, seed_for(seed, index));
-                    let (l, grads) = micro_step(&self.model, &batch, &cfg)?;
-                    loss += l;
-                    acc.accumulate(&self.model, grads);
-                }
-                Work::Step { lr } => {
-                    let grads = std::mem::replace(&mut acc, GradientsAccumulator::new()).grads();
-                    let mut grads = all_reduce_mean::<B>(grads, self.rank)?;
-                    // the same all-reduced gradients as replica 0: the same norm, clip and step
-                    let norm = global_norm::<B, M>(&self.model, &grads);
-                    if let Some(max) = cfg.grad_clip_norm
-                        && norm > max
-                    {
-                        scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
-                    }
-                    let model = self.model.clone();
-                    self.model = self.optim.step(lr, model, grads);
-                    if done.send(Ok(std::mem::take(&mut loss))).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The seed of replica `rank`'s random ops (replica 0 uses `seed` itself).
-fn replica_seed(seed: u64, rank: usize) -> u64 {
-    if rank == 0 {
-        seed
-    } else {
-        seed_for(seed ^ 0xD1B5_4A32_D192_ED03, rank)
-    }
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
+pub(super) fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
     RankError::Io {
         path: path.into(),
         message: e.to_string(),
@@ -813,7 +508,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
 }
 
 /// SplitMix64 of (seed, index): independent, reproducible seeds per micro-batch.
-fn seed_for(seed: u64, index: usize) -> u64 {
+pub(super) fn seed_for(seed: u64, index: usize) -> u64 {
     let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -821,7 +516,7 @@ fn seed_for(seed: u64, index: usize) -> u64 {
 }
 
 /// Initialises every lazy parameter in place (see [`Param`]'s lazy initialisation).
-struct InitParams;
+pub(super) struct InitParams;
 
 impl<B: Backend> ModuleVisitor<B> for InitParams {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -835,60 +530,4 @@ impl<B: Backend> ModuleVisitor<B> for InitParams {
     fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
         let _ = param.val();
     }
-}
-
-struct NormVisitor<'a, B: AutodiffBackend> {
-    grads: &'a GradientsParams,
-    sum: Option<Tensor<B::InnerBackend, 1>>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.square().sum();
-            self.sum = Some(match self.sum.take() {
-                Some(acc) => acc + s,
-                None => s,
-            });
-        }
-    }
-}
-
-/// The L2 norm of all gradients together (PyTorch's `clip_grad_norm_` norm).
-fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
-    model: &M,
-    grads: &GradientsParams,
-) -> f64 {
-    let mut v = NormVisitor::<B> { grads, sum: None };
-    model.visit(&mut v);
-    v.sum
-        .map(|s| s.into_scalar().elem::<f64>().sqrt())
-        .unwrap_or(0.0)
-}
-
-struct ScaleVisitor<'a, B: AutodiffBackend> {
-    grads: &'a mut GradientsParams,
-    factor: f64,
-    _b: std::marker::PhantomData<B>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleVisitor<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.factor));
-        }
-    }
-}
-
-fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
-    model: &M,
-    grads: &mut GradientsParams,
-    factor: f64,
-) {
-    let mut v = ScaleVisitor::<B> {
-        grads,
-        factor,
-        _b: std::marker::PhantomData,
-    };
-    model.visit(&mut v);
 }

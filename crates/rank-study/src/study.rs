@@ -274,8 +274,8 @@ impl<'a> TrainData<'a> {
 }
 
 /// One training batch: the (query, document) pairs of `groups`, group after group (each
-/// group's positive first), encoded by `encoder` onto `device`. The LCE loss reads the batch as
-/// consecutive groups of `group_size` rows.
+/// group's positive first), encoded by `encoder` ([`PairEncoder::encode_groups`]) onto
+/// `device`.
 pub fn encode_groups<B: Backend>(
     groups: &[rank_data::Group],
     queries: &rank_data::Queries,
@@ -283,20 +283,14 @@ pub fn encode_groups<B: Backend>(
     encoder: &PairEncoder,
     device: &B::Device,
 ) -> Result<TokenBatch<B>, RankError> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for g in groups {
-        let t = g
-            .texts(queries, corpus)
-            .map_err(|e| RankError::Input(e.to_string()))?;
-        for d in &t.docs {
-            pairs.push((t.query.to_string(), d.to_string()));
-        }
-    }
-    let refs: Vec<(&str, &str)> = pairs
+    let texts = groups
         .iter()
-        .map(|(q, d)| (q.as_str(), d.as_str()))
-        .collect();
-    Ok(encoder.encode_batch(&refs)?.to_tensors(device))
+        .map(|g| g.texts(queries, corpus))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RankError::Input(e.to_string()))?;
+    Ok(encoder
+        .encode_groups(texts.iter().map(|t| (t.query, &t.docs)))?
+        .to_tensors(device))
 }
 
 /// What a [`Job`] measured.
@@ -491,6 +485,55 @@ impl Job<'_> {
         B::seed(&device, self.train.map_or(7, |d| d.settings.seed));
         models::with_model::<B, _>(self.dir, init, &device, v)?
     }
+}
+
+/// The zero-shot bi-encoder reference of a reranking table: the sentence-embedding checkpoint
+/// `dir` (a HF BERT-style directory: all-MiniLM-L6-v2) scores each query's top `depth`
+/// first-stage documents by the cosine of mean-pooled embeddings, query and document encoded
+/// alone (as the model was trained), at most `max_length` tokens each; the rest follow in
+/// first-stage order. Returns the run named `name` and the documents scored per second.
+pub fn bi_encoder_run<B: Backend>(
+    dir: &Path,
+    c: &Collection,
+    depth: usize,
+    batch_size: usize,
+    max_length: usize,
+    name: &str,
+    device: &B::Device,
+) -> Result<(Run, f64), StudyError> {
+    let cfg_path = dir.join("config.json");
+    let config = transformer_baselines::BertConfig::from_file(&cfg_path)
+        .map_err(wrap(cfg_path.display()))?;
+    let weights = dir.join("model.safetensors");
+    let model = transformer_baselines::BertModel::<B>::from_safetensors(&config, &weights, device)
+        .map_err(wrap(weights.display()))?;
+    let tok_path = dir.join("tokenizer.json");
+    let tokenizer = PairEncoder::from_file(
+        &tok_path,
+        rank_heads::TemplateStyle::Encoder,
+        max_length,
+        rank_heads::PaddingSide::Right,
+    )
+    .map_err(wrap(tok_path.display()))?;
+    let bi = rank_heads::BiEncoder::new(model, rank_heads::Pooling::Mean);
+    let qtext = c.query_texts();
+    let doc_text = |id: &str| c.corpus.get(id).map(|d| d.contents().into_owned());
+    let t = Instant::now();
+    let reranked = bi
+        .rerank_run(
+            &tokenizer,
+            batch_size,
+            device,
+            &c.first_stage,
+            &qtext,
+            &doc_text,
+            depth,
+            name,
+            |_, _| {},
+        )
+        .map_err(wrap("bi-encoder reranking"))?;
+    let rate = reranked.num_entries() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    Ok((with_tail(&reranked, &c.first_stage, name)?, rate))
 }
 
 /// `reranked` (the top of each query) followed by the rest of `first_stage` in its order,

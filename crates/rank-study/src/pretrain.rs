@@ -33,7 +33,8 @@ fn wrap<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) ->
 }
 
 /// The backbone family pretrained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LmArch {
     /// Mamba (v1), tied embedding.
@@ -45,18 +46,19 @@ pub enum LmArch {
 /// Matched sizes: GPT-NeoX with `n` layers of width `d` against Mamba with `2n` layers of the
 /// same width (one Mamba block has about half a transformer layer's parameters: `6d²` against
 /// `12d²`), so that the non-embedding parameters agree within 10%.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LmSize {
     /// d 64; GPT-NeoX 2 layers, 4 heads; Mamba 4 layers (0.1M): for tests.
-    #[value(name = "tiny")]
+    #[cfg_attr(feature = "clap", value(name = "tiny"))]
     #[serde(rename = "tiny")]
     Tiny,
     /// d 384; GPT-NeoX 6 layers, 6 heads (10.7M); Mamba 12 layers (11.5M).
-    #[value(name = "10m")]
+    #[cfg_attr(feature = "clap", value(name = "10m"))]
     #[serde(rename = "10m")]
     M10,
     /// d 640; GPT-NeoX 8 layers, 10 heads (39.4M); Mamba 16 layers (41.0M).
-    #[value(name = "40m")]
+    #[cfg_attr(feature = "clap", value(name = "40m"))]
     #[serde(rename = "40m")]
     M40,
 }

