@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let minilm = minilm_dir_or_fetch(true)?;
     let dev = NdArrayDevice::default();
-    let bert =
+    let (bert, _) =
         BertModel::<B>::from_pretrained(&minilm.to_string_lossy(), &Default::default(), &dev)?;
     B::seed(&dev, 7);
     let mut model = CrossEncoder::new(bert, Pooling::Cls, 0.1, &dev);

@@ -216,7 +216,7 @@ macro_rules! with_cross_encoder {
                 $body
             }
             ModelKind::BertBase | ModelKind::BertTiny => {
-                let enc = bert_config(kind).init::<$B>(false, $dev)?;
+                let enc = bert_config(kind).init::<$B>($dev)?;
                 let $model = CrossEncoder::new(enc, Pooling::Cls, 0.1, $dev);
                 $body
             }

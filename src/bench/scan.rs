@@ -294,7 +294,7 @@ where
             let shape = [batch, len, grid.d_model];
             match pass {
                 Pass::Fwd => {
-                    let layer = first_layer(cfg.init::<B::InnerBackend>(false, device)?)?;
+                    let layer = first_layer(cfg.init::<B::InnerBackend>(device)?)?;
                     let x = Tensor::<B::InnerBackend, 3>::random(
                         shape,
                         Distribution::Normal(0.0, 1.0),
@@ -309,7 +309,7 @@ where
                     })
                 }
                 Pass::FwdBwd => {
-                    let layer = first_layer(cfg.init::<B>(false, device)?)?;
+                    let layer = first_layer(cfg.init::<B>(device)?)?;
                     let x = Tensor::<B, 3>::random(shape, Distribution::Normal(0.0, 1.0), device);
                     sync::<B>(device)?;
                     measure(w, r, || {

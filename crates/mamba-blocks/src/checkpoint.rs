@@ -136,14 +136,7 @@ fn save_dir<B: Backend, M: Module<B>>(
     config: &MambaConfig,
     dir: &Path,
 ) -> Result<(), MambaError> {
-    std::fs::create_dir_all(dir).map_err(|source| model_io::ModelIoError::Io {
-        path: dir.into(),
-        source,
-    })?;
     let meta = [("format".to_string(), "pt".to_string())];
-    model_io::save_safetensors(module, &dir.join(WEIGHTS_FILE), &save_remap(), &meta)?;
-    let text = serde_json::to_string_pretty(&config.to_hf_json())
-        .map_err(|e| MambaError::Config(e.to_string()))?;
-    model_io::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    model_io::save_pretrained(module, &config.to_hf_json(), dir, &save_remap(), &meta)?;
     Ok(())
 }

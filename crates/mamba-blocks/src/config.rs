@@ -87,6 +87,15 @@ impl MambaConfig {
         }
     }
 
+    /// A randomly initialised backbone of this config (Burn's `Config::init` convention;
+    /// the same as [`crate::MambaModel::new`]).
+    pub fn init<B: burn::tensor::backend::Backend>(
+        &self,
+        device: &B::Device,
+    ) -> crate::MambaModel<B> {
+        crate::MambaModel::new(self, device)
+    }
+
     /// The state-spaces presets (GPT-NeoX vocabulary 50,277 padded to 50,280).
     pub fn preset(name: &str) -> Result<Self, MambaError> {
         let (d, n) = match name.trim_start_matches("mamba-") {

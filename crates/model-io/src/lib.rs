@@ -429,6 +429,28 @@ pub fn save_safetensors<B: Backend, M: Module<B>>(
     write_atomic(path, &canonical_header(bytes))
 }
 
+/// Writes a HF checkpoint directory: `config.json` (`config`, pretty-printed) and
+/// `model.safetensors` ([`save_safetensors`] with `remap` and `metadata`), each atomically;
+/// `dir` is created when missing. `transformers` and the model crates' `load_dir` read it.
+pub fn save_pretrained<B: Backend, M: Module<B>>(
+    module: &M,
+    config: &serde_json::Value,
+    dir: &Path,
+    remap: &[(String, String)],
+    metadata: &[(String, String)],
+) -> Result<(), ModelIoError> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelIoError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    save_safetensors(module, &dir.join("model.safetensors"), remap, metadata)?;
+    let text = serde_json::to_string_pretty(config).map_err(|e| ModelIoError::Io {
+        path: dir.join("config.json"),
+        source: std::io::Error::other(e),
+    })?;
+    write_atomic(&dir.join("config.json"), text.as_bytes())
+}
+
 /// The same safetensors bytes with the JSON header's keys in sorted order (the metadata
 /// comes out of a hash map, so two saves of the same weights would differ in byte order):
 /// the same weights always give the same file. Bytes that do not parse are returned as they
@@ -572,22 +594,41 @@ pub fn check_token_batch<B: Backend>(
     attention_mask: Option<&burn::tensor::Tensor<B, 2, burn::tensor::Int>>,
     vocab: usize,
 ) -> Result<bool, String> {
+    check_token_batch_with_types(input_ids, None, attention_mask, vocab)
+}
+
+/// [`check_token_batch`] with segment ids: `token_type_ids` (if any) as `(ids, type_vocab)`,
+/// of `input_ids`' shape, every id in `0..type_vocab`; still one device read.
+pub fn check_token_batch_with_types<B: Backend>(
+    input_ids: &burn::tensor::Tensor<B, 2, burn::tensor::Int>,
+    token_type_ids: Option<(&burn::tensor::Tensor<B, 2, burn::tensor::Int>, usize)>,
+    attention_mask: Option<&burn::tensor::Tensor<B, 2, burn::tensor::Int>>,
+    vocab: usize,
+) -> Result<bool, String> {
     use burn::tensor::Tensor;
     let dims = input_ids.dims();
     if dims.contains(&0) {
         return Err(format!("input_ids has an empty shape {dims:?}"));
     }
-    if let Some(m) = attention_mask
-        && m.dims() != dims
-    {
-        return Err(format!(
-            "attention_mask has shape {:?}, input_ids has shape {dims:?}",
-            m.dims()
-        ));
+    let checks = [
+        ("token_type_ids", token_type_ids.map(|(t, n)| (t, n))),
+        ("attention_mask", attention_mask.map(|m| (m, 2))),
+    ];
+    for (what, t) in &checks {
+        if let Some((t, _)) = t
+            && t.dims() != dims
+        {
+            return Err(format!(
+                "{what} has shape {:?}, input_ids has shape {dims:?}",
+                t.dims()
+            ));
+        }
     }
     let mut parts = vec![input_ids.clone().min(), input_ids.clone().max()];
-    if let Some(m) = attention_mask {
-        parts.extend([m.clone().min(), m.clone().max()]);
+    for (_, t) in &checks {
+        if let Some((t, _)) = t {
+            parts.extend([(*t).clone().min(), (*t).clone().max()]);
+        }
     }
     let v: Vec<i64> = Tensor::cat(parts, 0)
         .into_data()
@@ -600,15 +641,25 @@ pub fn check_token_batch<B: Backend>(
             "input_ids must lie in 0..{vocab}, found values in {lo}..={hi}"
         ));
     }
-    if let [_, _, lo, hi] = v[..] {
-        if lo < 0 || hi > 1 {
-            return Err(format!(
-                "attention_mask must hold only 0 and 1, found values in {lo}..={hi}"
-            ));
+    let mut at = 2;
+    let mut padded = false;
+    for (what, t) in &checks {
+        if let Some((_, limit)) = t {
+            let (lo, hi) = (v[at], v[at + 1]);
+            at += 2;
+            if lo < 0 || hi as u64 >= *limit as u64 {
+                return Err(if *what == "attention_mask" {
+                    format!("attention_mask must hold only 0 and 1, found values in {lo}..={hi}")
+                } else {
+                    format!("{what} must lie in 0..{limit}, found values in {lo}..={hi}")
+                });
+            }
+            if *what == "attention_mask" {
+                padded = lo == 0;
+            }
         }
-        return Ok(lo == 0);
     }
-    Ok(false)
+    Ok(padded)
 }
 
 #[cfg(test)]

@@ -461,16 +461,20 @@ where
     Ok(match card.arch {
         Arch::Bert => {
             let enc = match init {
-                Init::Pretrained(src) => BertModel::<B>::from_pretrained(
-                    &src.to_string_lossy(),
-                    &Default::default(),
-                    device,
-                )
-                .map_err(wrap(src.display()))?,
-                _ => BertConfig::from_file(&cfg_path)
+                Init::Pretrained(src) => {
+                    BertModel::<B>::load_dir(src, device)
+                        .map_err(wrap(src.display()))?
+                        .0
+                }
+                _ => {
+                    let c = BertConfig::from_file(&cfg_path).map_err(wrap(cfg_path.display()))?;
+                    if card.bert_pooler {
+                        c.init_with_pooler(device)
+                    } else {
+                        c.init(device)
+                    }
                     .map_err(wrap(cfg_path.display()))?
-                    .init(card.bert_pooler, device)
-                    .map_err(wrap(cfg_path.display()))?,
+                }
             };
             visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
         }
@@ -483,19 +487,18 @@ where
                 }
                 _ => {
                     let c = MambaConfig::from_file(&cfg_path).map_err(wrap(cfg_path.display()))?;
-                    MambaModel::new(&c, device)
+                    c.init(device)
                 }
             };
             visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
         }
         Arch::GptNeox => {
             let enc = match init {
-                Init::Pretrained(src) => GptNeoXModel::<B>::from_pretrained(
-                    &src.to_string_lossy(),
-                    &Default::default(),
-                    device,
-                )
-                .map_err(wrap(src.display()))?,
+                Init::Pretrained(src) => {
+                    GptNeoXModel::<B>::load_dir(src, device)
+                        .map_err(wrap(src.display()))?
+                        .0
+                }
                 _ => GptNeoXConfig::from_file(&cfg_path)
                     .map_err(wrap(cfg_path.display()))?
                     .init(device)

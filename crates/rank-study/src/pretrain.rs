@@ -201,7 +201,7 @@ where
     match s.arch {
         LmArch::Mamba => {
             let c = mamba_config(s.size, corpus.vocab_size);
-            let model = MambaModel::<B>::new(&c, device);
+            let model: MambaModel<B> = c.init(device);
             run(s, corpus, model, device, out, |m: &MambaModel<B>, dir| {
                 m.save_pretrained(&c, dir).map_err(wrap(dir.display()))
             })
@@ -210,10 +210,7 @@ where
             let c = neox_config(s.size, corpus.vocab_size);
             let model = c.init::<B>(device).map_err(wrap("the GPT-NeoX config"))?;
             run(s, corpus, model, device, out, |m: &GptNeoXModel<B>, dir| {
-                crate::models::write_json(&dir.join("config.json"), &c.to_hf_json())
-                    .map_err(wrap(dir.display()))?;
-                let path = dir.join("model.safetensors");
-                m.save_safetensors(&path).map_err(wrap(path.display()))
+                m.save_pretrained(&c, dir).map_err(wrap(dir.display()))
             })
         }
     }

@@ -164,7 +164,7 @@ pub fn minilm_scifact(
     .map_err(|e| err("tokenizer")(&e))?;
     let dev = NdArrayDevice::default();
     let spec = minilm.to_string_lossy();
-    let bert = BertModel::<AD>::from_pretrained(&spec, &Default::default(), &dev)
+    let (bert, _) = BertModel::<AD>::from_pretrained(&spec, &Default::default(), &dev)
         .map_err(|e| err("all-MiniLM-L6-v2")(&e))?;
     AD::seed(&dev, s.seed);
     let model = CrossEncoder::new(bert, Pooling::Cls, 0.1, &dev);

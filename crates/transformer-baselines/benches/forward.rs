@@ -40,7 +40,7 @@ fn bert(c: &mut Criterion) {
         .sample_size(10)
         .throughput(Throughput::Elements((BATCH * SEQ) as u64));
 
-    let model = config.init::<B>(true, &device).unwrap();
+    let model = config.init_with_pooler::<B>(&device).unwrap();
     let (ids, mask) = inputs::<B>(config.vocab_size, &device);
     group.bench_function("forward", |b| {
         b.iter(|| {
@@ -51,7 +51,7 @@ fn bert(c: &mut Criterion) {
         })
     });
 
-    let model = config.init::<A>(true, &device).unwrap();
+    let model = config.init_with_pooler::<A>(&device).unwrap();
     let (ids, mask) = inputs::<A>(config.vocab_size, &device);
     group.bench_function("forward_backward", |b| {
         b.iter(|| {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::TransformerError;
 use crate::activation::HiddenAct;
 use crate::attention::{AttentionImpl, attention, merge_heads, split_heads};
-use crate::checkpoint::{check_ids, check_mask, check_same_shape, safetensors_names};
+use crate::checkpoint::{check_batch, safetensors_names};
 
 /// Model types whose positions count from `pad_token_id + 1` over the non-padding tokens.
 const ROBERTA_TYPES: &[&str] = &["roberta", "xlm-roberta", "camembert"];
@@ -194,8 +194,20 @@ impl BertConfig {
         }
     }
 
-    /// A randomly initialised encoder (with a pooler when `with_pooler`).
-    pub fn init<B: Backend>(
+    /// A randomly initialised encoder, without the pooler (a cross-encoder pools itself).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<BertModel<B>, TransformerError> {
+        self.init_model(false, device)
+    }
+
+    /// A randomly initialised encoder with BERT's pooler (`dense` + tanh over `[CLS]`).
+    pub fn init_with_pooler<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<BertModel<B>, TransformerError> {
+        self.init_model(true, device)
+    }
+
+    fn init_model<B: Backend>(
         &self,
         with_pooler: bool,
         device: &B::Device,
@@ -418,16 +430,38 @@ pub struct BertModel<B: Backend> {
 }
 
 impl<B: Backend> BertModel<B> {
-    /// Loads a model from a local directory or a HF hub id holding `config.json` and
-    /// `model.safetensors`. A checkpoint without `pooler.dense.*` gives a model without pooler.
+    /// Loads a model and its config from a local directory or a HF hub id holding
+    /// `config.json` and `model.safetensors`. A checkpoint without `pooler.dense.*` gives a
+    /// model without pooler.
     pub fn from_pretrained(
         spec: &str,
         hub: &HubOptions,
         device: &B::Device,
-    ) -> Result<Self, TransformerError> {
+    ) -> Result<(Self, BertConfig), TransformerError> {
         let dir = model_io::resolve_model(spec, &["config.json", "model.safetensors"], hub)?;
+        Self::load_dir(&dir, device)
+    }
+
+    /// Loads a model and its config from `dir` (`config.json` + `model.safetensors`).
+    pub fn load_dir(
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, BertConfig), TransformerError> {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        Self::from_safetensors(&config, &dir.join("model.safetensors"), device)
+        let model = Self::from_safetensors(&config, &dir.join("model.safetensors"), device)?;
+        Ok((model, config))
+    }
+
+    /// Writes `config.json` (HF layout) and `model.safetensors` (HF names) into `dir`, each
+    /// atomically; [`Self::load_dir`] and `transformers`' `BertModel` read the result.
+    pub fn save_pretrained(&self, config: &BertConfig, dir: &Path) -> Result<(), TransformerError> {
+        Ok(model_io::save_pretrained(
+            self,
+            &config.to_hf_json(),
+            dir,
+            &save_remap(),
+            &[],
+        )?)
     }
 
     /// Builds the model of `config` and loads its weights from a HF safetensors file, with or
@@ -439,7 +473,7 @@ impl<B: Backend> BertModel<B> {
     ) -> Result<Self, TransformerError> {
         let names = safetensors_names(path)?;
         let with_pooler = names.iter().any(|n| n.ends_with("pooler.dense.weight"));
-        let model = config.init::<B>(with_pooler, device)?;
+        let model = config.init_model::<B>(with_pooler, device)?;
         let options = LoadOptions {
             remap: load_remap(),
             dtype: Some(DType::F32),
@@ -486,15 +520,12 @@ impl<B: Backend> BertModel<B> {
                 self.max_seq_len
             )));
         }
-        check_same_shape(&input_ids, token_type_ids.as_ref(), "token_type_ids")?;
-        check_same_shape(&input_ids, attention_mask.as_ref(), "attention_mask")?;
-        check_ids(&input_ids, self.vocab_size, "input_ids")?;
-        if let Some(t) = &token_type_ids {
-            check_ids(t, self.type_vocab_size, "token_type_ids")?;
-        }
-        if let Some(m) = &attention_mask {
-            check_mask(m)?;
-        }
+        check_batch(
+            &input_ids,
+            token_type_ids.as_ref().map(|t| (t, self.type_vocab_size)),
+            attention_mask.as_ref(),
+            self.vocab_size,
+        )?;
         let token_type_ids =
             token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &input_ids.device()));
         let key_padding = attention_mask.map(|m| m.equal_elem(0));

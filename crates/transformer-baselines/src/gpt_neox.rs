@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::TransformerError;
 use crate::activation::HiddenAct;
 use crate::attention::{AttentionImpl, attention, merge_heads};
-use crate::checkpoint::{check_ids, check_mask, check_same_shape};
+use crate::checkpoint::check_batch;
 
 /// A GPT-NeoX configuration, resolved from a HF `config.json` of either generation: older files
 /// (Pythia on the hub) write `rotary_pct` and `rotary_emb_base`, `transformers` 5 writes
@@ -465,16 +465,41 @@ pub struct GptNeoXModel<B: Backend> {
 }
 
 impl<B: Backend> GptNeoXModel<B> {
-    /// Loads a model from a local directory or a HF hub id holding `config.json` and
-    /// `model.safetensors`.
+    /// Loads a model and its config from a local directory or a HF hub id holding
+    /// `config.json` and `model.safetensors`.
     pub fn from_pretrained(
         spec: &str,
         hub: &HubOptions,
         device: &B::Device,
-    ) -> Result<Self, TransformerError> {
+    ) -> Result<(Self, GptNeoXConfig), TransformerError> {
         let dir = model_io::resolve_model(spec, &["config.json", "model.safetensors"], hub)?;
+        Self::load_dir(&dir, device)
+    }
+
+    /// Loads a model and its config from `dir` (`config.json` + `model.safetensors`).
+    pub fn load_dir(
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, GptNeoXConfig), TransformerError> {
         let config = GptNeoXConfig::from_file(&dir.join("config.json"))?;
-        Self::from_safetensors(&config, &dir.join("model.safetensors"), device)
+        let model = Self::from_safetensors(&config, &dir.join("model.safetensors"), device)?;
+        Ok((model, config))
+    }
+
+    /// Writes `config.json` (HF layout) and `model.safetensors` (`GPTNeoXModel` names) into
+    /// `dir`, each atomically; [`Self::load_dir`] and `transformers` read the result.
+    pub fn save_pretrained(
+        &self,
+        config: &GptNeoXConfig,
+        dir: &Path,
+    ) -> Result<(), TransformerError> {
+        Ok(model_io::save_pretrained(
+            self,
+            &config.to_hf_json(),
+            dir,
+            &[],
+            &[],
+        )?)
     }
 
     /// Builds the model of `config` and loads its weights from a HF safetensors file
@@ -531,11 +556,7 @@ impl<B: Backend> GptNeoXModel<B> {
                 self.max_seq_len
             )));
         }
-        check_same_shape(&input_ids, attention_mask.as_ref(), "attention_mask")?;
-        check_ids(&input_ids, self.vocab_size, "input_ids")?;
-        if let Some(m) = &attention_mask {
-            check_mask(m)?;
-        }
+        check_batch(&input_ids, None, attention_mask.as_ref(), self.vocab_size)?;
         let device = input_ids.device();
         let key_padding = attention_mask.map(|m| m.equal_elem(0));
         let rope = match self.layers.first() {

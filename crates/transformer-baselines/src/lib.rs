@@ -1,6 +1,10 @@
 //! `transformer-baselines`: the transformer backbones that RankMamba compares Mamba with, on
 //! Burn, with HF `transformers` tensor names and outputs.
 //!
+//! Every model follows one convention: `XConfig::init(&device)` builds a random model,
+//! `from_pretrained(dir_or_hub_id)` / `load_dir(dir)` return `(model, config)`, and
+//! `save_pretrained(&config, dir)` writes a HF checkpoint directory (as `mamba-blocks` does).
+//!
 //! - [`BertModel`]: a BERT-style encoder (BERT, MiniLM, RoBERTa-style positions), post-norm,
 //!   optional pooler; loads HF safetensors with or without the `bert.` / `roberta.` prefix.
 //! - [`GptNeoXModel`]: a GPT-NeoX decoder (Pythia): rotary embeddings on `rotary_pct` of each
@@ -19,7 +23,7 @@
 //!
 //! let device = Default::default();
 //! let dir = "/path/to/all-MiniLM-L6-v2";
-//! let model = BertModel::<NdArray>::from_pretrained(dir, &HubOptions::default(), &device)?;
+//! let (model, _config) = BertModel::<NdArray>::from_pretrained(dir, &HubOptions::default(), &device)?;
 //! let tokenizer = PairTokenizer::from_pretrained(dir, &HubOptions::default(), 256, PaddingSide::Right)?;
 //! let batch = tokenizer.encode_pairs(&[("what is rust", "Rust is a systems language.")])?;
 //! let t = batch.to_tensors::<NdArray>(&device);

@@ -26,6 +26,7 @@ fn tiny_bert() -> BertModel<B> {
         &Default::default(),
     )
     .unwrap()
+    .0
 }
 
 #[test]
@@ -156,7 +157,8 @@ fn bad_inputs_are_errors() {
         &HubOptions::default(),
         &Default::default(),
     )
-    .unwrap();
+    .unwrap()
+    .0;
     let m = err(neox.forward(ids_tensor(&[vec![1, 101]]), None));
     assert!(m.contains("input_ids must lie in 0..101"), "{m}");
     let m = err(neox.forward(ids_tensor(&[vec![1; 65]]), None));
@@ -231,7 +233,7 @@ fn presets_have_the_published_parameter_counts() {
         assert_eq!(n, expected, "{config:?}");
     }
     let bert = BertConfig::bert_base()
-        .init::<B>(true, &dev)
+        .init_with_pooler::<B>(&dev)
         .unwrap()
         .num_params();
     assert_eq!(bert, 109_482_240);

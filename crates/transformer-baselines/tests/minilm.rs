@@ -62,7 +62,8 @@ fn minilm_hidden_states_and_pooler_match_transformers() {
     let dir = minilm_dir();
     let model =
         BertModel::<B>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &device)
-            .unwrap();
+            .unwrap()
+            .0;
     for implementation in [AttentionImpl::Fused, AttentionImpl::Reference] {
         let model = model.clone().with_attention(implementation);
         let out = model
@@ -113,7 +114,8 @@ fn minilm_end_to_end_from_text() {
     let t = tok.encode_pairs(&refs).unwrap().to_tensors::<B>(&device);
     let model =
         BertModel::<B>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &device)
-            .unwrap();
+            .unwrap()
+            .0;
     let out = model
         .forward(t.input_ids, Some(t.token_type_ids), Some(t.attention_mask))
         .unwrap();

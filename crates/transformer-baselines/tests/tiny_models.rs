@@ -18,6 +18,7 @@ fn load_bert(name: &str) -> BertModel<B> {
         &Default::default(),
     )
     .unwrap()
+    .0
 }
 
 #[test]
@@ -85,17 +86,11 @@ fn tiny_roberta_positions_match_transformers() {
 #[test]
 fn bert_save_then_load_keeps_transformers_outputs() {
     let f = Fixture::open("tiny_encoders.safetensors");
-    let model = load_bert("tiny_bert");
+    let (model, config) =
+        BertModel::<B>::load_dir(&fixtures().join("tiny_bert"), &Default::default()).unwrap();
     let dir = std::env::temp_dir().join(format!("tb-save-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        fixtures().join("tiny_bert/config.json"),
-        dir.join("config.json"),
-    )
-    .unwrap();
-    model
-        .save_safetensors(&dir.join("model.safetensors"))
-        .unwrap();
+    // save_pretrained writes config.json from the config and the weights, HF-named
+    model.save_pretrained(&config, &dir).unwrap();
     let names =
         transformer_baselines::checkpoint::safetensors_names(&dir.join("model.safetensors"))
             .unwrap();
@@ -104,13 +99,10 @@ fn bert_save_then_load_keeps_transformers_outputs() {
         "{names:?}"
     );
     assert!(names.contains("embeddings.LayerNorm.weight"), "{names:?}");
-    let reloaded = BertModel::<B>::from_pretrained(
-        dir.to_str().unwrap(),
-        &HubOptions::default(),
-        &Default::default(),
-    )
-    .unwrap();
+    let (reloaded, reread) = BertModel::<B>::load_dir(&dir, &Default::default()).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(reread.hidden_size, config.hidden_size);
+    assert_eq!(reread.num_hidden_layers, config.num_hidden_layers);
     let out = reloaded
         .forward(
             f.ids("bert.input_ids"),
@@ -139,7 +131,8 @@ fn tiny_gpt_neox_matches_transformers_with_right_and_left_padding() {
             &HubOptions::default(),
             &Default::default(),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         for side in ["right", "left"] {
             let mask = f.i64(&format!("{side}.attention_mask")).0;
             assert!(mask.contains(&0));
@@ -173,7 +166,8 @@ fn gpt_neox_left_padding_equals_unpadded_rows() {
         &HubOptions::default(),
         &Default::default(),
     )
-    .unwrap();
+    .unwrap()
+    .0;
     let expected = f.f32("tiny_gpt_neox.right.last_hidden_state");
     let (ids, shape) = f.i64("right.input_ids");
     let (mask, _) = f.i64("right.attention_mask");
@@ -187,4 +181,29 @@ fn gpt_neox_left_padding_equals_unpadded_rows() {
         let e = max_abs_diff(h, &(want, vec![1, n, hidden]), None);
         assert!(e < 1e-4, "row {row}: {e}");
     }
+}
+
+#[test]
+fn gpt_neox_save_pretrained_then_load_keeps_transformers_outputs() {
+    let f = Fixture::open("tiny_gpt_neox.safetensors");
+    let (model, config) =
+        GptNeoXModel::<B>::load_dir(&fixtures().join("tiny_gpt_neox"), &Default::default())
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("tb-neox-save-{}", std::process::id()));
+    model.save_pretrained(&config, &dir).unwrap();
+    let (reloaded, _) = GptNeoXModel::<B>::load_dir(&dir, &Default::default()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let mask = f.i64("right.attention_mask").0;
+    let h = reloaded
+        .forward(
+            f.ids("right.input_ids"),
+            Some(f.ids("right.attention_mask")),
+        )
+        .unwrap();
+    let e = max_abs_diff(
+        h,
+        &f.f32("tiny_gpt_neox.right.last_hidden_state"),
+        Some(&mask),
+    );
+    assert!(e < 1e-4, "{e}");
 }

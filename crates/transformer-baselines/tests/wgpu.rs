@@ -133,7 +133,8 @@ fn tiny_checkpoints_match_transformers_on_wgpu() {
     let f = Fixture::open("tiny_encoders.safetensors");
     let dir = fixtures().join("tiny_bert");
     let bert = BertModel::<W>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &dev)
-        .unwrap();
+        .unwrap()
+        .0;
     let out = bert
         .forward(
             ids(&f, "bert.input_ids"),
@@ -154,7 +155,8 @@ fn tiny_checkpoints_match_transformers_on_wgpu() {
     let dir = fixtures().join("tiny_gpt_neox");
     let neox =
         GptNeoXModel::<W>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &dev)
-            .unwrap();
+            .unwrap()
+            .0;
     for implementation in [AttentionImpl::Fused, AttentionImpl::Reference] {
         for side in ["right", "left"] {
             let mask = f.i64(&format!("{side}.attention_mask")).0;
