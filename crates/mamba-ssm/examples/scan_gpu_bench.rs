@@ -1,20 +1,23 @@
 //! Forward selective-scan kernel on a GPU backend: correctness against the CPU scan at a small
-//! shape, then timings over launch configurations and the grid. Prints a table.
+//! shape, then timings over launch configurations and the benchmark grid. Prints a table.
 //!
 //! `scan_gpu_bench [cuda|wgpu] [--quick] [--no-sweep] [--no-check] [--fp32-only]
 //! [--no-queued] [--grid=b,d,l,n;...]`
-//! (build with `--features cuda` or `--features wgpu`). The kernel's launch settings come from
-//! the environment: `MAMBA_SSM_CHANS_FWD`, `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`,
-//! `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain` (the backward without `fold`), `MAMBA_SSM_VEC=1`
-//! (the vectorised forward), ... (see
-//! `mamba_ssm::kernel`).
+//! (build with `--features cuda` or `--features wgpu`). The kernels' settings are the default
+//! overridden by the environment (`KernelConfig::from_env`): `MAMBA_SSM_CHANS_FWD`,
+//! `MAMBA_SSM_CHANS_BWD`, `MAMBA_SSM_BWD_THREADS`, `MAMBA_SSM_PLANE`, `MAMBA_SSM_BWD=plain`
+//! (the backward without `fold`), `MAMBA_SSM_VEC=0` (the scalar forward), ... (each named in
+//! the documentation of its `mamba_ssm::kernel::KernelConfig` field).
 //! Timing: median of 20 runs after 3 warm-ups, wall clock between device syncs (includes the
 //! launch, about 10 us, and the sync); the grid also prints queued timings (20 calls per
 //! sync, divided by 20; see `pipelined_ms`), with and without an L2 flush before each call.
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
-use mamba_ssm::kernel::{set_launch_config, set_plane_mode};
-use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan, selective_scan_backward};
+use mamba_ssm::kernel::{KernelConfig, LaunchCounter, ScanKernel};
+use mamba_ssm::{
+    ScanInputs, SelectiveScanBackend, selective_scan, selective_scan_backward,
+    selective_scan_backward_with_config, selective_scan_with_config,
+};
 use std::time::Instant;
 
 fn to_cpu<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Tensor<burn::backend::NdArray, D> {
@@ -128,12 +131,22 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     println!("settings: {}", env.join(" "));
+    let counter = LaunchCounter::new();
+    let base = KernelConfig {
+        launch_counter: Some(counter.clone()),
+        ..KernelConfig::from_env().unwrap_or_else(|e| panic!("kernel settings: {e}"))
+    };
+    let vec_forward_launches = || counter.launches(ScanKernel::VecForward);
+    let with_plane = |plane| KernelConfig {
+        plane: Some(plane),
+        ..base.clone()
+    };
     // correctness against the CPU scan, both scan paths
     for plane in [false, true] {
         if !check {
             break;
         }
-        set_plane_mode(Some(plane));
+        let cfg = with_plane(plane);
         for shape in [
             [3, 64, 1000, 16],
             [2, 32, 4097, 16],
@@ -143,10 +156,10 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
         ] {
             let inp = ScanInputs::<B>::random(shape, &dev);
             let want = selective_scan(host(&inp), true).unwrap();
-            let got = selective_scan(inp, true).unwrap();
+            let got = selective_scan_with_config(inp, true, &cfg).unwrap();
             println!(
                 "check plane={plane} {shape:?} (vectorised forward launches so far: {}): y max rel err {:.2e}, last state {:.2e}",
-                mamba_ssm::kernel::vec_forward_launches(),
+                vec_forward_launches(),
                 max_rel(got.y.into_data(), want.y.into_data()),
                 max_rel(
                     got.last_state.unwrap().into_data(),
@@ -160,7 +173,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
         if !check {
             break;
         }
-        set_plane_mode(Some(plane));
+        let cfg = with_plane(plane);
         for shape in [
             [3, 64, 1000, 16],
             [2, 32, 4097, 16],
@@ -177,9 +190,10 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             let want = selective_scan_backward(host(&inp), to_cpu(&dy)).unwrap();
             // with the chunk-start states saved by the training forward (when the sequence
             // spans several backward chunks), then without
-            let saved = B::selective_scan_train(inp.clone(), false).1;
+            let saved = B::selective_scan_train_with_config(inp.clone(), false, &cfg).1;
             println!("check bwd: forward saved states: {}", saved.is_some());
-            let got_saved = B::selective_scan_backward_saved(inp.clone(), dy.clone(), saved);
+            let got_saved =
+                B::selective_scan_backward_saved_with_config(inp.clone(), dy.clone(), saved, &cfg);
             println!(
                 "check bwd saved plane={plane} {shape:?}: du {:.1e}, ddelta {:.1e}, dA {:.1e}, dB {:.1e}, dC {:.1e}",
                 max_rel(got_saved.du.into_data(), want.du.clone().into_data()),
@@ -191,7 +205,7 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 max_rel(got_saved.db.into_data(), want.db.clone().into_data()),
                 max_rel(got_saved.dc.into_data(), want.dc.clone().into_data()),
             );
-            let got = selective_scan_backward(inp, dy).unwrap();
+            let got = selective_scan_backward_with_config(inp, dy, &cfg).unwrap();
             let errs = [
                 ("du", max_rel(got.du.into_data(), want.du.into_data())),
                 (
@@ -221,7 +235,6 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             println!("check bwd plane={plane} {shape:?}: {}", text.join(", "));
         }
     }
-    set_plane_mode(None);
     // bf16 activations with f32 weights (mixed dtypes): against the CPU scan on the same
     // bf16-rounded values
     if check && B::supports_dtype(&dev, burn::tensor::DType::BF16) {
@@ -238,10 +251,10 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
             };
             // the kernels read A, D and delta_bias as f32: the reference takes them unrounded
             let want = selective_scan(host(&cast), false).unwrap();
-            let got = selective_scan(cast, false).unwrap();
+            let got = selective_scan_with_config(cast, false, &base).unwrap();
             println!(
                 "check bf16 (f32 weights) {shape:?} (vectorised launches so far: {}): y max rel err {:.2e}",
-                mamba_ssm::kernel::vec_forward_launches(),
+                vec_forward_launches(),
                 max_rel(got.y.into_data(), want.y.into_data())
             );
         }
@@ -260,22 +273,21 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
     for shape in sweep {
         let inp = ScanInputs::<B>::random(shape, &dev);
         for plane in [true, false] {
-            set_plane_mode(Some(plane));
             for items in [2usize, 4, 8, 16] {
                 for units in [64usize, 128, 256] {
-                    set_launch_config(Some(items), Some(units));
+                    let cfg = with_plane(plane)
+                        .with_items(Some(items))
+                        .with_max_units(Some(units));
                     let ms = time_ms::<B>(&dev, || {
-                        let _ = selective_scan(inp.clone(), false).unwrap();
+                        let _ = selective_scan_with_config(inp.clone(), false, &cfg).unwrap();
                     });
                     println!("| {shape:?} | {plane} | {items} | {units} | {ms:.3} |");
                 }
             }
         }
     }
-    set_plane_mode(None);
-    set_launch_config(None, None);
 
-    // the grid at the default configuration, fp32 and bf16 storage; "queued":
+    // the benchmark grid at the default configuration, fp32 and bf16 storage; "queued":
     // `pipelined_ms` (20 calls per sync; "L2 flushed": each after a 256 MB pass, subtracted)
     println!(
         "\n| shape (b, d, L, N) | dtype | fwd ms | fwd+bwd ms | fwd queued | fwd+bwd queued | fwd queued, L2 flushed | fwd+bwd queued, L2 flushed | exp floor ms | host ms per fwd |"
@@ -326,22 +338,22 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, opts: Opts) {
                 &dev,
             )
             .cast(dtype);
-            let ms = time_ms::<B>(&dev, || {
-                let _ = selective_scan(cast.clone(), false).unwrap();
-            });
+            let fwd = || {
+                let _ = selective_scan_with_config(cast.clone(), false, &base).unwrap();
+            };
             // a training step's pair: the forward saves the backward's chunk-start states
             // (unless MAMBA_SSM_SAVE=0), the backward reuses them
-            let fb = time_ms::<B>(&dev, || {
-                let (_, saved) = B::selective_scan_train(cast.clone(), false);
-                let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
-            });
-            let fwd = || {
-                let _ = selective_scan(cast.clone(), false).unwrap();
-            };
             let pair = || {
-                let (_, saved) = B::selective_scan_train(cast.clone(), false);
-                let _ = B::selective_scan_backward_saved(cast.clone(), dy.clone(), saved);
+                let (_, saved) = B::selective_scan_train_with_config(cast.clone(), false, &base);
+                let _ = B::selective_scan_backward_saved_with_config(
+                    cast.clone(),
+                    dy.clone(),
+                    saved,
+                    &base,
+                );
             };
+            let ms = time_ms::<B>(&dev, fwd);
+            let fb = time_ms::<B>(&dev, pair);
             // host time per forward call: 20 calls queued, before the sync
             let host = if queued {
                 B::sync(&dev).unwrap();

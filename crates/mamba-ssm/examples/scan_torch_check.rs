@@ -1,7 +1,7 @@
-//! Issue 4's device check, first half: fresh random inputs through the GPU scan kernels (the
+//! The device check against PyTorch, first half: fresh random inputs through the GPU scan kernels (the
 //! forward with its last state, then a training step: the training forward and the backward
 //! from its saved chunk-start states), every output NaN-poisoned before its launch
-//! (`set_scan_poison_outputs`), and one safetensors file per case with the inputs as the
+//! (`KernelConfig::scan_poison`), and one safetensors file per case with the inputs as the
 //! kernels saw them (f32; bf16 cases hold the bf16-rounded values), dy, and the kernels' y,
 //! last state and gradients. `scripts/device/scan_torch_check.py DIR` then recomputes all of
 //! it in float64 with PyTorch and prints the errors.
@@ -10,11 +10,12 @@
 //! The cases cover the kernels' paths at their default settings: the vectorised kernels with
 //! several backward chunks (saved states), one chunk on a plane segment (L 128: 16 lanes on
 //! CUDA; L 40: 8 lanes), the scalar fallback (L not a multiple of the vector width), G > 1,
-//! without D / z / bias / softplus, and bf16 storage with f32 weights.
+//! without D / z / bias / softplus, and bf16 storage with f32 weights. The `MAMBA_SSM_*`
+//! environment variables override the default settings (`KernelConfig::from_env`).
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
-use mamba_ssm::kernel::set_scan_poison_outputs;
-use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan};
+use mamba_ssm::kernel::{KernelConfig, LaunchCounter, ScanKernel};
+use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan_with_config};
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
@@ -75,7 +76,13 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
 
 fn run<B: SelectiveScanBackend>(dev: B::Device, dir: &str) {
     std::fs::create_dir_all(dir).expect("output directory");
-    set_scan_poison_outputs(true);
+    let counter = LaunchCounter::new();
+    let cfg = KernelConfig {
+        scan_poison: true,
+        launch_counter: Some(counter.clone()),
+        ..KernelConfig::from_env().unwrap_or_else(|e| panic!("kernel settings: {e}"))
+    };
+    println!("{cfg:?}");
     for (i, (name, [b, d, l, n, g], storage, [has_d, has_z, has_bias, softplus])) in
         CASES.into_iter().enumerate()
     {
@@ -122,16 +129,17 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, dir: &str) {
             }
             inp
         };
-        let out = selective_scan(inputs(), true).expect("forward");
+        let out = selective_scan_with_config(inputs(), true, &cfg).expect("forward");
         let mut results = vec![
             ("y", host(out.y)),
             ("last_state", host(out.last_state.expect("last state"))),
         ];
-        let (_, saved) = B::selective_scan_train(inputs(), false);
-        let grads = B::selective_scan_backward_saved(
+        let (_, saved) = B::selective_scan_train_with_config(inputs(), false, &cfg);
+        let grads = B::selective_scan_backward_saved_with_config(
             inputs(),
             upload(&dy, [b, d, l], storage, &dev),
             saved,
+            &cfg,
         );
         results.push(("grad_u", host(grads.du)));
         results.push(("grad_delta", host(grads.ddelta)));
@@ -174,11 +182,10 @@ fn run<B: SelectiveScanBackend>(dev: B::Device, dir: &str) {
         std::fs::write(&file, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
         println!(
             "{name}: [b {b}, d {d}, L {l}, N {n}, G {g}] {storage:?} -> {file} (vectorised launches so far: fwd {}, bwd {})",
-            mamba_ssm::kernel::vec_forward_launches(),
-            mamba_ssm::kernel::vec_backward_launches()
+            counter.launches(ScanKernel::VecForward),
+            counter.launches(ScanKernel::VecBackward)
         );
     }
-    set_scan_poison_outputs(false);
 }
 
 fn main() {

@@ -3,8 +3,8 @@
 //! of differentiating a loop of tensor ops. The causal convolution likewise
 //! (`SelectiveScanBackend::causal_conv1d_backward`).
 
-use crate::SelectiveScanBackend;
 use crate::input::{ScanGrads, ScanInputs, ScanOutput};
+use crate::{KernelConfig, SelectiveScanBackend};
 use burn::backend::Autodiff;
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -20,8 +20,9 @@ struct SelectiveScanOp;
 const PARENTS: usize = 8;
 
 impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
-    /// The inputs and what the inner backend's training forward saved for its backward.
-    type State = (ScanInputs<B>, Option<Tensor<B, 1>>);
+    /// The inputs, what the inner backend's training forward saved for its backward, and
+    /// the kernel settings of both.
+    type State = (ScanInputs<B>, Option<Tensor<B, 1>>, KernelConfig);
 
     fn backward(
         self,
@@ -40,7 +41,12 @@ impl<B: SelectiveScanBackend> Backward<B, PARENTS> for SelectiveScanOp {
             dd,
             dz,
             ddelta_bias,
-        } = B::selective_scan_backward_saved(ops.state.0, dy, ops.state.1);
+        } = B::selective_scan_backward_saved_with_config(
+            ops.state.0,
+            dy,
+            ops.state.1,
+            &ops.state.2,
+        );
         let outgoing: [Option<TensorPrimitive<B>>; PARENTS] = [
             Some(du.into_primitive()),
             Some(ddelta.into_primitive()),
@@ -79,8 +85,14 @@ fn inner_inputs<B: SelectiveScanBackend, C: CheckpointStrategy>(
 #[derive(Debug)]
 struct CausalConvOp;
 
-/// The convolution's inputs on the inner backend and the SiLU flag.
-type ConvState<B> = (Tensor<B, 3>, Tensor<B, 2>, Option<Tensor<B, 1>>, bool);
+/// The convolution's inputs on the inner backend, the SiLU flag and the kernel settings.
+type ConvState<B> = (
+    Tensor<B, 3>,
+    Tensor<B, 2>,
+    Option<Tensor<B, 1>>,
+    bool,
+    KernelConfig,
+);
 
 /// Parents, in order: x, weight, bias.
 impl<B: SelectiveScanBackend> Backward<B, 3> for CausalConvOp {
@@ -89,8 +101,9 @@ impl<B: SelectiveScanBackend> Backward<B, 3> for CausalConvOp {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
         let dy = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dy));
-        let (x, weight, bias, silu) = ops.state;
-        let (dx, dw, db) = B::causal_conv1d_backward(x, weight, bias, silu, dy);
+        let (x, weight, bias, silu, config) = ops.state;
+        let (dx, dw, db) =
+            B::causal_conv1d_backward_with_config(x, weight, bias, silu, dy, &config);
         let outgoing: [Option<TensorPrimitive<B>>; 3] = [
             Some(dx.into_primitive()),
             Some(dw.into_primitive()),
@@ -111,6 +124,16 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
         bias: Option<Tensor<Self, 1>>,
         silu: bool,
     ) -> Tensor<Self, 3> {
+        Self::causal_conv1d_with_config(x, weight, bias, silu, &KernelConfig::default())
+    }
+
+    fn causal_conv1d_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        config: &KernelConfig,
+    ) -> Tensor<Self, 3> {
         let device = x.device();
         let nodes = [
             x.clone().into_primitive().tensor().node,
@@ -129,11 +152,20 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
         let (x, weight, bias) = (x.inner(), weight.inner(), bias.map(Tensor::inner));
         let y = match CausalConvOp.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = B::causal_conv1d(x.clone(), weight.clone(), bias.clone(), silu);
-                prep.finish((x, weight, bias, silu), y.into_primitive().tensor())
+                let y = B::causal_conv1d_with_config(
+                    x.clone(),
+                    weight.clone(),
+                    bias.clone(),
+                    silu,
+                    config,
+                );
+                prep.finish(
+                    (x, weight, bias, silu, config.clone()),
+                    y.into_primitive().tensor(),
+                )
             }
             OpsKind::UnTracked(prep) => prep.finish(
-                B::causal_conv1d(x, weight, bias, silu)
+                B::causal_conv1d_with_config(x, weight, bias, silu, config)
                     .into_primitive()
                     .tensor(),
             ),
@@ -148,13 +180,32 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
         silu: bool,
         dy: Tensor<Self, 3>,
     ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        Self::causal_conv1d_backward_with_config(
+            x,
+            weight,
+            bias,
+            silu,
+            dy,
+            &KernelConfig::default(),
+        )
+    }
+
+    fn causal_conv1d_backward_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+        config: &KernelConfig,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
         // no double backward: run the inner backend's backward untracked
-        let (dx, dw, db) = B::causal_conv1d_backward(
+        let (dx, dw, db) = B::causal_conv1d_backward_with_config(
             x.inner(),
             weight.inner(),
             bias.map(Tensor::inner),
             silu,
             dy.inner(),
+            config,
         );
         (
             Tensor::from_inner(dx),
@@ -164,6 +215,14 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
     }
 
     fn selective_scan(inp: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
+        Self::selective_scan_with_config(inp, return_last_state, &KernelConfig::default())
+    }
+
+    fn selective_scan_with_config(
+        inp: ScanInputs<Self>,
+        return_last_state: bool,
+        config: &KernelConfig,
+    ) -> ScanOutput<Self> {
         let device = inp.u.device();
         // an untracked leaf stands in for absent optional inputs
         let dummy = || {
@@ -195,12 +254,16 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, saved) = B::selective_scan_train(inner.clone(), return_last_state);
+                let (out, saved) =
+                    B::selective_scan_train_with_config(inner.clone(), return_last_state, config);
                 let y = out.y.into_primitive().tensor();
-                (prep.finish((inner, saved), y), out.last_state)
+                (
+                    prep.finish((inner, saved, config.clone()), y),
+                    out.last_state,
+                )
             }
             OpsKind::UnTracked(prep) => {
-                let out = B::selective_scan(inner, return_last_state);
+                let out = B::selective_scan_with_config(inner, return_last_state, config);
                 (prep.finish(out.y.into_primitive().tensor()), out.last_state)
             }
         };
@@ -213,16 +276,38 @@ impl<B: SelectiveScanBackend, C: CheckpointStrategy> SelectiveScanBackend for Au
     fn selective_scan_backward(inp: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
         // no double backward: run the inner backend's backward untracked
         let inner = inner_inputs(inp);
-        let g = B::selective_scan_backward(inner, dy.inner());
-        ScanGrads {
-            du: Tensor::from_inner(g.du),
-            ddelta: Tensor::from_inner(g.ddelta),
-            da: Tensor::from_inner(g.da),
-            db: Tensor::from_inner(g.db),
-            dc: Tensor::from_inner(g.dc),
-            dd: g.dd.map(Tensor::from_inner),
-            dz: g.dz.map(Tensor::from_inner),
-            ddelta_bias: g.ddelta_bias.map(Tensor::from_inner),
-        }
+        outer_grads(B::selective_scan_backward(inner, dy.inner()))
+    }
+
+    fn selective_scan_backward_saved_with_config(
+        inp: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+        config: &KernelConfig,
+    ) -> ScanGrads<Self> {
+        // no double backward: run the inner backend's backward untracked
+        let inner = inner_inputs(inp);
+        outer_grads(B::selective_scan_backward_saved_with_config(
+            inner,
+            dy.inner(),
+            saved.map(Tensor::inner),
+            config,
+        ))
+    }
+}
+
+/// The inner backend's gradients as untracked tensors of `Autodiff`.
+fn outer_grads<B: SelectiveScanBackend, C: CheckpointStrategy>(
+    g: ScanGrads<B>,
+) -> ScanGrads<Autodiff<B, C>> {
+    ScanGrads {
+        du: Tensor::from_inner(g.du),
+        ddelta: Tensor::from_inner(g.ddelta),
+        da: Tensor::from_inner(g.da),
+        db: Tensor::from_inner(g.db),
+        dc: Tensor::from_inner(g.dc),
+        dd: g.dd.map(Tensor::from_inner),
+        dz: g.dz.map(Tensor::from_inner),
+        ddelta_bias: g.ddelta_bias.map(Tensor::from_inner),
     }
 }

@@ -6,7 +6,7 @@
 //! [`SelectiveScanBackend`]'s default methods use (`k` shifted multiply-adds; the backward
 //! likewise). The cubecl kernels (`kernel::conv`) replace both on `CubeBackend`.
 
-use crate::{ScanError, SelectiveScanBackend};
+use crate::{KernelConfig, ScanError, SelectiveScanBackend};
 use burn::tensor::{Tensor, activation, backend::Backend};
 
 /// `t` in `dtype` (a no-op when it already is).
@@ -190,6 +190,32 @@ pub fn causal_conv1d<B: SelectiveScanBackend>(
     Ok(B::causal_conv1d(x, weight, bias, silu))
 }
 
+/// [`causal_conv1d`] with the kernel settings `config` (see [`KernelConfig`]; backends
+/// without cubecl kernels ignore it). Through `Autodiff` the backward runs with the same
+/// settings.
+pub fn causal_conv1d_with_config<B: SelectiveScanBackend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    silu: bool,
+    config: &KernelConfig,
+) -> Result<Tensor<B, 3>, ScanError> {
+    validate(&x, &weight, bias.as_ref())?;
+    Ok(B::causal_conv1d_with_config(x, weight, bias, silu, config))
+}
+
+/// `dy`'s shape against `x`'s.
+fn validate_dy<B: Backend>(x: &Tensor<B, 3>, dy: &Tensor<B, 3>) -> Result<(), ScanError> {
+    if dy.dims() != x.dims() {
+        return Err(ScanError::ConvShape {
+            tensor: "dy",
+            got: dy.dims().to_vec(),
+            expected: format!("{:?} like x", x.dims()),
+        });
+    }
+    Ok(())
+}
+
 /// The hand-written backward of [`causal_conv1d`] after validating shapes (`dy` like `x`):
 /// `(dx, dweight, dbias)`.
 #[allow(clippy::type_complexity)]
@@ -201,136 +227,23 @@ pub fn causal_conv1d_backward<B: SelectiveScanBackend>(
     dy: Tensor<B, 3>,
 ) -> Result<(Tensor<B, 3>, Tensor<B, 2>, Option<Tensor<B, 1>>), ScanError> {
     validate(&x, &weight, bias.as_ref())?;
-    if dy.dims() != x.dims() {
-        return Err(ScanError::ConvShape {
-            tensor: "dy",
-            got: dy.dims().to_vec(),
-            expected: format!("{:?} like x", x.dims()),
-        });
-    }
+    validate_dy(&x, &dy)?;
     Ok(B::causal_conv1d_backward(x, weight, bias, silu, dy))
 }
 
-/// The convolution on host `f32` buffers (contiguous `x [batch, d, L]`, `weight [d, k]`,
-/// `bias [d]`), rows in parallel (rayon): what the `NdArray` backend runs.
-pub mod host {
-    use rayon::prelude::*;
-
-    fn sigmoid(p: f32) -> f32 {
-        1.0 / (1.0 + (-p).exp())
-    }
-
-    /// Sizes: batch, channels, length, kernel width.
-    #[derive(Clone, Copy, Debug)]
-    pub struct ConvDims {
-        /// batch
-        pub batch: usize,
-        /// channels d
-        pub dim: usize,
-        /// sequence length L
-        pub len: usize,
-        /// kernel width k
-        pub k: usize,
-    }
-
-    /// The pre-activation of one row (`x` and `p` of length L).
-    fn pre_row(x: &[f32], w: &[f32], b: f32, p: &mut [f32]) {
-        let k = w.len();
-        for (t, out) in p.iter_mut().enumerate() {
-            let mut acc = b;
-            // taps j with t - (k - 1) + j >= 0
-            for j in (k - 1).saturating_sub(t)..k {
-                acc += w[j] * x[t + j + 1 - k];
-            }
-            *out = acc;
-        }
-    }
-
-    /// `y` `[batch, d, L]`.
-    pub fn forward(
-        dims: ConvDims,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        silu: bool,
-    ) -> Vec<f32> {
-        let ConvDims { dim, len, k, .. } = dims;
-        let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(len).enumerate().for_each(|(row, yr)| {
-            let c = row % dim;
-            let xr = &x[row * len..(row + 1) * len];
-            pre_row(
-                xr,
-                &weight[c * k..(c + 1) * k],
-                bias.map_or(0.0, |b| b[c]),
-                yr,
-            );
-            if silu {
-                yr.iter_mut().for_each(|v| *v *= sigmoid(*v));
-            }
-        });
-        y
-    }
-
-    /// `(dx [batch, d, L], dweight [d, k], dbias [d])`.
-    pub fn backward(
-        dims: ConvDims,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        silu: bool,
-        dy: &[f32],
-    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let ConvDims { batch, dim, len, k } = dims;
-        let mut dx = vec![0.0f32; x.len()];
-        // per row: k weight-gradient partial sums, then the bias one
-        let mut part = vec![0.0f32; batch * dim * (k + 1)];
-        dx.par_chunks_mut(len)
-            .zip(part.par_chunks_mut(k + 1))
-            .enumerate()
-            .for_each(|(row, (dxr, pr))| {
-                let c = row % dim;
-                let w = &weight[c * k..(c + 1) * k];
-                let xr = &x[row * len..(row + 1) * len];
-                let dyr = &dy[row * len..(row + 1) * len];
-                // g = dLoss / d pre-activation
-                let g: Vec<f32> = if silu {
-                    let mut p = vec![0.0f32; len];
-                    pre_row(xr, w, bias.map_or(0.0, |b| b[c]), &mut p);
-                    p.iter()
-                        .zip(dyr)
-                        .map(|(&p, &d)| {
-                            let s = sigmoid(p);
-                            d * s * (1.0 + p * (1.0 - s))
-                        })
-                        .collect()
-                } else {
-                    dyr.to_vec()
-                };
-                for (t, out) in dxr.iter_mut().enumerate() {
-                    // dx[t] = sum_q w[k - 1 - q] g[t + q]
-                    let mut acc = 0.0f32;
-                    for q in 0..k.min(len - t) {
-                        acc += w[k - 1 - q] * g[t + q];
-                    }
-                    *out = acc;
-                }
-                for (j, pj) in pr[..k].iter_mut().enumerate() {
-                    // sum_t g[t] x[t - (k - 1) + j]
-                    let first = (k - 1).saturating_sub(j);
-                    *pj = (first..len).map(|t| g[t] * xr[t + j + 1 - k]).sum();
-                }
-                pr[k] = g.iter().sum();
-            });
-        let mut dw = vec![0.0f32; dim * k];
-        let mut db = vec![0.0f32; dim];
-        for (row, pr) in part.chunks(k + 1).enumerate() {
-            let c = row % dim;
-            for j in 0..k {
-                dw[c * k + j] += pr[j];
-            }
-            db[c] += pr[k];
-        }
-        (dx, dw, db)
-    }
+/// [`causal_conv1d_backward`] with the kernel settings `config` (see [`KernelConfig`]).
+#[allow(clippy::type_complexity)]
+pub fn causal_conv1d_backward_with_config<B: SelectiveScanBackend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    silu: bool,
+    dy: Tensor<B, 3>,
+    config: &KernelConfig,
+) -> Result<(Tensor<B, 3>, Tensor<B, 2>, Option<Tensor<B, 1>>), ScanError> {
+    validate(&x, &weight, bias.as_ref())?;
+    validate_dy(&x, &dy)?;
+    Ok(B::causal_conv1d_backward_with_config(
+        x, weight, bias, silu, dy, config,
+    ))
 }

@@ -3,8 +3,8 @@
 //! custom operations, executed by the inner backend's kernels (they are not fused with their
 //! neighbours). The causal convolution and its backward likewise.
 
-use crate::SelectiveScanBackend;
 use crate::input::{Dims, ScanGrads, ScanInputs, ScanOutput};
+use crate::{KernelConfig, SelectiveScanBackend};
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive, backend::Backend};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -77,6 +77,7 @@ struct ScanOp<B> {
     present: Present,
     backward: bool,
     saved: bool,
+    config: KernelConfig,
     _b: PhantomData<B>,
 }
 
@@ -95,12 +96,10 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
         let inp = join::<B>(&mut prims, self.present);
         let outs: Vec<B::FloatTensorPrimitive> = if self.backward {
             let dy = tensor(prims.next().expect("dy"));
-            let g = if self.saved {
-                let saved = tensor(prims.next().expect("saved states"));
-                B::selective_scan_backward_saved(inp, dy, Some(saved))
-            } else {
-                B::selective_scan_backward(inp, dy)
-            };
+            let saved = self
+                .saved
+                .then(|| tensor(prims.next().expect("saved states")));
+            let g = B::selective_scan_backward_saved_with_config(inp, dy, saved, &self.config);
             let mut v = vec![
                 prim(g.du),
                 prim(g.ddelta),
@@ -113,9 +112,9 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
             v.extend(g.ddelta_bias.map(prim));
             v
         } else if self.saved {
-            let (out, saved) = B::selective_scan_train(inp, true);
-            // declared at registration from `selective_scan_saved_len` (the same launch
-            // settings, unless they were changed between registration and execution)
+            let (out, saved) = B::selective_scan_train_with_config(inp, true, &self.config);
+            // declared at registration from `selective_scan_saved_len_with_config` (the same
+            // settings)
             let saved = saved.expect("the training forward saved nothing after announcing it");
             vec![
                 prim(out.y),
@@ -123,7 +122,7 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Sc
                 prim(saved),
             ]
         } else {
-            let out = B::selective_scan(inp, true);
+            let out = B::selective_scan_with_config(inp, true, &self.config);
             vec![prim(out.y), prim(out.last_state.expect("asked for"))]
         };
         for (ir, t) in self.desc.outputs.iter().zip(outs) {
@@ -137,6 +136,7 @@ fn forward<B: FusionBackend + SelectiveScanBackend>(
     inputs: ScanInputs<Fusion<B>>,
     return_last_state: bool,
     train: bool,
+    config: &KernelConfig,
 ) -> (ScanOutput<Fusion<B>>, Option<Tensor<Fusion<B>, 1>>) {
     let [batch, dim, len] = inputs.u.dims();
     let [_, groups, n, _] = inputs.b.dims();
@@ -149,7 +149,7 @@ fn forward<B: FusionBackend + SelectiveScanBackend>(
         groups,
     };
     let saved_len = if train {
-        B::selective_scan_saved_len(&inputs.u.device(), dims, dtype)
+        B::selective_scan_saved_len_with_config(&inputs.u.device(), dims, dtype, config)
     } else {
         None
     };
@@ -172,6 +172,7 @@ fn forward<B: FusionBackend + SelectiveScanBackend>(
         present,
         backward: false,
         saved: saved_len.is_some(),
+        config: config.clone(),
         _b: PhantomData,
     };
     let mut outs = client
@@ -198,6 +199,7 @@ struct ConvOp<B> {
     has_bias: bool,
     silu: bool,
     backward: bool,
+    config: KernelConfig,
     _b: PhantomData<B>,
 }
 
@@ -219,12 +221,19 @@ impl<B: FusionBackend + SelectiveScanBackend> Operation<B::FusionRuntime> for Co
         let bias: Option<Tensor<B, 1>> = self.has_bias.then(|| tensor(next()));
         let outs: Vec<B::FloatTensorPrimitive> = if self.backward {
             let dy = tensor(next());
-            let (dx, dw, db) = B::causal_conv1d_backward(x, weight, bias, self.silu, dy);
+            let (dx, dw, db) =
+                B::causal_conv1d_backward_with_config(x, weight, bias, self.silu, dy, &self.config);
             let mut v = vec![prim(dx), prim(dw)];
             v.extend(db.map(prim));
             v
         } else {
-            vec![prim(B::causal_conv1d(x, weight, bias, self.silu))]
+            vec![prim(B::causal_conv1d_with_config(
+                x,
+                weight,
+                bias,
+                self.silu,
+                &self.config,
+            ))]
         };
         for (ir, t) in self.desc.outputs.iter().zip(outs) {
             handles.register_float_tensor::<B>(&ir.id, t);
@@ -238,6 +247,16 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         weight: Tensor<Self, 2>,
         bias: Option<Tensor<Self, 1>>,
         silu: bool,
+    ) -> Tensor<Self, 3> {
+        Self::causal_conv1d_with_config(x, weight, bias, silu, &KernelConfig::default())
+    }
+
+    fn causal_conv1d_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        config: &KernelConfig,
     ) -> Tensor<Self, 3> {
         let shape = Shape::from(x.dims());
         let dtype = x.dtype();
@@ -254,6 +273,7 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
             has_bias,
             silu,
             backward: false,
+            config: config.clone(),
             _b: PhantomData,
         };
         let mut outs = client
@@ -268,6 +288,24 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         bias: Option<Tensor<Self, 1>>,
         silu: bool,
         dy: Tensor<Self, 3>,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        Self::causal_conv1d_backward_with_config(
+            x,
+            weight,
+            bias,
+            silu,
+            dy,
+            &KernelConfig::default(),
+        )
+    }
+
+    fn causal_conv1d_backward_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+        config: &KernelConfig,
     ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
         let x_shape = Shape::from(x.dims());
         let w_shape = Shape::from(weight.dims());
@@ -292,6 +330,7 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
             has_bias,
             silu,
             backward: true,
+            config: config.clone(),
             _b: PhantomData,
         };
         let mut outs = client
@@ -305,18 +344,43 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
     }
 
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self> {
-        forward(inputs, return_last_state, false).0
+        forward(inputs, return_last_state, false, &KernelConfig::default()).0
+    }
+
+    fn selective_scan_with_config(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+        config: &KernelConfig,
+    ) -> ScanOutput<Self> {
+        forward(inputs, return_last_state, false, config).0
     }
 
     fn selective_scan_train(
         inputs: ScanInputs<Self>,
         return_last_state: bool,
     ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
-        forward(inputs, return_last_state, true)
+        forward(inputs, return_last_state, true, &KernelConfig::default())
+    }
+
+    fn selective_scan_train_with_config(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+        config: &KernelConfig,
+    ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
+        forward(inputs, return_last_state, true, config)
     }
 
     fn selective_scan_saved_len(device: &B::Device, dims: Dims, dtype: DType) -> Option<usize> {
         B::selective_scan_saved_len(device, dims, dtype)
+    }
+
+    fn selective_scan_saved_len_with_config(
+        device: &B::Device,
+        dims: Dims,
+        dtype: DType,
+        config: &KernelConfig,
+    ) -> Option<usize> {
+        B::selective_scan_saved_len_with_config(device, dims, dtype, config)
     }
 
     fn selective_scan_backward(inputs: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
@@ -327,6 +391,15 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
         inputs: ScanInputs<Self>,
         dy: Tensor<Self, 3>,
         saved: Option<Tensor<Self, 1>>,
+    ) -> ScanGrads<Self> {
+        Self::selective_scan_backward_saved_with_config(inputs, dy, saved, &KernelConfig::default())
+    }
+
+    fn selective_scan_backward_saved_with_config(
+        inputs: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+        config: &KernelConfig,
     ) -> ScanGrads<Self> {
         let [batch, dim, len] = inputs.u.dims();
         let [_, groups, n, _] = inputs.b.dims();
@@ -376,6 +449,7 @@ impl<B: FusionBackend + SelectiveScanBackend> SelectiveScanBackend for Fusion<B>
             present,
             backward: true,
             saved: has_saved,
+            config: config.clone(),
             _b: PhantomData,
         };
         let mut outs = client

@@ -36,12 +36,15 @@ pub mod cpu;
 mod fusion;
 pub mod host;
 mod input;
-#[cfg(feature = "cubecl")]
 pub mod kernel;
 pub mod reference;
 
-pub use conv::{causal_conv1d, causal_conv1d_backward};
+pub use conv::{
+    causal_conv1d, causal_conv1d_backward, causal_conv1d_backward_with_config,
+    causal_conv1d_with_config,
+};
 pub use input::{Dims, ScanError, ScanGrads, ScanInputs, ScanOutput};
+pub use kernel::KernelConfig;
 
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -90,6 +93,50 @@ pub trait SelectiveScanBackend: Backend {
         Self::selective_scan_backward(inputs, dy)
     }
 
+    /// [`SelectiveScanBackend::selective_scan`] with the kernel settings `config` (the
+    /// cubecl kernels and the wrappers around them: `Fusion`, `Autodiff`, whose backward then
+    /// runs with the same settings). Default: `config` is ignored.
+    fn selective_scan_with_config(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+        config: &KernelConfig,
+    ) -> ScanOutput<Self> {
+        let _ = config;
+        Self::selective_scan(inputs, return_last_state)
+    }
+    /// [`SelectiveScanBackend::selective_scan_train`] with the kernel settings `config`.
+    /// Default: `config` is ignored.
+    fn selective_scan_train_with_config(
+        inputs: ScanInputs<Self>,
+        return_last_state: bool,
+        config: &KernelConfig,
+    ) -> (ScanOutput<Self>, Option<Tensor<Self, 1>>) {
+        let _ = config;
+        Self::selective_scan_train(inputs, return_last_state)
+    }
+    /// [`SelectiveScanBackend::selective_scan_saved_len`] with the kernel settings `config`.
+    /// Default: `config` is ignored.
+    fn selective_scan_saved_len_with_config(
+        device: &Self::Device,
+        dims: Dims,
+        dtype: burn::tensor::DType,
+        config: &KernelConfig,
+    ) -> Option<usize> {
+        let _ = config;
+        Self::selective_scan_saved_len(device, dims, dtype)
+    }
+    /// [`SelectiveScanBackend::selective_scan_backward_saved`] with the kernel settings
+    /// `config` (`saved`: `None` for the plain backward). Default: `config` is ignored.
+    fn selective_scan_backward_saved_with_config(
+        inputs: ScanInputs<Self>,
+        dy: Tensor<Self, 3>,
+        saved: Option<Tensor<Self, 1>>,
+        config: &KernelConfig,
+    ) -> ScanGrads<Self> {
+        let _ = config;
+        Self::selective_scan_backward_saved(inputs, dy, saved)
+    }
+
     /// The depthwise causal convolution `y[b, c, t] = act(bias[c] + sum_j weight[c, j] *
     /// x[b, c, t - (k - 1) + j])` (`x` zero before position 0; `act` = SiLU when `silu`, else
     /// the identity). `x`: `[batch, d, L]`, `weight`: `[d, k]`, `bias`: `[d]`; the output is
@@ -118,6 +165,34 @@ pub trait SelectiveScanBackend: Backend {
     ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
         conv::causal_conv1d_backward_tensor_ops(x, weight, bias, silu, dy)
     }
+
+    /// [`SelectiveScanBackend::causal_conv1d`] with the kernel settings `config`. Default:
+    /// `config` is ignored.
+    fn causal_conv1d_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        config: &KernelConfig,
+    ) -> Tensor<Self, 3> {
+        let _ = config;
+        Self::causal_conv1d(x, weight, bias, silu)
+    }
+
+    /// [`SelectiveScanBackend::causal_conv1d_backward`] with the kernel settings `config`.
+    /// Default: `config` is ignored.
+    #[allow(clippy::type_complexity)]
+    fn causal_conv1d_backward_with_config(
+        x: Tensor<Self, 3>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+        silu: bool,
+        dy: Tensor<Self, 3>,
+        config: &KernelConfig,
+    ) -> (Tensor<Self, 3>, Tensor<Self, 2>, Option<Tensor<Self, 1>>) {
+        let _ = config;
+        Self::causal_conv1d_backward(x, weight, bias, silu, dy)
+    }
 }
 
 /// Run the selective scan after validating shapes. `return_last_state` also returns the
@@ -130,11 +205,24 @@ pub fn selective_scan<B: SelectiveScanBackend>(
     Ok(B::selective_scan(inputs, return_last_state))
 }
 
-/// The hand-written backward, after validating shapes (`dy` must be `[batch, d_inner, L]`).
-pub fn selective_scan_backward<B: SelectiveScanBackend>(
+/// [`selective_scan`] with the kernel settings `config` (see [`KernelConfig`]; backends
+/// without cubecl kernels ignore it). Through `Autodiff` the backward runs with the same
+/// settings.
+pub fn selective_scan_with_config<B: SelectiveScanBackend>(
     inputs: ScanInputs<B>,
-    dy: Tensor<B, 3>,
-) -> Result<ScanGrads<B>, ScanError> {
+    return_last_state: bool,
+    config: &KernelConfig,
+) -> Result<ScanOutput<B>, ScanError> {
+    inputs.validate()?;
+    Ok(B::selective_scan_with_config(
+        inputs,
+        return_last_state,
+        config,
+    ))
+}
+
+/// `dy`'s shape against `u`'s.
+fn validate_dy<B: Backend>(inputs: &ScanInputs<B>, dy: &Tensor<B, 3>) -> Result<(), ScanError> {
     inputs.validate()?;
     if dy.dims() != inputs.u.dims() {
         return Err(ScanError::Shape {
@@ -143,7 +231,28 @@ pub fn selective_scan_backward<B: SelectiveScanBackend>(
             expected: format!("{:?} like u", inputs.u.dims()),
         });
     }
+    Ok(())
+}
+
+/// The hand-written backward, after validating shapes (`dy` must be `[batch, d_inner, L]`).
+pub fn selective_scan_backward<B: SelectiveScanBackend>(
+    inputs: ScanInputs<B>,
+    dy: Tensor<B, 3>,
+) -> Result<ScanGrads<B>, ScanError> {
+    validate_dy(&inputs, &dy)?;
     Ok(B::selective_scan_backward(inputs, dy))
+}
+
+/// [`selective_scan_backward`] with the kernel settings `config` (see [`KernelConfig`]).
+pub fn selective_scan_backward_with_config<B: SelectiveScanBackend>(
+    inputs: ScanInputs<B>,
+    dy: Tensor<B, 3>,
+    config: &KernelConfig,
+) -> Result<ScanGrads<B>, ScanError> {
+    validate_dy(&inputs, &dy)?;
+    Ok(B::selective_scan_backward_saved_with_config(
+        inputs, dy, None, config,
+    ))
 }
 
 #[cfg(feature = "ndarray")]
@@ -245,10 +354,9 @@ mod ndarray_impl {
             backward_host(&Prims::new(inputs).host(), &slice_of(&dy), &like)
         }
 
-        // The causal conv runs the trait's tensor-op defaults on NdArray. A rayon host
-        // implementation (`conv::host`) was faster, but two replicas training on two threads
-        // (rank-heads' data-parallel test) gave run-to-run different results with it (5e-5 to
-        // 1.7e-4 relative loss differences in some runs, 1e-7 in others); with the tensor ops
-        // the runs are identical. Cause not found yet; `conv::host` stays, tested on its own.
+        // The causal conv runs the trait's tensor-op defaults on NdArray: a rayon host
+        // implementation was faster, but two replicas training on two threads (rank-heads'
+        // data-parallel test) gave run-to-run different results with it; with the tensor ops
+        // the runs are identical.
     }
 }

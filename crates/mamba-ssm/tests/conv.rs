@@ -1,4 +1,4 @@
-//! The causal convolution on the CPU (`NdArray`: the rayon host implementation;
+//! The causal convolution on the CPU (`NdArray`: the tensor-op formulation;
 //! `Autodiff<NdArray>`: one graph node with the hand-written backward; the trait's tensor-op
 //! defaults) against Burn's own
 //! grouped `Conv1d` (an independent implementation) followed by `activation::silu`: the
@@ -157,7 +157,7 @@ fn tensor_op_defaults_match_burn_grouped_conv1d() {
     }
 }
 
-/// NdArray (the rayon host implementation) and `Autodiff<NdArray>`.
+/// NdArray (the tensor-op formulation) and `Autodiff<NdArray>`.
 #[test]
 fn matches_burn_grouped_conv1d_forward_and_gradients() {
     for &(batch, d, len, k) in &[

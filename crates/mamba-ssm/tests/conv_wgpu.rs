@@ -10,8 +10,11 @@
 use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use mamba_ssm::kernel::{set_conv_backward_splits, set_conv_poison_outputs};
-use mamba_ssm::{SelectiveScanBackend, causal_conv1d, causal_conv1d_backward};
+use mamba_ssm::kernel::KernelConfig;
+use mamba_ssm::{
+    SelectiveScanBackend, causal_conv1d, causal_conv1d_backward,
+    causal_conv1d_backward_with_config, causal_conv1d_with_config,
+};
 
 mod common;
 use common::{conv_err as err, to_vec};
@@ -80,6 +83,14 @@ const SHAPES: [(usize, usize, usize, usize); 13] = [
 
 const TOL: f64 = 1e-4;
 
+/// The kernels' settings of these tests: output buffers NaN-poisoned before each launch.
+fn poisoned() -> KernelConfig {
+    KernelConfig {
+        conv_poison: true,
+        ..KernelConfig::default()
+    }
+}
+
 #[allow(clippy::type_complexity)]
 fn reference(c: &Case, silu: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
     let y = causal_conv1d(c.x.clone(), c.w.clone(), c.bias.clone(), silu).unwrap();
@@ -91,7 +102,7 @@ fn reference(c: &Case, silu: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<
 
 #[test]
 fn kernels_match_ndarray_forward_and_backward() {
-    set_conv_poison_outputs(true);
+    let cfg = poisoned();
     let dev = Default::default();
     let name = <Wgpu as Backend>::name(&dev);
     assert_eq!(name.contains("fusion"), cfg!(feature = "fusion"), "{name}");
@@ -109,11 +120,13 @@ fn kernels_match_ndarray_forward_and_backward() {
                 let w = on::<Wgpu, 2>(&c.w, &dev);
                 let b = c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev));
                 let dy = on3::<Wgpu>(&c.dy, &dev, layout);
-                let y = causal_conv1d(x.clone(), w.clone(), b.clone(), silu).unwrap();
+                let y =
+                    causal_conv1d_with_config(x.clone(), w.clone(), b.clone(), silu, &cfg).unwrap();
                 assert_eq!(y.dims(), [batch, d, len]);
                 let e = err(&to_vec(y), &y_ref);
                 assert!(e < TOL, "{label}: y err {e:e}");
-                let (dx, dw, db) = causal_conv1d_backward(x, w, b, silu, dy).unwrap();
+                let (dx, dw, db) =
+                    causal_conv1d_backward_with_config(x, w, b, silu, dy, &cfg).unwrap();
                 let e = err(&to_vec(dx), &dx_ref);
                 assert!(e < TOL, "{label}: dx err {e:e}");
                 let e = err(&to_vec(dw), &dw_ref);
@@ -130,7 +143,7 @@ fn kernels_match_ndarray_forward_and_backward() {
 
 #[test]
 fn autodiff_gradients_match_ndarray() {
-    set_conv_poison_outputs(true);
+    let cfg = poisoned();
     let dev = Default::default();
     for &(batch, d, len, k) in &[(3, 5, 2, 4), (1, 37, 1000, 4), (3, 7, 7, 2), (2, 9, 40, 1)] {
         for (bias, silu) in [(true, true), (false, false), (true, false), (false, true)] {
@@ -142,7 +155,14 @@ fn autodiff_gradients_match_ndarray() {
             let w3 = Tensor::<Ad, 3>::from_data(c.w.clone().reshape([d, 1, k]).into_data(), &dev)
                 .require_grad();
             let b = c.bias.as_ref().map(|b| on::<Ad, 1>(b, &dev).require_grad());
-            let y = causal_conv1d(x.clone(), w3.clone().reshape([d, k]), b.clone(), silu).unwrap();
+            let y = causal_conv1d_with_config(
+                x.clone(),
+                w3.clone().reshape([d, k]),
+                b.clone(),
+                silu,
+                &cfg,
+            )
+            .unwrap();
             let e = err(&to_vec(y.clone()), &y_ref);
             assert!(e < TOL, "{label}: y err {e:e}");
             let grads = (y * on::<Ad, 3>(&c.dy, &dev)).sum().backward();
@@ -164,7 +184,7 @@ fn autodiff_gradients_match_ndarray() {
 /// NdArray on the f16-rounded inputs. Skipped where the device has no f16.
 #[test]
 fn half_precision_activations() {
-    set_conv_poison_outputs(true);
+    let cfg = poisoned();
     let dev = Default::default();
     if !<Wgpu as Backend>::supports_dtype(&dev, DType::F16) {
         eprintln!("no f16 on this device: skipped");
@@ -191,12 +211,13 @@ fn half_precision_activations() {
         let (y_ref, dx_ref, dw_ref, db_ref) = reference(&rc, silu);
         let w = on::<Wgpu, 2>(&c.w, &dev);
         let b = c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev));
-        let y = causal_conv1d(x.clone(), w.clone(), b.clone(), silu).unwrap();
+        let y = causal_conv1d_with_config(x.clone(), w.clone(), b.clone(), silu, &cfg).unwrap();
         assert_eq!(y.dtype(), h);
         let e = err(&to_vec(y), &y_ref);
         assert!(e < 2e-3, "f16 L {len}: y err {e:e}");
-        let (dx, dw, db) =
-            <Wgpu as SelectiveScanBackend>::causal_conv1d_backward(x, w, b, silu, dy);
+        let (dx, dw, db) = <Wgpu as SelectiveScanBackend>::causal_conv1d_backward_with_config(
+            x, w, b, silu, dy, &cfg,
+        );
         assert_eq!(dx.dtype(), h);
         assert_eq!(dw.dtype(), DType::F32);
         let db = db.unwrap();
@@ -213,14 +234,16 @@ fn half_precision_activations() {
 
 /// The backward with a channel's positions split between several cubes (their sums added
 /// afterwards): forced 1, 3 and 64 cubes per channel (more cubes than runs of positions
-/// leaves some with nothing to sum). The setting is process-wide, but every value is correct,
-/// so tests running meanwhile are unaffected.
+/// leaves some with nothing to sum).
 #[test]
 fn backward_split_between_cubes() {
-    set_conv_poison_outputs(true);
+    let cfg = poisoned();
     let dev = Default::default();
     for splits in [1, 3, 64] {
-        set_conv_backward_splits(Some(splits));
+        let cfg = KernelConfig {
+            conv_backward_splits: Some(splits),
+            ..cfg.clone()
+        };
         for &(batch, d, len, k) in &[(1, 3, 1, 4), (3, 7, 7, 2), (1, 37, 1000, 4), (2, 3, 30, 20)] {
             for (bias, silu) in [(true, true), (false, false)] {
                 let c = case(batch, d, len, k, bias);
@@ -228,12 +251,13 @@ fn backward_split_between_cubes() {
                     "splits {splits} batch {batch} d {d} L {len} k {k} bias {bias} silu {silu}"
                 );
                 let (_, dx_ref, dw_ref, db_ref) = reference(&c, silu);
-                let (dx, dw, db) = causal_conv1d_backward(
+                let (dx, dw, db) = causal_conv1d_backward_with_config(
                     on::<Wgpu, 3>(&c.x, &dev),
                     on::<Wgpu, 2>(&c.w, &dev),
                     c.bias.as_ref().map(|b| on::<Wgpu, 1>(b, &dev)),
                     silu,
                     on::<Wgpu, 3>(&c.dy, &dev),
+                    &cfg,
                 )
                 .unwrap();
                 let e = err(&to_vec(dx), &dx_ref);
@@ -249,5 +273,4 @@ fn backward_split_between_cubes() {
             }
         }
     }
-    set_conv_backward_splits(None);
 }

@@ -8,12 +8,8 @@ mod common;
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::Tensor;
 use common::*;
-use mamba_ssm::kernel::{
-    set_backward_fold, set_channels_per_cube, set_launch_config, set_pair_states, set_plane_mode,
-    set_save_states, set_scan_poison_outputs, set_vec_backward, set_vec_forward, set_vec_prefetch,
-    set_vec_segment, vec_backward_launches, vec_forward_launches,
-};
-use mamba_ssm::selective_scan;
+use mamba_ssm::kernel::{KernelConfig, LaunchCounter, ScanKernel};
+use mamba_ssm::{selective_scan, selective_scan_with_config};
 
 /// (plane shuffles, launch (steps per unit, largest units per channel): `None` is the default,
 /// (2, 16) small cubes so that long cases span many chunks, 8 units = one plane of lavapipe per
@@ -36,19 +32,23 @@ const CONFIGS: [(bool, Launch, Option<usize>); 11] = [
     (true, Some((8, 8)), Some(1)),
 ];
 
-/// The launch settings are process-wide: tests that change them (or depend on the defaults)
-/// hold this lock, so that no test runs under another's settings. Needed since the forward
-/// may save states for the backward of the settings current at its call (through `Fusion`:
-/// declared when the operation is registered, computed when it runs).
-static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn settings_lock() -> std::sync::MutexGuard<'static, ()> {
-    SETTINGS.lock().unwrap_or_else(|e| e.into_inner())
+/// `base` with one entry of [`CONFIGS`]: the cube scans, the launch shape of every kernel and
+/// the channels per cube of both directions.
+fn with_launch(
+    base: &KernelConfig,
+    (plane, small, chans): (bool, Launch, Option<usize>),
+) -> KernelConfig {
+    KernelConfig {
+        plane: Some(plane),
+        ..base.clone()
+    }
+    .with_items(small.map(|l| l.0))
+    .with_max_units(small.map(|l| l.1))
+    .with_channels_per_cube(chans, chans)
 }
 
 #[test]
 fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
-    let _settings = settings_lock();
     let dev = Default::default();
     // with the `fusion` feature, Burn's Wgpu is Fusion<CubeBackend>: the Fusion impl is tested
     let name = <Wgpu as burn::tensor::backend::Backend>::name(&dev);
@@ -56,17 +56,18 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
     eprintln!("backend: {name}");
     // one state per pass, then two (where the launch is one plane per channel)
     let pairs = CONFIGS.iter().map(|&c| (c, false));
-    // the scalar forward kernel (the vectorised one has its own test below)
-    set_vec_forward(Some(false));
     for ((mode, small, chans), pair) in pairs.chain(CONFIGS.iter().map(|&c| (c, true))) {
-        set_pair_states(Some(pair));
-        set_plane_mode(Some(mode));
-        set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
-        set_channels_per_cube(chans, chans);
+        // the scalar forward kernel (the vectorised one has its own test below)
+        let base = KernelConfig {
+            vec_forward: false,
+            pair_states: Some(pair),
+            ..KernelConfig::default()
+        };
+        let cfg = with_launch(&base, (mode, small, chans));
         for name in CASES {
             let case = load(name);
             let inp = case.inputs::<Wgpu>(&dev, |t| t);
-            let out = selective_scan(inp, true).unwrap();
+            let out = selective_scan_with_config(inp, true, &cfg).unwrap();
             let e = rel_err(&to_vec(out.y), case.vec("y"));
             assert!(
                 e < 1e-5,
@@ -80,11 +81,6 @@ fn forward_kernel_matches_pytorch_float64_on_both_scan_paths() {
             );
         }
     }
-    set_pair_states(None);
-    set_plane_mode(None);
-    set_launch_config(None, None);
-    set_channels_per_cube(None, None);
-    set_vec_forward(None);
 }
 
 /// The backward kernel through `Autodiff<Wgpu>`: every gradient against the fixtures, with
@@ -105,11 +101,6 @@ fn backward_fold_kernel_matches_pytorch_float64_on_both_scan_paths() {
 /// Every config of [`CONFIGS`] (saved states, then the multi-chunk ones recomputed) with the
 /// default backward loop or `fold`.
 fn check_backward(fold: bool) {
-    let _settings = settings_lock();
-    set_backward_fold(Some(fold));
-    // the scalar kernels here (the vectorised ones have their own tests)
-    set_vec_forward(Some(false));
-    set_vec_backward(Some(false));
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
     let unsaved = CONFIGS
@@ -117,16 +108,24 @@ fn check_backward(fold: bool) {
         .filter(|c| c.1.is_some())
         .map(|&c| (c, false));
     for ((mode, small, chans), save) in CONFIGS.iter().map(|&c| (c, true)).chain(unsaved) {
-        set_save_states(Some(save));
-        // the saved states then come from the two-states-per-pass forward where it applies
-        set_pair_states(Some(save));
-        set_plane_mode(Some(mode));
-        set_launch_config(small.map(|l| l.0), small.map(|l| l.1));
-        set_channels_per_cube(chans, chans);
+        let base = KernelConfig {
+            backward_fold: fold,
+            // the scalar kernels here (the vectorised ones have their own tests)
+            vec_forward: false,
+            vec_backward: false,
+            save_states: save,
+            // the saved states then come from the two-states-per-pass forward where it applies
+            pair_states: Some(save),
+            ..KernelConfig::default()
+        };
+        let cfg = with_launch(&base, (mode, small, chans));
         for name in CASES {
             let case = load(name);
             let inp = case.tracked_inputs::<Ad>(&dev);
-            let y = selective_scan(inp.clone(), false).unwrap().y;
+            // through `Autodiff`, the backward runs with the forward's config
+            let y = selective_scan_with_config(inp.clone(), false, &cfg)
+                .unwrap()
+                .y;
             let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
             let grads = (y * dy).sum().backward();
             let checks = input_grads(&inp, &grads);
@@ -140,14 +139,6 @@ fn check_backward(fold: bool) {
             }
         }
     }
-    set_save_states(None);
-    set_pair_states(None);
-    set_plane_mode(None);
-    set_launch_config(None, None);
-    set_channels_per_cube(None, None);
-    set_backward_fold(None);
-    set_vec_forward(None);
-    set_vec_backward(None);
 }
 
 /// f16 activations (u, delta, z) with f32 weights (A, B, C, D, delta_bias): the kernels read
@@ -156,7 +147,6 @@ fn check_backward(fold: bool) {
 /// input's dtype. Skipped where the device has no f16.
 #[test]
 fn mixed_dtypes_follow_the_activations_with_f32_weights() {
-    let _settings = settings_lock();
     use burn::tensor::DType;
     type Ad = Autodiff<Wgpu>;
     let dev = Default::default();
@@ -200,12 +190,15 @@ fn mixed_dtypes_follow_the_activations_with_f32_weights() {
 #[test]
 fn training_forward_saves_chunk_start_states() {
     use mamba_ssm::{Dims, ScanInputs, SelectiveScanBackend};
-    let _settings = settings_lock();
     let dev = Default::default();
-    set_plane_mode(Some(true));
-    set_launch_config(Some(2), Some(16));
     for (len, save) in [(300, true), (20, true), (300, false)] {
-        set_save_states(Some(save));
+        let cfg = KernelConfig {
+            plane: Some(true),
+            save_states: save,
+            ..KernelConfig::default()
+        }
+        .with_items(Some(2))
+        .with_max_units(Some(16));
         let (batch, dim, state) = (2, 6, 4);
         let inp = ScanInputs::<Wgpu>::random([batch, dim, len, state], &dev);
         let dims = Dims {
@@ -215,22 +208,23 @@ fn training_forward_saves_chunk_start_states() {
             state,
             groups: 1,
         };
-        let want =
-            <Wgpu as SelectiveScanBackend>::selective_scan_saved_len(&dev, dims, inp.u.dtype());
-        let (out, saved) = <Wgpu as SelectiveScanBackend>::selective_scan_train(inp, false);
+        let want = <Wgpu as SelectiveScanBackend>::selective_scan_saved_len_with_config(
+            &dev,
+            dims,
+            inp.u.dtype(),
+            &cfg,
+        );
+        let (out, saved) =
+            <Wgpu as SelectiveScanBackend>::selective_scan_train_with_config(inp, false, &cfg);
         assert_eq!(want.is_some(), save && len == 300, "len {len} save {save}");
         assert_eq!(
             saved.as_ref().map(|t| t.dims()[0]),
             want,
             "len {len} save {save}"
         );
-        // read the outputs, so that (through `Fusion`) the forward runs under this test's
-        // settings and not later, under another test's
+        // read the outputs (through `Fusion`, the forward runs now: with the states declared)
         let _ = (to_vec(out.y), saved.map(to_vec));
     }
-    set_save_states(None);
-    set_plane_mode(None);
-    set_launch_config(None, None);
 }
 
 /// Random inputs `[batch, d_inner, L]`, N states, G groups (seeded), on NdArray and on Wgpu.
@@ -316,16 +310,22 @@ fn random_pair(
 /// the B prefetch; then the gradients of `Autodiff` from its saved chunk-start states.
 #[test]
 fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
-    let _settings = settings_lock();
     let dev = Default::default();
-    // unwritten output elements show as NaN (and fail `rel_err`)
-    set_scan_poison_outputs(true);
-    set_plane_mode(Some(true));
-    set_vec_forward(Some(true));
+    let counter = LaunchCounter::new();
+    let vec_forward_launches = || counter.launches(ScanKernel::VecForward);
+    let base = KernelConfig {
+        // unwritten output elements show as NaN (and fail `rel_err`)
+        scan_poison: true,
+        plane: Some(true),
+        vec_forward: true,
+        launch_counter: Some(counter.clone()),
+        ..KernelConfig::default()
+    };
     let before = vec_forward_launches();
     for name in ["l1000_n16", "ungrouped_n4"] {
         let case = load(name);
-        let out = selective_scan(case.inputs::<Wgpu>(&dev, |t| t), true).unwrap();
+        let out =
+            selective_scan_with_config(case.inputs::<Wgpu>(&dev, |t| t), true, &base).unwrap();
         let e = rel_err(&to_vec(out.y), case.vec("y"));
         assert!(e < 1e-5, "{name}: y rel err {e:e}");
         let e = rel_err(&to_vec(out.last_state.unwrap()), case.vec("last_state"));
@@ -358,21 +358,25 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
         (Some(4), Some(2), false, Some(2)),
         (None, Some(3), true, Some(4)),
     ] {
-        set_launch_config(items, None);
-        set_channels_per_cube(chans, chans);
-        set_vec_prefetch(Some(prefetch));
-        set_vec_segment(seg, seg);
+        let cfg = KernelConfig {
+            vec_prefetch: Some(prefetch),
+            ..base.clone()
+        }
+        .with_items(items)
+        .with_channels_per_cube(chans, chans)
+        .with_vec_segment(seg, seg);
         for shape in shapes {
             seed += 1;
             let (cpu, gpu) = random_pair(shape, seed);
             let want = selective_scan(cpu, true).unwrap();
             let before = vec_forward_launches();
-            let got = selective_scan(gpu, true).unwrap();
+            let got = selective_scan_with_config(gpu, true, &cfg).unwrap();
             let ctx = format!(
                 "{shape:?} items {items:?} chans {chans:?} prefetch {prefetch} seg {seg:?}"
             );
-            // issue 4's fp32 bound (the no-softplus cases, real since their steps are positive,
-            // reach 1.3e-5 at N 64, L 264: sums of 64 states of 264 steps in f32 on both sides)
+            // the fp32 bound of the device check against PyTorch (the no-softplus cases, real
+            // since their steps are positive, reach 1.3e-5 at N 64, L 264: sums of 64 states
+            // of 264 steps in f32 on both sides)
             let e = rel_err(&to_vec(got.y), &to_vec(want.y));
             assert!(e < 1e-4, "{ctx}: y rel err {e:e}");
             let e = rel_err(
@@ -388,12 +392,14 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
             );
         }
     }
-    set_vec_segment(None, None);
+    // the B prefetch of the last launch above stays on below
+    let base = KernelConfig {
+        vec_prefetch: Some(true),
+        ..base
+    };
     // f16 activations and B, C (f32 weights) against the CPU scan on the same rounded values
     use burn::tensor::DType;
     if <Wgpu as burn::tensor::backend::Backend>::supports_dtype(&dev, DType::F16) {
-        set_launch_config(None, None);
-        set_channels_per_cube(None, None);
         let (cpu, gpu) = random_pair([2, 6, 200, 16, 2], 99);
         let h = DType::F16;
         // NdArray has no f16: round on the host
@@ -423,7 +429,7 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
         };
         let want = selective_scan(cpu, false).unwrap();
         let before = vec_forward_launches();
-        let got = selective_scan(gpu, false).unwrap();
+        let got = selective_scan_with_config(gpu, false, &base).unwrap();
         assert_eq!(got.y.dtype(), h);
         let e = rel_err(&to_vec(got.y.cast(DType::F32)), &to_vec(want.y));
         assert!(e < 1e-2, "f16: y rel err {e:e}");
@@ -431,14 +437,20 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
     }
     // training: the saved chunk-start states come from the vectorised forward (the backward
     // is the vectorised one too here; its own test covers it in detail)
-    set_save_states(Some(true));
-    set_vec_backward(Some(true));
-    set_launch_config(Some(4), Some(16));
+    let cfg = KernelConfig {
+        save_states: true,
+        vec_backward: true,
+        ..base
+    }
+    .with_items(Some(4))
+    .with_max_units(Some(16));
     type Ad = Autodiff<Wgpu>;
     let case = load("l1000_n16");
     let inp = case.tracked_inputs::<Ad>(&dev);
     let before = vec_forward_launches();
-    let y = selective_scan(inp.clone(), false).unwrap().y;
+    let y = selective_scan_with_config(inp.clone(), false, &cfg)
+        .unwrap()
+        .y;
     let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
     let grads = (y * dy).sum().backward();
     for (k, g) in input_grads(&inp, &grads) {
@@ -451,17 +463,9 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
         before + 1,
         "training: scalar kernel ran"
     );
-    set_save_states(None);
-    set_vec_backward(None);
-    set_vec_prefetch(None);
-    set_vec_forward(None);
-    set_plane_mode(None);
-    set_launch_config(None, None);
-    set_channels_per_cube(None, None);
-    set_scan_poison_outputs(false);
 }
 
-/// The vectorised backward (`set_vec_backward`): every gradient against the CPU scan's
+/// The vectorised backward ([`KernelConfig::vec_backward`]): every gradient against the CPU scan's
 /// backward on random inputs (shapes as for the vectorised forward, several chunks; by
 /// default up to L 512 two planes per cube with their dB / dC terms summed in shared memory
 /// before the atomics, segments of 1-2 lanes at L 4 and 12, batch-order cubes at L 520 with
@@ -470,14 +474,22 @@ fn vectorised_forward_matches_fixtures_and_the_cpu_scan() {
 /// through `Autodiff` against the PyTorch fixtures whose L fits the vector width.
 #[test]
 fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
-    use mamba_ssm::{ScanGrads, SelectiveScanBackend, selective_scan_backward};
-    let _settings = settings_lock();
+    use mamba_ssm::{
+        ScanGrads, SelectiveScanBackend, selective_scan_backward,
+        selective_scan_backward_with_config,
+    };
     let dev = Default::default();
-    set_scan_poison_outputs(true);
-    set_plane_mode(Some(true));
-    set_vec_forward(Some(true));
-    set_vec_backward(Some(true));
-    set_save_states(Some(true));
+    let counter = LaunchCounter::new();
+    let vec_backward_launches = || counter.launches(ScanKernel::VecBackward);
+    let base = KernelConfig {
+        scan_poison: true,
+        plane: Some(true),
+        vec_forward: true,
+        vec_backward: true,
+        save_states: true,
+        launch_counter: Some(counter.clone()),
+        ..KernelConfig::default()
+    };
     fn grads_of<B: burn::tensor::backend::Backend>(
         g: ScanGrads<B>,
     ) -> Vec<(&'static str, Vec<f32>)> {
@@ -512,9 +524,11 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         (Some(4), Some(2), Some(2)),
         (None, Some(3), Some(4)),
     ] {
-        set_launch_config(items, None);
-        set_channels_per_cube(chans, chans);
-        set_vec_segment(seg, seg);
+        let cfg = base
+            .clone()
+            .with_items(items)
+            .with_channels_per_cube(chans, chans)
+            .with_vec_segment(seg, seg);
         for shape in shapes {
             seed += 1;
             let (cpu, gpu) = random_pair(shape, seed);
@@ -539,19 +553,24 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
                 let before = vec_backward_launches();
                 let got = if save {
                     let (_, saved) =
-                        <Wgpu as SelectiveScanBackend>::selective_scan_train(gpu.clone(), false);
+                        <Wgpu as SelectiveScanBackend>::selective_scan_train_with_config(
+                            gpu.clone(),
+                            false,
+                            &cfg,
+                        );
                     // these lengths span several backward chunks (at most 8 x 16 steps here;
                     // chunks under 16 steps, as with the segment caps, save nothing)
                     if l >= 200 && seg.is_none() {
                         assert!(saved.is_some(), "{shape:?}: the forward saved no states");
                     }
-                    <Wgpu as SelectiveScanBackend>::selective_scan_backward_saved(
+                    <Wgpu as SelectiveScanBackend>::selective_scan_backward_saved_with_config(
                         gpu.clone(),
                         dy.clone(),
                         saved,
+                        &cfg,
                     )
                 } else {
-                    selective_scan_backward(gpu.clone(), dy.clone()).unwrap()
+                    selective_scan_backward_with_config(gpu.clone(), dy.clone(), &cfg).unwrap()
                 };
                 let ctx =
                     format!("{shape:?} items {items:?} chans {chans:?} seg {seg:?} saved {save}");
@@ -569,9 +588,6 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
             }
         }
     }
-    set_launch_config(None, None);
-    set_channels_per_cube(None, None);
-    set_vec_segment(None, None);
     // f16 activations and B, C (f32 weights): du and dB against the CPU backward on the same
     // rounded values
     use burn::tensor::DType;
@@ -614,9 +630,10 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         let dy = rounded(dy);
         let want = selective_scan_backward(cpu, dy.clone()).unwrap();
         let before = vec_backward_launches();
-        let got = selective_scan_backward(
+        let got = selective_scan_backward_with_config(
             gpu,
             Tensor::<Wgpu, 3>::from_data(dy.into_data(), &dev).cast(h),
+            &base,
         )
         .unwrap();
         assert_eq!(got.du.dtype(), h);
@@ -650,7 +667,9 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
         let case = load(name);
         let inp = case.tracked_inputs::<Ad>(&dev);
         let before = vec_backward_launches();
-        let y = selective_scan(inp.clone(), false).unwrap().y;
+        let y = selective_scan_with_config(inp.clone(), false, &base)
+            .unwrap()
+            .y;
         let dy: Tensor<Ad, 3> = tensor(&case, "dy", &dev);
         let grads = (y * dy).sum().backward();
         let checks = input_grads(&inp, &grads);
@@ -664,9 +683,4 @@ fn vectorised_backward_matches_the_cpu_backward_and_fixtures() {
             "{name}: scalar backward ran"
         );
     }
-    set_save_states(None);
-    set_vec_backward(None);
-    set_vec_forward(None);
-    set_plane_mode(None);
-    set_scan_poison_outputs(false);
 }

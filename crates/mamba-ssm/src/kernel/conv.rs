@@ -18,13 +18,13 @@
 //! is first copied to unit stride along L, like the scan's inputs, so that consecutive units
 //! read consecutive addresses.
 
+use super::config::KernelConfig;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
     ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
 };
 use cubecl::{CubeCount, CubeDim};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 mod device {
     use cubecl::prelude::*;
@@ -253,14 +253,6 @@ mod device {
     }
 }
 
-static POISON: AtomicBool = AtomicBool::new(false);
-
-/// Testing aid: when on, the kernels' output buffers are filled with NaN before the launch,
-/// so that an element a kernel fails to write shows in the results. Off by default.
-pub fn set_conv_poison_outputs(on: bool) {
-    POISON.store(on, Ordering::Relaxed);
-}
-
 type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
 fn prim<B: burn::tensor::backend::Backend, const D: usize>(
@@ -283,15 +275,16 @@ fn cast_to<B: burn::tensor::backend::Backend, const D: usize>(
 }
 
 /// A fresh contiguous output (the kernels write it at linear positions): uninitialised, or
-/// NaN-filled under [`set_conv_poison_outputs`]. Not `empty_device_dtype`: on CUDA cubecl may
+/// NaN-filled under [`KernelConfig::conv_poison`]. Not `empty_device_dtype`: on CUDA cubecl may
 /// give a fresh tensor pitched rows (the last axis's stride padded for alignment), which
-/// linear writes would miss (found on the H200: every L not a multiple of the pitch).
+/// linear writes would miss (every L not a multiple of the pitch).
 fn output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement, const D: usize>(
     like: &CubeTensor<R>,
     shape: [usize; D],
     dtype: DType,
+    kc: &KernelConfig,
 ) -> CubeTensor<R> {
-    if POISON.load(Ordering::Relaxed) {
+    if kc.conv_poison {
         burn_cubecl::kernel::into_contiguous(prim(Tensor::<Cb<R, F, I, BT>, D>::full(
             shape,
             f32::NAN,
@@ -330,14 +323,6 @@ const UNROLL_MAX_K: usize = 16;
 const BWD_MIN_POSITIONS: usize = 16;
 const BWD_MAX_SPLITS: usize = 64;
 
-static SPLITS: AtomicUsize = AtomicUsize::new(0);
-
-/// Testing and tuning: the backward's cubes per channel (`None`: the default, enough that a
-/// unit takes at least 16 positions, at most 64).
-pub fn set_conv_backward_splits(splits: Option<usize>) {
-    SPLITS.store(splits.unwrap_or(0).min(BWD_MAX_SPLITS), Ordering::Relaxed);
-}
-
 /// Units per cube of the forward.
 const FWD_UNITS: usize = 256;
 /// Largest cube of the backward (units of one channel).
@@ -348,6 +333,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
     weight: Tensor<Cb<R, F, I, BT>, 2>,
     bias: Option<Tensor<Cb<R, F, I, BT>, 1>>,
     silu: bool,
+    kc: &KernelConfig,
 ) -> Tensor<Cb<R, F, I, BT>, 3> {
     let [batch, d, len] = x.dims();
     let k = weight.dims()[1];
@@ -358,7 +344,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
     let b: CubeTensor<R> = bias.map_or_else(|| w.clone(), |b| prim(cast_to(b, DType::F32)));
     let dtype = x.dtype;
     let client = x.client.clone();
-    let y = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype);
+    let y = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype, kc);
     let total = batch * d * len;
     // SAFETY: the kernel guards its one write by `pos < batch d L` and reads x only at
     // positions in [0, L) of existing (batch, channel) rows, w at [c, j < k] and bias at c < d.
@@ -388,6 +374,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     bias: Option<Tensor<Cb<R, F, I, BT>, 1>>,
     silu: bool,
     dy: Tensor<Cb<R, F, I, BT>, 3>,
+    kc: &KernelConfig,
 ) -> (
     Tensor<Cb<R, F, I, BT>, 3>,
     Tensor<Cb<R, F, I, BT>, 2>,
@@ -403,7 +390,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     let dy: CubeTensor<R> = super::unit_stride_l(prim(cast_to(dy, dtype)));
     let x: CubeTensor<R> = super::unit_stride_l(prim(x));
     let client = x.client.clone();
-    let dx = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype);
+    let dx = output::<R, F, I, BT, 3>(&x, [batch, d, len], dtype, kc);
     // the cube's shared memory holds (k + 1) sums per unit: fewer units for wide kernels
     let smem = client
         .properties()
@@ -417,12 +404,12 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
         .min(fit);
     // cubes per channel: each unit takes at least BWD_MIN_POSITIONS positions
     let n = batch * len;
-    let splits = match SPLITS.load(Ordering::Relaxed) {
-        0 => (n / (units * BWD_MIN_POSITIONS)).clamp(1, BWD_MAX_SPLITS),
-        s => s,
+    let splits = match kc.conv_backward_splits.map(|s| s.min(BWD_MAX_SPLITS)) {
+        None | Some(0) => (n / (units * BWD_MIN_POSITIONS)).clamp(1, BWD_MAX_SPLITS),
+        Some(s) => s,
     };
-    let dw = output::<R, F, I, BT, 3>(&x, [splits, d, k], DType::F32);
-    let db = output::<R, F, I, BT, 2>(&x, [splits, d], DType::F32);
+    let dw = output::<R, F, I, BT, 3>(&x, [splits, d, k], DType::F32, kc);
+    let db = output::<R, F, I, BT, 2>(&x, [splits, d], DType::F32, kc);
     // SAFETY: cubes past d x splits exit before any access; reads stay within [0, L) of
     // existing rows (masked), w at [c, j < k], bias at c; each unit writes dx at its own
     // positions and unit 0 its cube's dw and db entries (fresh contiguous tensors).
