@@ -611,7 +611,7 @@ pub fn check_token_batch_with_types<B: Backend>(
         return Err(format!("input_ids has an empty shape {dims:?}"));
     }
     let checks = [
-        ("token_type_ids", token_type_ids.map(|(t, n)| (t, n))),
+        ("token_type_ids", token_type_ids),
         ("attention_mask", attention_mask.map(|m| (m, 2))),
     ];
     for (what, t) in &checks {
