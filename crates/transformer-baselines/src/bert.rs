@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::TransformerError;
 use crate::activation::HiddenAct;
 use crate::attention::{AttentionImpl, attention, merge_heads, split_heads};
-use crate::checkpoint::{check_batch, safetensors_names};
+use crate::checkpoint::{check_batch, hf_embedding, hf_linear, safetensors_names};
 
 /// Model types whose positions count from `pad_token_id + 1` over the non-padding tokens.
 const ROBERTA_TYPES: &[&str] = &["roberta", "xlm-roberta", "camembert"];
@@ -194,7 +194,9 @@ impl BertConfig {
         }
     }
 
-    /// A randomly initialised encoder, without the pooler (a cross-encoder pools itself).
+    /// A randomly initialised encoder, without the pooler (a cross-encoder pools itself),
+    /// initialised as `transformers` does: N(0, 0.02) weights and embeddings, zero biases and
+    /// padding row.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<BertModel<B>, TransformerError> {
         self.init_model(false, device)
     }
@@ -219,11 +221,12 @@ impl BertConfig {
                 .with_epsilon(self.layer_norm_eps)
                 .init(device)
         };
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        // as `transformers` initialises BERT: N(0, 0.02), zero biases, a zero padding row
+        let linear = |i, o| hf_linear(i, o, true, device);
         let embeddings = BertEmbeddings {
-            word_embeddings: EmbeddingConfig::new(self.vocab_size, h).init(device),
-            position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, h).init(device),
-            token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
+            word_embeddings: hf_embedding(self.vocab_size, h, self.pad_token_id, device),
+            position_embeddings: hf_embedding(self.max_position_embeddings, h, None, device),
+            token_type_embeddings: hf_embedding(self.type_vocab_size, h, None, device),
             layer_norm: layer_norm(),
             positions: self.position_ids()?,
         };

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::TransformerError;
 use crate::activation::HiddenAct;
 use crate::attention::{AttentionImpl, attention, merge_heads};
-use crate::checkpoint::check_batch;
+use crate::checkpoint::{check_batch, hf_init, hf_linear};
 
 /// A GPT-NeoX configuration, resolved from a HF `config.json` of either generation: older files
 /// (Pythia on the hub) write `rotary_pct` and `rotary_emb_base`, `transformers` 5 writes
@@ -282,24 +282,6 @@ impl GptNeoXConfig {
             max_seq_len: self.max_position_embeddings,
         })
     }
-}
-
-/// `transformers`' initialisation of GPT-NeoX (`initializer_range` 0.02): weights and
-/// embeddings ~ N(0, 0.02), biases 0.
-fn hf_init() -> burn::nn::Initializer {
-    burn::nn::Initializer::Normal {
-        mean: 0.0,
-        std: 0.02,
-    }
-}
-
-fn hf_linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {
-    let mut l = LinearConfig::new(d_in, d_out)
-        .with_bias(bias)
-        .with_initializer(hf_init())
-        .init(device);
-    l.bias = l.bias.map(|b| b.map(|t| t.zeros_like()));
-    l
 }
 
 /// Rotary position embeddings on the first `ndims` channels of each head (HF's

@@ -246,3 +246,47 @@ fn presets_have_the_published_parameter_counts() {
         405_334_016 - 50_304 * 1024
     );
 }
+
+#[test]
+fn random_bert_is_initialised_as_transformers_does() {
+    // transformers' BertPreTrainedModel._init_weights with initializer_range 0.02: Linear and
+    // Embedding weights ~ N(0, 0.02), Linear biases 0, the padding row 0.
+    let dev = Default::default();
+    let config = BertConfig {
+        num_hidden_layers: 1,
+        ..BertConfig::bert_base()
+    };
+    let m = config.init::<B>(&dev).unwrap();
+    let stats = |v: Vec<f32>| {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    };
+    let words: Vec<f32> = m
+        .embeddings
+        .word_embeddings
+        .weight
+        .val()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let (mean, sd) = stats(words.clone());
+    assert!(
+        mean.abs() < 1e-3 && (0.019..0.021).contains(&sd),
+        "{mean} {sd}"
+    );
+    let h = config.hidden_size;
+    assert!(
+        words[..h].iter().all(|&x| x == 0.0),
+        "padding row (id 0) must be zero"
+    );
+    let q = &m.encoder.layer[0].attention.self_.query;
+    let (mean, sd) = stats(q.weight.val().into_data().to_vec().unwrap());
+    assert!(
+        mean.abs() < 1e-3 && (0.019..0.021).contains(&sd),
+        "{mean} {sd}"
+    );
+    let bias: Vec<f32> = q.bias.as_ref().unwrap().val().into_data().to_vec().unwrap();
+    assert!(bias.iter().all(|&x| x == 0.0));
+}
