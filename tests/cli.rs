@@ -217,7 +217,10 @@ fn a_missing_data_set_names_every_place_and_the_fetch_command() {
         "{err}"
     );
     assert!(err.contains("shared/data/nosuch-set"), "{err}");
-    assert!(err.contains("rankmamba data fetch nosuch-set"), "{err}");
+    assert!(
+        err.contains("nosuch-set has no download") && !err.contains("data fetch nosuch-set"),
+        "{err}"
+    );
     assert!(
         !err.contains("scripts/") && !err.contains("panicked"),
         "{err}"

@@ -249,17 +249,42 @@ data sets there: {}",
                 "\nthe working directory has a folder {name}: write ./{name} to use it"
             ));
         }
-        message.push_str(&format!(
-            "\nfetch it with: rankmamba data fetch {name} (or point --data / ${DATA_ENV} at a \
-             folder that holds {})",
-            rel.display()
-        ));
+        if fetchable(name) {
+            message.push_str(&format!(
+                "\nfetch it with: rankmamba data fetch {name} (or point --data / ${DATA_ENV} at a \
+                 folder that holds {})",
+                rel.display()
+            ));
+        } else {
+            message.push_str(&format!(
+                "\n{name} has no download (`rankmamba data list` lists those that do): \
+                 point --data / ${DATA_ENV} at a folder that holds {}",
+                rel.display()
+            ));
+        }
         Err(Error::Missing {
             what: kind.noun(),
             name: name.to_string(),
             message,
         })
     }
+}
+
+/// Whether `name` (or an alias) is in the fetch registry (`fetch/registry.json`, embedded
+/// whether or not the `fetch` feature is on), so that an error only suggests `data fetch` for
+/// what it can download.
+fn fetchable(name: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: String,
+        #[serde(default)]
+        aliases: Vec<String>,
+    }
+    let entries: Vec<Entry> =
+        serde_json::from_str(include_str!("fetch/registry.json")).unwrap_or_default();
+    entries
+        .iter()
+        .any(|e| e.name == name || e.aliases.iter().any(|a| a == name))
 }
 
 /// The nearest ancestor of `cwd` (itself included) holding `.git` (a folder, or a file in a
