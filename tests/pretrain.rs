@@ -264,6 +264,15 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
             .unwrap();
         }
     }
+    for arch in ["mamba", "gpt-neox"] {
+        let d = runs.join(format!("pretrain-{arch}"));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::copy(
+            out.join(format!("pretrain/{arch}/pretrain_report.json")),
+            d.join("pretrain_report.json"),
+        )
+        .unwrap();
+    }
     let analysed = tmp.path().join("analysed");
     let (ok, _, err) = rankmamba(&[
         "controlled",
@@ -287,6 +296,20 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
     for (x, y) in a["tests"].as_array().unwrap().iter().zip(tests) {
         assert_eq!(x["p_holm"], y["p_holm"], "{} vs {}", x["a"], x["b"]);
     }
+    // the pretraining curves as a picture, in the run and from the reports
+    for svg in [out.join("perplexity.svg"), analysed.join("perplexity.svg")] {
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("mamba") && text.contains("gpt-neox"),
+            "{}",
+            svg.display()
+        );
+    }
+    let md = std::fs::read_to_string(analysed.join("controlled-runs.md")).unwrap();
+    assert!(
+        md.contains("## Pretraining") && md.contains("| mamba |"),
+        "{md}"
+    );
     // a run of an unknown system is an error naming the file, and nothing is written
     std::fs::write(runs.join("lstm-s1.trec"), "").unwrap();
     let (ok, _, err) = rankmamba(&[

@@ -240,8 +240,10 @@ pub struct ControlledArgs {
     /// Instead of running the protocol, tabulate runs made elsewhere (say, by `train` and
     /// `rerank` on a GPU machine): DIR holds `SYSTEM-sSEED.trec` (SYSTEM: mamba, gpt-neox,
     /// mamba-random, gpt-neox-random, mamba-query-first, gpt-neox-query-first) and, when
-    /// present, the model folder `SYSTEM-sSEED/` with its `train_report.json`. Writes
-    /// `controlled-runs.json` and `.md` into --out when given.
+    /// present, the model folder `SYSTEM-sSEED/` with its `train_report.json`, and the
+    /// pretraining folders `pretrain-mamba/`, `pretrain-gpt-neox/` with their
+    /// `pretrain_report.json`. Writes `controlled-runs.json`, `.md` and `perplexity.svg` into
+    /// --out when given.
     #[arg(long, value_name = "DIR")]
     pub analyse: Option<PathBuf>,
     /// With --analyse: the test collection the runs rerank.
@@ -290,7 +292,17 @@ pub fn controlled(a: ControlledArgs) -> Result<()> {
         !a.quiet
     ))??;
     print!("{}", rankmamba::controlled::markdown(&report));
-    eprintln!("wrote {}", out.join("controlled.md").display());
+    let svg = out.join("perplexity.svg");
+    rankmamba::bench::plot::write_curves_svg(
+        &rankmamba::controlled::perplexity_curves(&report.pretraining),
+        &format!("held-out perplexity, preset {}", preset.name),
+        &svg,
+    )?;
+    eprintln!(
+        "wrote {} and {}",
+        out.join("controlled.md").display(),
+        svg.display()
+    );
     Ok(())
 }
 
@@ -354,9 +366,27 @@ fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
         train: a.train.clone(),
         test: a.test.clone(),
     };
+    // pretraining reports, when the runs' folder has them: DIR/pretrain-ARCH/pretrain_report.json
+    let mut pretraining = Vec::new();
+    for arch in ["mamba", "gpt-neox"] {
+        let p = dir
+            .join(format!("pretrain-{arch}"))
+            .join("pretrain_report.json");
+        if p.is_file() {
+            let r: rankmamba::pretrain::PretrainReport = serde_json::from_slice(
+                &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("parsing {}", p.display()))?;
+            pretraining.push(r);
+        }
+    }
     let outcome = analyse(&task, &c, a.depth, &runs)?;
     let measures: Vec<String> = MEASURES.iter().map(|m| m.to_string()).collect();
-    let md = task_markdown(&outcome, &measures);
+    let mut md = String::new();
+    if !pretraining.is_empty() {
+        md.push_str(&rankmamba::controlled::pretraining_markdown(&pretraining));
+    }
+    md.push_str(&task_markdown(&outcome, &measures));
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let json = out.join("controlled-runs.json");
@@ -365,6 +395,13 @@ fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
         let path = out.join("controlled-runs.md");
         safe_write::write_bytes(&path, md.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
+        if !pretraining.is_empty() {
+            rankmamba::bench::plot::write_curves_svg(
+                &rankmamba::controlled::perplexity_curves(&pretraining),
+                "held-out perplexity",
+                &out.join("perplexity.svg"),
+            )?;
+        }
     }
     print!("{md}");
     Ok(())

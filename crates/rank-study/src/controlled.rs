@@ -654,24 +654,7 @@ pub fn markdown(r: &ControlledReport) -> String {
         p.depth,
         r.wall_s
     );
-    let _ = writeln!(
-        s,
-        "## Pretraining\n\n| backbone | non-embedding params | embedding params | tokens | held-out loss | perplexity | tokens/s |\n|---|---|---|---|---|---|---|"
-    );
-    for t in &r.pretraining {
-        let last = t.validation.last();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.0} |",
-            arch_name(t.settings.arch),
-            t.non_embedding_params,
-            t.embedding_params,
-            t.tokens_seen,
-            last.map_or(f64::NAN, |v| v.loss),
-            last.map_or(f64::NAN, |v| v.perplexity),
-            t.tokens_per_s
-        );
-    }
+    s.push_str(&pretraining_markdown(&r.pretraining));
     for t in &r.tasks {
         s.push_str(&task_markdown(t, &r.measures));
     }
@@ -728,4 +711,46 @@ pub fn task_markdown(t: &TaskOutcome, measures: &[String]) -> String {
         );
     }
     s
+}
+
+/// The pretraining table (parameters, tokens, last held-out loss and perplexity, tokens/s) as
+/// Markdown.
+pub fn pretraining_markdown(reports: &[PretrainReport]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Pretraining\n\n| backbone | non-embedding params | embedding params | tokens | held-out loss | perplexity | tokens/s |\n|---|---|---|---|---|---|---|"
+    );
+    for t in reports {
+        let last = t.validation.last();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.0} |",
+            arch_name(t.settings.arch),
+            t.non_embedding_params,
+            t.embedding_params,
+            t.tokens_seen,
+            last.map_or(f64::NAN, |v| v.loss),
+            last.map_or(f64::NAN, |v| v.perplexity),
+            t.tokens_per_s
+        );
+    }
+    s
+}
+
+/// The held-out perplexity curves of `reports`: `(architecture, [(tokens, perplexity)])`.
+pub fn perplexity_curves(reports: &[PretrainReport]) -> Vec<(String, Vec<(f64, f64)>)> {
+    reports
+        .iter()
+        .map(|r| {
+            (
+                arch_name(r.settings.arch).to_string(),
+                r.validation
+                    .iter()
+                    .map(|v| (v.tokens as f64, v.perplexity))
+                    .collect(),
+            )
+        })
+        .collect()
 }
