@@ -357,15 +357,7 @@ fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
             train_tokens_per_s: tps,
         });
     }
-    if runs.is_empty() {
-        bail!("{}: no SYSTEM-sSEED.trec run", dir.display());
-    }
     runs.sort_by(|x, y| (&x.system, x.seed).cmp(&(&y.system, y.seed)));
-    let c = Collection::load(&a.test, Side::Test, a.queries, a.depth.max(100))?;
-    let task = Task {
-        train: a.train.clone(),
-        test: a.test.clone(),
-    };
     // pretraining reports, when the runs' folder has them: DIR/pretrain-ARCH/pretrain_report.json
     let mut pretraining = Vec::new();
     for arch in ["mamba", "gpt-neox"] {
@@ -380,18 +372,36 @@ fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
             pretraining.push(r);
         }
     }
-    let outcome = analyse(&task, &c, a.depth, &runs)?;
-    let measures: Vec<String> = MEASURES.iter().map(|m| m.to_string()).collect();
+    if runs.is_empty() && pretraining.is_empty() {
+        bail!(
+            "{}: no SYSTEM-sSEED.trec run and no pretrain-ARCH/pretrain_report.json",
+            dir.display()
+        );
+    }
     let mut md = String::new();
     if !pretraining.is_empty() {
         md.push_str(&rankmamba::controlled::pretraining_markdown(&pretraining));
     }
-    md.push_str(&task_markdown(&outcome, &measures));
+    let outcome = if runs.is_empty() {
+        None
+    } else {
+        let c = Collection::load(&a.test, Side::Test, a.queries, a.depth.max(100))?;
+        let task = Task {
+            train: a.train.clone(),
+            test: a.test.clone(),
+        };
+        let outcome = analyse(&task, &c, a.depth, &runs)?;
+        let measures: Vec<String> = MEASURES.iter().map(|m| m.to_string()).collect();
+        md.push_str(&task_markdown(&outcome, &measures));
+        Some(outcome)
+    };
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let json = out.join("controlled-runs.json");
-        safe_write::write_bytes(&json, &serde_json::to_vec_pretty(&outcome)?)
-            .with_context(|| format!("writing {}", json.display()))?;
+        if let Some(outcome) = &outcome {
+            let json = out.join("controlled-runs.json");
+            safe_write::write_bytes(&json, &serde_json::to_vec_pretty(outcome)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+        }
         let path = out.join("controlled-runs.md");
         safe_write::write_bytes(&path, md.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
