@@ -47,14 +47,21 @@ pub struct Comparison {
     pub alpha: f64,
     /// `cells[system][measure]`.
     pub cells: Vec<Vec<Cell>>,
+    /// Queries every run was evaluated on: the means and the tests are over these.
+    pub queries: usize,
+    /// Per system, how many of its own evaluated queries were left out because another run
+    /// lacks them (all zero when every run covers the same queries).
+    pub excluded: Vec<usize>,
     /// Every evaluation, in system order.
     #[serde(skip)]
     pub evaluations: Vec<Evaluation>,
 }
 
-/// Evaluate `runs` (the first is the baseline) and test each other run against it, paired
-/// over the queries both evaluated. P-values are corrected with Holm-Bonferroni over the
-/// `runs.len() - 1` comparisons of each measure.
+/// Evaluate `runs` (the first is the baseline) and test each other run against it. Every mean
+/// and every paired test is over the queries all runs were evaluated on, so that the systems
+/// are compared on one query set; [`Comparison::excluded`] says how many queries of each run
+/// that left out (with `complete`, every run covers the qrels' queries and none is). P-values
+/// are corrected with Holm-Bonferroni over the `runs.len() - 1` comparisons of each measure.
 pub fn compare(
     qrels: &Qrels,
     runs: &[(&str, &Run)],
@@ -78,13 +85,47 @@ pub fn compare(
         .map(|(_, r)| evaluate(qrels, r, measures, opts))
         .collect::<Result<_>>()?;
     let base = &evaluations[0];
+    // the queries every run was evaluated on
+    let shared: Vec<&String> = base
+        .per_query
+        .keys()
+        .filter(|q| evaluations.iter().all(|e| e.per_query.contains_key(*q)))
+        .collect();
+    let excluded: Vec<usize> = evaluations
+        .iter()
+        .map(|e| e.per_query.len() - shared.len())
+        .collect();
+    if shared.len() < 2 {
+        let lacking: Vec<&str> = runs
+            .iter()
+            .zip(&excluded)
+            .filter(|(_, x)| **x > 0)
+            .map(|((n, _), _)| *n)
+            .collect();
+        return Err(Error::Invalid(format!(
+            "the runs share {} evaluated quer{} (a paired test needs 2 or more); runs with queries the others lack: {}",
+            shared.len(),
+            if shared.len() == 1 { "y" } else { "ies" },
+            if lacking.is_empty() {
+                "none".to_string()
+            } else {
+                lacking.join(", ")
+            }
+        )));
+    }
+    let mean_over_shared = |e: &Evaluation, mi: usize| -> f64 {
+        if excluded.iter().all(|&x| x == 0) {
+            e.means[mi]
+        } else {
+            shared.iter().map(|q| e.per_query[*q][mi]).sum::<f64>() / shared.len() as f64
+        }
+    };
     let mut cells: Vec<Vec<Cell>> = evaluations
         .iter()
         .map(|e| {
-            e.means
-                .iter()
-                .map(|&mean| Cell {
-                    mean,
+            (0..measures.len())
+                .map(|mi| Cell {
+                    mean: mean_over_shared(e, mi),
                     p_value: None,
                     p_holm: None,
                     significant: false,
@@ -92,18 +133,22 @@ pub fn compare(
                 .collect()
         })
         .collect();
-    for (mi, _) in measures.iter().enumerate() {
+    for (mi, m) in measures.iter().enumerate() {
         let mut raw = Vec::new();
         for (si, e) in evaluations.iter().enumerate().skip(1) {
-            let (x, y): (Vec<f64>, Vec<f64>) = e
-                .per_query
+            let (x, y): (Vec<f64>, Vec<f64>) = shared
                 .iter()
-                .filter_map(|(q, v)| base.per_query.get(q).map(|b| (v[mi], b[mi])))
+                .map(|q| (e.per_query[*q][mi], base.per_query[*q][mi]))
                 .unzip();
+            let what = |err: Error| {
+                Error::Invalid(format!("{} vs {} on {m}: {err}", runs[si].0, runs[0].0))
+            };
             let p = match test {
-                SignificanceTest::TTest => paired_t_test(&x, &y)?.p_value,
+                SignificanceTest::TTest => paired_t_test(&x, &y).map_err(what)?.p_value,
                 SignificanceTest::Permutation { samples, seed } => {
-                    permutation_test(&x, &y, samples, seed)?.p_value
+                    permutation_test(&x, &y, samples, seed)
+                        .map_err(what)?
+                        .p_value
                 }
             };
             cells[si][mi].p_value = Some(p);
@@ -120,6 +165,8 @@ pub fn compare(
         measures: measures.iter().map(|m| m.to_string()).collect(),
         alpha,
         cells,
+        queries: shared.len(),
+        excluded,
         evaluations,
     })
 }
@@ -163,9 +210,19 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "* : Holm-Bonferroni adjusted p < {} against the first system (paired, over shared queries)",
-            self.alpha
+            "* : Holm-Bonferroni adjusted p < {} against the first system (paired, over the {} queries every run was evaluated on)",
+            self.alpha, self.queries
         );
+        for (name, &x) in self.systems.iter().zip(&self.excluded) {
+            if x > 0 {
+                let _ = writeln!(
+                    out,
+                    "note: {x} quer{} of {name} left out: another run was not evaluated on {}",
+                    if x == 1 { "y" } else { "ies" },
+                    if x == 1 { "it" } else { "them" }
+                );
+            }
+        }
         out
     }
 }

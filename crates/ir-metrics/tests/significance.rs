@@ -118,3 +118,62 @@ fn degenerate_inputs_are_errors_or_defined() {
     assert!(bootstrap_ci(&[1.0, 2.0], 1.5, 100, 1, BootstrapMethod::Percentile).is_err());
     assert!(holm_bonferroni(&[0.5, 1.5]).is_err());
 }
+
+/// Runs evaluated on different queries are compared on the queries all of them have: a run
+/// that covers only part of the baseline's queries is not averaged over its own (easier)
+/// subset, and the table says what was left out.
+#[test]
+fn compare_uses_the_queries_every_run_was_evaluated_on() {
+    use ir_metrics::{EvalOptions, Measure, Qrels, Run, SignificanceTest, compare};
+    let qrels =
+        Qrels::from_str_named("q1 0 d1 1\nq2 0 d3 1\nq3 0 d5 1\nq4 0 d7 1\n", "qrels").unwrap();
+    // baseline: RR 1/2, 1/2, 1, 1 on q1..q4
+    let base = Run::from_str_named(
+        "q1 Q0 d2 1 2 a\nq1 Q0 d1 2 1 a\nq2 Q0 d4 1 2 a\nq2 Q0 d3 2 1 a\n\
+                     q3 Q0 d5 1 1 a\nq4 Q0 d7 1 1 a\n",
+        "base",
+    )
+    .unwrap();
+    // the other run has q1..q3 only: RR 1, 1, 1/2
+    let other = Run::from_str_named(
+        "q1 Q0 d1 1 2 b\nq2 Q0 d3 1 2 b\nq3 Q0 d6 1 2 b\nq3 Q0 d5 2 1 b\n",
+        "other",
+    )
+    .unwrap();
+    let m: Vec<Measure> = vec!["RR".parse().unwrap()];
+    let c = compare(
+        &qrels,
+        &[("a", &base), ("b", &other)],
+        &m,
+        &EvalOptions::default(),
+        SignificanceTest::TTest,
+        0.05,
+    )
+    .unwrap();
+    assert_eq!(c.queries, 3);
+    assert_eq!(c.excluded, vec![1, 0]);
+    // by hand over q1..q3: baseline (0.5 + 0.5 + 1) / 3, other (1 + 1 + 0.5) / 3
+    assert!((c.cells[0][0].mean - 2.0 / 3.0).abs() < 1e-12);
+    assert!((c.cells[1][0].mean - 2.5 / 3.0).abs() < 1e-12);
+    let t = c.table();
+    assert!(
+        t.contains("over the 3 queries") && t.contains("1 query of a left out"),
+        "{t}"
+    );
+    // two runs sharing a single query: an error naming the run that has queries the other lacks
+    let one = Run::from_str_named("q1 Q0 d1 1 2 c\n", "one").unwrap();
+    let e = compare(
+        &qrels,
+        &[("a", &base), ("c", &one)],
+        &m,
+        &EvalOptions::default(),
+        SignificanceTest::TTest,
+        0.05,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("share 1 evaluated query") && e.contains(": a"),
+        "{e}"
+    );
+}
