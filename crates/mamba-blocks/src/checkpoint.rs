@@ -57,6 +57,10 @@ fn load_file<B: Backend, M: Module<B>>(
     let names = model_io::tensor_names(file)?;
     let options = LoadOptions {
         remap: load_remap(&names, with_head),
+        // a tensor the model does not use means the config disagrees with the weights (say,
+        // fewer layers): an error, except a tied or a backbone load's LM head
+        strict_unused: true,
+        ignore_unused: vec!["lm_head.weight".into()],
         ..LoadOptions::default()
     };
     Ok(model_io::load_safetensors(model, file, &options)?)

@@ -378,3 +378,52 @@ fn wrong_linear_shape_is_reported_in_the_file_layout() {
         "{e}"
     );
 }
+
+/// A config.json that disagrees with the weights: every field that shapes a tensor or counts
+/// layers is an error naming a tensor (missing, mis-shaped or unused) or the config's own
+/// inconsistency, never a panic or a silently half-loaded model.
+#[test]
+fn config_that_disagrees_with_the_weights_is_an_error() {
+    for (field, value) in [
+        ("state_size", serde_json::json!(8)),
+        ("time_step_rank", serde_json::json!(2)),
+        ("num_hidden_layers", serde_json::json!(3)),
+        ("num_hidden_layers", serde_json::json!(1)),
+        ("hidden_size", serde_json::json!(32)),
+        ("vocab_size", serde_json::json!(256)),
+        ("expand", serde_json::json!(1)),
+        ("conv_kernel", serde_json::json!(2)),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tiny_dir().join("config.json")).unwrap())
+                .unwrap();
+        c[field] = value.clone();
+        std::fs::write(
+            tmp.path().join("config.json"),
+            serde_json::to_vec(&c).unwrap(),
+        )
+        .unwrap();
+        std::fs::copy(
+            tiny_dir().join("model.safetensors"),
+            tmp.path().join("model.safetensors"),
+        )
+        .unwrap();
+        let r = std::panic::catch_unwind(|| {
+            MambaForCausalLM::<B>::load_dir(tmp.path(), &Default::default()).map(|_| ())
+        });
+        match r {
+            Err(_) => panic!("{field} = {value}: panicked"),
+            Ok(Ok(())) => panic!("{field} = {value}: loaded silently"),
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                // the weights' tensor, or the config's own inconsistency
+                assert!(
+                    (e.contains("model.safetensors") && e.contains("backbone."))
+                        || e.contains("config.json"),
+                    "{field} = {value}: {e}"
+                );
+            }
+        }
+    }
+}
