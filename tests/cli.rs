@@ -278,3 +278,32 @@ fn reproduce_without_fetch_names_what_is_missing_and_how_to_get_it() {
         "nothing written before the inputs are there"
     );
 }
+
+/// Counts that would size an allocation beyond any machine are refused with the setting named,
+/// before anything is written (they used to abort or run out of memory).
+#[test]
+fn huge_counts_are_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let o = out.to_str().unwrap();
+    for (extra, want) in [
+        (&["--groups-per-step", "100000000"][..], "pairs per step"),
+        (&["--steps", "18446744073709551615"][..], "training groups"),
+    ] {
+        let mut args = vec![
+            "train",
+            "--model",
+            "mamba-tiny",
+            "--dataset",
+            "scifact",
+            "--out",
+            o,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = rankmamba(&args);
+        assert!(!ok && err.contains(want), "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?} wrote {}", out.display());
+    }
+    let (ok, _, err) = rankmamba(&["bench", "scan", "--lens", "1000000000"]);
+    assert!(!ok && err.contains("--lens 1000000000"), "{err}");
+}

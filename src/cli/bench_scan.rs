@@ -74,6 +74,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         65_536
     });
     anyhow::ensure!(tokens > 0, "--tokens must be positive");
+    // bounds that keep every buffer of a cell allocatable (inputs and states are
+    // `max(L, tokens) x d_model` and `x state` floats)
+    const MAX_TOKENS: usize = 1 << 24;
+    if let Some(l) = a.lens.iter().find(|&&l| l > MAX_TOKENS) {
+        anyhow::bail!("--lens {l} is more than {MAX_TOKENS} tokens");
+    }
+    anyhow::ensure!(
+        tokens <= MAX_TOKENS,
+        "--tokens {tokens} is more than {MAX_TOKENS}"
+    );
+    anyhow::ensure!(
+        a.d_model <= 1 << 16 && a.state <= 1 << 10,
+        "--d-model must be at most 65536 and --state at most 1024"
+    );
     let grid = ScanGrid {
         lens: a.lens.clone(),
         tokens,

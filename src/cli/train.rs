@@ -185,8 +185,7 @@ pub fn run(a: Args) -> Result<()> {
         };
     }
     let collection = Collection::load(&a.dataset, Side::Train, a.queries, a.negatives_top_k)?;
-    plan.write(&out)?;
-    let (card, init) = (plan.card, plan.init);
+    let (card, init) = (plan.card.clone(), plan.init.clone());
     let settings = TrainSettings {
         steps: a.steps,
         group_size: a.group_size,
@@ -202,6 +201,8 @@ pub fn run(a: Args) -> Result<()> {
         ..TrainSettings::default()
     };
     let data = TrainData::new(&collection, &settings)?;
+    // every input checked: only now is the output folder written
+    plan.write(&out)?;
     eprintln!(
         "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
         a.model,

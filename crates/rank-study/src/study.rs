@@ -205,10 +205,33 @@ pub struct TrainData<'a> {
     pub settings: TrainSettings,
 }
 
+/// The most (query, document) pairs one training step may hold (`groups per step x group
+/// size`): far above what fits a GPU, small enough to be refused before it is allocated.
+pub const MAX_ROWS_PER_STEP: usize = 1 << 20;
+
+/// The most training groups a run may draw (`steps x groups per step`; they are drawn up
+/// front): 10^8 groups is days of training on a GPU and a few GB of ids.
+pub const MAX_TRAINING_GROUPS: usize = 100_000_000;
+
 impl<'a> TrainData<'a> {
     /// Draws the groups of `settings` from `collection` (its first stage gives the negatives).
     pub fn new(collection: &'a Collection, settings: &TrainSettings) -> Result<Self, StudyError> {
         let c = collection;
+        // every count that sizes an allocation is bounded before anything is drawn
+        let rows = settings.groups_per_step.checked_mul(settings.group_size);
+        if rows.is_none_or(|r| r > MAX_ROWS_PER_STEP) {
+            return Err(StudyError(format!(
+                "{} groups of {} per step is more than {MAX_ROWS_PER_STEP} pairs per step",
+                settings.groups_per_step, settings.group_size
+            )));
+        }
+        let groups = settings.steps.checked_mul(settings.groups_per_step);
+        if groups.is_none_or(|g| g > MAX_TRAINING_GROUPS) {
+            return Err(StudyError(format!(
+                "{} steps of {} groups is more than {MAX_TRAINING_GROUPS} training groups",
+                settings.steps, settings.groups_per_step
+            )));
+        }
         let sampler = GroupSampler::from_run_where(
             c.queries.ids(),
             &c.qrels,
