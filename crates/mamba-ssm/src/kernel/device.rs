@@ -28,6 +28,8 @@ pub(super) fn scan_index(
 /// order, under (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2). Plane path: Kogge-Stone with
 /// shuffles inside each plane (its width read at run time), then the plane totals of the
 /// segment (planes `planes.0 .. planes.1`, see [`seg_planes`]) folded through shared memory.
+/// With `reverse` (comptime), the suffix scan: for unit s, the composition of units last, ...,
+/// s (the later ones applied first), for the reverse scan of the backward pass.
 /// `smem_a`, `smem_b`: at least CUBE_DIM / plane width entries.
 #[cube]
 fn scan_plane(
@@ -37,36 +39,56 @@ fn scan_plane(
     smem_b: &mut SharedMemory<f32>,
     planes: (usize, usize),
     #[comptime] lean: bool,
+    #[comptime] reverse: bool,
 ) -> (f32, f32) {
     let lane = UNIT_POS_PLANE;
     let width = PLANE_DIM;
     let plane = PLANE_POS as usize;
-    let (first, _end) = planes;
+    let (first, end) = planes;
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
     while d < width {
-        // every lane shuffles (uniform control flow); lanes below d keep their value
-        let pa = plane_shuffle_up(sa, d);
-        let pb = plane_shuffle_up(sb, d);
-        if lane >= d {
+        // every lane shuffles (uniform control flow); lanes with fewer than d lanes before
+        // them in scan order keep their value
+        let pa = shuffle_prev(sa, d, reverse);
+        let pb = shuffle_prev(sb, d, reverse);
+        let inside = if reverse { lane + d < width } else { lane >= d };
+        if inside {
             sb += sa * pb;
             sa *= pa;
         }
         d *= 2u32;
     }
-    if lane == width - 1 {
+    // the plane's total sits in its last lane in scan order
+    let tail = if reverse {
+        lane == 0
+    } else {
+        lane == width - 1
+    };
+    if tail {
         smem_a[plane] = sa;
         smem_b[plane] = sb;
     }
     sync_cube();
-    // fold the totals of the segment's planes before this one
+    // fold the totals of the segment's planes before this one in scan order (after it in
+    // plane order when reverse), in scan order
     let mut pa = 1.0f32;
     let mut pb = 0.0f32;
-    for p in first..plane {
-        let qa = smem_a[p];
-        pb = qa * pb + smem_b[p];
-        pa *= qa;
+    if reverse {
+        let mut p = end;
+        while p > plane + 1 {
+            p -= 1;
+            let qa = smem_a[p];
+            pb = qa * pb + smem_b[p];
+            pa *= qa;
+        }
+    } else {
+        for p in first..plane {
+            let qa = smem_a[p];
+            pb = qa * pb + smem_b[p];
+            pa *= qa;
+        }
     }
     // lean: the caller separates these reads from the next writes by its own barriers
     if comptime!(!lean) {
@@ -75,8 +97,8 @@ fn scan_plane(
     (pa * sa, sa * pb + sb)
 }
 
-/// The same scan through shared memory only (Hillis-Steele), for devices without plane ops.
-/// `smem_a`, `smem_b`: at least CUBE_DIM entries.
+/// The same scan through shared memory only (Hillis-Steele), for devices without plane ops
+/// (suffix scan with `reverse`). `smem_a`, `smem_b`: at least CUBE_DIM entries.
 #[cube]
 fn scan_smem(
     a: f32,
@@ -84,6 +106,7 @@ fn scan_smem(
     smem_a: &mut SharedMemory<f32>,
     smem_b: &mut SharedMemory<f32>,
     #[comptime] seg: usize,
+    #[comptime] reverse: bool,
 ) -> (f32, f32) {
     let i = UNIT_POS as usize;
     let li = i % seg;
@@ -97,9 +120,10 @@ fn scan_smem(
     while d < n {
         let mut pa = 1.0f32;
         let mut pb = 0.0f32;
-        if li >= d {
-            pa = smem_a[i - d];
-            pb = smem_b[i - d];
+        let inside = if reverse { li + d < n } else { li >= d };
+        if inside {
+            pa = smem_a[prev_unit(i, d, reverse)];
+            pb = smem_b[prev_unit(i, d, reverse)];
         }
         sync_cube();
         sb += sa * pb;
@@ -110,6 +134,23 @@ fn scan_smem(
         d *= 2usize;
     }
     (sa, sb)
+}
+
+/// The unit `d` before unit `i` in scan order (`i - d`, or `i + d` with `reverse`).
+#[cube]
+fn prev_unit(i: usize, d: usize, #[comptime] reverse: bool) -> usize {
+    if reverse { i + d } else { i - d }
+}
+
+/// `x` of the lane `d` before this one in scan order: `d` lanes down the plane, or up with
+/// `reverse` (a shuffle up, resp. down).
+#[cube]
+fn shuffle_prev(x: f32, d: u32, #[comptime] reverse: bool) -> f32 {
+    if reverse {
+        plane_shuffle_down(x, d)
+    } else {
+        plane_shuffle_up(x, d)
+    }
 }
 
 /// delta_bias and D of channel `ch` (0 where absent).
@@ -176,18 +217,28 @@ fn seg_planes(slot: usize, #[comptime] seg: usize, #[comptime] use_plane: bool) 
 
 /// Inclusive scan when a segment is one plane of `seg` lanes (`one_plane`) or an aligned
 /// part of one (`seg` a power of two dividing the plane width, lanes `k seg .. (k + 1) seg`):
-/// shuffles only, no shared memory and no barrier.
+/// shuffles only, no shared memory and no barrier. The suffix scan with `reverse`.
 #[cube]
-pub(super) fn scan_lane(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
+pub(super) fn scan_lane(
+    a: f32,
+    b: f32,
+    #[comptime] seg: usize,
+    #[comptime] reverse: bool,
+) -> (f32, f32) {
     let lane = UNIT_POS_PLANE & comptime!((seg - 1) as u32);
     let mut sa = a;
     let mut sb = b;
     let mut d = 1u32;
     #[unroll]
     for _k in 0..comptime!(seg.trailing_zeros() as usize) {
-        let pa = plane_shuffle_up(sa, d);
-        let pb = plane_shuffle_up(sb, d);
-        if lane >= d {
+        let pa = shuffle_prev(sa, d, reverse);
+        let pb = shuffle_prev(sb, d, reverse);
+        let inside = if reverse {
+            lane + d < comptime!(seg as u32)
+        } else {
+            lane >= d
+        };
+        if inside {
             sb += sa * pb;
             sa *= pa;
         }
@@ -223,26 +274,6 @@ fn scan_lane2(a0: f32, b0: f32, a1: f32, b1: f32, #[comptime] seg: usize) -> (f3
     (sa0, sb0, sa1, sb1)
 }
 
-/// Suffix version of [`scan_lane`].
-#[cube]
-pub(super) fn scan_lane_rev(a: f32, b: f32, #[comptime] seg: usize) -> (f32, f32) {
-    let lane = UNIT_POS_PLANE & comptime!((seg - 1) as u32);
-    let mut sa = a;
-    let mut sb = b;
-    let mut d = 1u32;
-    #[unroll]
-    for _k in 0..comptime!(seg.trailing_zeros() as usize) {
-        let pa = plane_shuffle_down(sa, d);
-        let pb = plane_shuffle_down(sb, d);
-        if lane + d < comptime!(seg as u32) {
-            sb += sa * pb;
-            sa *= pa;
-        }
-        d *= 2u32;
-    }
-    (sa, sb)
-}
-
 /// The plane lane of the last unit of this unit's segment of `seg` lanes (see
 /// [`scan_lane`]), for `plane_shuffle`.
 #[cube]
@@ -268,6 +299,9 @@ pub(super) fn seg_sum(x: f32, #[comptime] seg: usize) -> f32 {
     s
 }
 
+/// One inclusive scan over this unit's segment: shuffles only when the segment is one plane
+/// ([`scan_lane`]), else plane shuffles and shared memory ([`scan_plane`]), else shared
+/// memory only ([`scan_smem`]). The suffix scan with `reverse`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn scan_cube(
@@ -280,13 +314,14 @@ fn scan_cube(
     #[comptime] use_plane: bool,
     #[comptime] lean: bool,
     #[comptime] one_plane: bool,
+    #[comptime] reverse: bool,
 ) -> (f32, f32) {
     if one_plane {
-        scan_lane(a, b, seg)
+        scan_lane(a, b, seg, reverse)
     } else if use_plane {
-        scan_plane(a, b, smem_a, smem_b, planes, lean)
+        scan_plane(a, b, smem_a, smem_b, planes, lean, reverse)
     } else {
-        scan_smem(a, b, smem_a, smem_b, seg)
+        scan_smem(a, b, smem_a, smem_b, seg, reverse)
     }
 }
 
@@ -508,6 +543,98 @@ fn compose<F: Float>(
     }
 }
 
+/// Compile-time shape and options common to [`scan_fwd`] and [`scan_bwd`] (a comptime field
+/// of their launch arguments, so part of each kernel's compilation key).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct ScanCommon {
+    /// States per channel (N).
+    pub n_state: usize,
+    /// Consecutive steps per unit.
+    pub items: usize,
+    /// Units per channel (one segment of whole planes).
+    pub cube_units: usize,
+    /// Channels (segments) per cube.
+    pub chans: usize,
+    /// Entries of each of the two scan buffers in shared memory.
+    pub smem_len: usize,
+    /// D present.
+    pub has_d: bool,
+    /// z present (output gated by silu(z)).
+    pub has_z: bool,
+    /// delta_bias present.
+    pub has_bias: bool,
+    /// dt = softplus(delta + bias).
+    pub delta_softplus: bool,
+    /// Plane shuffles in the cube scan (else shared memory only).
+    pub use_plane: bool,
+    /// Fewer barriers: the scan's shared reads are separated from the next writes by the
+    /// caller's own barriers.
+    pub lean: bool,
+    /// Each segment is one plane: the cube scan by shuffles only.
+    pub one_plane: bool,
+}
+
+/// Launch arguments of [`scan_fwd`], all compile-time.
+#[derive(CubeLaunch, CubeType)]
+pub struct ScanFwdArgs {
+    #[cube(comptime)]
+    pub common: ScanCommon,
+    /// B_n and C_n of the chunk staged in shared memory.
+    #[cube(comptime)]
+    pub stage: bool,
+    /// Save the states at multiples of this step into `ckpt` (0: none).
+    #[cube(comptime)]
+    pub save_chunk: usize,
+    /// Two states per pass (one plane per channel, N even).
+    #[cube(comptime)]
+    pub pair: bool,
+}
+
+impl ScanFwdArgs {
+    /// The kernel argument (the derived `ScanFwdArgsLaunch::new`, by field name).
+    pub fn launch<R: Runtime>(self) -> ScanFwdArgsLaunch<R> {
+        ScanFwdArgsLaunch::new(self.common, self.stage, self.save_chunk, self.pair)
+    }
+}
+
+/// Launch arguments of [`scan_bwd`], all compile-time.
+#[derive(CubeLaunch, CubeType)]
+pub struct ScanBwdArgs {
+    #[cube(comptime)]
+    pub common: ScanCommon,
+    /// Keep B_t in registers from the recompute for the gradient loop (else read it again).
+    #[cube(comptime)]
+    pub keep_b: bool,
+    /// B_n and C_n of the chunk staged in shared memory.
+    #[cube(comptime)]
+    pub stage_bwd: bool,
+    /// The chunk-start states were saved by the forward (no first pass).
+    #[cube(comptime)]
+    pub saved: bool,
+    /// The dB and dC sums over the cube's channels split between all its units (dB by one
+    /// half, dC by the other).
+    #[cube(comptime)]
+    pub red_split: bool,
+    /// The `fold` gradient loop (dt u kept in place of u, the B u term of d delta summed over
+    /// the states once per step).
+    #[cube(comptime)]
+    pub fold: bool,
+}
+
+impl ScanBwdArgs {
+    /// The kernel argument (the derived `ScanBwdArgsLaunch::new`, by field name).
+    pub fn launch<R: Runtime>(self) -> ScanBwdArgsLaunch<R> {
+        ScanBwdArgsLaunch::new(
+            self.common,
+            self.keep_b,
+            self.stage_bwd,
+            self.saved,
+            self.red_split,
+            self.fold,
+        )
+    }
+}
+
 /// Forward selective scan. One cube per (batch, group, block of `chans` channels), each
 /// channel a segment of `cube_units` units (whole planes); the sequence in chunks of
 /// `cube_units` x `items` steps, each unit owning `items` consecutive steps. Per state: the
@@ -531,23 +658,25 @@ pub fn scan_fwd<F: Float>(
     y: &mut Tensor<F>,
     last: &mut Tensor<F>,
     ckpt: &mut Tensor<f32>,
-    #[comptime] n_state: usize,
-    #[comptime] items: usize,
-    #[comptime] cube_units: usize,
-    #[comptime] chans: usize,
-    #[comptime] smem_len: usize,
-    #[comptime] has_d: bool,
-    #[comptime] has_z: bool,
-    #[comptime] has_bias: bool,
-    #[comptime] delta_softplus: bool,
-    #[comptime] use_plane: bool,
-    #[comptime] lean: bool,
-    #[comptime] stage: bool,
-    #[comptime] one_plane: bool,
-    #[comptime] save_chunk: usize,
-    #[comptime] pair: bool,
+    args: &ScanFwdArgs,
     #[define(F)] _dtype: StorageType,
 ) {
+    // the compile-time arguments, as locals (each a comptime value, as a `#[comptime]` parameter)
+    let n_state = comptime!(args.common.n_state);
+    let items = comptime!(args.common.items);
+    let cube_units = comptime!(args.common.cube_units);
+    let chans = comptime!(args.common.chans);
+    let smem_len = comptime!(args.common.smem_len);
+    let has_d = comptime!(args.common.has_d);
+    let has_z = comptime!(args.common.has_z);
+    let has_bias = comptime!(args.common.has_bias);
+    let delta_softplus = comptime!(args.common.delta_softplus);
+    let use_plane = comptime!(args.common.use_plane);
+    let lean = comptime!(args.common.lean);
+    let one_plane = comptime!(args.common.one_plane);
+    let stage = comptime!(args.stage);
+    let save_chunk = comptime!(args.save_chunk);
+    let pair = comptime!(args.pair);
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
@@ -781,6 +910,7 @@ pub fn scan_fwd<F: Float>(
                     use_plane,
                     lean,
                     one_plane,
+                    false,
                 );
                 // state after this unit's last step; the one before its first step is the previous unit's
                 let h_end = sa * h0 + sb;
@@ -862,112 +992,6 @@ pub fn scan_fwd<F: Float>(
     }
     if active {
         write_last_state(last, &carry, bi, ch, cbase, tid, units, n_state);
-    }
-}
-
-/// Suffix version of [`scan_plane`]: for unit s, the composition of units last, ..., s (the
-/// later ones applied first), for the reverse scan of the backward pass.
-#[cube]
-fn scan_plane_rev(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-    seg_planes: (usize, usize),
-    #[comptime] lean: bool,
-) -> (f32, f32) {
-    let lane = UNIT_POS_PLANE;
-    let width = PLANE_DIM;
-    let plane = PLANE_POS as usize;
-    let (_first, planes) = seg_planes;
-    let mut sa = a;
-    let mut sb = b;
-    let mut d = 1u32;
-    while d < width {
-        let pa = plane_shuffle_down(sa, d);
-        let pb = plane_shuffle_down(sb, d);
-        if lane + d < width {
-            sb += sa * pb;
-            sa *= pa;
-        }
-        d *= 2u32;
-    }
-    if lane == 0 {
-        smem_a[plane] = sa;
-        smem_b[plane] = sb;
-    }
-    sync_cube();
-    let mut pa = 1.0f32;
-    let mut pb = 0.0f32;
-    let mut p = planes;
-    while p > plane + 1 {
-        p -= 1;
-        let qa = smem_a[p];
-        pb = qa * pb + smem_b[p];
-        pa *= qa;
-    }
-    // lean: the caller separates these reads from the next writes by its own barriers
-    if comptime!(!lean) {
-        sync_cube();
-    }
-    (pa * sa, sa * pb + sb)
-}
-
-/// Suffix version of [`scan_smem`].
-#[cube]
-fn scan_smem_rev(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-    #[comptime] seg: usize,
-) -> (f32, f32) {
-    let i = UNIT_POS as usize;
-    let li = i % seg;
-    let n = seg;
-    let mut sa = a;
-    let mut sb = b;
-    smem_a[i] = sa;
-    smem_b[i] = sb;
-    sync_cube();
-    let mut d = 1usize;
-    while d < n {
-        let mut pa = 1.0f32;
-        let mut pb = 0.0f32;
-        if li + d < n {
-            pa = smem_a[i + d];
-            pb = smem_b[i + d];
-        }
-        sync_cube();
-        sb += sa * pb;
-        sa *= pa;
-        smem_a[i] = sa;
-        smem_b[i] = sb;
-        sync_cube();
-        d *= 2usize;
-    }
-    (sa, sb)
-}
-
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn scan_cube_rev(
-    a: f32,
-    b: f32,
-    smem_a: &mut SharedMemory<f32>,
-    smem_b: &mut SharedMemory<f32>,
-    planes: (usize, usize),
-    #[comptime] seg: usize,
-    #[comptime] use_plane: bool,
-    #[comptime] lean: bool,
-    #[comptime] one_plane: bool,
-) -> (f32, f32) {
-    if one_plane {
-        scan_lane_rev(a, b, seg)
-    } else if use_plane {
-        scan_plane_rev(a, b, smem_a, smem_b, planes, lean)
-    } else {
-        scan_smem_rev(a, b, smem_a, smem_b, seg)
     }
 }
 
@@ -1063,25 +1087,27 @@ pub fn scan_bwd<F: Float>(
     dd: &mut Tensor<Atomic<f32>>,
     dbias: &mut Tensor<Atomic<f32>>,
     ckpt: &mut Tensor<f32>,
-    #[comptime] n_state: usize,
-    #[comptime] items: usize,
-    #[comptime] cube_units: usize,
-    #[comptime] chans: usize,
-    #[comptime] smem_len: usize,
-    #[comptime] has_d: bool,
-    #[comptime] has_z: bool,
-    #[comptime] has_bias: bool,
-    #[comptime] delta_softplus: bool,
-    #[comptime] use_plane: bool,
-    #[comptime] lean: bool,
-    #[comptime] keep_b: bool,
-    #[comptime] stage_bwd: bool,
-    #[comptime] one_plane: bool,
-    #[comptime] saved: bool,
-    #[comptime] red_split: bool,
-    #[comptime] fold: bool,
+    args: &ScanBwdArgs,
     #[define(F)] _dtype: StorageType,
 ) {
+    // the compile-time arguments, as locals (each a comptime value, as a `#[comptime]` parameter)
+    let n_state = comptime!(args.common.n_state);
+    let items = comptime!(args.common.items);
+    let cube_units = comptime!(args.common.cube_units);
+    let chans = comptime!(args.common.chans);
+    let smem_len = comptime!(args.common.smem_len);
+    let has_d = comptime!(args.common.has_d);
+    let has_z = comptime!(args.common.has_z);
+    let has_bias = comptime!(args.common.has_bias);
+    let delta_softplus = comptime!(args.common.delta_softplus);
+    let use_plane = comptime!(args.common.use_plane);
+    let lean = comptime!(args.common.lean);
+    let one_plane = comptime!(args.common.one_plane);
+    let keep_b = comptime!(args.keep_b);
+    let stage_bwd = comptime!(args.stage_bwd);
+    let saved = comptime!(args.saved);
+    let red_split = comptime!(args.red_split);
+    let fold = comptime!(args.fold);
     let dim = u.shape(1);
     let len = u.shape(2);
     let groups = bm.shape(1);
@@ -1189,6 +1215,7 @@ pub fn scan_bwd<F: Float>(
                 use_plane,
                 lean,
                 one_plane,
+                false,
             );
             let h_end = sa * h0 + sb;
             if one_plane {
@@ -1315,6 +1342,7 @@ pub fn scan_bwd<F: Float>(
                 use_plane,
                 lean,
                 one_plane,
+                false,
             );
             let h_end = sa * h0 + sb;
             let mut h = h0;
@@ -1366,7 +1394,7 @@ pub fn scan_bwd<F: Float>(
                 // the product of the unit's pa is the composition's ga (other order)
                 ra = ga;
             }
-            let (qa, qb) = scan_cube_rev(
+            let (qa, qb) = scan_cube(
                 ra,
                 rb,
                 &mut smem_a,
@@ -1376,6 +1404,7 @@ pub fn scan_bwd<F: Float>(
                 use_plane,
                 lean,
                 one_plane,
+                true,
             );
             let mu_start = qa * mu0 + qb;
             let mut mu = mu0;

@@ -4,8 +4,8 @@
 //! `docs/lab/kernel-notes.md` for the design and what it measured.
 
 use super::device::{
-    channel_scalars, cube_channel, scan_index, scan_lane, scan_lane_rev, seg_first, seg_last,
-    seg_sum, softplus, write_last_state,
+    channel_scalars, cube_channel, scan_index, scan_lane, seg_first, seg_last, seg_sum, softplus,
+    write_last_state,
 };
 use cubecl::prelude::*;
 
@@ -171,7 +171,7 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
                 }
             } else {
                 let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
-                let (sa, sb) = scan_lane(ga, gb, seg);
+                let (sa, sb) = scan_lane(ga, gb, seg, false);
                 // the state after this unit's last step; before its first, the previous lane's
                 let h_end = sa * h0 + sb;
                 if comptime!(save_chunk > 0) {
@@ -439,7 +439,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
             load_b(bm, b_row, n * b_sn, v0, vend, &mut bv, nv, vec);
             // pa / pb: scratch here (the recompute below fills them again)
             let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
-            let (sa, sb) = scan_lane(ga, gb, seg);
+            let (sa, sb) = scan_lane(ga, gb, seg, false);
             let h_end = sa * carry[cbase + n] + sb;
             let last = plane_shuffle(h_end, seg_last(seg));
             carry[cbase + n] = last;
@@ -529,7 +529,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 h0 = ckpt[ck_row + c * n_state + n];
             }
             let (ga, gb) = compose(&dt, &dtu, &bv, a_n, &mut pa, &mut pb, items);
-            let (sa, sb) = scan_lane(ga, gb, seg);
+            let (sa, sb) = scan_lane(ga, gb, seg, false);
             let prev = plane_shuffle_up(sa * h0 + sb, 1u32);
             let mut h = h0;
             if lane > 0 {
@@ -549,7 +549,7 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
                 rb = pa[i] * (rb + gy[i] * cv[i]);
             }
             // the product of the unit's pa is the forward composition's ga
-            let (qa, qb) = scan_lane_rev(ga, rb, seg);
+            let (qa, qb) = scan_lane(ga, rb, seg, true);
             let mu0 = carry[cbase + n];
             let mu_start = qa * mu0 + qb;
             let next = plane_shuffle_down(mu_start, 1u32);
