@@ -400,7 +400,16 @@ mod tests {
             msg.contains("$RANKMAMBA_DATA") && msg.contains("(unset)"),
             "{msg}"
         );
-        assert!(msg.contains("rankmamba data fetch nosuch"), "{msg}");
+        // not downloadable: the way that works instead of a `data fetch` that cannot
+        assert!(
+            msg.contains("nosuch has no download") && !msg.contains("data fetch nosuch"),
+            "{msg}"
+        );
+        let msg = l
+            .find(Kind::Dataset, "scifact", |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("rankmamba data fetch scifact"), "{msg}");
         assert!(!msg.contains("scripts/"), "{msg}");
         let msg = l.find(Kind::Model, "m", |_| true).unwrap_err().to_string();
         assert!(
