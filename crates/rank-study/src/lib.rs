@@ -8,8 +8,8 @@
 //! - [`controlled`]: the controlled Mamba-vs-transformer protocol (one tokenizer, the same
 //!   tokens, matched sizes, one fine-tuning recipe, seeds and paired tests).
 //!
-//! Dependencies run one way: `models` is the leaf; `study` and `recipes` use it; `pretrain`
-//! uses `models`; `controlled` uses all of them.
+//! Dependencies run one way: `models` is the leaf; `study` uses it; `recipes` and `pretrain`
+//! use `models` (and `recipes` the study's `encode_groups`); `controlled` uses all of them.
 
 pub mod controlled;
 pub mod models;

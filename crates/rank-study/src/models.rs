@@ -296,7 +296,7 @@ pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
     let js = |v: Value| ("config.json".to_string(), PlannedFile::Json(v));
     let (card, init, files) = match name {
         "minilm" => {
-            let dir = minilm()?;
+            let dir = minilm_dir()?;
             let pooler = safetensors_has_pooler(&dir.join("model.safetensors"))?;
             let files = vec![
                 cp("config.json", dir.join("config.json")),
@@ -309,7 +309,7 @@ pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
             )
         }
         "bert-base" => {
-            let dir = minilm()?;
+            let dir = minilm_dir()?;
             let files = vec![
                 js(BertConfig::bert_base().to_hf_json()),
                 cp("tokenizer.json", dir.join("tokenizer.json")),
@@ -421,10 +421,6 @@ pub fn minilm_dir() -> Result<PathBuf, ModelError> {
 pub fn minilm_dir_or_fetch(progress: bool) -> Result<PathBuf, ModelError> {
     let art = rank_data::fetch::find("minilm").map_err(wrap("all-MiniLM-L6-v2"))?;
     rank_data::fetch::obtain(art, progress).map_err(wrap("fetching all-MiniLM-L6-v2"))
-}
-
-fn minilm() -> Result<PathBuf, ModelError> {
-    minilm_dir()
 }
 
 fn safetensors_has_pooler(path: &Path) -> Result<bool, ModelError> {

@@ -196,14 +196,7 @@ pub fn minilm_scifact(
     let per = s.groups_per_step;
     let mut batches = |i: usize| -> Result<TokenBatch<AD>, RankError> {
         let g = groups.get(i * per..(i + 1) * per).unwrap_or(&[]);
-        let texts = g
-            .iter()
-            .map(|g| g.texts(&queries, &corpus))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RankError::Input(e.to_string()))?;
-        Ok(encoder
-            .encode_groups(texts.iter().map(|t| (t.query, &t.docs)))?
-            .to_tensors(&dev))
+        crate::study::encode_groups(g, &queries, &corpus, &encoder, &dev)
     };
     let config = TrainConfig {
         lr: s.lr,
