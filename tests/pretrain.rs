@@ -273,6 +273,13 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
         )
         .unwrap();
     }
+    // `train` writes OUT/train_report.json; the tables take fine-tuning tokens/s from there
+    for (seed, tps) in [(1, 100.0), (2, 200.0), (3, 600.0)] {
+        let d = runs.join(format!("mamba-s{seed}"));
+        std::fs::create_dir(&d).unwrap();
+        let report = serde_json::json!({"report": {"train_tokens_per_s": tps}});
+        std::fs::write(d.join("train_report.json"), report.to_string()).unwrap();
+    }
     let analysed = tmp.path().join("analysed");
     let (ok, _, err) = rankmamba(&[
         "controlled",
@@ -296,6 +303,18 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
     for (x, y) in a["tests"].as_array().unwrap().iter().zip(tests) {
         assert_eq!(x["p_holm"], y["p_holm"], "{} vs {}", x["a"], x["b"]);
     }
+    // tokens/s: the mean of the seeds' reports, and unknown (null, `-`) without reports
+    let tps = |system: &str| {
+        a["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["system"] == system)
+            .unwrap()["train_tokens_per_s"]
+            .clone()
+    };
+    assert_eq!(tps("mamba").as_f64(), Some(300.0));
+    assert!(tps("gpt-neox").is_null(), "{}", tps("gpt-neox"));
     // the pretraining curves as a picture, in the run and from the reports
     for svg in [out.join("perplexity.svg"), analysed.join("perplexity.svg")] {
         let text = std::fs::read_to_string(&svg).unwrap();
@@ -310,6 +329,31 @@ fn controlled_study_runs_end_to_end_at_toy_size() {
         md.contains("## Pretraining") && md.contains("| mamba |"),
         "{md}"
     );
+    let md_mamba = md
+        .lines()
+        .find(|l| l.starts_with("| mamba |") && l.contains('±'));
+    assert!(md_mamba.is_some_and(|l| l.ends_with(" 300 |")), "{md}");
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| gpt-neox |") && l.contains('±') && l.ends_with(" - |")),
+        "{md}"
+    );
+    // a train report without the figure is an error naming the file
+    let bad = runs.join("mamba-s1/train_report.json");
+    std::fs::write(&bad, r#"{"report": {}}"#).unwrap();
+    let (ok, _, err) = rankmamba(&[
+        "controlled",
+        "--analyse",
+        runs.to_str().unwrap(),
+        "-o",
+        tmp.path().join("never").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("mamba-s1") && err.contains("train_report.json"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("never").exists());
+    std::fs::write(&bad, r#"{"report": {"train_tokens_per_s": 100.0}}"#).unwrap();
     // a run of an unknown system is an error naming the file, and nothing is written
     std::fs::write(runs.join("lstm-s1.trec"), "").unwrap();
     let (ok, _, err) = rankmamba(&[

@@ -346,9 +346,11 @@ fn analyse(a: &ControlledArgs, dir: &std::path::Path) -> Result<()> {
                 &std::fs::read(&report).with_context(|| format!("reading {}", report.display()))?,
             )
             .with_context(|| format!("parsing {}", report.display()))?;
-            v["train_tokens_per_s"].as_f64().unwrap_or(0.0)
+            v["report"]["train_tokens_per_s"]
+                .as_f64()
+                .with_context(|| format!("{}: no report.train_tokens_per_s", report.display()))?
         } else {
-            0.0
+            f64::NAN
         };
         runs.push(SeedRun {
             system: system.to_string(),

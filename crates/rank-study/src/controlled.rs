@@ -451,7 +451,7 @@ where
                     system: sys.name(),
                     seed,
                     run,
-                    train_tokens_per_s: report.train_tokens_per_s.unwrap_or(0.0),
+                    train_tokens_per_s: report.train_tokens_per_s.unwrap_or(f64::NAN),
                 });
             }
         }
@@ -486,7 +486,7 @@ pub struct SeedRun {
     pub seed: u64,
     /// The reranked test run.
     pub run: Run,
-    /// Fine-tuning tokens/s (0 when unknown).
+    /// Fine-tuning tokens/s (NaN when unknown: the table then shows `-`).
     pub train_tokens_per_s: f64,
 }
 
@@ -696,7 +696,11 @@ pub fn task_markdown(t: &TaskOutcome, measures: &[String]) -> String {
         for (m, d) in c.mean.iter().zip(&c.sd) {
             let _ = write!(s, " {m:.4} ± {d:.4} |");
         }
-        let _ = writeln!(s, " {:.0} |", c.train_tokens_per_s);
+        if c.train_tokens_per_s.is_finite() {
+            let _ = writeln!(s, " {:.0} |", c.train_tokens_per_s);
+        } else {
+            let _ = writeln!(s, " - |");
+        }
     }
     let _ = writeln!(
         s,
