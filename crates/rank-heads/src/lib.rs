@@ -30,7 +30,7 @@ pub use loss::RankLoss;
 pub use pooling::Pooling;
 pub use rerank::Reranker;
 pub use template::{
-    EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder,
+    EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, PairTruncation,
     QUERY_FIRST_TEMPLATE, TemplateStyle,
 };
 pub use train::{Objective, Scorer, TrainConfig, Trainer, Warmup, ranking_loss};

@@ -91,7 +91,25 @@ pub enum PaddingSide {
     Left,
 }
 
-/// A tokenizer plus a template and a length limit.
+/// What an encoder-style pair loses when it is longer than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairTruncation {
+    /// Only the document is cut; a query that does not fit is an error (the reranking
+    /// default: the query is what the pair is scored against).
+    #[default]
+    DocumentOnly,
+    /// `transformers`' `truncation="longest_first"`: a token at a time from the longer of the
+    /// two texts, so a long query is cut too. Tokenizes exactly as
+    /// `tokenizer(queries, docs, truncation=True, max_length=N)` does, for checkpoints
+    /// trained that way.
+    LongestFirst,
+}
+
+/// The one (query, document) pair encoder: a tokenizer plus a template, a length limit and a
+/// padding side. Encoder style reproduces `transformers`' pair tokenization (`[CLS] q [SEP] d
+/// [SEP]`, token types 0 then 1; with [`PairTruncation::LongestFirst`] token for token);
+/// decoder style lays the pair out with a text template and EOS.
 #[derive(Clone)]
 pub struct PairEncoder {
     tokenizer: Tokenizer,
@@ -100,6 +118,7 @@ pub struct PairEncoder {
     pad_id: u32,
     padding: PaddingSide,
     pad_multiple: usize,
+    truncation: PairTruncation,
 }
 
 impl PairEncoder {
@@ -116,13 +135,16 @@ impl PairEncoder {
         Self::new(tokenizer, style, max_length, padding)
     }
 
-    /// Wraps a tokenizer (its own padding and truncation settings are replaced).
+    /// Wraps a tokenizer (its own padding and truncation settings are replaced, as
+    /// `transformers` replaces them on every call). The pad id is the file's padding token,
+    /// else `[PAD]`, `<pad>`, `<|padding|>` or `<|endoftext|>`, else 0 (padding is masked).
     pub fn new(
         mut tokenizer: Tokenizer,
         style: TemplateStyle,
         max_length: usize,
         padding: PaddingSide,
     ) -> Result<Self, RankError> {
+        let file_pad = tokenizer.get_padding().map(|p| p.pad_id);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
@@ -136,9 +158,12 @@ impl PairEncoder {
                 }
             }
         }
-        let pad_id = ["[PAD]", "<pad>", "<|padding|>", "<|endoftext|>"]
-            .iter()
-            .find_map(|t| tokenizer.token_to_id(t))
+        let pad_id = file_pad
+            .or_else(|| {
+                ["[PAD]", "<pad>", "<|padding|>", "<|endoftext|>"]
+                    .iter()
+                    .find_map(|t| tokenizer.token_to_id(t))
+            })
             .unwrap_or(0);
         if max_length < 4 {
             return Err(RankError::Config(format!(
@@ -152,7 +177,28 @@ impl PairEncoder {
             pad_id,
             padding,
             pad_multiple: 1,
+            truncation: PairTruncation::DocumentOnly,
         })
+    }
+
+    /// Sets how an over-long encoder-style pair is cut. Decoder style cuts the document only,
+    /// and asking it for anything else is an error.
+    pub fn with_truncation(mut self, truncation: PairTruncation) -> Result<Self, RankError> {
+        if truncation != PairTruncation::DocumentOnly
+            && matches!(self.style, TemplateStyle::Decoder { .. })
+        {
+            return Err(RankError::Config(format!(
+                "{truncation:?} truncation needs the encoder style: a decoder template cuts \
+                 the document only"
+            )));
+        }
+        self.truncation = truncation;
+        Ok(self)
+    }
+
+    /// How over-long pairs are cut.
+    pub fn truncation(&self) -> PairTruncation {
+        self.truncation
     }
 
     /// Pads every batch to a multiple of `multiple` tokens (capped at the length limit), so
@@ -243,7 +289,10 @@ impl PairEncoder {
         tok.with_truncation(Some(TruncationParams {
             direction: TruncationDirection::Right,
             max_length: self.max_length,
-            strategy: TruncationStrategy::OnlySecond,
+            strategy: match self.truncation {
+                PairTruncation::DocumentOnly => TruncationStrategy::OnlySecond,
+                PairTruncation::LongestFirst => TruncationStrategy::LongestFirst,
+            },
             stride: 0,
         }))
         .map_err(|e| RankError::Tokenizer(e.to_string()))?;

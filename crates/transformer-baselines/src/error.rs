@@ -17,9 +17,6 @@ pub enum TransformerError {
         path: Option<PathBuf>,
         message: String,
     },
-    /// A tokenizer file could not be read or used.
-    #[error("tokenizer {}: {message}", .path.display())]
-    Tokenizer { path: PathBuf, message: String },
     /// Model inputs with a wrong shape or out-of-range values.
     #[error("invalid input: {0}")]
     Input(String),

@@ -11,23 +11,28 @@
 //!   head, parallel residual, causal attention; presets for pythia-70m / 160m / 410m.
 //! - [`attention`](mod@attention): Burn's fused `attention` (flash attention on the cubecl
 //!   backends) with a key-padding mask and a causal option, and a plain reference path.
-//! - [`PairTokenizer`]: (query, document) pairs through HF `tokenizers` (token types right).
 //!
 //! Models load from a local directory or a HF hub id (`model-io`); every user error is a
-//! [`TransformerError`].
+//! [`TransformerError`]. Models take token ids; text becomes ids in `rank-heads`' `PairEncoder`
+//! (the one pair encoder, which tokenizes pairs exactly as `transformers` does) or through
+//! `tokenizers` directly, as here.
 //!
 //! ```no_run
 //! use burn::backend::NdArray;
+//! use burn::tensor::{Int, Tensor, TensorData};
 //! use model_io::HubOptions;
-//! use transformer_baselines::{BertModel, PairTokenizer, PaddingSide};
+//! use transformer_baselines::BertModel;
 //!
 //! let device = Default::default();
 //! let dir = "/path/to/all-MiniLM-L6-v2";
 //! let (model, _config) = BertModel::<NdArray>::from_pretrained(dir, &HubOptions::default(), &device)?;
-//! let tokenizer = PairTokenizer::from_pretrained(dir, &HubOptions::default(), 256, PaddingSide::Right)?;
-//! let batch = tokenizer.encode_pairs(&[("what is rust", "Rust is a systems language.")])?;
-//! let t = batch.to_tensors::<NdArray>(&device);
-//! let out = model.forward(t.input_ids, Some(t.token_type_ids), Some(t.attention_mask))?;
+//! let tokenizer = tokenizers::Tokenizer::from_file(format!("{dir}/tokenizer.json")).unwrap();
+//! let enc = tokenizer.encode(("what is rust", "Rust is a systems language."), true).unwrap();
+//! let ids = |v: &[u32]| {
+//!     let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+//!     Tensor::<NdArray, 2, Int>::from_data(TensorData::new(v.clone(), [1, v.len()]), &device)
+//! };
+//! let out = model.forward(ids(enc.get_ids()), Some(ids(enc.get_type_ids())), None)?;
 //! assert_eq!(out.last_hidden_state.dims()[2], 384);
 //! # Ok::<(), transformer_baselines::TransformerError>(())
 //! ```
@@ -38,11 +43,9 @@ pub mod bert;
 pub mod checkpoint;
 mod error;
 pub mod gpt_neox;
-pub mod tokenize;
 
 pub use activation::HiddenAct;
 pub use attention::AttentionImpl;
 pub use bert::{BertConfig, BertModel, BertModelOutput};
 pub use error::TransformerError;
 pub use gpt_neox::{GptNeoXConfig, GptNeoXModel};
-pub use tokenize::{BatchTensors, EncodedBatch, PaddingSide, PairTokenizer};
