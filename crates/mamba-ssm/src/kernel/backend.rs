@@ -338,19 +338,12 @@ fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 y.clone().into_tensor_arg(),
                 last.clone().into_tensor_arg(),
                 ckpt.clone().into_tensor_arg(),
-                n_state,
-                v.items,
-                v.vec,
-                v.seg,
-                v.chans,
-                has_d,
-                has_z,
-                has_bias,
-                softplus,
-                save_chunk,
-                v.prefetch.unwrap_or(dtype.size() == 4 || save_chunk > 0),
-                v.batch_inner,
-                v.all_active(dim, groups),
+                vectorised::VecFwdArgs {
+                    common: v.common(n_state, has_d, has_z, has_bias, softplus, dim, groups),
+                    save_chunk,
+                    prefetch: v.prefetch.unwrap_or(dtype.size() == 4 || save_chunk > 0),
+                }
+                .launch(),
                 dtype.into(),
             );
         }
@@ -566,19 +559,12 @@ fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
                 dd.clone().into_tensor_arg(),
                 dbias.clone().into_tensor_arg(),
                 ckpt.into_tensor_arg(),
-                n_state,
-                v.items,
-                v.vec,
-                v.seg,
-                v.chans,
-                has_d,
-                has_z,
-                has_bias,
-                softplus,
-                saved,
-                v.cube_sum,
-                v.batch_inner,
-                v.all_active(dim, groups),
+                vectorised::VecBwdArgs {
+                    common: v.common(n_state, has_d, has_z, has_bias, softplus, dim, groups),
+                    saved,
+                    cube_sum: v.cube_sum,
+                }
+                .launch(),
                 dtype.into(),
             );
         }

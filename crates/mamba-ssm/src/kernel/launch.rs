@@ -223,6 +223,33 @@ impl VecCfg {
         (dim / groups.max(1)).is_multiple_of(self.chans)
     }
 
+    /// The compile-time arguments shared by the vectorised forward and backward kernels.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn common(
+        &self,
+        n_state: usize,
+        has_d: bool,
+        has_z: bool,
+        has_bias: bool,
+        delta_softplus: bool,
+        dim: usize,
+        groups: usize,
+    ) -> super::vectorised::VecCommon {
+        super::vectorised::VecCommon {
+            n_state,
+            items: self.items,
+            vec: self.vec,
+            seg: self.seg,
+            chans: self.chans,
+            has_d,
+            has_z,
+            has_bias,
+            delta_softplus,
+            batch_inner: self.batch_inner,
+            all_active: self.all_active(dim, groups),
+        }
+    }
+
     /// Cube count: one cube per (batch, group, block of `chans` channels).
     pub(crate) fn count<R: CubeRuntime>(
         &self,

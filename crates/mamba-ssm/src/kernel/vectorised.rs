@@ -9,6 +9,74 @@ use super::device::{
 };
 use cubecl::prelude::*;
 
+/// Compile-time shape and options common to [`scan_fwd_vec`] and [`scan_bwd_vec`] (a comptime
+/// field of their launch arguments, so part of each kernel's compilation key).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct VecCommon {
+    /// States per channel (N).
+    pub n_state: usize,
+    /// Consecutive steps per unit.
+    pub items: usize,
+    /// Elements per vector load (the launch's vector width).
+    pub vec: usize,
+    /// Units per channel (a power of two within a plane).
+    pub seg: usize,
+    /// Channels (segments) per cube.
+    pub chans: usize,
+    /// D present.
+    pub has_d: bool,
+    /// z present (output gated by silu(z)).
+    pub has_z: bool,
+    /// delta_bias present.
+    pub has_bias: bool,
+    /// dt = softplus(delta + bias).
+    pub delta_softplus: bool,
+    /// The batch index varies fastest across cubes.
+    pub batch_inner: bool,
+    /// Every cube's channels exist (no guard on the channel index).
+    pub all_active: bool,
+}
+
+/// Launch arguments of [`scan_fwd_vec`], all compile-time.
+#[derive(CubeLaunch, CubeType)]
+pub struct VecFwdArgs {
+    #[cube(comptime)]
+    pub common: VecCommon,
+    /// Save the states at multiples of this step into `ckpt` (0: none).
+    #[cube(comptime)]
+    pub save_chunk: usize,
+    /// Load B_{n+1}'s vectors while state n computes.
+    #[cube(comptime)]
+    pub prefetch: bool,
+}
+
+impl VecFwdArgs {
+    /// The kernel argument (the derived `VecFwdArgsLaunch::new`, by field name).
+    pub fn launch<R: Runtime>(self) -> VecFwdArgsLaunch<R> {
+        VecFwdArgsLaunch::new(self.common, self.save_chunk, self.prefetch)
+    }
+}
+
+/// Launch arguments of [`scan_bwd_vec`], all compile-time.
+#[derive(CubeLaunch, CubeType)]
+pub struct VecBwdArgs {
+    #[cube(comptime)]
+    pub common: VecCommon,
+    /// The chunk-start states were saved by the forward (no first pass).
+    #[cube(comptime)]
+    pub saved: bool,
+    /// dB / dC summed over the cube's channels before the atomics.
+    #[cube(comptime)]
+    pub cube_sum: bool,
+}
+
+impl VecBwdArgs {
+    /// The kernel argument (the derived `VecBwdArgsLaunch::new`, by field name).
+    pub fn launch<R: Runtime>(self) -> VecBwdArgsLaunch<R> {
+        VecBwdArgsLaunch::new(self.common, self.saved, self.cube_sum)
+    }
+}
+
 /// Vectorised forward selective scan. One cube per (batch, group, block of `chans` channels);
 /// each channel is one segment of `seg` units (a power of two up to the device's fixed plane
 /// width: the whole plane, or, for short sequences, one of `plane / seg` channels that share
@@ -35,21 +103,23 @@ pub fn scan_fwd_vec<F: Float, N: Size>(
     y: &mut Tensor<Vector<F, N>>,
     last: &mut Tensor<F>,
     ckpt: &mut Tensor<f32>,
-    #[comptime] n_state: usize,
-    #[comptime] items: usize,
-    #[comptime] vec: usize,
-    #[comptime] seg: usize,
-    #[comptime] chans: usize,
-    #[comptime] has_d: bool,
-    #[comptime] has_z: bool,
-    #[comptime] has_bias: bool,
-    #[comptime] delta_softplus: bool,
-    #[comptime] save_chunk: usize,
-    #[comptime] prefetch: bool,
-    #[comptime] batch_inner: bool,
-    #[comptime] all_active: bool,
+    args: &VecFwdArgs,
     #[define(F)] _dtype: StorageType,
 ) {
+    // the compile-time arguments, as locals (each a comptime value, as a `#[comptime]` parameter)
+    let n_state = comptime!(args.common.n_state);
+    let items = comptime!(args.common.items);
+    let vec = comptime!(args.common.vec);
+    let seg = comptime!(args.common.seg);
+    let chans = comptime!(args.common.chans);
+    let has_d = comptime!(args.common.has_d);
+    let has_z = comptime!(args.common.has_z);
+    let has_bias = comptime!(args.common.has_bias);
+    let delta_softplus = comptime!(args.common.delta_softplus);
+    let batch_inner = comptime!(args.common.batch_inner);
+    let all_active = comptime!(args.common.all_active);
+    let save_chunk = comptime!(args.save_chunk);
+    let prefetch = comptime!(args.prefetch);
     let nv = comptime!(items / vec);
     let dim = u.shape(1);
     let len = u.shape(2);
@@ -320,21 +390,23 @@ pub fn scan_bwd_vec<F: Float, N: Size>(
     dd: &mut Tensor<Atomic<f32>>,
     dbias: &mut Tensor<Atomic<f32>>,
     ckpt: &mut Tensor<f32>,
-    #[comptime] n_state: usize,
-    #[comptime] items: usize,
-    #[comptime] vec: usize,
-    #[comptime] seg: usize,
-    #[comptime] chans: usize,
-    #[comptime] has_d: bool,
-    #[comptime] has_z: bool,
-    #[comptime] has_bias: bool,
-    #[comptime] delta_softplus: bool,
-    #[comptime] saved: bool,
-    #[comptime] cube_sum: bool,
-    #[comptime] batch_inner: bool,
-    #[comptime] all_active: bool,
+    args: &VecBwdArgs,
     #[define(F)] _dtype: StorageType,
 ) {
+    // the compile-time arguments, as locals (each a comptime value, as a `#[comptime]` parameter)
+    let n_state = comptime!(args.common.n_state);
+    let items = comptime!(args.common.items);
+    let vec = comptime!(args.common.vec);
+    let seg = comptime!(args.common.seg);
+    let chans = comptime!(args.common.chans);
+    let has_d = comptime!(args.common.has_d);
+    let has_z = comptime!(args.common.has_z);
+    let has_bias = comptime!(args.common.has_bias);
+    let delta_softplus = comptime!(args.common.delta_softplus);
+    let batch_inner = comptime!(args.common.batch_inner);
+    let all_active = comptime!(args.common.all_active);
+    let saved = comptime!(args.saved);
+    let cube_sum = comptime!(args.cube_sum);
     let nv = comptime!(items / vec);
     let dim = u.shape(1);
     let len = u.shape(2);
