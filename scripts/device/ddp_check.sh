@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The two-GPU data-parallel check of issue 9, for one call on `nvidia-h200-x2` (ask `status`
+# The two-GPU data-parallel check, for one call on `nvidia-h200-x2` (ask `status`
 # first). Needs a CUDA binary and the data:
 #   BIN=path/to/rankmamba (cargo build --release --features cuda), RANKMAMBA_DATA=dir holding
 #   scifact/ and tokenizers/gpt-neox-20b/ (device-bin/study/data.tar.xz unpacked).

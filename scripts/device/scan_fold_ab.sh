@@ -1,5 +1,5 @@
 #!/bin/bash
-# issue-4 call C (prepared 2026-11-29 after call 19, build of 46ae24a): the backward's `fold`
+# A/B of the backward's `fold`
 # gradient loop (MAMBA_SSM_BWD=fold) against the default, fp32 and bf16, interleaved twice.
 # Run from the repo root with carry ["device-bin/k4"]: bash device-bin/k4/run3.sh
 # Kept in the repo as scripts/device/scan_fold_ab.sh; the binary comes from

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 4's device check: the scan kernels' outputs on fresh random inputs against a float64
+"""The device check of the scan kernels' outputs on fresh random inputs against a float64
 PyTorch reference computed here (on the GPU when there is one).
 
 `scan_torch_check` (crates/mamba-ssm/examples/scan_torch_check.rs) writes one safetensors file
