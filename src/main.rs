@@ -95,9 +95,14 @@ impl Common {
         } else {
             self.measures.iter().map(String::as_str).collect()
         };
-        let mut out = Vec::new();
+        let mut out: Vec<Measure> = Vec::new();
         for n in names {
-            out.extend(parse_measures(n)?);
+            for m in parse_measures(n)? {
+                // a measure asked for twice (`-m nDCG@10 -m ndcg_cut.10`) is printed once
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
         }
         Ok(out)
     }
@@ -144,12 +149,12 @@ struct FuseArgs {
     /// `rrf`, `combsum` or `combmnz`.
     #[arg(long, default_value = "rrf")]
     method: String,
-    /// RRF constant.
-    #[arg(long, default_value_t = 60.0)]
-    k: f64,
-    /// Score normalisation for CombSUM/CombMNZ: `none`, `min-max`, `z-score`.
-    #[arg(long, default_value = "min-max")]
-    norm: String,
+    /// RRF constant (rrf only; default 60).
+    #[arg(long)]
+    k: Option<f64>,
+    /// Score normalisation for CombSUM/CombMNZ only: `none`, `min-max` (default), `z-score`.
+    #[arg(long)]
+    norm: Option<String>,
     /// Output run file (written atomically).
     #[arg(short, long)]
     output: PathBuf,
@@ -246,14 +251,24 @@ fn main() -> Result<()> {
             }
         }
         Command::Fuse(a) => {
+            // a flag the method does not read is an error, not silently ignored
+            match (a.method.as_str(), &a.k, &a.norm) {
+                ("rrf", _, Some(_)) => bail!("--norm applies to combsum and combmnz, not rrf"),
+                ("combsum" | "combmnz", Some(_), _) => {
+                    bail!("--k is the RRF constant: it does not apply to {}", a.method)
+                }
+                ("rrf" | "combsum" | "combmnz", _, _) => {}
+                (other, _, _) => {
+                    bail!("--method must be rrf, combsum or combmnz, found {other:?}")
+                }
+            }
+            let norm: fusion::Normalization = a.norm.as_deref().unwrap_or("min-max").parse()?;
             let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
             let refs: Vec<&Run> = runs.iter().collect();
-            let norm: fusion::Normalization = a.norm.parse()?;
             let fused = match a.method.as_str() {
-                "rrf" => fusion::rrf(&refs, a.k)?,
+                "rrf" => fusion::rrf(&refs, a.k.unwrap_or(60.0))?,
                 "combsum" => fusion::comb_sum(&refs, norm)?,
-                "combmnz" => fusion::comb_mnz(&refs, norm)?,
-                other => bail!("--method must be rrf, combsum or combmnz, found {other:?}"),
+                _ => fusion::comb_mnz(&refs, norm)?,
             };
             fused
                 .write_path(&a.output)

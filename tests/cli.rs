@@ -25,8 +25,12 @@ fn eval_prints_trec_eval_format() {
         "ndcg_cut.10",
         "-m",
         "map_cut.100",
+        "-m",
+        "nDCG@10",
     ]);
     assert!(ok, "{err}");
+    // nDCG@10 is ndcg_cut.10 again: printed once
+    assert_eq!(out.matches("ndcg_cut_10").count(), 1, "{out}");
     // figures of shared/data/README.md (pytrec_eval)
     assert!(
         out.contains("ndcg_cut_10           \tall\t0.5058\n"),
@@ -124,6 +128,35 @@ fn fuse_writes_a_run_that_evaluates() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("num_q                 \tall\t43"), "{out}");
+}
+
+#[test]
+fn fuse_refuses_flags_its_method_does_not_read() {
+    let d = data();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("fused.trec");
+    let run = d.join("runs/tasb.trec").display().to_string();
+    let o = out_path.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--method", "rrf", "--norm", "z-score"],
+            "--norm applies to combsum",
+        ),
+        (
+            vec!["--method", "combsum", "--k", "10"],
+            "--k is the RRF constant",
+        ),
+        (
+            vec!["--method", "combmnz", "--k", "10"],
+            "--k is the RRF constant",
+        ),
+    ] {
+        let mut a = vec!["fuse", "--run", &run, "-o", o];
+        a.extend(args);
+        let (ok, _, err) = rankmamba(&a);
+        assert!(!ok && err.contains(want), "{a:?}: {err}");
+        assert!(!out_path.exists());
+    }
 }
 
 #[test]

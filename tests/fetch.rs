@@ -300,7 +300,10 @@ fn a_corrupted_file_is_a_sha256_error_and_nothing_is_left_in_place() {
         e => panic!("expected a sha256 error, got {e:?}"),
     }
     assert!(
-        msg.contains("sha256 mismatch") && msg.contains(art.files[0].sha256),
+        msg.contains("sha256 mismatch")
+            && msg.contains(art.files[0].sha256)
+            && msg.contains("removed the bad local copy")
+            && !msg.contains("the file was deleted"),
         "{msg}"
     );
     assert!(!art.target(&o.dirs).exists(), "target created");

@@ -444,6 +444,19 @@ fn bad_cards_and_empty_reranks_are_errors() {
         "{err}"
     );
     assert!(!out.exists());
+    std::fs::write(&card_path, card).unwrap();
+    // a truncated record: named, with its size and the likely causes, not Burn's hint about
+    // its 0.14 format change
+    std::fs::write(m.join("cross_encoder.mpk"), &record[..record.len() / 2]).unwrap();
+    let (ok, _, err) = rerank(&["--queries", "1"]);
+    assert!(
+        !ok && err.contains("cross_encoder.mpk")
+            && err.contains(&format!("{} bytes", record.len() / 2))
+            && err.contains("truncated or corrupt")
+            && !err.contains("0.14"),
+        "{err}"
+    );
+    assert!(!out.exists());
     let (ok, _, err) = rankmamba(&[
         "train",
         "--model",

@@ -93,13 +93,28 @@ fn fuse(
                 e.1 += 1;
             }
         }
-        let docs = order
-            .into_iter()
-            .map(|d| {
-                let (sum, hits) = acc[d];
-                (d.to_string(), finish(sum, hits))
-            })
-            .collect();
+        let mut docs = Vec::with_capacity(order.len());
+        for d in order {
+            let (sum, hits) = acc[d];
+            let score = finish(sum, hits);
+            if !score.is_finite() {
+                // the inputs are finite (the run readers refuse others): the arithmetic overflowed
+                return Err(Error::Invalid(format!(
+                    "{name}: the fused score of query {qid:?}, document {d:?} overflows f64 \
+                     (input scores near the f64 limit{}): rescale the runs' scores{}",
+                    match norm {
+                        Normalization::None => "",
+                        _ => ", or a range that overflows the normalisation",
+                    },
+                    match norm {
+                        Normalization::None if name != "rrf" =>
+                            " or normalise them (min-max, z-score)",
+                        _ => "",
+                    }
+                )));
+            }
+            docs.push((d.to_string(), score));
+        }
         out.push((qid.to_string(), docs));
     }
     Run::from_queries(name, out)

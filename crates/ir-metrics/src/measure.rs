@@ -215,7 +215,12 @@ pub fn parse_measures(name: &str) -> Result<Vec<Measure>> {
             // the cutoffs follow the last '.' or '_' (names themselves contain '_')
             let i = s.rfind(['.', '_']).unwrap_or(0);
             let (b, c) = (&s[..i], &s[i + 1..]);
-            if c.chars().all(|ch| ch.is_ascii_digit() || ch == ',') && !c.is_empty() {
+            let takes_cutoffs = ["ndcg_cut", "map_cut", "P", "recall", "success"].contains(&b);
+            if takes_cutoffs
+                || (c.chars().all(|ch| ch.is_ascii_digit() || ch == ',') && !c.is_empty())
+            {
+                // a name that takes cutoffs: whatever follows must be cutoffs (`ndcg_cut.-1`
+                // is a bad cutoff, not an unknown measure)
                 (b, Some(parse_cutoffs(name, c)?))
             } else {
                 (s, None)
@@ -341,6 +346,11 @@ mod tests {
             "ndcg_cut",
         ] {
             assert!(parse_measures(s).is_err(), "{s} should fail");
+        }
+        // a cutoff-taking name with a bad cutoff says so, instead of "unknown measure"
+        for s in ["ndcg_cut.-1", "P_x", "map_cut.0"] {
+            let e = parse_measures(s).unwrap_err().to_string();
+            assert!(e.contains("cutoff must be a positive integer"), "{s}: {e}");
         }
     }
 }

@@ -75,3 +75,46 @@ fn rrf_of_disjoint_runs_interleaves_by_rank() {
     // a2 is ranked 2nd in both: 2/62 > 1/61
     assert_eq!(ranked, ["a2", "b1", "a1"]);
 }
+
+#[test]
+fn overflowing_fusion_is_an_error_that_says_so() {
+    // finite scores near f64's limit: their sum overflows
+    let big = |name: &str| {
+        Run::from_queries(
+            name,
+            vec![(
+                "q1".into(),
+                vec![("d1".into(), 1.5e308), ("d2".into(), 1.0)],
+            )],
+        )
+        .unwrap()
+    };
+    let (a, b) = (big("a"), big("b"));
+    let e = comb_sum(&[&a, &b], Normalization::None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("overflows")
+            && e.contains("\"q1\"")
+            && e.contains("\"d1\"")
+            && e.contains("normalise"),
+        "{e}"
+    );
+    assert!(!e.contains("not finite"), "{e}");
+    // normalised, the same runs fuse
+    let fused = comb_sum(&[&a, &b], Normalization::MinMax).unwrap();
+    assert_eq!(fused.num_entries(), 2);
+    // a range that overflows the normalisation itself
+    let wide = Run::from_queries(
+        "w",
+        vec![(
+            "q1".into(),
+            vec![("d1".into(), 1.5e308), ("d2".into(), -1.5e308)],
+        )],
+    )
+    .unwrap();
+    let e = comb_sum(&[&wide], Normalization::MinMax)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overflows"), "{e}");
+}

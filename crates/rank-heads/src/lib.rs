@@ -70,6 +70,38 @@ pub enum RankError {
     },
 }
 
+impl RankError {
+    /// A Burn record (`.mpk`) at `path` that would not load, said plainly: Burn's own message
+    /// for bytes it cannot decode suggests a format change of Burn 0.14, which is not the
+    /// cause for a file this workspace wrote; a truncated, corrupt or foreign file is.
+    pub fn record(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        let text = e.to_string();
+        // Burn's message, as its error's Debug text: `Unknown("CAUSE\nThe internal data
+        // format has changed since version 0.14.0 ...")`
+        let message = match text.find("The internal data format has changed") {
+            Some(cut) => {
+                let cause = text[..cut]
+                    .trim_end_matches("\\n")
+                    .trim_end_matches('\n')
+                    .trim_start_matches("Unknown(\"");
+                let size = std::fs::metadata(path)
+                    .map(|m| format!("{} bytes", m.len()))
+                    .unwrap_or_else(|e| e.to_string());
+                format!(
+                    "not a readable Burn record ({size}): truncated or corrupt, or written for \
+                     a model of another shape ({})",
+                    cause.trim()
+                )
+            }
+            None => text,
+        };
+        RankError::Io {
+            path: path.into(),
+            message,
+        }
+    }
+}
+
 impl<B: Backend, E: SequenceEncoder<B>> Scorer<B> for CrossEncoder<B, E> {
     fn score(&self, batch: &TokenBatch<B>) -> Result<burn::tensor::Tensor<B, 1>, RankError> {
         self.forward(batch)

@@ -342,12 +342,29 @@ fn training_then_resume_equals_uninterrupted_training() {
         AD::seed(&dev, 999);
         CrossEncoder::new(enc, Pooling::LastToken, 0.1, &dev)
     };
+    // a run killed after its step-3 checkpoint had logged steps 4 and 5 and half of 6: the
+    // resumed run logs them again, so they go, and each step stays logged once
+    let mut killed = std::fs::read_to_string(&log).unwrap();
+    killed.push_str("{\"step\":4,\"loss\":1.0}\n{\"step\":5,\"loss\":1.0}\n{\"step\":6,\"lo");
+    std::fs::write(&log, killed).unwrap();
     let mut c = Trainer::resume(other, config(), dir.path(), dev)
         .unwrap()
-        .expect("a checkpoint");
+        .expect("a checkpoint")
+        .with_log(&log)
+        .unwrap();
     assert_eq!(c.step, 3);
     c.train(None, &mut data, None).unwrap();
     assert_eq!(params(&c.model), pa, "resumed training differs");
+    let steps: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<_>>());
     // JSONL metrics: one line per step with loss, lr and tokens/s
     let lines = std::fs::read_to_string(&log).unwrap();
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
@@ -358,6 +375,36 @@ fn training_then_resume_equals_uninterrupted_training() {
     let mut other_cfg = config();
     other_cfg.total_steps = 7;
     assert!(Trainer::resume(fresh(), other_cfg, dir.path(), dev).is_err());
+}
+
+#[test]
+fn non_finite_weights_are_named_as_such_not_as_a_learning_rate_problem() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = NdArrayDevice::default();
+    let mut data = |i: usize| Ok(batch_for(i));
+    let mut m = fresh();
+    m.encoder.embeddings.weight = m.encoder.embeddings.weight.map(|t| t.mul_scalar(f32::NAN));
+    let err = Trainer::new(m, config(), dev)
+        .unwrap()
+        .train(None, &mut data, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("weight tensors hold NaN") && !err.contains("learning rate"),
+        "{err}"
+    );
+    // finite weights and a learning rate that blows up: the hint is the learning rate
+    let cfg = TrainConfig {
+        lr: 1e30,
+        grad_clip_norm: None,
+        ..config()
+    };
+    let err = Trainer::new(fresh(), cfg, dev)
+        .unwrap()
+        .train(None, &mut data, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("learning rate"), "{err}");
 }
 
 #[test]

@@ -524,9 +524,10 @@ fn finish<B: AutodiffBackend, E: SequenceEncoder<B> + AutodiffModule<B> + Module
             device,
         )
         .map_err(|e| {
+            let file = path.with_extension("mpk");
             ModelError(format!(
-                "{}.mpk: {e} (does it belong to this directory's config.json?)",
-                path.display()
+                "{} (does it belong to this directory's config.json?)",
+                rank_heads::RankError::record(&file, e)
             ))
         })
 }

@@ -494,6 +494,8 @@ impl Job<'_> {
     {
         let device = devices.first().cloned().unwrap_or_default();
         let card = ModelCard::read(self.dir)?;
+        // temporary files of a run killed mid-write (the folder is this job's alone)
+        safe_write::remove_temporaries(self.dir).map_err(wrap(self.dir.display()))?;
         let encoder = card
             .pair_encoder(self.dir)?
             .with_pad_multiple(self.pad_multiple);

@@ -135,6 +135,26 @@ pub fn write_file(
     Ok(())
 }
 
+/// Whether `name` is one of this crate's temporary files (`.NAME.XXXXXX.tmp`).
+pub fn is_temporary(name: &str) -> bool {
+    name.len() > ".x.tmp".len() && name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Removes the temporary files that writes into `dir` left behind when their process was
+/// killed between creating and renaming them ([`is_temporary`] names; regular files only, never
+/// a link). Returns how many. Call it only on a folder that no other process is writing into.
+pub fn remove_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() && is_temporary(&entry.file_name().to_string_lossy()) {
+            fs::remove_file(entry.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_file(path, |f| f.write_all(bytes))

@@ -53,22 +53,29 @@ pub enum FetchError {
     /// The connection failed (DNS, refused, TLS, timeout, truncated body).
     #[error("GET {url}: {message}")]
     Transport { url: String, message: String },
-    /// A file's sha256 is not the pinned one (the file has been deleted).
+    /// A file's sha256 is not the pinned one: the local copy that failed (`removed`, a
+    /// download's `.part` or a file fetched earlier) has been deleted; the source is untouched.
     #[error(
-        "{what}: sha256 mismatch: expected {expected}, found {found} ({size} bytes); the file was deleted"
+        "{what}: sha256 mismatch: expected {expected}, found {found} ({size} bytes); removed the bad local copy {}",
+        removed.display()
     )]
     Checksum {
         what: String,
         expected: String,
         found: String,
         size: u64,
+        removed: PathBuf,
     },
-    /// A file's size is not the pinned one (the file has been deleted).
-    #[error("{what}: expected {expected} bytes, found {found}; the file was deleted")]
+    /// A file's size is not the pinned one: the local copy (`removed`) has been deleted.
+    #[error(
+        "{what}: expected {expected} bytes, found {found}; removed the bad local copy {}",
+        removed.display()
+    )]
     Size {
         what: String,
         expected: u64,
         found: u64,
+        removed: PathBuf,
     },
     /// Reading or writing a local file.
     #[error("{}: {source}", path.display())]
@@ -493,6 +500,7 @@ fn verify_as(path: &Path, what: &str, sha256: Option<&str>, size: Option<u64>) -
             what: what.to_string(),
             expected: size,
             found: found_size,
+            removed: path.to_path_buf(),
         });
     }
     if let Some(sha) = sha256 {
@@ -504,6 +512,7 @@ fn verify_as(path: &Path, what: &str, sha256: Option<&str>, size: Option<u64>) -
                 expected: sha.to_string(),
                 found,
                 size: found_size,
+                removed: path.to_path_buf(),
             });
         }
     }

@@ -60,3 +60,24 @@ pub(super) fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     };
     model.visit(&mut v);
 }
+
+/// Counts the float parameters that hold a NaN or an infinity.
+pub(super) struct NonFiniteVisitor {
+    pub(super) tensors: usize,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for NonFiniteVisitor {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let v = param.val();
+        let bad = v.clone().is_nan().any().into_scalar().elem::<bool>()
+            || v.is_inf().any().into_scalar().elem::<bool>();
+        self.tensors += bad as usize;
+    }
+}
+
+/// How many of `model`'s float parameter tensors hold a NaN or an infinity.
+pub(super) fn non_finite_tensors<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> usize {
+    let mut v = NonFiniteVisitor { tensors: 0 };
+    model.visit(&mut v);
+    v.tensors
+}

@@ -69,14 +69,41 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
     }
 
     /// Writes checkpoints under `dir` (`step-00000100/`, and `latest` naming the newest).
+    /// Unfinished checkpoints a killed run left there (`.tmp-*` folders) are removed.
     pub fn with_checkpoints(mut self, dir: &Path) -> Result<Self, RankError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        remove_unfinished_checkpoints(dir)?;
         self.checkpoint_dir = Some(dir.to_path_buf());
         Ok(self)
     }
 
-    /// Appends JSONL metrics to `path`.
+    /// Appends JSONL metrics to `path`. Lines a killed run logged past the step this trainer
+    /// starts from (0, or a resumed checkpoint's), and a line cut short by the kill, are
+    /// dropped first (the file is rewritten atomically), so that every step is logged once.
     pub fn with_log(mut self, path: &Path) -> Result<Self, RankError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let keep: Vec<&str> = text
+                    .split_inclusive('\n')
+                    .take_while(|l| l.ends_with('\n'))
+                    .filter(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                            v["step"].as_u64().is_some_and(|s| s <= self.step as u64)
+                        })
+                    })
+                    .collect();
+                if keep.iter().map(|l| l.len()).sum::<usize>() != text.len() {
+                    model_io::write_atomic(path, keep.concat().as_bytes()).map_err(|e| {
+                        RankError::Io {
+                            path: path.into(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(path, e)),
+        }
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,19 +197,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         let rec = Rec::new();
         let model = model
             .load_file(ckpt.join("model"), &rec, &device)
-            .map_err(|e| RankError::Io {
-                path: ckpt.join("model.mpk"),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| RankError::record(&ckpt.join("model.mpk"), e))?;
         let optim_record = rec
             .load(ckpt.join("optim"), &device)
-            .map_err(|e| RankError::Io {
-                path: ckpt.join("optim.mpk"),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| RankError::record(&ckpt.join("optim.mpk"), e))?;
         let mut t = Trainer::new(model, config, device)?;
         t.optim = t.optim.load_record(optim_record);
         t.step = state.step;
+        remove_unfinished_checkpoints(dir)?;
         t.checkpoint_dir = Some(dir.to_path_buf());
         Ok(Some(t))
     }
@@ -343,9 +365,26 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
             }
             if !step_loss.is_finite() || (n > 1 && !norm.is_finite()) {
-                return Err(RankError::Input(format!(
-                    "loss is {step_loss} (gradient norm {norm}) at step {step}: diverged (lower the learning rate?)"
-                )));
+                // weights that were already broken (a loaded checkpoint or model with NaN or
+                // inf values) are not a learning-rate problem: say which it is
+                let broken = super::grads::non_finite_tensors::<B, M>(&self.model);
+                return Err(RankError::Input(if broken > 0 {
+                    format!(
+                        "loss is {step_loss} at step {step}: {broken} of the model's weight \
+                         tensors hold NaN or infinite values before this step's update (a \
+                         corrupt checkpoint or model file{})",
+                        if step > start_step {
+                            ", or a divergence in an earlier step"
+                        } else {
+                            ""
+                        }
+                    )
+                } else {
+                    format!(
+                        "loss is {step_loss} (gradient norm {norm}) at step {step} with finite \
+                         weights: diverged (lower the learning rate?)"
+                    )
+                }));
             }
             let model = self.model.clone();
             self.model = self.optim.step(lr, model, grads);
@@ -476,6 +515,21 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         }
         Ok(target)
     }
+}
+
+/// Removes the temporary folders of checkpoints that were being written when a run was
+/// killed (`save_checkpoint` writes `.tmp-*` and renames it into place when complete).
+fn remove_unfinished_checkpoints(dir: &Path) -> Result<(), RankError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+        }
+    }
+    // and a `latest` pointer's temporary file
+    safe_write::remove_temporaries(dir).map_err(|e| io_err(dir, e))?;
+    Ok(())
 }
 
 pub(super) fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(
