@@ -128,12 +128,18 @@ impl MambaConfig {
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
+        usize::try_from(self.num_params_wide()).unwrap_or(usize::MAX)
+    }
+
+    /// [`Self::num_params`] in 128 bits (no overflow for any field values below 2^24).
+    fn num_params_wide(&self) -> u128 {
+        let w = |x: usize| x as u128;
         let (h, d, n, r, k) = (
-            self.hidden_size,
-            self.d_inner(),
-            self.state_size,
-            self.time_step_rank,
-            self.conv_kernel,
+            w(self.hidden_size),
+            w(self.expand) * w(self.hidden_size),
+            w(self.state_size),
+            w(self.time_step_rank),
+            w(self.conv_kernel),
         );
         let mixer = h * 2 * d
             + if self.use_bias { 2 * d + h } else { 0 }
@@ -145,9 +151,10 @@ impl MambaConfig {
             + d * n
             + d
             + d * h;
-        let emb = self.padded_vocab_size() * h;
+        let m = w(self.pad_vocab_size_multiple.max(1));
+        let emb = w(self.vocab_size).div_ceil(m) * m * h;
         let head = if self.tie_word_embeddings { 0 } else { emb };
-        emb + self.num_hidden_layers * (mixer + h) + h + head
+        emb + w(self.num_hidden_layers) * (mixer + h) + h + head
     }
 
     /// Reads `config.json` in either layout (see the module docs).
@@ -190,14 +197,7 @@ impl MambaConfig {
                 "`time_step_rank`: expected \"auto\" or an integer, found {x}"
             ))? as usize,
         };
-        if let Some(inter) = opt_usize(v, "intermediate_size")?
-            && inter != c.d_inner()
-        {
-            return Err(format!(
-                "`intermediate_size` {inter} differs from expand * hidden_size = {}",
-                c.d_inner()
-            ));
-        }
+        let intermediate = opt_usize(v, "intermediate_size")?;
         c.pad_vocab_size_multiple = opt_usize(v, "pad_vocab_size_multiple")?.unwrap_or(1);
         c.layer_norm_epsilon = opt_f64(v, "layer_norm_epsilon")?.unwrap_or(c.layer_norm_epsilon);
         c.use_bias = opt_bool(v, "use_bias")?.unwrap_or(c.use_bias);
@@ -212,9 +212,18 @@ impl MambaConfig {
         if let Some(s) = v.get("time_step_init_scheme").and_then(Value::as_str) {
             c.time_step_init_scheme = s.into();
         }
-        c.pad_token_id = opt_usize(v, "pad_token_id")?.unwrap_or(0) as u32;
-        c.eos_token_id = opt_usize(v, "eos_token_id")?.unwrap_or(0) as u32;
+        c.pad_token_id = opt_u32(v, "pad_token_id")?.unwrap_or(0);
+        c.eos_token_id = opt_u32(v, "eos_token_id")?.unwrap_or(0);
         c.check()?;
+        // after the size checks: `d_inner` cannot overflow there
+        if let Some(inter) = intermediate
+            && inter != c.d_inner()
+        {
+            return Err(format!(
+                "`intermediate_size` {inter} differs from expand * hidden_size = {}",
+                c.d_inner()
+            ));
+        }
         Ok(c)
     }
 
@@ -304,6 +313,30 @@ impl MambaConfig {
             if v == 0 {
                 return Err(format!("`{name}` must be positive"));
             }
+            // sizes far past any real model: refused before anything multiplies or allocates
+            let limit = if name == "num_hidden_layers" {
+                1 << 16
+            } else {
+                1 << 24
+            };
+            if v > limit {
+                return Err(format!("`{name}` {v} is above the limit {limit}"));
+            }
+        }
+        if self.pad_vocab_size_multiple > 1 << 24 {
+            return Err(format!(
+                "`pad_vocab_size_multiple` {} is above the limit {}",
+                self.pad_vocab_size_multiple,
+                1 << 24
+            ));
+        }
+        let params = self.num_params_wide();
+        if params > 1 << 40 {
+            return Err(format!(
+                "{params} parameters (hidden_size {}, expand {}, {} layers, vocabulary {}): \
+                 above the limit of 2^40",
+                self.hidden_size, self.expand, self.num_hidden_layers, self.vocab_size
+            ));
         }
         if self.layer_norm_epsilon.is_nan() || self.layer_norm_epsilon <= 0.0 {
             return Err("`layer_norm_epsilon` must be positive".into());
@@ -320,6 +353,12 @@ impl MambaConfig {
 
 fn req_usize(v: &Value, key: &str) -> Result<usize, String> {
     opt_usize(v, key)?.ok_or(format!("missing `{key}`"))
+}
+
+fn opt_u32(v: &Value, key: &str) -> Result<Option<u32>, String> {
+    opt_usize(v, key)?
+        .map(|x| u32::try_from(x).map_err(|_| format!("`{key}` {x} is not a 32-bit token id")))
+        .transpose()
 }
 
 fn opt_usize(v: &Value, key: &str) -> Result<Option<usize>, String> {

@@ -142,6 +142,39 @@ fn bad_config_names_file_and_line() {
 }
 
 #[test]
+fn absurd_sizes_are_errors_not_overflows() {
+    // found by the hostile-input suite: `expand` x `hidden_size` overflowed (a panic in debug,
+    // a wrapped, silently wrong size in release) before any size was checked
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.json");
+    for (config, want) in [
+        (
+            r#"{"hidden_size":64,"num_hidden_layers":2,"vocab_size":100,"expand":9223372036854775807,"intermediate_size":128}"#,
+            "`expand` 9223372036854775807 is above the limit",
+        ),
+        (
+            r#"{"hidden_size":9223372036854775808,"num_hidden_layers":2,"vocab_size":100}"#,
+            "`hidden_size` 9223372036854775808 is above the limit",
+        ),
+        (
+            r#"{"hidden_size":16777216,"num_hidden_layers":65536,"vocab_size":100}"#,
+            "above the limit of 2^40",
+        ),
+        (
+            r#"{"hidden_size":64,"num_hidden_layers":2,"vocab_size":100,"eos_token_id":4294967296}"#,
+            "`eos_token_id` 4294967296 is not a 32-bit token id",
+        ),
+    ] {
+        std::fs::write(&path, config).unwrap();
+        let e = MambaConfig::from_file(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json") && e.contains(want),
+            "{config}: {e}"
+        );
+    }
+}
+
+#[test]
 fn missing_directory_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
