@@ -468,4 +468,25 @@ fn bad_cards_and_empty_reranks_are_errors() {
     ]);
     assert!(!ok && err.contains("--max-length"), "{err}");
     assert!(!tmp.path().join("z").exists());
+    // a training query that cannot fit with the template: refused before training or writing
+    let (ok, _, err) = rankmamba(&[
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dataset",
+        "scifact",
+        "--out",
+        tmp.path().join("z").to_str().unwrap(),
+        "--max-length",
+        "8",
+        "--queries",
+        "4",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        !ok && err.contains("training query") && err.contains("--max-length 8"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("z").exists());
 }

@@ -201,6 +201,7 @@ pub fn run(a: Args) -> Result<()> {
         ..TrainSettings::default()
     };
     let data = TrainData::new(&collection, &settings)?;
+    data.check_queries(&plan.pair_encoder()?)?;
     // every input checked: only now is the output folder written
     plan.write(&out)?;
     eprintln!(

@@ -233,6 +233,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The pair encoder the planned directory will have (its card's template and limit, the
+    /// planned `tokenizer.json`), before anything is written: to check inputs against it.
+    pub fn pair_encoder(&self) -> Result<PairEncoder, ModelError> {
+        let tok = self
+            .files
+            .iter()
+            .find_map(|(name, f)| match f {
+                PlannedFile::Copy(p) if name == "tokenizer.json" => Some(p.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| ModelError("the planned directory has no tokenizer.json".into()))?;
+        PairEncoder::from_file(
+            &tok,
+            self.card.template.clone(),
+            self.card.max_length,
+            self.card.padding,
+        )
+        .map_err(wrap(tok.display()))
+    }
+
     /// Starts from random weights (the random-init twin of a pretrained backbone). Only a
     /// backbone can: a trained model directory (`Init::Trained`) is an error.
     pub fn random_init(&mut self, name: &str) -> Result<(), ModelError> {

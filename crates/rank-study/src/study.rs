@@ -205,6 +205,30 @@ pub struct TrainData<'a> {
     pub settings: TrainSettings,
 }
 
+impl TrainData<'_> {
+    /// Checks that every training query fits `encoder`'s length limit with its template and
+    /// special tokens (documents are cut to fit; a query never is), so that a query too long
+    /// is an error before training starts rather than at the step that samples it.
+    pub fn check_queries(&self, encoder: &PairEncoder) -> Result<(), StudyError> {
+        let mut seen = std::collections::HashSet::new();
+        for g in &self.groups {
+            if !seen.insert(g.qid.as_str()) {
+                continue;
+            }
+            let text = self.collection.queries.get(&g.qid).unwrap_or_default();
+            encoder.encode_pair(text, "").map_err(|e| {
+                StudyError(format!(
+                    "{}: training query {:?} does not fit --max-length {}: {e}",
+                    self.collection.name,
+                    g.qid,
+                    encoder.max_length()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// The most (query, document) pairs one training step may hold (`groups per step x group
 /// size`): far above what fits a GPU, small enough to be refused before it is allocated.
 pub const MAX_ROWS_PER_STEP: usize = 1 << 20;
