@@ -138,7 +138,11 @@ pub fn run(a: Args) -> Result<()> {
         source
     );
     let (run, rate) = if a.bi_encoder {
-        with_backend!(a.backend, |B, dev| bi_encoder_run::<B>(
+        // inference only: the backend without autodiff (on the autodiff backend every forward
+        // would record a graph that nothing frees: memory grows with every batch)
+        with_backend!(a.backend, |B, dev| bi_encoder_run::<
+            <B as burn::tensor::backend::AutodiffBackend>::InnerBackend,
+        >(
             &model_dir,
             &c,
             a.depth,

@@ -541,6 +541,8 @@ impl Job<'_> {
 /// first-stage documents by the cosine of mean-pooled embeddings, query and document encoded
 /// alone (as the model was trained), at most `max_length` tokens each; the rest follow in
 /// first-stage order. Returns the run named `name` and the documents scored per second.
+/// Call it with an inference backend (not `Autodiff<_>`, whose forward passes keep their graphs
+/// when nothing calls backward).
 pub fn bi_encoder_run<B: Backend>(
     dir: &Path,
     c: &Collection,
