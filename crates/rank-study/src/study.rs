@@ -237,9 +237,35 @@ pub const MAX_ROWS_PER_STEP: usize = 1 << 20;
 /// front): 10^8 groups is days of training on a GPU and a few GB of ids.
 pub const MAX_TRAINING_GROUPS: usize = 100_000_000;
 
+impl TrainSettings {
+    /// The Trainer's settings for these (LCE, clipping at 1.0, no accumulation).
+    pub fn train_config(&self, checkpoint_every: Option<usize>, progress: bool) -> TrainConfig {
+        TrainConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup: Warmup::Ratio(self.warmup_ratio),
+            total_steps: self.steps,
+            grad_clip_norm: Some(1.0),
+            accumulation: 1,
+            seed: self.seed,
+            group_size: self.group_size,
+            loss: RankLoss::Lce,
+            checkpoint_every,
+            progress,
+            log_every: self.log_every.max(1),
+            ..TrainConfig::default()
+        }
+    }
+}
+
 impl<'a> TrainData<'a> {
     /// Draws the groups of `settings` from `collection` (its first stage gives the negatives).
+    /// The settings are checked as the Trainer will check them, before anything is drawn.
     pub fn new(collection: &'a Collection, settings: &TrainSettings) -> Result<Self, StudyError> {
+        settings
+            .train_config(None, false)
+            .check()
+            .map_err(wrap("training settings"))?;
         let c = collection;
         // every count that sizes an allocation is bounded before anything is drawn
         let rows = settings.groups_per_step.checked_mul(settings.group_size);
@@ -403,23 +429,10 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
         let model = match job.train {
             None => model,
             Some(data) => {
-                let s = &data.settings;
-                let config = TrainConfig {
-                    lr: s.lr,
-                    weight_decay: s.weight_decay,
-                    warmup: Warmup::Ratio(s.warmup_ratio),
-                    total_steps: s.steps,
-                    grad_clip_norm: Some(1.0),
-                    accumulation: 1,
-                    seed: s.seed,
-                    group_size: s.group_size,
-                    loss: RankLoss::Lce,
-                    checkpoint_every: job.checkpoint_every,
-                    progress: job.progress,
-                    log_every: s.log_every.max(1),
-                    ..TrainConfig::default()
-                };
-                B::seed(&dev, s.seed);
+                let config = data
+                    .settings
+                    .train_config(job.checkpoint_every, job.progress);
+                B::seed(&dev, data.settings.seed);
                 let ckpt = job.dir.join("checkpoints");
                 let mut trainer = match job.checkpoint_every {
                     Some(_) => {

@@ -89,10 +89,15 @@ impl TrainConfig {
         }
     }
 
-    pub(super) fn check(&self) -> Result<(), RankError> {
+    /// Checks the settings (what [`Trainer::new`](super::Trainer::new) refuses), so that a
+    /// caller can refuse them before it writes anything.
+    pub fn check(&self) -> Result<(), RankError> {
         let bad = |m: &str| Err(RankError::Config(m.into()));
-        if self.lr.is_nan() || self.lr <= 0.0 {
-            return bad("lr must be positive");
+        if !self.lr.is_finite() || self.lr <= 0.0 {
+            return bad("lr must be a positive finite number");
+        }
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
+            return bad("weight_decay must be a finite number >= 0");
         }
         if self.total_steps == 0 || self.accumulation == 0 || self.group_size == 0 {
             return bad("total_steps, accumulation and group_size must be positive");
