@@ -111,7 +111,7 @@ fn training_killed_twenty_times_resumes_to_the_same_weights() {
     let whole = t0.elapsed();
 
     // xorshift: the kill points. Odd rounds kill during start-up and data loading, even ones
-    // once this run has written a checkpoint of its own, somewhere in the next steps (inside a
+    // once this run has written a checkpoint of its own, within the next step (inside a
     // step, a checkpoint write or the final writes).
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let mut uniform = || {
@@ -121,7 +121,19 @@ fn training_killed_twenty_times_resumes_to_the_same_weights() {
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let latest = b.join("checkpoints/latest");
-    let step_time = whole.div_f64(STEPS as f64);
+    // one step's time (training and its checkpoint), from the uninterrupted run's own log: a
+    // kill lands inside the step after a checkpoint, so a round advances at most about a step
+    // and twenty rounds cannot finish the run
+    let elapsed: Vec<f64> = std::fs::read_to_string(a.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["elapsed_s"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let step_time = Duration::from_secs_f64((elapsed[STEPS - 1] - elapsed[0]) / (STEPS - 1) as f64);
     let (mut killed, mut finished) = (0, 0);
     for round in 0..20 {
         let before = std::fs::read_to_string(&latest).unwrap_or_default();
@@ -136,7 +148,7 @@ fn training_killed_twenty_times_resumes_to_the_same_weights() {
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(step_time.mul_f64(2.0 * uniform()));
+            std::thread::sleep(step_time.mul_f64(uniform()));
         }
         match child.try_wait().unwrap() {
             Some(_) => finished += 1,
