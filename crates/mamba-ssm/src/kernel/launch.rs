@@ -299,6 +299,31 @@ pub(crate) struct LaunchCfg {
 }
 
 impl LaunchCfg {
+    /// The compile-time arguments shared by the scalar forward and backward kernels.
+    pub(crate) fn common(
+        &self,
+        n_state: usize,
+        has_d: bool,
+        has_z: bool,
+        has_bias: bool,
+        delta_softplus: bool,
+    ) -> super::device::ScanCommon {
+        super::device::ScanCommon {
+            n_state,
+            items: self.items,
+            cube_units: self.units as usize,
+            chans: self.chans,
+            smem_len: self.smem_len,
+            has_d,
+            has_z,
+            has_bias,
+            delta_softplus,
+            use_plane: self.plane,
+            lean: self.lean,
+            one_plane: self.one_plane,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new<R: CubeRuntime>(
         client: &cubecl::client::ComputeClient<R>,
