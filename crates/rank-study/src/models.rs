@@ -122,13 +122,18 @@ impl ModelCard {
 
     /// The pair encoder of this card with the directory's `tokenizer.json`.
     pub fn pair_encoder(&self, dir: &Path) -> Result<PairEncoder, ModelError> {
+        self.pair_encoder_with(&dir.join("tokenizer.json"))
+    }
+
+    /// The card's pair encoder over the tokenizer file `tokenizer`.
+    pub fn pair_encoder_with(&self, tokenizer: &Path) -> Result<PairEncoder, ModelError> {
         PairEncoder::from_file(
-            &dir.join("tokenizer.json"),
+            tokenizer,
             self.template.clone(),
             self.max_length,
             self.padding,
         )
-        .map_err(wrap(dir.display()))
+        .map_err(wrap(tokenizer.display()))
     }
 }
 
@@ -244,13 +249,7 @@ impl Plan {
                 _ => None,
             })
             .ok_or_else(|| ModelError("the planned directory has no tokenizer.json".into()))?;
-        PairEncoder::from_file(
-            &tok,
-            self.card.template.clone(),
-            self.card.max_length,
-            self.card.padding,
-        )
-        .map_err(wrap(tok.display()))
+        self.card.pair_encoder_with(&tok)
     }
 
     /// Starts from random weights (the random-init twin of a pretrained backbone). Only a
