@@ -14,6 +14,7 @@ pub use transformer_baselines;
 pub mod backend;
 pub mod bench;
 pub mod fetch;
+pub mod serve;
 
 // The study's library lives in `rank-study`; its modules keep their paths here.
 pub use rank_study::{controlled, models, pretrain, recipes, study};

@@ -45,6 +45,8 @@ enum Command {
     Controlled(cli::pretrain::ControlledArgs),
     /// Rerank a first-stage TREC run with a trained cross-encoder.
     Rerank(cli::rerank::Args),
+    /// Serve a trained reranker over HTTP with text-embeddings-inference's `/rerank` API.
+    Serve(cli::serve::Args),
     /// The study: BM25 vs MiniLM vs Mamba vs a decoder transformer, quality and throughput.
     Reproduce(cli::reproduce::Args),
     /// Throughput tables: selective scan vs attention, training steps, reranking.
@@ -182,6 +184,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Train(a) => return cli::train::run(a),
         Command::Rerank(a) => return cli::rerank::run(a),
+        Command::Serve(a) => return cli::serve::run(a),
         Command::Pretrain(a) => return cli::pretrain::run(a),
         Command::Tokenizer(a) => return cli::pretrain::tokenizer(a),
         Command::Controlled(a) => return cli::pretrain::controlled(a),

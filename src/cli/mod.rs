@@ -8,4 +8,5 @@ pub mod data;
 pub mod pretrain;
 pub mod reproduce;
 pub mod rerank;
+pub mod serve;
 pub mod train;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use burn::tensor::backend::Backend;
 use ir_metrics::Run;
 
-use crate::{PairEncoder, RankError, Scorer};
+use crate::{EncodedPair, PairEncoder, RankError, Scorer};
 
 /// A scorer with its tokenizer, scoring in batches of `batch_size` pairs.
 pub struct Reranker<'a, B: Backend, M: Scorer<B>> {
@@ -31,17 +31,38 @@ impl<B: Backend, M: Scorer<B>> Reranker<'_, B, M> {
     /// call (sorted by token count) so that batches carry little padding; the output is in
     /// input order.
     pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>, RankError> {
-        if self.batch_size == 0 {
-            return Err(RankError::Config("batch_size must be positive".into()));
-        }
         let encoded = pairs
             .iter()
             .map(|(q, d)| self.encoder.encode_pair(q, d))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        self.score_encoded(&encoded, usize::MAX)
+    }
+
+    /// Scores pairs already tokenized by [`PairEncoder::encode_pair`] (a server tokenizes
+    /// while the model runs). Pairs are sorted by length and scored longest first, at most
+    /// `batch_size` rows per forward pass and at most `max_batch_tokens` padded tokens (rows
+    /// times the longest row) per pass, but always at least one row; the output is in input
+    /// order.
+    pub fn score_encoded(
+        &self,
+        encoded: &[EncodedPair],
+        max_batch_tokens: usize,
+    ) -> Result<Vec<f32>, RankError> {
+        if self.batch_size == 0 || max_batch_tokens == 0 {
+            return Err(RankError::Config(
+                "batch_size and max_batch_tokens must be positive".into(),
+            ));
+        }
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        let mut scores = vec![0f32; pairs.len()];
-        for chunk in order.chunks(self.batch_size) {
+        let mut scores = vec![0f32; encoded.len()];
+        let mut start = 0;
+        while start < order.len() {
+            // sorted longest first: the first row of a pass is its longest
+            let longest = encoded[order[start]].ids.len().max(1);
+            let rows = (max_batch_tokens / longest).clamp(1, self.batch_size);
+            let chunk = &order[start..(start + rows).min(order.len())];
+            start += chunk.len();
             let rows: Vec<_> = chunk.iter().map(|&i| encoded[i].clone()).collect();
             let batch = self.encoder.pad(&rows).to_tensors::<B>(&self.device);
             let s: Vec<f32> = self
