@@ -9,21 +9,23 @@
   (multipletests, Holm).
 - Fusion: ranx.fuse (rrf, sum, mnz) on three DL19 runs whose scores have no ties.
 
+- trec_eval's all_trec set (`trec_dl_all_trec.json`): every measure pytrec_eval supports,
+  per query, on bm25 and tasb of DL19 and DL20 at relevance level 2, as compact tables
+  (`--only all_trec` writes this file alone; it needs pytrec_eval only).
+
 Run by hand; outputs are committed:
     python3 -m venv /tmp/v && /tmp/v/bin/pip install pytrec-eval-terrier scipy numpy ranx statsmodels
     /tmp/v/bin/python scripts/gen_ir_metrics_fixtures.py ../shared/data crates/ir-metrics/tests/fixtures
+    /tmp/v/bin/python scripts/gen_ir_metrics_fixtures.py ../shared/data crates/ir-metrics/tests/fixtures --only all_trec
 """
 import json
 import os
 import sys
 
-import numpy as np
 import pytrec_eval
-import scipy
-import scipy.stats
-from statsmodels.stats.multitest import multipletests
 
 DATA, OUT = sys.argv[1], sys.argv[2]
+ONLY = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--only" else None
 RUNS = ["bm25", "bm25-rm3", "tasb", "splade-pp-ed", "openai-ada2"]
 SETS = {"dl19": "trec-dl-2019-passage", "dl20": "trec-dl-2020-passage"}
 
@@ -92,7 +94,40 @@ def evaluate(qrels, run, level, judged_only, depth):
     return out
 
 
+# all_trec on a few runs: (runs, relevance level). runid and relstring are not numbers in
+# pytrec_eval (it gives 0) and are left out; rbp, rbp_resid and unj are trec_eval 10.0 only.
+ALL_TREC_RUNS = ["bm25", "tasb"]
+ALL_TREC_LEVEL = 2
+
+
+def all_trec():
+    out = {"pytrec_eval": getattr(pytrec_eval, "__version__", "pytrec-eval-terrier"),
+           "relevance_level": ALL_TREC_LEVEL, "values": {}}
+    for key, folder in SETS.items():
+        qrels = read_qrels(os.path.join(DATA, folder, "qrels.txt"))
+        out["values"][key] = {}
+        for name in ALL_TREC_RUNS:
+            run = read_run(os.path.join(DATA, folder, "runs", name + ".trec"))
+            ev = pytrec_eval.RelevanceEvaluator(qrels, {"all_trec"},
+                                                relevance_level=ALL_TREC_LEVEL)
+            res = ev.evaluate(run)
+            qids = sorted(res)
+            names = [m for m in res[qids[0]] if m not in ("runid", "relstring")]
+            # 10 significant digits: the test compares to 1e-6
+            rows = [[float("%.10g" % res[q][m]) for m in names] for q in qids]
+            out["values"][key][name] = {"measures": names, "qids": qids, "rows": rows}
+    with open(os.path.join(OUT, "trec_dl_all_trec.json"), "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+
+
 def main():
+    if ONLY == "all_trec":
+        return all_trec()
+    all_trec()
+    import numpy as np
+    import scipy
+    import scipy.stats
+    from statsmodels.stats.multitest import multipletests
     measures = {}
     for key, folder in SETS.items():
         qrels = read_qrels(os.path.join(DATA, folder, "qrels.txt"))

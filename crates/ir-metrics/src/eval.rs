@@ -1,9 +1,11 @@
-//! Evaluation with trec_eval's exact semantics (trec_eval 9.0.x, as in pytrec_eval).
+//! Evaluation with trec_eval's exact semantics (trec_eval 10.0; 9.0.x, as in pytrec_eval,
+//! where the two agree: see docs/metrics.md for where they do not).
 
 use crate::error::{Error, Result};
 use crate::measure::{Kind, Measure};
 use crate::qrels::{Qrels, QueryQrels};
 use crate::run::{QueryRun, Run, trec_order};
+use crate::trec_measures::{self, MIN_GEO_MEAN, Stats};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -13,6 +15,9 @@ pub const NONPOOL: i64 = -1;
 /// A retrieved document in the qrels with a negative grade: pooled but unjudged
 /// (trec_eval's `RELVALUE_UNJUDGED`).
 pub const UNJUDGED: i64 = -2;
+
+/// The strings of string-valued measures of one query: (measure index, string).
+type QueryStrings = Vec<(usize, String)>;
 
 /// Options of an evaluation (trec_eval's command-line flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +52,17 @@ pub struct Evaluation {
     pub measures: Vec<Measure>,
     /// Query id -> one value per measure. Queries in byte order of their ids.
     pub per_query: BTreeMap<String, Vec<f64>>,
-    /// The mean of each measure over the evaluated queries (or over all qrels queries with
-    /// `complete`).
+    /// The summary of each measure over the evaluated queries (or over all qrels queries with
+    /// `complete`), as trec_eval's `all` line: the mean, except for the counts `num_ret`,
+    /// `num_rel`, `num_rel_ret`, `num_nonrel_judged_ret` (summed), `num_q` (the number of
+    /// queries), `gm_map` and `gm_bpref` (geometric mean of the values floored at 0.00001).
     pub means: Vec<f64>,
+    /// trec_eval's `runid`: the tag of the run's last line.
+    pub run_id: String,
+    /// String-valued measures (`relstring`): (measure index, query id) -> string. Their
+    /// numeric values are 0.
+    #[serde(skip)]
+    pub strings: BTreeMap<(usize, String), String>,
 }
 
 fn ser_measures<S: serde::Serializer>(m: &[Measure], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -110,33 +123,111 @@ pub fn evaluate(
         v.sort_unstable();
         v
     };
-    let rows: Vec<(String, Vec<f64>)> = qids
+    let rows: Vec<(String, Vec<f64>, QueryStrings)> = qids
         .par_iter()
         .map(|&qid| {
-            let values = match (qrels.get(qid), run.get(qid)) {
-                (Some(j), Some(r)) => evaluate_query(j, r, measures, opts),
-                _ => vec![0.0; measures.len()],
+            let (values, strings) = match (qrels.get(qid), run.get(qid)) {
+                (Some(j), Some(r)) => evaluate_query_full(j, r, measures, opts),
+                (Some(j), None) => missing_query(qid, j, measures, opts),
+                _ => (vec![0.0; measures.len()], Vec::new()),
             };
-            (qid.to_string(), values)
+            (qid.to_string(), values, strings)
         })
         .collect();
     let n = rows.len();
-    let mut means = vec![0.0; measures.len()];
-    for (_, v) in &rows {
-        for (m, x) in means.iter_mut().zip(v) {
-            *m += x;
+    let means = measures
+        .iter()
+        .enumerate()
+        .map(|(i, m)| summarize(m, rows.iter().map(|r| r.1[i]), n, qrels, opts))
+        .collect();
+    let mut strings = BTreeMap::new();
+    let mut per_query = BTreeMap::new();
+    for (q, v, st) in rows {
+        for (i, text) in st {
+            strings.insert((i, q.clone()), text);
         }
-    }
-    if n > 0 {
-        for m in &mut means {
-            *m /= n as f64;
-        }
+        per_query.insert(q, v);
     }
     Ok(Evaluation {
         measures: measures.to_vec(),
-        per_query: rows.into_iter().collect(),
+        per_query,
         means,
+        run_id: run.run_id().to_string(),
+        strings,
     })
+}
+
+/// trec_eval's `all` value of `m` from the per-query values.
+fn summarize(
+    m: &Measure,
+    values: impl Iterator<Item = f64>,
+    n: usize,
+    qrels: &Qrels,
+    opts: &EvalOptions,
+) -> f64 {
+    if m.family().is_none() {
+        return if n > 0 {
+            values.fold(0.0, |a, b| a + b) / n as f64
+        } else {
+            0.0
+        };
+    }
+    match m.kind {
+        Kind::RunId | Kind::RelString => 0.0,
+        Kind::NumQ => n as f64,
+        // with -c, trec_eval counts the grades > 0 of the whole qrels, whatever the level
+        Kind::NumRel if opts.complete => qrels
+            .iter()
+            .flat_map(|(_, q)| q.levels())
+            .filter(|(g, _)| *g > 0)
+            .map(|(_, c)| *c as f64)
+            .fold(0.0, |a, b| a + b),
+        Kind::NumRet | Kind::NumRel | Kind::NumRelRet | Kind::NumNonrelJudgedRet => {
+            values.fold(0.0, |a, b| a + b)
+        }
+        Kind::GmMap | Kind::GmBpref => {
+            if n == 0 {
+                return 0.0;
+            }
+            let sum = values.fold(0.0, |a, v| a + v.max(MIN_GEO_MEAN).ln());
+            (sum / n as f64).exp()
+        }
+        _ => {
+            if n > 0 {
+                values.fold(0.0, |a, b| a + b) / n as f64
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// trec_eval -c: a qrels query missing from the run is evaluated on a ranking of one unjudged
+/// document (`ceci_nest_pas_un_docno`), then `num_ret`, `utility`, `unj`, `rbp_resid` are reset
+/// to 0 and `relstring` to the empty string, as trec_eval 10.0 does.
+fn missing_query(
+    qid: &str,
+    qrels: &QueryQrels,
+    measures: &[Measure],
+    opts: &EvalOptions,
+) -> (Vec<f64>, QueryStrings) {
+    let mut bogus = QueryRun::new(qid);
+    bogus.push_entry("ceci_nest_pas_un_docno", 1.0, 1);
+    let (mut values, mut strings) = evaluate_query_full(qrels, &bogus, measures, opts);
+    for (m, v) in measures.iter().zip(&mut values) {
+        if m.family().is_some()
+            && matches!(
+                m.kind,
+                Kind::NumRet | Kind::Utility | Kind::Unj | Kind::RbpResid
+            )
+        {
+            *v = 0.0;
+        }
+    }
+    for (_, s) in &mut strings {
+        s.clear();
+    }
+    (values, strings)
 }
 
 fn validate(measures: &[Measure], opts: &EvalOptions) -> Result<()> {
@@ -155,10 +246,16 @@ fn validate(measures: &[Measure], opts: &EvalOptions) -> Result<()> {
         m.cutoff.is_none()
             && matches!(
                 m.kind,
-                Kind::P | Kind::Recall | Kind::Success | Kind::Judged
+                Kind::P | Kind::Recall | Kind::Success | Kind::Judged | Kind::RelativeP | Kind::Unj
             )
     }) {
         return Err(Error::Invalid(format!("{m:?} needs a cutoff")));
+    }
+    if let Some(m) = measures.iter().find(|m| {
+        m.level.is_none_or(|l| !l.get().is_finite())
+            && matches!(m.kind, Kind::IprecAtRecall | Kind::RprecMult)
+    }) {
+        return Err(Error::Invalid(format!("{m:?} needs a finite level")));
     }
     if measures.iter().any(|m| m.cutoff == Some(0)) {
         return Err(Error::Invalid("cutoffs must be positive".into()));
@@ -199,13 +296,24 @@ pub fn ranked_grades(
     }
 }
 
-/// All requested measures for one query.
+/// All requested measures for one query (string-valued measures, `relstring`, give 0).
 pub fn evaluate_query(
     qrels: &QueryQrels,
     run: &QueryRun,
     measures: &[Measure],
     opts: &EvalOptions,
 ) -> Vec<f64> {
+    evaluate_query_full(qrels, run, measures, opts).0
+}
+
+/// All requested measures for one query, with the strings of string-valued measures
+/// (measure index, string).
+fn evaluate_query_full(
+    qrels: &QueryQrels,
+    run: &QueryRun,
+    measures: &[Measure],
+    opts: &EvalOptions,
+) -> (Vec<f64>, QueryStrings) {
     let needs = |j: bool| {
         measures
             .iter()
@@ -213,26 +321,47 @@ pub fn evaluate_query(
     };
     let all = needs(false).then(|| ranked_grades(qrels, run, opts.max_docs, false));
     let judged = needs(true).then(|| ranked_grades(qrels, run, opts.max_docs, true));
-    measures
+    let mut strings = Vec::new();
+    let values = measures
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let ranked = if m.judged_only.unwrap_or(opts.judged_only) {
                 judged.as_deref()
             } else {
                 all.as_deref()
             };
-            measure_value(
-                m,
-                ranked.unwrap_or(&[]),
-                qrels,
-                m.rel.unwrap_or(opts.relevance_level),
-            )
+            let level = m.rel.unwrap_or(opts.relevance_level);
+            let ranked = ranked.unwrap_or(&[]);
+            if m.kind == Kind::RelString {
+                let (v, text) = trec_measures::value(m, &Stats::new(ranked, qrels, level));
+                strings.push((i, text.unwrap_or_default()));
+                v
+            } else {
+                measure_value(m, ranked, qrels, level)
+            }
         })
-        .collect()
+        .collect();
+    (values, strings)
 }
 
 /// One measure from the ranked grades of a query.
 pub fn measure_value(m: &Measure, ranked: &[i64], qrels: &QueryQrels, level: i64) -> f64 {
+    if !matches!(
+        m.kind,
+        Kind::RR
+            | Kind::Ndcg
+            | Kind::AP
+            | Kind::P
+            | Kind::Recall
+            | Kind::RPrec
+            | Kind::Success
+            | Kind::Judged
+            | Kind::Bpref
+    ) || (m.kind == Kind::Ndcg && m.cutoff.is_none())
+    {
+        return trec_measures::value(m, &Stats::new(ranked, qrels, level)).0;
+    }
     let num_ret = ranked.len();
     let num_rel = qrels.num_relevant(level);
     let is_rel = |g: &i64| *g >= level;
@@ -288,7 +417,8 @@ pub fn measure_value(m: &Measure, ranked: &[i64], qrels: &QueryQrels, level: i64
                 .enumerate()
                 .filter(|(_, g)| **g > 0)
                 .map(|(i, &g)| g as f64 / ((i + 2) as f64).log2())
-                .sum();
+                // fold from +0.0: an empty f64 sum() is -0.0, which would print as "-0.0000"
+                .fold(0.0, |a, b| a + b);
             // ideal: grades > 0, highest first, over all judged documents (cut at k)
             let mut idcg = 0.0;
             let mut i = 0usize;
@@ -343,5 +473,7 @@ pub fn measure_value(m: &Measure, ranked: &[i64], qrels: &QueryQrels, level: i64
         }
         // rejected by `evaluate`; a direct caller gets NaN rather than a panic
         (Kind::P | Kind::Recall | Kind::Success | Kind::Judged, None) => f64::NAN,
+        // handled by trec_measures above
+        _ => f64::NAN,
     }
 }

@@ -24,22 +24,30 @@
 
 pub mod chance;
 pub mod compare;
+pub mod compare_report;
 pub mod error;
 pub mod eval;
 pub mod fusion;
+pub mod input;
 pub mod measure;
 pub mod qrels;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod trec_measures;
 
 pub use chance::{ChanceBand, shuffled_baseline};
+pub use compare::{CompareMode, CompareOptions, PairResult, compare_scores, compare_with};
 pub use compare::{Comparison, SignificanceTest, compare};
+pub use compare_report::TableFormat;
 pub use error::{Error, Result};
 pub use eval::{EvalOptions, Evaluation, evaluate};
 pub use measure::{Kind, Measure, parse_measures};
+pub use measure::{Level, parse_measure_list};
+pub use report::trec_eval_output;
 pub use qrels::{Qrels, QueryQrels};
 pub use run::{QueryRun, Run};
+pub use stats::Correction;
 
 use std::path::Path;
 

@@ -72,14 +72,12 @@ pub struct Qrels {
 }
 
 impl Qrels {
-    /// Read a qrels file.
+    /// Read a qrels file: `-` reads standard input (named `<stdin>` in errors), and gzip data
+    /// (recognised by its magic bytes, whatever the name) is decompressed (feature `gzip`, on
+    /// by default).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_reader(file, path)
+        let (reader, name) = crate::input::open(path.as_ref())?;
+        Self::from_reader(reader, &name)
     }
 
     /// Parse qrels text; `name` is used in error messages.
@@ -89,8 +87,10 @@ impl Qrels {
 
     /// Parse qrels from any reader, line by line. `name` is used in error messages.
     ///
-    /// Format: four whitespace-separated fields `qid iter docid grade`; `iter` is ignored and
-    /// `grade` must be an integer. Blank lines are skipped. A repeated (qid, docid) is an error,
+    /// Format: four whitespace-separated fields `qid iter docid grade` (trec_eval's get_qrels:
+    /// fewer or more fields are an error); `iter` is ignored and `grade` must be an integer.
+    /// Comment lines (first non-blank character `#`, as in trec_eval 10.0; a `#` inside a
+    /// docid is part of it) and blank lines are skipped. A repeated (qid, docid) is an error,
     /// as in trec_eval.
     pub fn from_reader(reader: impl Read, name: &Path) -> Result<Self> {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
@@ -116,6 +116,9 @@ impl Qrels {
                 .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
             let mut fields = line.split_ascii_whitespace();
             let Some(qid) = fields.next() else { continue };
+            if qid.starts_with('#') {
+                continue; // a comment line (trec_eval 10.0)
+            }
             let (Some(_iter), Some(docid), Some(grade), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
             else {

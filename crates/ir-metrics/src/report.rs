@@ -1,21 +1,116 @@
-//! Output in trec_eval's text format and as JSON.
+//! Output in trec_eval's text format (byte for byte as trec_eval 10.0) and as JSON.
 
-use crate::eval::Evaluation;
+use crate::error::{Error, Result};
+use crate::eval::{EvalOptions, Evaluation, evaluate};
+use crate::measure::{Kind, Measure, print_rank};
+use crate::qrels::Qrels;
+use crate::run::Run;
 use std::fmt::Write;
 
-/// trec_eval's format: `measure<TAB>qid<TAB>value` with the name left-aligned to 22 columns
-/// and 4 decimals; per-query lines (if `per_query`) then the `all` lines, measure by measure
-/// as trec_eval prints them.
+/// trec_eval's output for `run`, byte for byte: what `trec_eval [-q] [-c] [-l N] [-M N] [-J]
+/// -m ... qrels run` prints (see [`trec_eval_text`]). Pass the measures of
+/// [`crate::parse_measure_list`] (e.g. `["official"]`, trec_eval's default, or
+/// `["all_trec"]`). As trec_eval, it is an error when no query has both results and
+/// judgements.
+pub fn trec_eval_output(
+    qrels: &Qrels,
+    run: &Run,
+    measures: &[Measure],
+    opts: &EvalOptions,
+    per_query: bool,
+) -> Result<String> {
+    let e = evaluate(qrels, run, measures, opts)?;
+    if e.num_queries() == 0 {
+        return Err(Error::Invalid(
+            "no queries with both results and relevance info".into(),
+        ));
+    }
+    Ok(trec_eval_text(&e, per_query))
+}
+
+/// C's `%6.4f`.
+fn fixed4(out: &mut String, v: f64) {
+    if v.is_nan() {
+        let _ = write!(
+            out,
+            "{:>6}",
+            if v.is_sign_negative() { "-nan" } else { "nan" }
+        );
+    } else if v.is_infinite() {
+        let _ = write!(out, "{:>6}", if v < 0.0 { "-inf" } else { "inf" });
+    } else {
+        let _ = write!(out, "{v:6.4}");
+    }
+}
+
+/// C's `(long) value` printed with `%ld`.
+fn long(out: &mut String, v: f64) {
+    let _ = write!(out, "{}", v as i64);
+}
+
+/// trec_eval's text format, byte for byte as trec_eval 10.0 prints it: `name<TAB>qid<TAB>value`
+/// with the name left-aligned to 22 columns.
+///
+/// - Order: trec_eval's measure table (`runid`, `num_q`, `num_ret`, ..., `map`, `gm_map`, ...,
+///   `unj`), cutoffs and levels ascending, whatever the order given; measures trec_eval lacks
+///   (`RR@10`, `Judged@10`, overrides such as `P(rel=2)@10`) follow, in the order given.
+/// - With `per_query` (`-q`): each query's block (queries in id order), then the `all` block.
+///   `runid`, `num_q`, `gm_map` and `gm_bpref` are printed in the `all` block only,
+///   `relstring` in the query blocks only (as `'0012-.'`).
+/// - Values: `%6.4f`; the counts `num_q`, `num_ret`, `num_rel`, `num_rel_ret` and
+///   `num_nonrel_judged_ret` as integers; `runid` as the run's tag.
 pub fn trec_eval_text(e: &Evaluation, per_query: bool) -> String {
+    let mut order: Vec<usize> = (0..e.measures.len()).collect();
+    order.sort_by_key(|&i| print_rank(&e.measures[i]));
+    let names: Vec<String> = e.measures.iter().map(Measure::trec_name).collect();
     let mut out = String::new();
-    for (i, m) in e.measures.iter().enumerate() {
-        let name = m.trec_name();
-        if per_query {
-            for (qid, v) in &e.per_query {
-                let _ = writeln!(out, "{name:<22}\t{qid}\t{:.4}", v[i]);
+    let line = |out: &mut String, i: usize, qid: &str| {
+        let _ = write!(out, "{:<22}\t{qid}\t", names[i]);
+    };
+    if per_query {
+        for (qid, values) in &e.per_query {
+            for &i in &order {
+                let m = &e.measures[i];
+                let trec = m.family().is_some();
+                match m.kind {
+                    Kind::RunId | Kind::NumQ | Kind::GmMap | Kind::GmBpref if trec => continue,
+                    Kind::RelString if trec => {
+                        line(&mut out, i, qid);
+                        let s = e.strings.get(&(i, qid.clone())).map_or("", String::as_str);
+                        let _ = write!(out, "'{s}'");
+                    }
+                    _ => {
+                        line(&mut out, i, qid);
+                        if m.is_count() {
+                            long(&mut out, values[i]);
+                        } else {
+                            fixed4(&mut out, values[i]);
+                        }
+                    }
+                }
+                out.push('\n');
             }
         }
-        let _ = writeln!(out, "{name:<22}\tall\t{:.4}", e.means[i]);
+    }
+    for &i in &order {
+        let m = &e.measures[i];
+        let trec = m.family().is_some();
+        match m.kind {
+            Kind::RelString if trec => continue,
+            Kind::RunId if trec => {
+                line(&mut out, i, "all");
+                out.push_str(&e.run_id);
+            }
+            _ => {
+                line(&mut out, i, "all");
+                if m.is_count() {
+                    long(&mut out, e.means[i]);
+                } else {
+                    fixed4(&mut out, e.means[i]);
+                }
+            }
+        }
+        out.push('\n');
     }
     out
 }

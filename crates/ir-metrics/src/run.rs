@@ -48,7 +48,7 @@ impl QueryRun {
     }
 
     /// Add a document with its score (the caller keeps docids unique; see [`Run::push`]).
-    fn push_entry(&mut self, docid: &str, score: f64, line: u64) {
+    pub(crate) fn push_entry(&mut self, docid: &str, score: f64, line: u64) {
         let start = self.text.len() as u32;
         self.text.push_str(docid);
         self.entries.push(Entry {
@@ -146,8 +146,12 @@ fn parse_piece(bytes: &[u8]) -> Piece<'_> {
         piece.lines += 1;
         let mut f = line.split_ascii_whitespace();
         let Some(qid) = f.next() else { continue };
-        let (Some(_q0), Some(docid), Some(_rank), Some(score), Some(tag), None) =
-            (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+        if qid.starts_with('#') {
+            continue; // a comment line (trec_eval 10.0)
+        }
+        // fields after the tag are ignored, as trec_eval ignores them
+        let (Some(_q0), Some(docid), Some(_rank), Some(score), Some(tag)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             piece.error = Some((
                 piece.lines,
@@ -203,6 +207,8 @@ pub struct Run {
     /// (query index, docid) of documents added one at a time by [`Run::push`], so that its
     /// duplicate check costs O(1), not a scan of the query
     pushed: rustc_hash::FxHashSet<(usize, Box<str>)>,
+    /// The tag of the last line read (trec_eval's `runid`); empty for runs built in memory.
+    last_tag: String,
 }
 
 impl Run {
@@ -214,14 +220,12 @@ impl Run {
         }
     }
 
-    /// Read a run file.
+    /// Read a run file: `-` reads standard input (named `<stdin>` in errors), and gzip data
+    /// (recognised by its magic bytes, whatever the name) is decompressed (feature `gzip`, on
+    /// by default).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_reader(file, path)
+        let (reader, name) = crate::input::open(path.as_ref())?;
+        Self::from_reader(reader, &name)
     }
 
     /// Parse run text; `name` is used in error messages.
@@ -232,11 +236,13 @@ impl Run {
     /// Parse a run from any reader, streaming line by line (memory is the compact run, not the
     /// text). `name` is used in error messages.
     ///
-    /// Format: six whitespace-separated fields `qid Q0 docid rank score tag`. Only qid, docid
-    /// and score are used; `rank` is ignored (trec_eval ranks by score). The score must be a
-    /// finite number. Blank lines are skipped. A document listed twice for one query is an
-    /// error naming both lines, as trec_eval rejects such runs. The run's name is the tag of
-    /// its first line.
+    /// Format: six whitespace-separated fields `qid Q0 docid rank score tag`; further fields
+    /// are ignored (trec_eval ignores them). Only qid, docid and score are used; `rank` is
+    /// ignored (trec_eval ranks by score). The score must be a finite number. Blank lines and
+    /// comment lines (first non-blank character `#`, as in trec_eval 10.0) are skipped. A
+    /// document listed twice for one query is an error naming both lines, as trec_eval rejects
+    /// such runs. The run's name is the tag of its first line; [`Run::run_id`] (trec_eval's
+    /// `runid`) is the tag of its last.
     pub fn from_reader(reader: impl Read, name: &Path) -> Result<Self> {
         Self::parse_blocks(reader, name, 8 << 20)
     }
@@ -304,6 +310,10 @@ impl Run {
             let pieces = split_lines(&block, rayon::current_num_threads() * 2);
             let parsed: Vec<Piece<'_>> = pieces.par_iter().map(|p| parse_piece(p)).collect();
             for piece in parsed {
+                if let Some(last) = piece.rows.last() {
+                    run.last_tag.clear();
+                    run.last_tag.push_str(last.tag);
+                }
                 for row in &piece.rows {
                     if run.queries.is_empty() {
                         run.name = row.tag.to_string();
@@ -404,6 +414,17 @@ impl Run {
     /// Set the run's tag (written in the last column).
     pub fn set_name(&mut self, name: impl Into<String>) {
         self.name = name.into();
+        self.last_tag.clear();
+    }
+
+    /// trec_eval's `runid`: the tag of the last line read (trec_eval keeps the last), or the
+    /// name for runs built in memory or renamed.
+    pub fn run_id(&self) -> &str {
+        if self.last_tag.is_empty() {
+            &self.name
+        } else {
+            &self.last_tag
+        }
     }
 
     /// One query.

@@ -28,7 +28,7 @@ fn malformed_lines_name_file_and_line() {
         ("q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 t\n", 2),     // 5 fields
         ("q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 abc t\n", 2), // score not a number
         ("q1 Q0 d1 1 nan t\n", 1),                   // non-finite
-        ("q1 Q0 d1 1 1 t extra\n", 1),               // 7 fields
+        ("# comment\nq1 Q0 d1 1 1\n", 2),            // 5 fields after a comment
         ("q1 Q0 d1 1 1 t\nq2 Q0 d1 1 1 t\nq1 Q0 d1 3 0 t\n", 3), // duplicate
     ];
     for (text, line) in cases {
@@ -40,6 +40,8 @@ fn malformed_lines_name_file_and_line() {
         ("q 0 d x\n", 1),
         ("q 0 d 1\nq 0 d 2\n", 2),
         ("q 0 d 1.5\n", 1),
+        ("q 0 d 1 extra\n", 1), // trec_eval's get_qrels refuses a fifth field
+        ("# c\nq 0 d\n", 2),
     ];
     for (text, line) in qcases {
         let e = Qrels::from_str_named(text, "my.qrels").unwrap_err();
@@ -220,4 +222,133 @@ fn a_very_long_line_is_read_whole() {
     let ranked = run.queries()[0].ranked();
     assert_eq!(ranked.len(), 2);
     assert_eq!(ranked[0].0.len(), 20 << 20);
+}
+
+/// trec_eval ignores whatever follows the run tag (its test/results.trunc has 9 fields), and
+/// the run id it prints is the tag of the last line.
+#[test]
+fn fields_after_the_run_tag_are_ignored() {
+    let run = Run::from_str_named(
+        "301\tQ0\tA\t99\t  2.1\tSTANDARD more junk at\n303 Q0 B 1 1.5 OTHER end of lines.\n",
+        "r",
+    )
+    .unwrap();
+    assert_eq!(run.num_entries(), 2);
+    assert_eq!(run.name(), "STANDARD");
+    assert_eq!(run.run_id(), "OTHER");
+    assert_eq!(run.get("301").unwrap().iter().next(), Some(("A", 2.1)));
+}
+
+/// trec_eval 10.0's comments: a line whose first non-blank character is `#`; a `#` inside a
+/// docid is part of the docid (test/qrels.comment.test, msmarco_v2.1_doc_00_880019750#4_...).
+#[test]
+fn comment_lines_are_skipped_but_hashes_in_docids_are_kept() {
+    let qrels = Qrels::from_str_named(
+        "# comment here\n301 0 CR93E-10279 0\n  # and comment here\n301 0 CR#93E-1860 1\n",
+        "q",
+    )
+    .unwrap();
+    let q = qrels.get("301").unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.get("CR#93E-1860"), Some(1));
+    let run = Run::from_str_named(
+        "# header\nq1 Q0 doc#4_1 1 0.7 t\n\t# indented comment\nq1 Q0 doc#5 2 0.6 t\n",
+        "r",
+    )
+    .unwrap();
+    let docs: Vec<&str> = run.get("q1").unwrap().iter().map(|d| d.0).collect();
+    assert_eq!(docs, ["doc#4_1", "doc#5"]);
+    // line numbers still count the comment lines
+    let e = Run::from_str_named("# a\n# b\nq1 Q0 d 1 x t\n", "r").unwrap_err();
+    assert_eq!(err_line(e), ("r".into(), 3));
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn gzip_files_are_read_whatever_their_name() {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let gz = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        let mut enc = GzEncoder::new(std::fs::File::create(&path).unwrap(), Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        path
+    };
+    let qrels = Qrels::from_path(gz("qrels.txt.gz", "q1 0 a 1\nq1 0 b 0\n")).unwrap();
+    assert_eq!(qrels.get("q1").unwrap().len(), 2);
+    // detected by the magic bytes, not the extension
+    let run = Run::from_path(gz("run.trec", "q1 Q0 b 1 2 t\nq1 Q0 a 2 1 t\n")).unwrap();
+    let rr = Measure::parse("RR").unwrap();
+    let e = evaluate(&qrels, &run, &[rr], &EvalOptions::default()).unwrap();
+    assert_eq!(e.means[0], 0.5);
+    // concatenated members, as `cat a.gz b.gz` gives, are read whole
+    let a = std::fs::read(gz("a.gz", "q1 0 a 1\n")).unwrap();
+    let b = std::fs::read(gz("b.gz", "q2 0 b 1\n")).unwrap();
+    let both = dir.path().join("both.gz");
+    std::fs::write(&both, [a, b].concat()).unwrap();
+    assert_eq!(Qrels::from_path(&both).unwrap().len(), 2);
+    // errors in compressed files name the file and the line of the decompressed text
+    let bad = gz("bad.gz", "q1 Q0 a 1 1 t\nq1 Q0 b 2 oops t\n");
+    let e = Run::from_path(&bad).unwrap_err();
+    assert_eq!(err_line(e), (bad.display().to_string(), 2));
+    // a truncated gzip file is an I/O error naming the file, not a panic
+    let full = std::fs::read(gz("full.gz", &"q1 Q0 a 1 1 t\n".repeat(1000))).unwrap();
+    let cut = dir.path().join("cut.gz");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let msg = Run::from_path(&cut).unwrap_err().to_string();
+    assert!(msg.contains("cut.gz"), "{msg}");
+}
+
+/// `-` reads standard input; errors name `<stdin>`. Checked in a child process (this test
+/// binary run again, with the text on its standard input).
+#[test]
+fn a_dash_reads_standard_input() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if std::env::var_os("IR_METRICS_STDIN_CHILD").is_some() {
+        match std::env::var("IR_METRICS_STDIN_CHILD").unwrap().as_str() {
+            "run" => match Run::from_path("-") {
+                Ok(r) => println!("RESULT entries={} id={}", r.num_entries(), r.run_id()),
+                Err(e) => println!("RESULT error={e}"),
+            },
+            _ => match Qrels::from_path("-") {
+                Ok(q) => println!("RESULT queries={}", q.len()),
+                Err(e) => println!("RESULT error={e}"),
+            },
+        }
+        return;
+    }
+    let child = |kind: &str, input: &[u8]| {
+        let mut c = Command::new(std::env::current_exe().unwrap())
+            .args(["a_dash_reads_standard_input", "--exact", "--nocapture"])
+            .env("IR_METRICS_STDIN_CHILD", kind)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("RESULT ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no result from the child: {text}"))
+    };
+    assert_eq!(
+        child("run", b"q1 Q0 a 1 1 x\nq2 Q0 b 1 1 y\n"),
+        "entries=2 id=y"
+    );
+    assert_eq!(child("qrels", b"q1 0 a 1\nq2 0 b 1\n"), "queries=2");
+    assert_eq!(
+        child("qrels", b"q1 0 a 1\nq2 0 b\n"),
+        "error=<stdin>:2: expected 4 fields `qid iter docid grade`, found 3"
+    );
+    #[cfg(feature = "gzip")]
+    {
+        use flate2::{Compression, write::GzEncoder};
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(b"q1 Q0 a 1 1 z\n").unwrap();
+        assert_eq!(child("run", &enc.finish().unwrap()), "entries=1 id=z");
+    }
 }
