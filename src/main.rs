@@ -1,10 +1,11 @@
 //! The `rankmamba` command line.
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use rankmamba::ir_metrics::stats::{BootstrapMethod, Interval, bootstrap_ci};
 use rankmamba::ir_metrics::{
-    EvalOptions, Measure, Qrels, Run, SignificanceTest, compare, evaluate, fusion, parse_measures,
-    report,
+    CompareMode, CompareOptions, Comparison, Correction, EvalOptions, Kind, Measure, Qrels, Run,
+    SignificanceTest, compare_with, evaluate, fusion, parse_measure_list, report,
 };
 use std::path::PathBuf;
 
@@ -28,9 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Evaluate a TREC run against qrels, with trec_eval's semantics and output format.
+    /// Evaluate TREC runs against qrels (`eval QRELS RUN...`), with trec_eval's semantics and
+    /// output format.
     Eval(EvalArgs),
-    /// Compare runs against the first one, with paired significance tests (Holm-corrected).
+    /// Compare runs (against the first, or every pair) with paired significance tests and a
+    /// multiple-comparison correction; text, Markdown, LaTeX or JSON tables.
     Compare(CompareArgs),
     /// Fuse runs (RRF, CombSUM, CombMNZ) into a new TREC run.
     Fuse(FuseArgs),
@@ -55,14 +58,19 @@ enum Command {
     /// Datasets and models.
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// Print a shell completion script (`rankmamba completions bash > /etc/bash_completion.d/rankmamba`).
+    Completions(CompletionsArgs),
 }
 
+/// Options shared by `eval` and `compare`, as trec_eval spells them.
 #[derive(Args)]
 struct Common {
-    /// TREC qrels file (`qid iter docid grade`).
-    #[arg(long)]
-    qrels: PathBuf,
-    /// Measure, trec_eval (`ndcg_cut.10`, `P.5,10`) or ir_measures (`nDCG@10`, `RR@10`, `AP`) style; repeatable.
+    /// TREC qrels file (`qid iter docid grade`); instead of the first positional file.
+    #[arg(long, value_name = "FILE")]
+    qrels: Option<PathBuf>,
+    /// Measure: trec_eval (`ndcg_cut.10`, `P.5,10`, a bare family such as `P` with trec_eval's
+    /// default cutoffs, `official`, `all_trec`) or ir_measures (`nDCG@10`, `RR@10`, `AP`)
+    /// style; repeatable.
     #[arg(short = 'm', long = "measure")]
     measures: Vec<String>,
     /// Minimum grade counted relevant by binary measures (trec_eval -l).
@@ -71,15 +79,12 @@ struct Common {
     /// Drop unjudged documents before measuring (trec_eval -J).
     #[arg(short = 'J', long)]
     judged_only: bool,
-    /// Average over all qrels queries; missing ones score 0 (trec_eval -c).
+    /// Average over all qrels queries; missing ones are scored as trec_eval -c does.
     #[arg(short = 'c', long)]
     complete: bool,
     /// Look at the first N ranked documents of each query only (trec_eval -M).
     #[arg(short = 'M', long)]
     max_docs: Option<usize>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 impl Common {
@@ -91,22 +96,34 @@ impl Common {
             max_docs: self.max_docs,
         }
     }
-    fn measures(&self) -> Result<Vec<Measure>> {
-        let names: Vec<&str> = if self.measures.is_empty() {
-            vec!["nDCG@10", "RR@10", "AP", "AP@100", "R@100", "P@10"]
+    /// The `-m` measures, or `default` without any.
+    fn measures(&self, default: &[&str]) -> Result<Vec<Measure>> {
+        Ok(if self.measures.is_empty() {
+            parse_measure_list(default)?
         } else {
-            self.measures.iter().map(String::as_str).collect()
+            parse_measure_list(&self.measures)?
+        })
+    }
+    /// The qrels file and the runs: `--qrels` and `--run`, or positional `QRELS RUN...`.
+    fn files(&self, positional: &[PathBuf], runs: &[PathBuf]) -> Result<(PathBuf, Vec<PathBuf>)> {
+        let mut pos = positional.to_vec();
+        let qrels = match &self.qrels {
+            Some(q) => q.clone(),
+            None if pos.is_empty() => bail!("no qrels file: give `QRELS RUN...` or --qrels"),
+            None => pos.remove(0),
         };
-        let mut out: Vec<Measure> = Vec::new();
-        for n in names {
-            for m in parse_measures(n)? {
-                // a measure asked for twice (`-m nDCG@10 -m ndcg_cut.10`) is printed once
-                if !out.contains(&m) {
-                    out.push(m);
-                }
-            }
+        pos.extend(runs.iter().cloned());
+        if pos.is_empty() {
+            bail!("no run file: give `QRELS RUN...` or --run");
         }
-        Ok(out)
+        let stdin = std::iter::once(&qrels)
+            .chain(&pos)
+            .filter(|p| p.as_os_str() == "-")
+            .count();
+        if stdin > 1 {
+            bail!("`-` (standard input) can stand for one file only");
+        }
+        Ok((qrels, pos))
     }
 }
 
@@ -114,33 +131,127 @@ impl Common {
 struct EvalArgs {
     #[command(flatten)]
     common: Common,
-    /// TREC run file (`qid Q0 docid rank score tag`).
-    #[arg(long)]
-    run: PathBuf,
+    /// `QRELS RUN...`, as trec_eval takes them (`-` reads standard input; `.gz` is read as is).
+    #[arg(value_name = "FILES")]
+    files: Vec<PathBuf>,
+    /// Run file (`qid Q0 docid rank score tag`; fields after the tag are ignored); repeatable.
+    #[arg(long = "run", value_name = "FILE")]
+    runs: Vec<PathBuf>,
     /// Also print per-query values (trec_eval -q).
     #[arg(short = 'q', long)]
     per_query: bool,
+    /// Print JSON instead of text (an object; with several runs, an array of them).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A paired significance test.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TestArg {
+    /// Paired Student t-test.
+    #[value(alias = "ttest", alias = "student")]
+    T,
+    /// Paired randomization (permutation) test, Fisher's.
+    #[value(alias = "permutation", alias = "randomization", alias = "fisher")]
+    Perm,
+    /// Paired bootstrap test (Sakai's studentized shift).
+    Bootstrap,
+    /// Wilcoxon signed-rank test.
+    Wilcoxon,
+}
+
+/// Multiple-comparison correction over each measure's tests.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CorrectionArg {
+    /// Holm-Bonferroni (step-down).
+    Holm,
+    /// Bonferroni.
+    Bonferroni,
+    /// No correction.
+    None,
+}
+
+/// Which pairs are tested.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PairsArg {
+    /// Every run against the first.
+    Baseline,
+    /// Every run against every other (ranx's report).
+    All,
+}
+
+/// How `compare` prints its table.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// Aligned text.
+    Text,
+    /// A Markdown table, `<sup>` significance marks.
+    Markdown,
+    /// A LaTeX table, `$^{ab}$` significance marks.
+    Latex,
+    /// Everything as JSON (means, every pair's p-values).
+    Json,
 }
 
 #[derive(Args)]
 struct CompareArgs {
     #[command(flatten)]
     common: Common,
+    /// `QRELS RUN...`; the first run is the baseline.
+    #[arg(value_name = "FILES")]
+    files: Vec<PathBuf>,
     /// Run files; the first is the baseline. Repeat the flag or list several.
-    #[arg(long = "run", num_args = 1.., required = true)]
+    #[arg(long = "run", num_args = 1.., value_name = "FILE")]
     runs: Vec<PathBuf>,
-    /// Paired test: `t` (Student) or `perm` (randomization).
-    #[arg(long, default_value = "t")]
-    test: String,
-    /// Random sign flips of the randomization test.
+    /// Paired test.
+    #[arg(long, value_enum, default_value = "t")]
+    test: TestArg,
+    /// Correction over each measure's tests.
+    #[arg(long, value_enum, default_value = "holm")]
+    correction: CorrectionArg,
+    /// Test every run against the first (baseline) or every pair (all).
+    #[arg(long, value_enum, default_value = "baseline")]
+    pairs: PairsArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: FormatArg,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+    /// Also print each mean's 95% bootstrap interval (BCa, over the compared queries).
+    #[arg(long)]
+    ci: bool,
+    /// Resamples of the randomization and bootstrap tests and of --ci.
     #[arg(long, default_value_t = 10_000)]
     samples: usize,
-    /// Seed of the randomization test.
+    /// Seed of the randomization and bootstrap tests and of --ci.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Significance level after Holm-Bonferroni correction.
+    /// Significance level after correction.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
+}
+
+/// Run fusion method.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FuseMethod {
+    /// Reciprocal rank fusion.
+    Rrf,
+    /// Sum of normalised scores.
+    Combsum,
+    /// CombSUM times the number of runs that retrieved the document.
+    Combmnz,
+}
+
+/// Score normalisation before CombSUM / CombMNZ.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NormArg {
+    /// Raw scores.
+    None,
+    /// Min-max to [0, 1] per query.
+    MinMax,
+    /// Zero mean, unit variance per query.
+    ZScore,
 }
 
 #[derive(Args)]
@@ -148,18 +259,25 @@ struct FuseArgs {
     /// Run files to fuse.
     #[arg(long = "run", num_args = 1.., required = true)]
     runs: Vec<PathBuf>,
-    /// `rrf`, `combsum` or `combmnz`.
-    #[arg(long, default_value = "rrf")]
-    method: String,
+    /// Fusion method.
+    #[arg(long, value_enum, default_value = "rrf")]
+    method: FuseMethod,
     /// RRF constant (rrf only; default 60).
     #[arg(long)]
     k: Option<f64>,
-    /// Score normalisation for CombSUM/CombMNZ only: `none`, `min-max` (default), `z-score`.
-    #[arg(long)]
-    norm: Option<String>,
+    /// Score normalisation for combsum/combmnz only (default min-max).
+    #[arg(long, value_enum)]
+    norm: Option<NormArg>,
     /// Output run file (written atomically).
     #[arg(short, long)]
     output: PathBuf,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 fn load_run(p: &PathBuf) -> Result<Run> {
@@ -176,113 +294,210 @@ fn run_name(p: &std::path::Path, r: &Run) -> String {
     }
 }
 
+/// The default measures of `compare` (and of `eval --json`'s summary tables in the docs).
+const COMPARE_DEFAULT: [&str; 6] = ["nDCG@10", "RR@10", "AP", "AP@100", "R@100", "P@10"];
+
+fn eval(a: EvalArgs) -> Result<()> {
+    // trec_eval's default set without -m
+    let measures = a.common.measures(&["official"])?;
+    let (qrels_path, run_paths) = a.common.files(&a.files, &a.runs)?;
+    let qrels = Qrels::from_path(&qrels_path)?;
+    // every run read (and checked) before anything is printed
+    let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+    // several runs: each block starts with its runid line, as trec_eval's default output does
+    let measures = if runs.len() > 1 && !measures.iter().any(|m| m.kind == Kind::RunId) {
+        let mut m = parse_measure_list(&["runid"])?;
+        m.extend(measures);
+        m
+    } else {
+        measures
+    };
+    let mut json = Vec::new();
+    let mut text = String::new();
+    for (p, run) in run_paths.iter().zip(&runs) {
+        let e = evaluate(&qrels, run, &measures, &a.common.options())?;
+        if e.num_queries() == 0 {
+            bail!(
+                "no query of {} is judged in {}",
+                p.display(),
+                qrels_path.display()
+            );
+        }
+        if a.json {
+            let mut v = report::json(&e, a.per_query);
+            v["run"] = serde_json::Value::String(p.display().to_string());
+            json.push(v);
+        } else {
+            text.push_str(&report::trec_eval_text(&e, a.per_query));
+        }
+    }
+    if a.json {
+        // one run: its object; several: an array of them
+        let v = if json.len() == 1 {
+            json.remove(0)
+        } else {
+            serde_json::Value::Array(json)
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn compare_cmd(a: CompareArgs) -> Result<()> {
+    let measures = a.common.measures(&COMPARE_DEFAULT)?;
+    let (qrels_path, run_paths) = a.common.files(&a.files, &a.runs)?;
+    let qrels = Qrels::from_path(&qrels_path)?;
+    let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+    let names: Vec<String> = run_paths
+        .iter()
+        .zip(&runs)
+        .map(|(p, r)| run_name(p, r))
+        .collect();
+    let pairs: Vec<(&str, &Run)> = names.iter().map(String::as_str).zip(runs.iter()).collect();
+    let options = CompareOptions {
+        test: match a.test {
+            TestArg::T => SignificanceTest::TTest,
+            TestArg::Perm => SignificanceTest::Permutation {
+                samples: a.samples,
+                seed: a.seed,
+            },
+            TestArg::Bootstrap => SignificanceTest::Bootstrap {
+                samples: a.samples,
+                seed: a.seed,
+            },
+            TestArg::Wilcoxon => SignificanceTest::Wilcoxon,
+        },
+        correction: match a.correction {
+            CorrectionArg::Holm => Correction::Holm,
+            CorrectionArg::Bonferroni => Correction::Bonferroni,
+            CorrectionArg::None => Correction::None,
+        },
+        mode: match a.pairs {
+            PairsArg::Baseline => CompareMode::Baseline,
+            PairsArg::All => CompareMode::AllPairs,
+        },
+        alpha: a.alpha,
+    };
+    let c = compare_with(&qrels, &pairs, &measures, &a.common.options(), &options)?;
+    let intervals = if a.ci {
+        Some(intervals(&c, a.samples, a.seed)?)
+    } else {
+        None
+    };
+    let format = if a.json { FormatArg::Json } else { a.format };
+    match format {
+        FormatArg::Json => {
+            let mut v = serde_json::to_value(&c)?;
+            if let Some(ci) = &intervals {
+                v["intervals_95"] = serde_json::to_value(ci)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        f => {
+            print!(
+                "{}",
+                match f {
+                    FormatArg::Markdown => c.to_markdown(),
+                    FormatArg::Latex => c.to_latex(),
+                    _ => c.table(),
+                }
+            );
+            if let Some(ci) = &intervals {
+                println!("\n95% bootstrap intervals (BCa, {} resamples):", a.samples);
+                for (sys, row) in c.systems.iter().zip(ci) {
+                    for (m, iv) in c.measures.iter().zip(row) {
+                        println!(
+                            "{sys:<24} {m:<14} {:.4} [{:.4}, {:.4}]",
+                            iv.estimate, iv.low, iv.high
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each system's 95% BCa interval per measure, over the queries every run was evaluated on.
+fn intervals(c: &Comparison, samples: usize, seed: u64) -> Result<Vec<Vec<Interval>>> {
+    let common: Vec<&String> = match c.evaluations.first() {
+        Some(first) => first
+            .per_query
+            .keys()
+            .filter(|q| c.evaluations.iter().all(|e| e.per_query.contains_key(*q)))
+            .collect(),
+        None => Vec::new(),
+    };
+    c.evaluations
+        .iter()
+        .map(|e| {
+            (0..e.measures.len())
+                .map(|m| {
+                    let x: Vec<f64> = common.iter().map(|q| e.per_query[*q][m]).collect();
+                    Ok(bootstrap_ci(&x, 0.95, samples, seed, BootstrapMethod::BCa)?)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn fuse(a: FuseArgs) -> Result<()> {
+    // a flag the method does not read is an error, not silently ignored
+    match (a.method, &a.k, &a.norm) {
+        (FuseMethod::Rrf, _, Some(_)) => bail!("--norm applies to combsum and combmnz, not rrf"),
+        (FuseMethod::Combsum | FuseMethod::Combmnz, Some(_), _) => {
+            bail!("--k is the RRF constant: it does not apply to combsum or combmnz")
+        }
+        _ => {}
+    }
+    let norm = match a.norm.unwrap_or(NormArg::MinMax) {
+        NormArg::None => fusion::Normalization::None,
+        NormArg::MinMax => fusion::Normalization::MinMax,
+        NormArg::ZScore => fusion::Normalization::ZScore,
+    };
+    let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
+    let refs: Vec<&Run> = runs.iter().collect();
+    let fused = match a.method {
+        FuseMethod::Rrf => fusion::rrf(&refs, a.k.unwrap_or(60.0))?,
+        FuseMethod::Combsum => fusion::comb_sum(&refs, norm)?,
+        FuseMethod::Combmnz => fusion::comb_mnz(&refs, norm)?,
+    };
+    fused
+        .write_path(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!(
+        "wrote {} ({} queries, {} lines)",
+        a.output.display(),
+        fused.len(),
+        fused.num_entries()
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(dir) = &cli.data {
         rankmamba::rank_data::set_data_flag(dir)?;
     }
     match cli.command {
-        Command::Train(a) => return cli::train::run(a),
-        Command::Rerank(a) => return cli::rerank::run(a),
-        Command::Serve(a) => return cli::serve::run(a),
-        Command::Pretrain(a) => return cli::pretrain::run(a),
-        Command::Tokenizer(a) => return cli::pretrain::tokenizer(a),
-        Command::Controlled(a) => return cli::pretrain::controlled(a),
-        Command::Reproduce(a) => return cli::reproduce::run(a),
-        Command::Bench(c) => return cli::bench::run(c),
-        Command::Data(c) => return cli::data::run(c),
-        Command::Eval(a) => {
-            let measures = a.common.measures()?;
-            let qrels = Qrels::from_path(&a.common.qrels)?;
-            let run = load_run(&a.run)?;
-            let e = evaluate(&qrels, &run, &measures, &a.common.options())?;
-            if e.num_queries() == 0 {
-                bail!(
-                    "no query of {} is judged in {}",
-                    a.run.display(),
-                    a.common.qrels.display()
-                );
-            }
-            if a.common.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report::json(&e, a.per_query))?
-                );
-            } else {
-                print!(
-                    "{:<22}\tall\t{}\n{:<22}\tall\t{}\n",
-                    "runid",
-                    run_name(&a.run, &run),
-                    "num_q",
-                    e.num_queries()
-                );
-                print!("{}", report::trec_eval_text(&e, a.per_query));
-            }
-        }
-        Command::Compare(a) => {
-            let measures = a.common.measures()?;
-            let qrels = Qrels::from_path(&a.common.qrels)?;
-            let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
-            let names: Vec<String> = a
-                .runs
-                .iter()
-                .zip(&runs)
-                .map(|(p, r)| run_name(p, r))
-                .collect();
-            let pairs: Vec<(&str, &Run)> =
-                names.iter().map(String::as_str).zip(runs.iter()).collect();
-            let test = match a.test.as_str() {
-                "t" | "ttest" => SignificanceTest::TTest,
-                "perm" | "permutation" | "randomization" => SignificanceTest::Permutation {
-                    samples: a.samples,
-                    seed: a.seed,
-                },
-                other => bail!("--test must be `t` or `perm`, found {other:?}"),
-            };
-            let c = compare(
-                &qrels,
-                &pairs,
-                &measures,
-                &a.common.options(),
-                test,
-                a.alpha,
-            )?;
-            if a.common.json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                print!("{}", c.table());
-            }
-        }
-        Command::Fuse(a) => {
-            // a flag the method does not read is an error, not silently ignored
-            match (a.method.as_str(), &a.k, &a.norm) {
-                ("rrf", _, Some(_)) => bail!("--norm applies to combsum and combmnz, not rrf"),
-                ("combsum" | "combmnz", Some(_), _) => {
-                    bail!("--k is the RRF constant: it does not apply to {}", a.method)
-                }
-                ("rrf" | "combsum" | "combmnz", _, _) => {}
-                (other, _, _) => {
-                    bail!("--method must be rrf, combsum or combmnz, found {other:?}")
-                }
-            }
-            let norm: fusion::Normalization = a.norm.as_deref().unwrap_or("min-max").parse()?;
-            let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
-            let refs: Vec<&Run> = runs.iter().collect();
-            let fused = match a.method.as_str() {
-                "rrf" => fusion::rrf(&refs, a.k.unwrap_or(60.0))?,
-                "combsum" => fusion::comb_sum(&refs, norm)?,
-                _ => fusion::comb_mnz(&refs, norm)?,
-            };
-            fused
-                .write_path(&a.output)
-                .with_context(|| format!("writing {}", a.output.display()))?;
-            eprintln!(
-                "wrote {} ({} queries, {} lines)",
-                a.output.display(),
-                fused.len(),
-                fused.num_entries()
-            );
+        Command::Train(a) => cli::train::run(a),
+        Command::Rerank(a) => cli::rerank::run(a),
+        Command::Serve(a) => cli::serve::run(a),
+        Command::Pretrain(a) => cli::pretrain::run(a),
+        Command::Tokenizer(a) => cli::pretrain::tokenizer(a),
+        Command::Controlled(a) => cli::pretrain::controlled(a),
+        Command::Reproduce(a) => cli::reproduce::run(a),
+        Command::Bench(c) => cli::bench::run(c),
+        Command::Data(c) => cli::data::run(c),
+        Command::Eval(a) => eval(a),
+        Command::Compare(a) => compare_cmd(a),
+        Command::Fuse(a) => fuse(a),
+        Command::Completions(a) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(a.shell, &mut cmd, "rankmamba", &mut std::io::stdout());
+            Ok(())
         }
     }
-    Ok(())
 }

@@ -40,7 +40,8 @@ fn eval_prints_trec_eval_format() {
         out.contains("map_cut_100           \tall\t0.2476\n"),
         "{out}"
     );
-    assert!(out.contains("num_q                 \tall\t43\n"), "{out}");
+    // as trec_eval: only the measures asked for (no runid / num_q lines without `-m official`)
+    assert!(!out.contains("num_q"), "{out}");
 }
 
 #[test]
@@ -125,6 +126,8 @@ fn fuse_writes_a_run_that_evaluates() {
         out_path.to_str().unwrap(),
         "-m",
         "nDCG@10",
+        "-m",
+        "num_q",
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("num_q                 \tall\t43"), "{out}");
@@ -339,4 +342,198 @@ fn huge_counts_are_refused_before_writing() {
     }
     let (ok, _, err) = rankmamba(&["bench", "scan", "--lens", "1000000000"]);
     assert!(!ok && err.contains("--lens 1000000000"), "{err}");
+}
+
+#[test]
+fn eval_reads_what_trec_eval_reads() {
+    let d = data();
+    let (q, r) = (d.join("qrels.txt"), d.join("runs/bm25.trec"));
+    let tmp = tempfile::tempdir().unwrap();
+    // fields after the run tag are ignored (trec_eval's results.trunc has nine), `#` lines are
+    // comments, gzip is read whatever the name, `-` is standard input
+    let text = std::fs::read_to_string(&r).unwrap();
+    let trailing: String = text
+        .lines()
+        .map(|l| format!("{l} more junk\n"))
+        .collect::<String>();
+    let trailing_path = tmp.path().join("trailing.trec");
+    std::fs::write(&trailing_path, format!("# a comment\n{trailing}")).unwrap();
+    let gz_path = tmp.path().join("bm25.run");
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&r)
+        .output()
+        .unwrap();
+    std::fs::write(&gz_path, gz.stdout).unwrap();
+    let (ok, plain, err) =
+        rankmamba(&["eval", "-l", "2", q.to_str().unwrap(), r.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    // no -m: trec_eval's default measures, with the figures of the data README
+    for line in [
+        "runid                 \tall\tbm25\n",
+        "num_q                 \tall\t43\n",
+        "num_rel_ret           \tall\t",
+        "gm_map                \tall\t",
+        "iprec_at_recall_0.50  \tall\t",
+        "P_1000                \tall\t",
+    ] {
+        assert!(plain.contains(line), "{line:?} missing:\n{plain}");
+    }
+    for p in [&trailing_path, &gz_path] {
+        let (ok, out, err) =
+            rankmamba(&["eval", "-l", "2", q.to_str().unwrap(), p.to_str().unwrap()]);
+        assert!(ok, "{}: {err}", p.display());
+        assert_eq!(out, plain, "{}", p.display());
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rankmamba"))
+        .args([
+            "eval",
+            "-l",
+            "2",
+            "--qrels",
+            "-",
+            "--run",
+            r.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&q).unwrap()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        plain,
+        "qrels from stdin"
+    );
+    // several runs: one block each, each opened by its runid
+    let tasb = d.join("runs/tasb.trec");
+    let (ok, out, err) = rankmamba(&[
+        "eval",
+        "-l",
+        "2",
+        "-m",
+        "ndcg_cut.10",
+        q.to_str().unwrap(),
+        r.to_str().unwrap(),
+        tasb.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "runid                 \tall\tbm25\nndcg_cut_10           \tall\t0.5058\n\
+         runid                 \tall\ttasb\nndcg_cut_10           \tall\t0.7210\n"
+    );
+    // a bare family means trec_eval's default cutoffs
+    let (ok, out, err) = rankmamba(&["eval", "-m", "P", q.to_str().unwrap(), r.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let names: Vec<&str> = out
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "P_5", "P_10", "P_15", "P_20", "P_30", "P_100", "P_200", "P_500", "P_1000"
+        ]
+    );
+    // bad invocations
+    let (ok, _, err) = rankmamba(&["eval", "-", "-"]);
+    assert!(!ok && err.contains("one file only"), "{err}");
+    let (ok, _, err) = rankmamba(&["eval", q.to_str().unwrap()]);
+    assert!(!ok && err.contains("no run file"), "{err}");
+}
+
+#[test]
+fn compare_tests_all_pairs_in_every_format() {
+    let d = data();
+    let q = d.join("qrels.txt");
+    let runs: Vec<String> = ["bm25", "tasb", "splade-pp-ed"]
+        .iter()
+        .map(|r| d.join(format!("runs/{r}.trec")).display().to_string())
+        .collect();
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = ["compare", "-l", "2", "-m", "nDCG@10"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push(q.display().to_string());
+        v.extend(runs.iter().cloned());
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, out, err) = rankmamba(&refs);
+        assert!(ok, "{extra:?}: {err}");
+        out
+    };
+    // SciPy on pytrec_eval's per-query nDCG@10 (-l 2), tasb vs bm25, 43 queries:
+    // wilcoxon(tasb, bm25) = (122, p 6.038117589923786e-06); ttest_rel p 5.200229512627272e-06
+    for (test, p) in [
+        ("wilcoxon", 6.038117589923786e-06),
+        ("t", 5.200229512627272e-06),
+    ] {
+        let out = run(&[
+            "--test",
+            test,
+            "--pairs",
+            "all",
+            "--correction",
+            "none",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let pair = v["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["a"] == 1 && x["b"] == 0)
+            .unwrap_or_else(|| panic!("no tasb-bm25 pair: {v}"));
+        let got = pair["p_value"].as_f64().unwrap();
+        assert!((got - p).abs() <= 1e-9 * p, "{test}: {got} vs SciPy {p}");
+        assert_eq!(pair["p_adjusted"].as_f64().unwrap(), got, "no correction");
+    }
+    let md = run(&["--pairs", "all", "--format", "markdown"]);
+    assert!(md.contains("| b | tasb | 0.7210<sup>a</sup> |"), "{md}");
+    assert!(md.contains("**0.7308**<sup>a</sup>"), "{md}");
+    let tex = run(&["--pairs", "all", "--format", "latex"]);
+    assert!(tex.contains("\\textbf{0.7308}$^{a}$"), "{tex}");
+    let ci = run(&["--ci", "--samples", "2000"]);
+    assert!(ci.contains("95% bootstrap intervals"), "{ci}");
+    let (ok, _, err) = rankmamba(&["compare", "--test", "bogus", "--qrels", "x", "--run", "y"]);
+    assert!(
+        !ok && err.contains("wilcoxon"),
+        "the error lists the tests: {err}"
+    );
+}
+
+#[test]
+fn help_lists_values_and_completions_are_printed() {
+    let (ok, out, _) = rankmamba(&["compare", "--help"]);
+    assert!(ok);
+    for v in ["wilcoxon", "bootstrap", "bonferroni", "markdown", "latex"] {
+        assert!(out.contains(v), "{v} missing from compare --help:\n{out}");
+    }
+    let (ok, out, _) = rankmamba(&["fuse", "--help"]);
+    assert!(
+        ok && out.contains("combmnz") && out.contains("z-score"),
+        "{out}"
+    );
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let (ok, out, err) = rankmamba(&["completions", shell]);
+        assert!(ok, "{shell}: {err}");
+        assert!(
+            out.contains("rankmamba") && out.contains("serve"),
+            "{shell}: {out}"
+        );
+    }
+    let (ok, _, err) = rankmamba(&["completions", "tcsh"]);
+    assert!(!ok && err.contains("bash"), "{err}");
 }

@@ -220,7 +220,7 @@ pub fn tokenizer(a: TokenizerArgs) -> Result<()> {
 pub struct ControlledArgs {
     /// `toy` (the whole protocol on a CPU in about a minute, for tests), `cpu` (tiny models,
     /// about half an hour on two cores) or `10m` (one GPU).
-    #[arg(long, default_value = "10m")]
+    #[arg(long, default_value = "10m", value_parser = ["toy", "cpu", "10m"])]
     pub preset: String,
     /// Output folder (default: target/controlled/PRESET).
     #[arg(short, long)]

@@ -14,7 +14,7 @@ use rankmamba::with_backend;
 #[derive(ClapArgs)]
 pub struct Args {
     /// `quick` (CPU, about 10 minutes) or `full` (the paper's scale, for a GPU).
-    #[arg(long, default_value = "quick")]
+    #[arg(long, default_value = "quick", value_parser = ["quick", "full"])]
     pub preset: String,
     /// Output directory (default target/reproduce/PRESET).
     #[arg(short, long)]
