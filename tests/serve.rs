@@ -139,6 +139,7 @@ fn fixture() -> Fixture {
     let out = tmp.path().join("reranked.trec");
     let (ok, _, err) = rankmamba(&[
         "rerank",
+        "--quiet",
         "--model",
         s(&model),
         "--dataset",
@@ -151,6 +152,7 @@ fn fixture() -> Fixture {
         s(&out),
     ]);
     assert!(ok, "{err}");
+    assert_eq!(err, "", "--quiet prints nothing on stderr");
     let run = Run::from_path(&out).unwrap();
     let c = rankmamba::study::Collection::load("dl20", rankmamba::study::Side::Test, Some(2), 6)
         .unwrap();
@@ -341,6 +343,40 @@ fn serves_rerank_scores_and_refuses_bad_requests() {
     assert_eq!(server.get("/nothing-here").0, 404);
     let (code, v) = server.rerank(&body(query, &[text], json!({})));
     assert_eq!(code, 200, "still serving after bad requests: {v}");
+    drop(server);
+
+    // The load test: bounded, loopback only, every request answered.
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "serve",
+        "--model",
+        s(&f.model),
+        "--dataset",
+        "dl20",
+        "--clients",
+        "1,3",
+        "--requests",
+        "3",
+        "--texts",
+        "4",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for (r, clients) in rows.iter().zip([1, 3]) {
+        assert_eq!(r["clients"], clients, "{r}");
+        assert_eq!(r["requests"], 3, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(
+            r["p50_ms"].as_f64().unwrap() <= r["p99_ms"].as_f64().unwrap(),
+            "{r}"
+        );
+    }
+    // the warm-up request and the six measured ones all reached the model loop
+    assert_eq!(v["server_requests"], 7, "{v}");
 }
 
 #[test]

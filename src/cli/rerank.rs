@@ -56,6 +56,12 @@ pub struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    /// With --eval: print the table as JSON.
+    #[arg(long, requires = "eval")]
+    pub json: bool,
+    /// No progress bar and no summary lines on stderr (errors still print).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -129,13 +135,16 @@ pub fn run(a: Args) -> Result<()> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rankmamba".into());
-    eprintln!(
-        "reranking {} queries x top {} of {} with {} ({})",
-        c.queries.len(),
-        a.depth,
-        a.dataset,
-        a.model.display(),
-        source
+    super::train::say(
+        a.quiet,
+        format!(
+            "reranking {} queries x top {} of {} with {} ({})",
+            c.queries.len(),
+            a.depth,
+            a.dataset,
+            a.model.display(),
+            source
+        ),
     );
     let (run, rate) = if a.bi_encoder {
         // inference only: the backend without autodiff (on the autodiff backend every forward
@@ -158,10 +167,17 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = &a.first_stage_output {
         c.first_stage.write_path(p)?;
     }
-    eprintln!("wrote {} ({rate:.1} documents/s)", a.output.display());
+    super::train::say(
+        a.quiet,
+        format!("wrote {} ({rate:.1} documents/s)", a.output.display()),
+    );
     if a.eval {
         let cmp = compare_runs(&c, &[("first-stage", &c.first_stage), (&name, &run)])?;
-        print!("{}", cmp.table());
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&cmp)?);
+        } else {
+            print!("{}", cmp.table());
+        }
     }
     Ok(())
 }
@@ -174,7 +190,7 @@ fn rerank_job(a: &Args, c: &Collection, name: &str) -> Result<(Run, f64)> {
         checkpoint_every: None,
         rerank: Some((c, a.depth)),
         batch_size: a.batch_size,
-        progress: true,
+        progress: !a.quiet,
         run_name: name.to_string(),
         pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
     };

@@ -153,9 +153,12 @@ pub struct BenchArgs {
     /// Cut over-long texts (sent as `truncate: true`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub truncate: bool,
-    /// Write the table as JSON here too (atomically).
+    /// Print JSON (settings, rows, server rounds) instead of the table.
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+    /// No per-level progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -308,16 +311,32 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             p99_ms: percentile(&lat, 0.99),
             errors: errors.load(Ordering::SeqCst),
         };
-        eprintln!(
-            "{clients} clients: {done} requests in {seconds:.1} s, {:.1} docs/s",
-            row.docs_per_s
-        );
+        if !a.quiet {
+            eprintln!(
+                "{clients} clients: {done} requests in {seconds:.1} s, {:.1} docs/s",
+                row.docs_per_s
+            );
+        }
         rows.push(row);
     }
     let _ = stop_tx.send(());
     let stats = server
         .join()
         .map_err(|_| anyhow::anyhow!("the server thread panicked"))???;
+    if a.json {
+        let v = serde_json::json!({
+            "backend": backend.name(),
+            "model": a.model.display().to_string(),
+            "dataset": a.dataset,
+            "texts_per_request": a.texts,
+            "max_batch_tokens": a.limits.max_batch_tokens,
+            "rows": rows,
+            "server_requests": stats.requests,
+            "server_rounds": stats.rounds,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!(
         "| clients | requests | texts/request | docs/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|"
     );
@@ -335,18 +354,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         stats.rounds,
         stats.requests as f64 / stats.rounds.max(1) as f64
     );
-    if let Some(p) = &a.json {
-        let v = serde_json::json!({
-            "backend": backend.name(),
-            "model": a.model.display().to_string(),
-            "dataset": a.dataset,
-            "rows": rows,
-            "server_requests": stats.requests,
-            "server_rounds": stats.rounds,
-        });
-        let text = serde_json::to_string_pretty(&v)?;
-        safe_write::write_bytes(p, text.as_bytes())?;
-    }
     Ok(())
 }
 

@@ -13,6 +13,9 @@ use rankmamba::with_backend;
 
 #[derive(ClapArgs)]
 pub struct Args {
+    /// No progress bar and no summary lines on stderr (errors still print).
+    #[arg(long)]
+    pub quiet: bool,
     /// Backbone: a name (see --list-models), a model directory written by `rankmamba train`
     /// (training continues), or a HF checkpoint directory (bert, mamba, gpt_neox).
     #[arg(long, default_value = "minilm")]
@@ -204,15 +207,18 @@ pub fn run(a: Args) -> Result<()> {
     data.check_queries(&plan.pair_encoder()?)?;
     // every input checked: only now is the output folder written
     plan.write(&out)?;
-    eprintln!(
-        "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
-        a.model,
-        card.source,
-        a.dataset,
-        collection.queries.len(),
-        data.groups.len(),
-        settings.steps,
-        settings.lr
+    say(
+        a.quiet,
+        format!(
+            "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
+            a.model,
+            card.source,
+            a.dataset,
+            collection.queries.len(),
+            data.groups.len(),
+            settings.steps,
+            settings.lr
+        ),
     );
     let job = Job {
         dir: &out,
@@ -220,7 +226,7 @@ pub fn run(a: Args) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         rerank: None,
         batch_size: 32,
-        progress: true,
+        progress: !a.quiet,
         run_name: a.model.clone(),
         pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
     };
@@ -231,12 +237,15 @@ pub fn run(a: Args) -> Result<()> {
     rankmamba::ir_metrics::write_atomically(&path, |w| {
         serde_json::to_writer_pretty(w, &json).map_err(std::io::Error::other)
     })?;
-    eprintln!(
-        "wrote {} ({} steps, last loss {:.4}, {:.0} tokens/s)",
-        out.display(),
-        report.train_steps,
-        report.last_loss.unwrap_or(f64::NAN),
-        report.train_tokens_per_s.unwrap_or(0.0)
+    say(
+        a.quiet,
+        format!(
+            "wrote {} ({} steps, last loss {:.4}, {:.0} tokens/s)",
+            out.display(),
+            report.train_steps,
+            report.last_loss.unwrap_or(f64::NAN),
+            report.train_tokens_per_s.unwrap_or(0.0)
+        ),
     );
     Ok(())
 }
@@ -312,5 +321,12 @@ mod tests {
         assert!(parse_devices("cuda:0,cuda:0", BackendKind::Cuda).is_err());
         assert!(parse_devices("wgpu:0,wgpu:1", BackendKind::Cuda).is_err());
         assert!(parse_devices("cuda:x", BackendKind::Cuda).is_err());
+    }
+}
+
+/// A summary line on stderr, unless `--quiet`.
+pub(crate) fn say(quiet: bool, line: String) {
+    if !quiet {
+        eprintln!("{line}");
     }
 }

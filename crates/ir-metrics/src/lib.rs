@@ -11,7 +11,7 @@
 //! # Ok::<(), ir_metrics::Error>(())
 //! ```
 //!
-//! # Semantics (trec_eval 9.0.x, as in pytrec_eval)
+//! # Semantics (trec_eval 10.0; as pytrec_eval's 9.0.x where the two agree, docs/metrics.md)
 //! - Documents are ranked by score descending, ties broken by docid descending (byte order);
 //!   the rank column of a run is ignored.
 //! - `relevance_level` (`-l`) sets the minimum grade that is relevant for binary measures;
