@@ -10,3 +10,10 @@ pub mod reproduce;
 pub mod rerank;
 pub mod serve;
 pub mod train;
+
+/// A summary line on stderr, unless `--quiet`.
+pub(crate) fn say(quiet: bool, line: String) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}

@@ -135,7 +135,7 @@ pub fn run(a: Args) -> Result<()> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rankmamba".into());
-    super::train::say(
+    super::say(
         a.quiet,
         format!(
             "reranking {} queries x top {} of {} with {} ({})",
@@ -167,7 +167,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = &a.first_stage_output {
         c.first_stage.write_path(p)?;
     }
-    super::train::say(
+    super::say(
         a.quiet,
         format!("wrote {} ({rate:.1} documents/s)", a.output.display()),
     );

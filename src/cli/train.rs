@@ -207,7 +207,7 @@ pub fn run(a: Args) -> Result<()> {
     data.check_queries(&plan.pair_encoder()?)?;
     // every input checked: only now is the output folder written
     plan.write(&out)?;
-    say(
+    super::say(
         a.quiet,
         format!(
             "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
@@ -237,7 +237,7 @@ pub fn run(a: Args) -> Result<()> {
     rankmamba::ir_metrics::write_atomically(&path, |w| {
         serde_json::to_writer_pretty(w, &json).map_err(std::io::Error::other)
     })?;
-    say(
+    super::say(
         a.quiet,
         format!(
             "wrote {} ({} steps, last loss {:.4}, {:.0} tokens/s)",
@@ -321,12 +321,5 @@ mod tests {
         assert!(parse_devices("cuda:0,cuda:0", BackendKind::Cuda).is_err());
         assert!(parse_devices("wgpu:0,wgpu:1", BackendKind::Cuda).is_err());
         assert!(parse_devices("cuda:x", BackendKind::Cuda).is_err());
-    }
-}
-
-/// A summary line on stderr, unless `--quiet`.
-pub(crate) fn say(quiet: bool, line: String) {
-    if !quiet {
-        eprintln!("{line}");
     }
 }
