@@ -24,14 +24,24 @@ out.test.aq 960c27913ede8b79e3f3b9cfd0363ed690c337d8
 out.test.aqc 0dc2eb054755acf31d6923cb2ab5421205fc6088
 out.test.aqcM ca5a802cdb775a886a382188648713cf8f8aec0a
 out.test.aql 1a598db582ced253d47f6b0826e785aff28c629e
+out.test.aqZ 7b1065ef68ee4b89b533814b0737caa7892ad8a3
 out.test.meas_params 01f6bba03137951577a2ad6276087e6395d16135
+out.test.prefs 13d709332f02a78a3056131143ebe687cc290f8d
+out.test.qrels_jg 4dc4e4be8475444c8329d7d074ff04b052649347
+out.test.qrels_prefs efa7392b56ec23554b665b1aacf5fe1158aa4220
+prefs.comment.test 89d731d9859a0b152d7e7b0d3c2fb6104f1acb7a
+prefs.results.test f081f47c20eed555db41892aec083366cbeba281
+prefs.test 9a0d001dc9be3e028b40afce0b2a838fd6a97f4c
+qrels.123 93b0099e1c39d321889682acc0405513295e2705
 qrels.comment.test 01091ba729c43fd8f5efaae8dbd038959c95055a
+qrels.comments.123 56e6c0168b03ffb859a6beb35939e41a241f4ac4
 qrels.rel_level 3fa0bb76c7ea3bf6d4c0d8b887f0ff845f82bb1c
 qrels.test 1a699684c260511328d67f5e0f8302089621a9ad
 qrels.test.with-comments 1a001ef807ec434a8f3a51f98f48c22a657c86b4
 results.comment.test 560dff1243eeffbc14d154c9dfa7c4fc122dff2e
 results.test 29cb76d531eb6bef8993b94d4ba88d6bb94566e4
 results.trunc be856d4e592040f9ff2eea9eb3fa95e7748c5cfa
+zscores_file a287aaf70220aaea197b662e8b5cf83467bdd99c
 "
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -4,8 +4,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use rankmamba::ir_metrics::stats::{BootstrapMethod, Interval, bootstrap_ci};
 use rankmamba::ir_metrics::{
-    CompareMode, CompareOptions, Comparison, Correction, EvalOptions, Kind, Measure, Qrels, Run,
-    SignificanceTest, compare_with, evaluate, fusion, parse_measure_list, report,
+    CompareMode, CompareOptions, Comparison, Correction, EvalOptions, Kind, Measure, Prefs, Qrels,
+    QrelsJg, Run, SignificanceTest, ZScores, compare_with, evaluate, fusion, parse_jg_measures,
+    parse_measure_list, parse_prefs_measures, report, trec_eval_jg_output, trec_eval_prefs_output,
 };
 use std::path::PathBuf;
 
@@ -143,6 +144,28 @@ struct EvalArgs {
     /// Print JSON instead of text (an object; with several runs, an array of them).
     #[arg(long)]
     json: bool,
+    /// Format of the relevance file (trec_eval -R): qrels, prefs, qrels_prefs or qrels_jg.
+    #[arg(short = 'R', long = "rel-format", value_enum, default_value = "qrels")]
+    rel_format: RelFormat,
+    /// Standardise each query's values by the mean and deviation of this file (trec_eval -Z:
+    /// `qid measure mean stddev` lines).
+    #[arg(short = 'Z', long = "zscores", value_name = "FILE")]
+    zscores: Option<PathBuf>,
+}
+
+/// trec_eval's relevance formats (-R).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RelFormat {
+    /// `qid iter docid grade`.
+    Qrels,
+    /// Preferences: `qid jg jsg docid rel_level` (`-m all_prefs`).
+    Prefs,
+    /// Qrels read as preferences (`-m all_prefs`).
+    #[value(name = "qrels_prefs", alias = "qrels-prefs")]
+    QrelsPrefs,
+    /// Qrels with judgement groups: `qid jg docid grade` (`-m qrels_jg`).
+    #[value(name = "qrels_jg", alias = "qrels-jg")]
+    QrelsJg,
 }
 
 /// A paired significance test.
@@ -298,10 +321,14 @@ fn run_name(p: &std::path::Path, r: &Run) -> String {
 const COMPARE_DEFAULT: [&str; 6] = ["nDCG@10", "RR@10", "AP", "AP@100", "R@100", "P@10"];
 
 fn eval(a: EvalArgs) -> Result<()> {
+    let (qrels_path, run_paths) = a.common.files(&a.files, &a.runs)?;
+    if a.rel_format != RelFormat::Qrels {
+        return eval_other_format(&a, &qrels_path, &run_paths);
+    }
     // trec_eval's default set without -m
     let measures = a.common.measures(&["official"])?;
-    let (qrels_path, run_paths) = a.common.files(&a.files, &a.runs)?;
     let qrels = Qrels::from_path(&qrels_path)?;
+    let zscores = a.zscores.as_ref().map(ZScores::from_path).transpose()?;
     // every run read (and checked) before anything is printed
     let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
     // several runs: each block starts with its runid line, as trec_eval's default output does
@@ -312,10 +339,11 @@ fn eval(a: EvalArgs) -> Result<()> {
     } else {
         measures
     };
+    let opts = a.common.options();
     let mut json = Vec::new();
     let mut text = String::new();
     for (p, run) in run_paths.iter().zip(&runs) {
-        let e = evaluate(&qrels, run, &measures, &a.common.options())?;
+        let mut e = evaluate(&qrels, run, &measures, &opts)?;
         if e.num_queries() == 0 {
             bail!(
                 "no query of {} is judged in {}",
@@ -323,10 +351,15 @@ fn eval(a: EvalArgs) -> Result<()> {
                 qrels_path.display()
             );
         }
+        if let Some(z) = &zscores {
+            e = z.apply(&e, &qrels, &opts);
+        }
         if a.json {
             let mut v = report::json(&e, a.per_query);
             v["run"] = serde_json::Value::String(p.display().to_string());
             json.push(v);
+        } else if zscores.is_some() {
+            text.push_str(&report::trec_eval_zscore_text(&e, a.per_query));
         } else {
             text.push_str(&report::trec_eval_text(&e, a.per_query));
         }
@@ -342,6 +375,63 @@ fn eval(a: EvalArgs) -> Result<()> {
     } else {
         print!("{text}");
     }
+    Ok(())
+}
+
+/// `eval -R prefs|qrels_prefs|qrels_jg`: trec_eval's preference and judgement-group measures.
+fn eval_other_format(a: &EvalArgs, rel_path: &PathBuf, run_paths: &[PathBuf]) -> Result<()> {
+    if a.json {
+        bail!("--json is available with -R qrels only");
+    }
+    if a.zscores.is_some() {
+        bail!("-Z applies to -R qrels only");
+    }
+    let opts = a.common.options();
+    let names: Vec<&str> = a.common.measures.iter().map(String::as_str).collect();
+    let mut text = String::new();
+    match a.rel_format {
+        RelFormat::QrelsJg => {
+            let measures = parse_jg_measures(if names.is_empty() {
+                &["qrels_jg"]
+            } else {
+                &names
+            })?;
+            let rel = QrelsJg::from_path(rel_path)?;
+            let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+            for run in &runs {
+                text.push_str(&trec_eval_jg_output(
+                    &rel,
+                    run,
+                    &measures,
+                    &opts,
+                    a.per_query,
+                )?);
+            }
+        }
+        _ => {
+            let measures = parse_prefs_measures(if names.is_empty() {
+                &["all_prefs"]
+            } else {
+                &names
+            })?;
+            let rel = if a.rel_format == RelFormat::Prefs {
+                Prefs::from_path(rel_path)?
+            } else {
+                Prefs::from_qrels_path(rel_path)?
+            };
+            let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+            for run in &runs {
+                text.push_str(&trec_eval_prefs_output(
+                    &rel,
+                    run,
+                    &measures,
+                    &opts,
+                    a.per_query,
+                )?);
+            }
+        }
+    }
+    print!("{text}");
     Ok(())
 }
 

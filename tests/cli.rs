@@ -537,3 +537,86 @@ fn help_lists_values_and_completions_are_printed() {
     let (ok, _, err) = rankmamba(&["completions", "tcsh"]);
     assert!(!ok && err.contains("bash"), "{err}");
 }
+
+/// Per-query values of one measure from trec_eval's text output (`name qid value` lines).
+fn per_query(out: &str, name: &str) -> Vec<(String, f64)> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3 && f[0].trim() == name).then(|| (f[1].to_string(), f[2].parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn eval_z_scores_and_judgement_groups_agree_with_plain_measures() {
+    let d = data();
+    let (q, r) = (d.join("qrels.txt"), d.join("runs/bm25.trec"));
+    let (q, r) = (q.to_str().unwrap(), r.to_str().unwrap());
+    let (ok, plain, err) = rankmamba(&["eval", "-q", "-l", "2", "-m", "P.10", "-m", "map", q, r]);
+    assert!(ok, "{err}");
+    // DL19's qrels are a qrels_jg file with one judgement group ("0") per query: the measures
+    // averaged over groups equal the plain ones, query by query
+    let (ok, jg, err) = rankmamba(&[
+        "eval",
+        "-q",
+        "-l",
+        "2",
+        "-R",
+        "qrels_jg",
+        "-m",
+        "P_avgjg.10",
+        "-m",
+        "map_avgjg",
+        q,
+        r,
+    ]);
+    assert!(ok, "{err}");
+    for (a, b) in [("P_10", "P_avgjg_10"), ("map", "map_avgjg")] {
+        let (x, y) = (per_query(&plain, a), per_query(&jg, b));
+        assert_eq!(x.len(), 44, "43 queries and all: {plain}");
+        assert_eq!(x, y, "{a} vs {b}");
+    }
+    // -Z: (value - mean) / stddev per query, then averaged
+    let tmp = tempfile::tempdir().unwrap();
+    let z = tmp.path().join("z.txt");
+    let lines: String = per_query(&plain, "P_10")
+        .iter()
+        .filter(|(qid, _)| qid != "all")
+        .map(|(qid, _)| format!("{qid} P_10 0.5 0.25\n"))
+        .collect();
+    std::fs::write(&z, lines).unwrap();
+    let (ok, zout, err) = rankmamba(&[
+        "eval",
+        "-q",
+        "-l",
+        "2",
+        "-m",
+        "P.10",
+        "-Z",
+        z.to_str().unwrap(),
+        q,
+        r,
+    ]);
+    assert!(ok, "{err}");
+    // trec_eval prefixes standardised measures with Z
+    let (raw, std) = (per_query(&plain, "P_10"), per_query(&zout, "ZP_10"));
+    let mut sum = 0.0;
+    for ((qa, v), (qb, zv)) in raw.iter().zip(&std).filter(|((q, _), _)| q != "all") {
+        assert_eq!(qa, qb);
+        let want = (v - 0.5) / 0.25;
+        assert!((zv - want).abs() < 1e-3, "{qa}: {zv} vs {want}");
+        sum += want;
+    }
+    let all = std.iter().find(|(q, _)| q == "all").unwrap().1;
+    assert!((all - sum / 43.0).abs() < 1e-3, "{all}");
+    // preferences from the qrels: trec_eval's all_prefs measures, per query and all
+    let (ok, prefs, err) = rankmamba(&["eval", "-R", "qrels_prefs", q, r]);
+    assert!(ok, "{err}");
+    assert!(
+        prefs.contains("prefs_simp") && prefs.contains("\tall\t"),
+        "{prefs}"
+    );
+    let (ok, _, err) = rankmamba(&["eval", "-R", "prefs", "-Z", z.to_str().unwrap(), q, r]);
+    assert!(!ok && err.contains("-Z applies to -R qrels only"), "{err}");
+}

@@ -76,6 +76,25 @@ fn train_then_rerank_round_trips_and_keeps_the_tail() {
     }
     let a = std::fs::read_to_string(&run1).unwrap();
     assert_eq!(a, std::fs::read_to_string(&run2).unwrap());
+    // --eval on one query: the means, no paired test (it needs two queries)
+    let one = tmp.path().join("one.trec");
+    let (ok, out, err) = rankmamba(&[
+        "rerank",
+        "--model",
+        s(&model),
+        "--dataset",
+        "dl20",
+        "--depth",
+        "7",
+        "--queries",
+        "1",
+        "--eval",
+        "-o",
+        s(&one),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(one query: no significance test)"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("first-stage")), "{out}");
     let run = Run::from_path(&run1).unwrap();
     let bm25 = Run::from_path(data().join("trec-dl-2020-passage/runs/bm25.trec")).unwrap();
     assert_eq!(run.len(), 4);

@@ -171,7 +171,39 @@ pub fn run(a: Args) -> Result<()> {
         a.quiet,
         format!("wrote {} ({rate:.1} documents/s)", a.output.display()),
     );
-    if a.eval {
+    if a.eval && c.queries.len() < 2 {
+        // one query: the means alone (a paired test needs two or more queries)
+        let measures = rankmamba::ir_metrics::parse_measure_list(rankmamba::study::MEASURES)?;
+        let opts = rankmamba::ir_metrics::EvalOptions {
+            relevance_level: c.level,
+            ..Default::default()
+        };
+        let mut rows = Vec::new();
+        for (system, r) in [("first-stage", &c.first_stage), (name.as_str(), &run)] {
+            let e = rankmamba::ir_metrics::evaluate(&c.qrels, r, &measures, &opts)?;
+            rows.push(serde_json::json!({"system": system, "means": e.means}));
+        }
+        if a.json {
+            let v = serde_json::json!({"measures": rankmamba::study::MEASURES, "queries": c.queries.len(), "systems": rows});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{:<24} {}", "system", rankmamba::study::MEASURES.join("  "));
+            for r in &rows {
+                let means: Vec<String> = r["means"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| format!("{:.4}", m.as_f64().unwrap_or(f64::NAN)))
+                    .collect();
+                println!(
+                    "{:<24} {}",
+                    r["system"].as_str().unwrap_or(""),
+                    means.join("  ")
+                );
+            }
+            println!("(one query: no significance test)");
+        }
+    } else if a.eval {
         let cmp = compare_runs(&c, &[("first-stage", &c.first_stage), (&name, &run)])?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&cmp)?);

@@ -158,7 +158,7 @@ pub fn evaluate(
 }
 
 /// trec_eval's `all` value of `m` from the per-query values.
-fn summarize(
+pub(crate) fn summarize(
     m: &Measure,
     values: impl Iterator<Item = f64>,
     n: usize,

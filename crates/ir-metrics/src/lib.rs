@@ -29,12 +29,15 @@ pub mod error;
 pub mod eval;
 pub mod fusion;
 pub mod input;
+pub mod jg;
 pub mod measure;
+pub mod prefs;
 pub mod qrels;
 pub mod report;
 pub mod run;
 pub mod stats;
 pub mod trec_measures;
+pub mod zscore;
 
 pub use chance::{ChanceBand, shuffled_baseline};
 pub use compare::{CompareMode, CompareOptions, PairResult, compare_scores, compare_with};
@@ -42,12 +45,20 @@ pub use compare::{Comparison, SignificanceTest, compare};
 pub use compare_report::TableFormat;
 pub use error::{Error, Result};
 pub use eval::{EvalOptions, Evaluation, evaluate};
+pub use jg::{
+    JgEvaluation, JgMeasure, QrelsJg, evaluate_jg, parse_jg_measures, trec_eval_jg_output,
+};
 pub use measure::{Kind, Measure, parse_measures};
 pub use measure::{Level, parse_measure_list};
-pub use report::trec_eval_output;
+pub use prefs::{
+    Prefs, PrefsEvaluation, PrefsMeasure, evaluate_prefs, parse_prefs_measures,
+    trec_eval_prefs_output,
+};
 pub use qrels::{Qrels, QueryQrels};
+pub use report::{trec_eval_output, trec_eval_zscore_output};
 pub use run::{QueryRun, Run};
 pub use stats::Correction;
+pub use zscore::ZScores;
 
 use std::path::Path;
 

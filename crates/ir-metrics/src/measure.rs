@@ -523,7 +523,7 @@ fn parse_cutoffs(name: &str, list: &str) -> Result<Vec<usize>> {
 
 /// trec_eval's cutoffs (`atol`: the leading integer, so `23.4` is 23), sorted; each must be
 /// positive, without duplicates.
-fn parse_long_cutoffs(name: &str, list: &str) -> Result<Vec<usize>> {
+pub(crate) fn parse_long_cutoffs(name: &str, list: &str) -> Result<Vec<usize>> {
     let mut v = list
         .split(',')
         .map(|c| {
@@ -555,7 +555,7 @@ fn parse_number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
-fn parse_doubles(list: &str) -> Option<Vec<f64>> {
+pub(crate) fn parse_doubles(list: &str) -> Option<Vec<f64>> {
     list.split(',').map(parse_number).collect()
 }
 

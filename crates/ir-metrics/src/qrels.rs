@@ -54,7 +54,19 @@ impl QueryQrels {
             .sum()
     }
 
-    fn finish(&mut self) {
+    /// Add a judgement; returns the line of an earlier judgement of `docid` (then nothing is
+    /// changed). Call [`QueryQrels::finish`] once all are added.
+    pub(crate) fn insert(&mut self, docid: &str, grade: i64, line: u64) -> Option<u64> {
+        match self.docs.entry(docid.into()) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.get().1),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((grade, line));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
         let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
         for &(r, _) in self.docs.values() {
             if r >= 0 {

@@ -5,6 +5,7 @@ use crate::eval::{EvalOptions, Evaluation, evaluate};
 use crate::measure::{Kind, Measure, print_rank};
 use crate::qrels::Qrels;
 use crate::run::Run;
+use crate::zscore::ZScores;
 use std::fmt::Write;
 
 /// trec_eval's output for `run`, byte for byte: what `trec_eval [-q] [-c] [-l N] [-M N] [-J]
@@ -60,12 +61,52 @@ fn long(out: &mut String, v: f64) {
 /// - Values: `%6.4f`; the counts `num_q`, `num_ret`, `num_rel`, `num_rel_ret` and
 ///   `num_nonrel_judged_ret` as integers; `runid` as the run's tag.
 pub fn trec_eval_text(e: &Evaluation, per_query: bool) -> String {
+    render(e, per_query, false)
+}
+
+/// trec_eval's `-Z` output, byte for byte: what `trec_eval -Z Zmean_file [-q] ...` prints.
+/// `e` is an evaluation standardised by [`ZScores::apply`]. As [`trec_eval_text`], but every
+/// numeric measure is printed as `Z<name>` (the name left-aligned to 22 columns after the `Z`)
+/// with `%6.4f`, counts included; `runid` and `relstring` are printed as without `-Z`.
+pub fn trec_eval_zscore_text(e: &Evaluation, per_query: bool) -> String {
+    render(e, per_query, true)
+}
+
+/// trec_eval's `-Z Zmean_file` output for `run`: [`trec_eval_output`] with the per-query
+/// values standardised by `zscores` (see [`ZScores::apply`]) and printed by
+/// [`trec_eval_zscore_text`].
+pub fn trec_eval_zscore_output(
+    qrels: &Qrels,
+    run: &Run,
+    measures: &[Measure],
+    opts: &EvalOptions,
+    per_query: bool,
+    zscores: &ZScores,
+) -> Result<String> {
+    let e = evaluate(qrels, run, measures, opts)?;
+    if e.num_queries() == 0 {
+        return Err(Error::Invalid(
+            "no queries with both results and relevance info".into(),
+        ));
+    }
+    let z = zscores.apply(&e, qrels, opts);
+    Ok(trec_eval_zscore_text(&z, per_query))
+}
+
+fn render(e: &Evaluation, per_query: bool, zscore: bool) -> String {
     let mut order: Vec<usize> = (0..e.measures.len()).collect();
     order.sort_by_key(|&i| print_rank(&e.measures[i]));
     let names: Vec<String> = e.measures.iter().map(Measure::trec_name).collect();
     let mut out = String::new();
     let line = |out: &mut String, i: usize, qid: &str| {
         let _ = write!(out, "{:<22}\t{qid}\t", names[i]);
+    };
+    // `Z` in front of a numeric measure's name with -Z
+    let zline = |out: &mut String, i: usize, qid: &str| {
+        if zscore {
+            out.push('Z');
+        }
+        line(out, i, qid);
     };
     if per_query {
         for (qid, values) in &e.per_query {
@@ -80,8 +121,8 @@ pub fn trec_eval_text(e: &Evaluation, per_query: bool) -> String {
                         let _ = write!(out, "'{s}'");
                     }
                     _ => {
-                        line(&mut out, i, qid);
-                        if m.is_count() {
+                        zline(&mut out, i, qid);
+                        if m.is_count() && !zscore {
                             long(&mut out, values[i]);
                         } else {
                             fixed4(&mut out, values[i]);
@@ -102,8 +143,8 @@ pub fn trec_eval_text(e: &Evaluation, per_query: bool) -> String {
                 out.push_str(&e.run_id);
             }
             _ => {
-                line(&mut out, i, "all");
-                if m.is_count() {
+                zline(&mut out, i, "all");
+                if m.is_count() && !zscore {
                     long(&mut out, e.means[i]);
                 } else {
                     fixed4(&mut out, e.means[i]);

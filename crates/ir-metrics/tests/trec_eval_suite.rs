@@ -3,12 +3,14 @@
 //!
 //! trec_eval's `test/` folder is NIST data and is not in this repository: run
 //! `scripts/trec_eval_suite.sh`, which copies it from a trec_eval checkout and sets
-//! `TREC_EVAL_TEST_DIR`. Skipped quicktest cases (formats this crate does not read): `-R prefs`
-//! (out.test.prefs, twice), `-R qrels_prefs` (out.test.qrels_prefs), `-R qrels_jg`
-//! (out.test.qrels_jg, twice) and `-Z` z-scores (out.test.aqZ).
+//! `TREC_EVAL_TEST_DIR`. Every `make quicktest` case is run.
 
-use ir_metrics::{EvalOptions, Qrels, Run, parse_measure_list, trec_eval_output};
-use std::path::PathBuf;
+use ir_metrics::{
+    EvalOptions, Prefs, Qrels, QrelsJg, Run, ZScores, parse_jg_measures, parse_measure_list,
+    parse_prefs_measures, trec_eval_jg_output, trec_eval_output, trec_eval_prefs_output,
+    trec_eval_zscore_output,
+};
+use std::path::{Path, PathBuf};
 
 struct Case {
     /// trec_eval's command line (for messages)
@@ -20,6 +22,10 @@ struct Case {
     complete: bool,
     level: i64,
     max_docs: Option<usize>,
+    /// `-Z`: the z-score file
+    zscores: Option<&'static str>,
+    /// `-R`: the format of the relevance file (`qrels` by default)
+    rel_format: &'static str,
     expected: &'static str,
 }
 
@@ -39,6 +45,8 @@ const fn case(
         complete: false,
         level: 1,
         max_docs: None,
+        zscores: None,
+        rel_format: "qrels",
         expected,
     }
 }
@@ -139,6 +147,72 @@ const CASES: &[Case] = &[
             "out.test.meas_params",
         )
     },
+    Case {
+        per_query: true,
+        zscores: Some("zscores_file"),
+        ..case(
+            "trec_eval -q -m all_trec -Z test/zscores_file test/qrels.test test/results.test",
+            "qrels.test",
+            "results.test",
+            &["all_trec"],
+            "out.test.aqZ",
+        )
+    },
+    Case {
+        per_query: true,
+        rel_format: "qrels_jg",
+        ..case(
+            "trec_eval -m qrels_jg -q -R qrels_jg test/qrels.123 test/results.test",
+            "qrels.123",
+            "results.test",
+            &["qrels_jg"],
+            "out.test.qrels_jg",
+        )
+    },
+    Case {
+        per_query: true,
+        rel_format: "qrels_jg",
+        ..case(
+            "trec_eval -m qrels_jg -q -R qrels_jg test/qrels.comments.123 test/results.test",
+            "qrels.comments.123",
+            "results.test",
+            &["qrels_jg"],
+            "out.test.qrels_jg",
+        )
+    },
+    Case {
+        per_query: true,
+        rel_format: "prefs",
+        ..case(
+            "trec_eval -m all_prefs -q -R prefs test/prefs.test test/prefs.results.test",
+            "prefs.test",
+            "prefs.results.test",
+            &["all_prefs"],
+            "out.test.prefs",
+        )
+    },
+    Case {
+        per_query: true,
+        rel_format: "prefs",
+        ..case(
+            "trec_eval -m all_prefs -q -R prefs test/prefs.comment.test test/prefs.results.test",
+            "prefs.comment.test",
+            "prefs.results.test",
+            &["all_prefs"],
+            "out.test.prefs",
+        )
+    },
+    Case {
+        per_query: true,
+        rel_format: "qrels_prefs",
+        ..case(
+            "trec_eval -m all_prefs -q -R qrels_prefs test/qrels.test test/results.test",
+            "qrels.test",
+            "results.test",
+            &["all_prefs"],
+            "out.test.qrels_prefs",
+        )
+    },
 ];
 
 fn test_dir() -> PathBuf {
@@ -160,6 +234,19 @@ fn test_dir() -> PathBuf {
     dir
 }
 
+/// A case with trec_eval's default relevance format, `qrels` (with `-Z` if asked).
+fn qrels_case(dir: &Path, c: &Case, run: &Run, opts: &EvalOptions) -> String {
+    let qrels = Qrels::from_path(dir.join(c.qrels)).unwrap();
+    let measures = parse_measure_list(c.measures).unwrap();
+    match c.zscores {
+        None => trec_eval_output(&qrels, run, &measures, opts, c.per_query).unwrap(),
+        Some(z) => {
+            let z = ZScores::from_path(dir.join(z)).unwrap();
+            trec_eval_zscore_output(&qrels, run, &measures, opts, c.per_query, &z).unwrap()
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs trec_eval's test/ folder: scripts/trec_eval_suite.sh"]
 fn trec_eval_quicktest_outputs_are_reproduced_byte_for_byte() {
@@ -167,16 +254,33 @@ fn trec_eval_quicktest_outputs_are_reproduced_byte_for_byte() {
     let mut values = 0usize;
     let mut failures = Vec::new();
     for c in CASES {
-        let qrels = Qrels::from_path(dir.join(c.qrels)).unwrap();
         let run = Run::from_path(dir.join(c.run)).unwrap();
-        let measures = parse_measure_list(c.measures).unwrap();
         let opts = EvalOptions {
             relevance_level: c.level,
             judged_only: false,
             complete: c.complete,
             max_docs: c.max_docs,
         };
-        let got = trec_eval_output(&qrels, &run, &measures, &opts, c.per_query).unwrap();
+        let got = match c.rel_format {
+            "qrels" => qrels_case(&dir, c, &run, &opts),
+            "qrels_jg" => {
+                let qrels = QrelsJg::from_path(dir.join(c.qrels)).unwrap();
+                let measures = parse_jg_measures(c.measures).unwrap();
+                trec_eval_jg_output(&qrels, &run, &measures, &opts, c.per_query).unwrap()
+            }
+            "prefs" | "qrels_prefs" => {
+                let path = dir.join(c.qrels);
+                let prefs = if c.rel_format == "prefs" {
+                    Prefs::from_path(path)
+                } else {
+                    Prefs::from_qrels_path(path)
+                }
+                .unwrap();
+                let measures = parse_prefs_measures(c.measures).unwrap();
+                trec_eval_prefs_output(&prefs, &run, &measures, &opts, c.per_query).unwrap()
+            }
+            other => panic!("unknown rel_format {other}"),
+        };
         let want = std::fs::read_to_string(dir.join(c.expected)).unwrap();
         if got == want {
             values += want.lines().count();
