@@ -25,9 +25,14 @@ struct Server {
 
 impl Server {
     fn start(model: &Path, extra: &[&str]) -> Server {
+        Self::start_env(s(model), extra, &[])
+    }
+
+    fn start_env(model: &str, extra: &[&str], env: &[(&str, &Path)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
-            .args(["serve", "--model", s(model), "--port", "0"])
+            .args(["serve", "--model", model, "--port", "0"])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -344,6 +349,63 @@ fn serves_rerank_scores_and_refuses_bad_requests() {
     let (code, v) = server.rerank(&body(query, &[text], json!({})));
     assert_eq!(code, 200, "still serving after bad requests: {v}");
     drop(server);
+
+    // A Hub id: the directory comes from the Hugging Face cache (hf-hub's layout under
+    // $HF_HOME/hub; offline, so nothing is fetched), and scores as the directory does.
+    let hf_home = tempfile::tempdir().unwrap();
+    let repo = hf_home.path().join("hub/models--rankmamba--tiny-reranker");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for file in [
+        "rankmamba.json",
+        "config.json",
+        "tokenizer.json",
+        "cross_encoder.mpk",
+    ] {
+        std::fs::copy(f.model.join(file), snap.join(file)).unwrap();
+    }
+    let offline = Path::new("1");
+    let hub = Server::start_env(
+        "rankmamba/tiny-reranker",
+        &[],
+        &[("HF_HOME", hf_home.path()), ("HF_HUB_OFFLINE", offline)],
+    );
+    let (code, info) = hub.get("/info");
+    assert_eq!(code, 200, "{info}");
+    assert!(
+        info.contains("\"model_id\":\"rankmamba/tiny-reranker\""),
+        "{info}"
+    );
+    let (query, docs) = &f.queries[1];
+    let texts: Vec<&str> = docs.iter().map(|(t, _)| t.as_str()).collect();
+    let (code, v) = hub.rerank(&body(query, &texts, json!({"raw_scores": true})));
+    assert_eq!(code, 200, "{v}");
+    for r in v.as_array().unwrap() {
+        let (i, score) = (
+            r["index"].as_u64().unwrap() as usize,
+            r["score"].as_f64().unwrap(),
+        );
+        assert!(
+            (score - docs[i].1).abs() <= 1e-4 * docs[i].1.abs().max(1.0),
+            "{r}"
+        );
+    }
+    drop(hub);
+    // an id that is neither a directory nor in the cache: a clear error, not a panic
+    let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
+        .args(["serve", "--model", "rankmamba/missing", "--port", "0"])
+        .env("HF_HOME", hf_home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("rankmamba/missing") && !err.contains("panicked"),
+        "{err}"
+    );
 
     // The load test: bounded, loopback only, every request answered.
     let (ok, out, err) = rankmamba(&[
