@@ -433,3 +433,50 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn rerunning_a_finished_checkpointed_run_changes_nothing() {
+    // The same command again resumes from the checkpoint at the last step: it trains nothing
+    // and says so, and the finished run's report and weights stay as they were.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let args = [
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dataset",
+        "dl19",
+        "--steps",
+        "2",
+        "--max-length",
+        "48",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        s(&dir),
+    ];
+    let (ok, _, err) = rankmamba(&args);
+    assert!(ok, "{err}");
+    let report = std::fs::read(dir.join("train_report.json")).unwrap();
+    let weights = std::fs::read(dir.join("cross_encoder.mpk")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    assert!(
+        v["report"]["last_loss"].as_f64().unwrap().is_finite(),
+        "{v}"
+    );
+    let (ok, _, err) = rankmamba(&args);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("nothing to do") && err.contains("step 2"),
+        "{err}"
+    );
+    assert!(!err.contains("NaN"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("train_report.json")).unwrap(),
+        report
+    );
+    assert_eq!(
+        std::fs::read(dir.join("cross_encoder.mpk")).unwrap(),
+        weights
+    );
+}

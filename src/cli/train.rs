@@ -232,8 +232,21 @@ pub fn run(a: Args) -> Result<()> {
     };
     let (_, report) = with_backend!(a.backend, a.checkpointing, |B, dev| job
         .run_on::<B>(&init, &replica_devices(&dev, a.backend, &devices)))??;
-    let json = serde_json::json!({"settings": settings, "dataset": a.dataset, "report": report});
     let path = out.join("train_report.json");
+    if report.train_steps_this_run == 0 && path.is_file() {
+        // resumed from a checkpoint at the last step: the finished run's report stays
+        super::say(
+            a.quiet,
+            format!(
+                "nothing to do: {} is already trained to step {} (its checkpoint); {} is unchanged",
+                out.display(),
+                report.train_steps,
+                path.display()
+            ),
+        );
+        return Ok(());
+    }
+    let json = serde_json::json!({"settings": settings, "dataset": a.dataset, "report": report});
     rankmamba::ir_metrics::write_atomically(&path, |w| {
         serde_json::to_writer_pretty(w, &json).map_err(std::io::Error::other)
     })?;

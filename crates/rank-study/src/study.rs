@@ -371,6 +371,8 @@ pub fn encode_groups<B: Backend>(
 pub struct JobReport {
     /// Training: steps done, last loss, tokens/s.
     pub train_steps: usize,
+    /// Steps trained by this job (0 when a resumed checkpoint was already at the last step).
+    pub train_steps_this_run: usize,
     /// Mean loss of the last logged window.
     pub last_loss: Option<f64>,
     /// Training throughput (non-padding tokens per second).
@@ -400,7 +402,7 @@ pub struct Job<'a> {
     /// Run name of the reranked run.
     pub run_name: String,
     /// Batch widths padded to a multiple of this (see `PairEncoder::with_pad_multiple`;
-    /// [`crate::backend::BackendKind::pad_multiple`] gives the default per backend).
+    /// the `rankmamba` CLI's `BackendKind::pad_multiple` gives the default per backend).
     pub pad_multiple: usize,
 }
 
@@ -465,10 +467,21 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     .train(None, &mut batches, None)
                     .map_err(wrap("training"))?;
                 report.train_steps = trainer.step;
-                report.last_loss = Some(r.last_loss);
-                report.train_tokens_per_s = Some(r.tokens_per_s);
-                report.train_s = Some(t.elapsed().as_secs_f64());
-                models::save(trainer.model.clone(), job.dir)?;
+                report.train_steps_this_run = r.steps;
+                // a checkpoint already at the last step: nothing was trained, nothing measured
+                if r.steps > 0 {
+                    report.last_loss = Some(r.last_loss);
+                    report.train_tokens_per_s = Some(r.tokens_per_s);
+                    report.train_s = Some(t.elapsed().as_secs_f64());
+                }
+                if r.steps > 0
+                    || !job
+                        .dir
+                        .join(format!("{}.mpk", models::RECORD_FILE))
+                        .is_file()
+                {
+                    models::save(trainer.model.clone(), job.dir)?;
+                }
                 trainer.model
             }
         };
