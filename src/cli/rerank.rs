@@ -79,13 +79,17 @@ pub fn run(a: Args) -> Result<()> {
     let (model_dir, source) = if a.bi_encoder {
         let dir = if a.model.as_os_str() == "minilm" {
             rankmamba::models::minilm_dir()?
+        } else if !a.model.is_dir() && rankmamba::models::is_hub_id(&a.model.to_string_lossy()) {
+            rankmamba::models::resolve_hub_model(&a.model.to_string_lossy())?
         } else {
             a.model.clone()
         };
         let source = format!("{} as a bi-encoder (mean pooling, cosine)", dir.display());
         (dir, source)
     } else {
-        (a.model.clone(), ModelCard::read(&a.model)?.source)
+        let dir = rankmamba::models::trained_dir(&a.model)?;
+        let source = ModelCard::read(&dir)?.source;
+        (dir, source)
     };
     let mut c = Collection::load(&a.dataset, Side::Test, a.queries, a.depth.max(100))?;
     if c.queries.is_empty() || c.first_stage.is_empty() {
@@ -161,7 +165,7 @@ pub fn run(a: Args) -> Result<()> {
             &dev
         ))??
     } else {
-        rerank_job(&a, &c, &name)?
+        rerank_job(&a, &model_dir, &c, &name)?
     };
     run.write_path(&a.output)?;
     if let Some(p) = &a.first_stage_output {
@@ -215,9 +219,14 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// The cross-encoder of model directory `--model` reranking `c`: the run and documents/s.
-fn rerank_job(a: &Args, c: &Collection, name: &str) -> Result<(Run, f64)> {
+fn rerank_job(
+    a: &Args,
+    model_dir: &std::path::Path,
+    c: &Collection,
+    name: &str,
+) -> Result<(Run, f64)> {
     let job = Job {
-        dir: &a.model,
+        dir: model_dir,
         train: None,
         checkpoint_every: None,
         rerank: Some((c, a.depth)),

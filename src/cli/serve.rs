@@ -59,27 +59,6 @@ pub struct Args {
     pub limits: Limits,
 }
 
-/// The files of a model directory, fetched when `--model` is a Hub id.
-const MODEL_FILES: [&str; 4] = [
-    "rankmamba.json",
-    "config.json",
-    "tokenizer.json",
-    "cross_encoder.mpk",
-];
-
-fn model_dir(spec: &str) -> Result<PathBuf> {
-    if Path::new(spec).is_dir() {
-        return Ok(PathBuf::from(spec));
-    }
-    model_io::resolve_model(spec, &MODEL_FILES, &model_io::HubOptions::default()).with_context(
-        || {
-            format!(
-                "--model {spec}: not a directory, and not a Hub id of a rankmamba model directory"
-            )
-        },
-    )
-}
-
 fn config(limits: &Limits, model_id: &str) -> ServeConfig {
     ServeConfig {
         model_id: model_id.to_string(),
@@ -97,7 +76,7 @@ pub fn run(a: Args) -> Result<()> {
     a.limits.backend.ensure_compiled()?;
     let cfg = config(&a.limits, &a.model);
     cfg.check()?;
-    let dir = model_dir(&a.model)?;
+    let dir = rankmamba::models::trained_dir(Path::new(&a.model))?;
     let listener = TcpListener::bind((a.host.as_str(), a.port))
         .with_context(|| format!("binding {}:{}", a.host, a.port))?;
     let addr = listener.local_addr()?;

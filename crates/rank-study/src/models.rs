@@ -356,6 +356,12 @@ pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
             let files = vec![js(c.to_hf_json()), cp("tokenizer.json", neox_tokenizer()?)];
             (decoder(Arch::GptNeox, random(name)), Init::Random, files)
         }
+        spec if is_hub_id(spec) && !Path::new(spec).is_dir() => {
+            let dir = resolve_hub_model(spec)?;
+            let mut p = plan(&dir.to_string_lossy(), max_length)?;
+            p.card.source = p.card.source.replace(&dir.display().to_string(), spec);
+            return Ok(p);
+        }
         path => {
             let dir = Path::new(path);
             if !dir.is_dir() {
@@ -417,6 +423,58 @@ pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
         }
     };
     Ok(Plan { card, init, files })
+}
+
+/// The files of a model directory written by `rankmamba train`.
+pub const TRAINED_FILES: [&str; 4] = [
+    CARD_FILE,
+    "config.json",
+    "tokenizer.json",
+    "cross_encoder.mpk",
+];
+
+/// `owner/name`: a Hub id rather than a path (one slash, no leading `.` or `/`, both parts
+/// non-empty).
+pub fn is_hub_id(spec: &str) -> bool {
+    let parts: Vec<&str> = spec.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'))
+        && !spec.contains('\\')
+}
+
+/// A Hub id as a local directory, through hf-hub and its cache (`HF_HOME`, `HF_HUB_OFFLINE`,
+/// `HF_ENDPOINT`): a model directory written by `rankmamba train` if the repository holds one,
+/// else a HF checkpoint (`config.json`, `model.safetensors`, and `tokenizer.json` when present).
+pub fn resolve_hub_model(spec: &str) -> Result<PathBuf, ModelError> {
+    let hub = model_io::HubOptions::default();
+    if let Ok(dir) = model_io::resolve_model(spec, &TRAINED_FILES, &hub) {
+        return Ok(dir);
+    }
+    let dir = model_io::resolve_model(spec, &["config.json", "model.safetensors"], &hub).map_err(
+        |e| {
+            ModelError(format!(
+                "{spec}: neither a directory nor a Hub repository holding a trained model ({}) or a checkpoint (config.json, model.safetensors): {e}",
+                TRAINED_FILES.join(", ")
+            ))
+        },
+    )?;
+    // the tokenizer is optional in a checkpoint (Mamba's borrow GPT-NeoX's)
+    let _ = model_io::resolve_model(spec, &["tokenizer.json"], &hub);
+    Ok(dir)
+}
+
+/// A directory written by `rankmamba train`, named by its path or a Hub id.
+pub fn trained_dir(spec: &Path) -> Result<PathBuf, ModelError> {
+    let s = spec.to_string_lossy();
+    if spec.is_dir() || !is_hub_id(&s) {
+        return Ok(spec.to_path_buf());
+    }
+    model_io::resolve_model(&s, &TRAINED_FILES, &model_io::HubOptions::default()).map_err(|e| {
+        ModelError(format!(
+            "{s}: neither a directory nor a Hub repository holding a trained model ({}): {e}",
+            TRAINED_FILES.join(", ")
+        ))
+    })
 }
 
 /// [`plan`], then [`Plan::write`] into `out`: returns the card and how to initialise the
