@@ -6,82 +6,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use common::rankmamba;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Serves `files` (path under the endpoint -> bytes) until the process ends; counts requests.
-fn hub(files: HashMap<String, Vec<u8>>) -> (String, Arc<Mutex<usize>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(Mutex::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut range: Option<(usize, Option<usize>)> = None;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(r) = lower.strip_prefix("range: bytes=") {
-                    let (a, b) = r.trim().split_once('-').unwrap_or(("0", ""));
-                    range = Some((a.parse().unwrap_or(0), b.parse().ok()));
-                }
-            }
-            *counter.lock().unwrap() += 1;
-            let response = match files.get(&path) {
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_vec(),
-                Some(bytes) => {
-                    // `bytes=0-0` is hf-hub's metadata probe, `bytes=N-` the download
-                    let (start, end) = match range {
-                        Some((a, Some(b))) => (a.min(bytes.len()), (b + 1).min(bytes.len())),
-                        Some((a, None)) => (a.min(bytes.len()), bytes.len()),
-                        None => (0, bytes.len()),
-                    };
-                    let body = &bytes[start..end.max(start)];
-                    let etag = format!("{:016x}", fxhash(bytes));
-                    let mut head = format!(
-                        "HTTP/1.1 206 Partial Content\r\netag: \"{etag}\"\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\ncontent-range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        start + body.len().saturating_sub(1),
-                        bytes.len(),
-                        body.len()
-                    )
-                    .into_bytes();
-                    head.extend_from_slice(body);
-                    head
-                }
-            };
-            let _ = stream.write_all(&response);
-            let _ = stream.flush();
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        }
-    });
-    (url, hits)
-}
-
-fn fxhash(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100000001b3)
-    })
 }
 
 #[test]
@@ -110,11 +42,12 @@ fn hub_ids_work_for_train_rerank_and_serve() {
         "cross_encoder.mpk",
     ] {
         files.insert(
-            format!("/rankmamba/tiny/resolve/main/{f}"),
+            format!("rankmamba/tiny/{f}"),
             std::fs::read(model.join(f)).unwrap(),
         );
     }
-    let (endpoint, hits) = hub(files);
+    let hub = test_support::LoopbackHub::start(files);
+    let endpoint = hub.url.clone();
     let hf_home = tmp.path().join("hf");
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
@@ -163,10 +96,6 @@ fn hub_ids_work_for_train_rerank_and_serve() {
     };
     assert_eq!(strip_tag(&a), strip_tag(&b), "same model, same scores");
     assert!(
-        *hits.lock().unwrap() >= 4,
-        "the files came from the loopback hub"
-    );
-    assert!(
         hf_home.join("hub/models--rankmamba--tiny").is_dir(),
         "kept in hf-hub's cache"
     );
@@ -194,6 +123,22 @@ fn hub_ids_work_for_train_rerank_and_serve() {
         card["source"].as_str().unwrap().contains("rankmamba/tiny"),
         "{card}"
     );
+    // a repository the hub does not have: a clear error naming it
+    let (ok, err) = run(&[
+        "rerank",
+        "--model",
+        "rankmamba/none",
+        "--dataset",
+        "dl20",
+        "-o",
+        s(&a),
+    ]);
+    assert!(
+        !ok && err.contains("rankmamba/none") && !err.contains("panicked"),
+        "{err}"
+    );
+    // the four files came from the loopback hub, once each (then from hf-hub's cache)
+    assert_eq!(hub.stop(), 8, "a metadata and a download request per file");
     // offline, from the cache the runs above filled: serve starts and answers
     let mut child = Command::new(env!("CARGO_BIN_EXE_rankmamba"))
         .args(["serve", "--model", "rankmamba/tiny", "--port", "0"])
@@ -216,18 +161,4 @@ fn hub_ids_work_for_train_rerank_and_serve() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(resp.unwrap().status(), 200);
-    // a repository the hub does not have: a clear error naming it
-    let (ok, err) = run(&[
-        "rerank",
-        "--model",
-        "rankmamba/none",
-        "--dataset",
-        "dl20",
-        "-o",
-        s(&a),
-    ]);
-    assert!(
-        !ok && err.contains("rankmamba/none") && !err.contains("panicked"),
-        "{err}"
-    );
 }

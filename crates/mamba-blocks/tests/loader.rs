@@ -2,8 +2,6 @@
 //! tokenizer parity with HF `tokenizers`, and the upstream initialisation.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
@@ -191,76 +189,14 @@ fn missing_directory_files_are_named() {
     assert!(e.contains("model.safetensors"), "{e}");
 }
 
-/// A minimal HF hub: `GET /{repo}/resolve/{rev}/{file}` with Range support and the headers
-/// `hf-hub` reads (etag, x-repo-commit, content-range).
-fn serve_hub(files: HashMap<String, Vec<u8>>) -> (String, std::thread::JoinHandle<usize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = std::thread::spawn(move || {
-        let mut served = 0;
-        listener.set_nonblocking(false).unwrap();
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).unwrap() == 0 {
-                continue;
-            }
-            let mut range = None;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line
-                    .strip_prefix("Range: bytes=")
-                    .or(line.strip_prefix("range: bytes="))
-                {
-                    let (a, b) = v.split_once('-').unwrap();
-                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
-                }
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            if path == "/__stop" {
-                break;
-            }
-            let file = path.rsplit('/').next().unwrap_or("");
-            let Some(data) = files.get(file) else {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                continue;
-            };
-            served += 1;
-            let (start, end) = match range {
-                Some((a, b)) => (a, b.unwrap_or(data.len() - 1).min(data.len() - 1)),
-                None => (0, data.len() - 1),
-            };
-            let body = &data[start..=end];
-            let head = format!(
-                "HTTP/1.1 206 Partial Content\r\netag: \"etag-{file}\"\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\ncontent-range: bytes {start}-{end}/{}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                data.len(),
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        }
-        served
-    });
-    (format!("http://{addr}"), handle)
-}
-
 #[test]
 fn hub_id_through_a_loopback_server_then_offline_cache() {
     let mut files = HashMap::new();
     for f in ["config.json", "model.safetensors"] {
         files.insert(f.to_string(), std::fs::read(tiny_dir().join(f)).unwrap());
     }
-    let (endpoint, server) = serve_hub(files);
+    let server = test_support::LoopbackHub::start(files);
+    let endpoint = server.url.clone();
     let cache = tempfile::tempdir().unwrap();
     let hub = HubOptions {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -287,13 +223,7 @@ fn hub_id_through_a_loopback_server_then_offline_cache() {
         .unwrap();
     assert_eq!(a, b, "hub copy differs from the local files");
     // Stop the server; offline mode must now find everything in the cache.
-    let _ = std::net::TcpStream::connect(endpoint.trim_start_matches("http://"))
-        .and_then(|mut s| s.write_all(b"GET /__stop HTTP/1.1\r\n\r\n"));
-    assert_eq!(
-        server.join().unwrap(),
-        4,
-        "two metadata + two file requests"
-    );
+    assert_eq!(server.stop(), 4, "two metadata + two file requests");
     let offline = HubOptions {
         offline: true,
         endpoint: None,

@@ -2,7 +2,7 @@
 //!
 //! Semantics are those of the official `mamba_ssm.selective_scan_fn` /
 //! `selective_scan_ref` (see [`ScanInputs`]). Implementations:
-//! - [`reference`]: plain Burn tensor ops, sequential over L, for any backend;
+//! - [`reference`](mod@reference): plain Burn tensor ops, sequential over L, for any backend;
 //! - [`cpu`]: the fast CPU scan (rayon, state in registers, vectorised, fused
 //!   softplus / D / z) with a hand-written backward; used by the `NdArray` backend;
 //! - `Autodiff<B>`: one graph node whose backward is the inner backend's backward.

@@ -3,7 +3,7 @@
 //! pretrained here carries all its weights in the backbone itself and loads into a
 //! [`crate::CrossEncoder`] like any other checkpoint.
 //!
-//! [`CausalLm`] is an [`Objective`](crate::train::Objective): the [`Trainer`](crate::Trainer)
+//! [`CausalLm`] is an [`Objective`]: the [`Trainer`](crate::Trainer)
 //! pretrains it with the same AdamW, schedule, clipping, checkpoints and logs as a reranker.
 
 mod data;

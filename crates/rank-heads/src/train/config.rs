@@ -117,7 +117,7 @@ impl TrainConfig {
     }
 }
 
-/// What [`Trainer::train`] reports.
+/// What [`Trainer::train`](super::Trainer::train) reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
     /// Steps done in this call.
