@@ -303,8 +303,9 @@ struct CompletionsArgs {
     shell: clap_complete::Shell,
 }
 
-fn load_run(p: &PathBuf) -> Result<Run> {
-    Ok(Run::from_path(p)?)
+/// Every run read (and checked) before anything is printed or written.
+fn load_runs(paths: &[PathBuf]) -> Result<Vec<Run>> {
+    paths.iter().map(|p| Ok(Run::from_path(p)?)).collect()
 }
 
 fn run_name(p: &std::path::Path, r: &Run) -> String {
@@ -329,8 +330,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let measures = a.common.measures(&["official"])?;
     let qrels = Qrels::from_path(&qrels_path)?;
     let zscores = a.zscores.as_ref().map(ZScores::from_path).transpose()?;
-    // every run read (and checked) before anything is printed
-    let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+    let runs = load_runs(&run_paths)?;
     // several runs: each block starts with its runid line, as trec_eval's default output does
     let measures = if runs.len() > 1 && !measures.iter().any(|m| m.kind == Kind::RunId) {
         let mut m = parse_measure_list(&["runid"])?;
@@ -397,8 +397,7 @@ fn eval_other_format(a: &EvalArgs, rel_path: &PathBuf, run_paths: &[PathBuf]) ->
                 &names
             })?;
             let rel = QrelsJg::from_path(rel_path)?;
-            let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
-            for run in &runs {
+            for run in &load_runs(run_paths)? {
                 text.push_str(&trec_eval_jg_output(
                     &rel,
                     run,
@@ -419,8 +418,7 @@ fn eval_other_format(a: &EvalArgs, rel_path: &PathBuf, run_paths: &[PathBuf]) ->
             } else {
                 Prefs::from_qrels_path(rel_path)?
             };
-            let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
-            for run in &runs {
+            for run in &load_runs(run_paths)? {
                 text.push_str(&trec_eval_prefs_output(
                     &rel,
                     run,
@@ -439,7 +437,7 @@ fn compare_cmd(a: CompareArgs) -> Result<()> {
     let measures = a.common.measures(&COMPARE_DEFAULT)?;
     let (qrels_path, run_paths) = a.common.files(&a.files, &a.runs)?;
     let qrels = Qrels::from_path(&qrels_path)?;
-    let runs: Vec<Run> = run_paths.iter().map(load_run).collect::<Result<_>>()?;
+    let runs = load_runs(&run_paths)?;
     let names: Vec<String> = run_paths
         .iter()
         .zip(&runs)
@@ -547,7 +545,7 @@ fn fuse(a: FuseArgs) -> Result<()> {
         NormArg::MinMax => fusion::Normalization::MinMax,
         NormArg::ZScore => fusion::Normalization::ZScore,
     };
-    let runs: Vec<Run> = a.runs.iter().map(load_run).collect::<Result<_>>()?;
+    let runs = load_runs(&a.runs)?;
     let refs: Vec<&Run> = runs.iter().collect();
     let fused = match a.method {
         FuseMethod::Rrf => fusion::rrf(&refs, a.k.unwrap_or(60.0))?,

@@ -3,18 +3,14 @@
 //! whose BM25 row equals trec_eval's figures, resumable training and clear errors.
 
 mod common;
-use common::rankmamba;
+use common::{rankmamba, s};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rankmamba::ir_metrics::{EvalOptions, Measure, Qrels, Run, evaluate};
 
 fn data() -> PathBuf {
     test_support::data_dir()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn ndcg10(qrels: &Qrels, run: &Run) -> f64 {

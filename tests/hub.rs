@@ -10,30 +10,13 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 
-use common::rankmamba;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{s, train_tiny};
 
 #[test]
 fn hub_ids_work_for_train_rerank_and_serve() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("trained");
-    let (ok, _, err) = rankmamba(&[
-        "train",
-        "--model",
-        "mamba-tiny",
-        "--dataset",
-        "dl19",
-        "--steps",
-        "1",
-        "--max-length",
-        "48",
-        "--out",
-        s(&model),
-    ]);
-    assert!(ok, "{err}");
+    train_tiny(&model, "1", "48", &[]);
     let mut files = HashMap::new();
     for f in [
         "rankmamba.json",

@@ -9,13 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rankmamba;
+use common::{rankmamba, s, train_tiny};
 use rankmamba::ir_metrics::Run;
 use serde_json::{Value, json};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A running `rankmamba serve`, killed on drop.
 struct Server {
@@ -127,20 +123,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("mamba");
-    let (ok, _, err) = rankmamba(&[
-        "train",
-        "--model",
-        "mamba-tiny",
-        "--dataset",
-        "dl19",
-        "--steps",
-        "2",
-        "--max-length",
-        "64",
-        "--out",
-        s(&model),
-    ]);
-    assert!(ok, "{err}");
+    train_tiny(&model, "2", "64", &[]);
     let out = tmp.path().join("reranked.trec");
     let (ok, _, err) = rankmamba(&[
         "rerank",

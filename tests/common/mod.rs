@@ -29,3 +29,29 @@ pub fn rankmamba_env(args: &[&str], env: &[(&str, &Path)]) -> (bool, String, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// `rankmamba train --model mamba-tiny --dataset dl19 --steps STEPS --max-length LEN` into
+/// `out`, plus `extra` flags; panics with the error output when it fails.
+pub fn train_tiny(out: &Path, steps: &str, max_length: &str, extra: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--model",
+        "mamba-tiny",
+        "--dataset",
+        "dl19",
+        "--steps",
+        steps,
+        "--max-length",
+        max_length,
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = rankmamba(&args);
+    assert!(ok, "{err}");
+}
