@@ -13,20 +13,7 @@ BIN=$PWD/device-bin5
 W=$PWD/target/device-serve && mkdir -p $W && cd $W
 T0=$(date +%s); S=$OUT/summary.txt
 el() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $S; }
-xz -dc $BIN/rankmamba.xz > rankmamba && chmod +x rankmamba
-mkdir -p minilm && cp $BIN/minilm/config.json minilm/
-xz -dc $BIN/minilm/model.safetensors.xz > minilm/model.safetensors
-xz -dc $BIN/minilm/tokenizer.json.xz > minilm/tokenizer.json
-mkdir -p data/scifact/qrels && xz -dc $BIN/scifact/corpus.jsonl.xz > data/scifact/corpus.jsonl
-cp $BIN/scifact/queries.jsonl data/scifact/ && cp $BIN/scifact/qrels/*.tsv data/scifact/qrels/
-for y in 2019 2020; do
-  d=data/trec-dl-$y-passage; s=$BIN/dl${y#20}; mkdir -p $d/runs
-  xz -dc $s/collection.tsv.xz > $d/collection.tsv
-  cp $s/queries.tsv $s/qrels.txt $d/ && cp $s/runs/bm25.trec $d/runs/
-done
-mkdir -p data/tokenizers/gpt-neox-20b
-xz -dc $BIN/tokenizers/gpt-neox-20b/tokenizer.json.xz > data/tokenizers/gpt-neox-20b/tokenizer.json
-export RANKMAMBA_DATA=$PWD/data RUST_BACKTRACE=0
+source $(dirname $BIN)/scripts/device/unpack.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a $S
 nproc | sed 's/^/cpu cores: /' | tee -a $S
 el setup
