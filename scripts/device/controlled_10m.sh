@@ -9,6 +9,10 @@
 #                               of both architectures, 3 seeds each. It reuses the backbones of a
 #                               `scifact` call on the same (still warm) machine, and pretrains
 #                               them again (both at once, same seed and schedule) otherwise.
+#   controlled_10m.sh long      longer pretraining (PT_STEPS, default 1500: 24.6M tokens, 1.45
+#                               passes), both architectures at once, then SciFact train -> test:
+#                               pretrained and random-init systems of both, 3 seeds each. A later
+#                               `dl` call on the same warm machine reuses these backbones.
 #
 # Fine-tuning is one recipe for every system: LCE, groups of 8 (one positive, negatives from
 # BM25's top 30), 8 groups a step, last-token pooling, max length 256; peak lr 3e-4 for a
@@ -23,7 +27,8 @@
 PHASE=${1:-scifact}
 # Overrides for a dry run on a workstation: BIN_OVERRIDE (a built rankmamba), BACKEND, SIZE,
 # PT_STEPS, PT_SHAPE, FT_STEPS, QUERIES (judged test queries reranked).
-BACKEND=${BACKEND:-cuda}; SIZE=${SIZE:-10m}; PT_STEPS=${PT_STEPS:-600}; FT_STEPS=${FT_STEPS:-150}
+BACKEND=${BACKEND:-cuda}; SIZE=${SIZE:-10m}; FT_STEPS=${FT_STEPS:-150}
+if [ $PHASE = long ]; then PT_STEPS=${PT_STEPS:-1500}; PT_TIMEOUT=${PT_TIMEOUT:-360}; else PT_STEPS=${PT_STEPS:-600}; PT_TIMEOUT=${PT_TIMEOUT:-150}; fi
 QARG=${QUERIES:+--queries $QUERIES}; OUT=${OUT:-/tmp/controlled-out}; mkdir -p $OUT
 BIN=$PWD/device-bin3
 W=$PWD/target/device-work   # git-ignored, so it survives between calls while the machine is warm
@@ -48,7 +53,7 @@ el "setup ($PHASE)"
 
 pretrained() { [ -f pt-mamba/pretrain_report.json ] && [ -f pt-gpt-neox/pretrain_report.json ]; }
 pretrain() {  # arch
-  timeout 150 ./rankmamba pretrain --arch $1 --size $SIZE --corpus pretrain --tokenizer tok.json ${PT_SHAPE:---seq-len 256 --batch-size 64 --eval-sequences 256} --steps $PT_STEPS --lr 1e-3 --eval-every 100 --log-every 50 --seed 1 --backend $BACKEND --quiet -o pt-$1 > pt-$1.log 2>&1
+  timeout $PT_TIMEOUT ./rankmamba pretrain --arch $1 --size $SIZE --corpus pretrain --tokenizer tok.json ${PT_SHAPE:---seq-len 256 --batch-size 64 --eval-sequences 256} --steps $PT_STEPS --lr 1e-3 --eval-every 100 --log-every 50 --seed 1 --backend $BACKEND --quiet -o pt-$1 > pt-$1.log 2>&1
   el "pretrain $1 rc=$?"; tail -1 pt-$1.log >> $S
 }
 if pretrained; then
@@ -92,7 +97,10 @@ task() {  # dir train test systems...
     esac
   done; done
 }
-if [ $PHASE = scifact ]; then
+if [ $PHASE = long ]; then  # the pretrained systems first: they are what this phase measures
+  task scifact scifact scifact mamba gpt-neox
+  task scifact scifact scifact mamba-random gpt-neox-random
+elif [ $PHASE = scifact ]; then
   task scifact scifact scifact mamba gpt-neox mamba-random gpt-neox-random mamba-query-first gpt-neox-query-first
 else
   task dl19-dl20 dl19 dl20 mamba gpt-neox mamba-random gpt-neox-random
