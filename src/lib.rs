@@ -11,9 +11,12 @@ pub use rank_heads;
 pub use rank_study;
 pub use transformer_baselines;
 
+#[cfg(feature = "cli")]
 pub mod backend;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod fetch;
+#[cfg(feature = "cli")]
 pub mod serve;
 
 // The study's library lives in `rank-study`; its modules keep their paths here.

@@ -103,6 +103,9 @@ pub enum PoolingArg {
     Mean,
     /// The last real token.
     LastToken,
+    /// BERT's pooler head over `[CLS]` (`tanh(dense)`), as `BertForSequenceClassification`:
+    /// the pooling `rankmamba export` can write for transformers.
+    Pooler,
 }
 
 impl From<PoolingArg> for Pooling {
@@ -111,6 +114,7 @@ impl From<PoolingArg> for Pooling {
             PoolingArg::Cls => Pooling::Cls,
             PoolingArg::Mean => Pooling::Mean,
             PoolingArg::LastToken => Pooling::LastToken,
+            PoolingArg::Pooler => Pooling::Pooler,
         }
     }
 }

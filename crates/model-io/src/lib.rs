@@ -1,7 +1,7 @@
 //! `model-io`: checkpoint I/O shared by the RankMamba model crates.
 //!
-//! - [`resolve_model`]: a local directory, or a Hugging Face hub id fetched through `hf-hub`
-//!   (cache dir, offline mode, custom endpoint for mirrors and loopback tests).
+//! - [`resolve_model`]: a local directory, or (feature `hub`) a Hugging Face hub id fetched
+//!   through `hf-hub` (cache dir, offline mode, custom endpoint for mirrors and loopback tests).
 //! - [`read_json`]: a `config.json` read into a serde type; errors name the file, line and column.
 //! - [`load_safetensors`] / [`save_safetensors`]: a Burn module from/to safetensors with the
 //!   PyTorch (HF) tensor names and layouts, through `burn-store`. Linear weights are transposed,
@@ -105,6 +105,31 @@ pub fn resolve_model(
             message: "neither an existing directory nor a hub id of the form `owner/name`".into(),
         });
     }
+    fetch_from_hub(spec, files, options)
+}
+
+/// Without the `hub` feature a Hub id is an error that says how to enable it.
+#[cfg(not(feature = "hub"))]
+fn fetch_from_hub(
+    spec: &str,
+    _files: &[&str],
+    _options: &HubOptions,
+) -> Result<PathBuf, ModelIoError> {
+    Err(ModelIoError::Hub {
+        spec: spec.into(),
+        message: "not a local directory, and Hub ids need the `hub` feature of model-io (this \
+                  build was made without it)"
+            .into(),
+    })
+}
+
+/// A Hub id fetched file by file through `hf-hub` (or read from its cache when offline).
+#[cfg(feature = "hub")]
+fn fetch_from_hub(
+    spec: &str,
+    files: &[&str],
+    options: &HubOptions,
+) -> Result<PathBuf, ModelIoError> {
     let hub_err = |message: String| ModelIoError::Hub {
         spec: spec.into(),
         message,

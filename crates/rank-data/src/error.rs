@@ -104,6 +104,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "bm25")]
 impl From<tantivy::TantivyError> for Error {
     fn from(e: tantivy::TantivyError) -> Self {
         Error::Index(e.to_string())

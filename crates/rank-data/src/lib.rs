@@ -4,11 +4,15 @@
 //! Data sets, tokenizers and models are found by one lookup order ([`locate`]); with the
 //! `fetch` feature, the `fetch` module downloads them from their public sources, verified.
 //!
+//! Features (none on by default): `bm25` (the BM25 first stage, on tantivy), `fetch`
+//! (downloads: networking), `text` (`.txt.xz` pretraining corpora: liblzma, a C build).
+//!
 //! Knows nothing of model architectures or weights. Qrels and runs are `ir-metrics`' types
 //! (re-exported here); every reader streams its file line by line and reports bad input as an
 //! [`Error`] naming the file, the line and what was expected.
 //!
 //! ```no_run
+//! # #[cfg(feature = "bm25")] {
 //! use rank_data::{Bm25Index, Dataset, GroupConfig, GroupSampler};
 //! let scifact = Dataset::open("scifact")?; // found as `locate` says, or a path ("./my-data")
 //! let qrels = scifact.qrels("train")?;
@@ -21,10 +25,12 @@
 //! for group in sampler.groups(0) {
 //!     let _texts = group.texts(&queries, &corpus)?; // docs[0] is the positive
 //! }
+//! # }
 //! # Ok::<(), rank_data::Error>(())
 //! ```
 
 pub mod beir;
+#[cfg(feature = "bm25")]
 pub mod bm25;
 pub mod dataset;
 pub mod error;
@@ -40,6 +46,7 @@ pub mod text;
 pub mod trec;
 pub mod types;
 
+#[cfg(feature = "bm25")]
 pub use bm25::Bm25Index;
 pub use dataset::{Dataset, DocumentReader, Layout};
 pub use error::{Error, Result};

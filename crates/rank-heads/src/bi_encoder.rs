@@ -35,9 +35,7 @@ impl<B: Backend, E: SequenceEncoder<B>> BiEncoder<B, E> {
 
     /// L2-normalised embeddings `[batch, hidden]` of a batch of single texts.
     pub fn embed(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 2>, RankError> {
-        let pooled = self
-            .pooling
-            .pool(self.encoder.encode(batch)?, &batch.attention_mask);
+        let pooled = self.encoder.encode_pooled(batch, self.pooling)?;
         let norm = pooled
             .clone()
             .powf_scalar(2.0)

@@ -24,19 +24,30 @@ pub struct CrossEncoder<B: Backend, E> {
 impl<B: Backend, E: SequenceEncoder<B>> CrossEncoder<B, E> {
     /// A head over `encoder` (classifier initialised as burn's Linear default).
     pub fn new(encoder: E, pooling: Pooling, dropout: f64, device: &B::Device) -> Self {
+        Self::with_head_bias(encoder, pooling, dropout, true, device)
+    }
+
+    /// [`Self::new`] with or without a bias in the scoring head (HF's
+    /// `GPTNeoXForSequenceClassification` has none).
+    pub fn with_head_bias(
+        encoder: E,
+        pooling: Pooling,
+        dropout: f64,
+        bias: bool,
+        device: &B::Device,
+    ) -> Self {
         let h = encoder.hidden_size();
         CrossEncoder {
             encoder,
             dropout: DropoutConfig::new(dropout).init(),
-            classifier: LinearConfig::new(h, 1).init(device),
+            classifier: LinearConfig::new(h, 1).with_bias(bias).init(device),
             pooling,
         }
     }
 
     /// Relevance logits `[batch]` (fp32 whatever the model's dtype).
     pub fn forward(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError> {
-        let hidden = self.encoder.encode(batch)?;
-        let pooled = self.pooling.pool(hidden, &batch.attention_mask);
+        let pooled = self.encoder.encode_pooled(batch, self.pooling)?;
         let pooled = self.dropout.forward(pooled);
         let logits = self.classifier.forward(pooled);
         let [n, _] = logits.dims();

@@ -12,7 +12,7 @@ use mamba_ssm::SelectiveScanBackend;
 #[cfg(feature = "transformers")]
 use transformer_baselines::{BertModel, GptNeoXModel};
 
-use crate::RankError;
+use crate::{Pooling, RankError};
 
 /// A token batch on a device: ids, token types (segment ids; zeros when unused) and the
 /// attention mask (1 = token, 0 = padding), all `[batch, seq]`.
@@ -32,6 +32,24 @@ pub trait SequenceEncoder<B: Backend>: Module<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError>;
     /// Width of the hidden states.
     fn hidden_size(&self) -> usize;
+
+    /// One vector per sequence `[batch, H]`: `pooling` over [`Self::encode`]'s hidden states.
+    /// [`Pooling::Pooler`] needs an encoder with a pooler head (BERT with pooler weights);
+    /// other encoders refuse it.
+    fn encode_pooled(
+        &self,
+        batch: &TokenBatch<B>,
+        pooling: Pooling,
+    ) -> Result<Tensor<B, 2>, RankError> {
+        if pooling == Pooling::Pooler {
+            return Err(RankError::Config(
+                "pooling `pooler` needs an encoder with a pooler head (a BERT checkpoint with \
+                 pooler weights); this encoder has none"
+                    .into(),
+            ));
+        }
+        Ok(pooling.pool(self.encode(batch)?, &batch.attention_mask))
+    }
 }
 
 /// An encoder whose input token embedding `[vocab, hidden]` can serve as a tied output
@@ -81,6 +99,27 @@ impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
 
     fn hidden_size(&self) -> usize {
         BertModel::hidden_size(self)
+    }
+
+    fn encode_pooled(
+        &self,
+        batch: &TokenBatch<B>,
+        pooling: Pooling,
+    ) -> Result<Tensor<B, 2>, RankError> {
+        let out = self.forward(
+            batch.input_ids.clone(),
+            Some(batch.token_type_ids.clone()),
+            Some(batch.attention_mask.clone()),
+        )?;
+        match (pooling, out.pooler_output) {
+            (Pooling::Pooler, Some(pooled)) => Ok(pooled),
+            (Pooling::Pooler, None) => Err(RankError::Config(
+                "pooling `pooler` needs BERT's pooler head; this model was built without one \
+                 (its checkpoint has no pooler.dense weights)"
+                    .into(),
+            )),
+            (p, _) => Ok(p.pool(out.last_hidden_state, &batch.attention_mask)),
+        }
     }
 }
 

@@ -10,11 +10,15 @@
 //! - [`train`]: AdamW, warmup + linear decay, global-norm clipping, accumulation, seeded
 //!   determinism, atomic checkpoints with exact resume, progress bar, JSONL metrics;
 //! - [`Reranker`]: batching, sorting, reranking a whole TREC run;
-//! - [`BiEncoder`]: a sentence-embedding model scoring by cosine (the zero-shot reference).
+//! - [`BiEncoder`]: a sentence-embedding model scoring by cosine (the zero-shot reference);
+//! - [`hf`] (feature `transformers`): HF sequence-classification checkpoints in
+//!   ([`AutoCrossEncoder`]`::from_pretrained`) and out ([`CrossEncoder::save_pretrained`]).
 
 mod bi_encoder;
 mod cross_encoder;
 mod encoder;
+#[cfg(feature = "transformers")]
+pub mod hf;
 pub mod lm;
 pub mod loss;
 mod pooling;
@@ -25,6 +29,10 @@ pub mod train;
 pub use bi_encoder::BiEncoder;
 pub use cross_encoder::CrossEncoder;
 pub use encoder::{SequenceEncoder, TokenBatch, TokenEmbedding};
+#[cfg(feature = "transformers")]
+pub use hf::{
+    Activation, AnyBackend, AnyEncoder, AutoCrossEncoder, HfLayout, Pretrained, ScoringSettings,
+};
 pub use lm::CausalLm;
 pub use loss::RankLoss;
 pub use pooling::Pooling;

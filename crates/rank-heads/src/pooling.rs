@@ -15,6 +15,11 @@ pub enum Pooling {
     LastToken,
     /// Mean over real tokens.
     Mean,
+    /// The encoder's own pooler head over the first position: BERT's `tanh(dense([CLS]))`, the
+    /// head of HF `BertForSequenceClassification` (and RoBERTa's classification head). Only
+    /// [`crate::SequenceEncoder::encode_pooled`] applies the pooler; [`Pooling::pool`] alone
+    /// returns its input, the first position.
+    Pooler,
 }
 
 impl Pooling {
@@ -22,7 +27,9 @@ impl Pooling {
     pub fn pool<B: Backend>(self, hidden: Tensor<B, 3>, mask: &Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq, h] = hidden.dims();
         match self {
-            Pooling::Cls => hidden.slice([0..batch, 0..1, 0..h]).reshape([batch, h]),
+            Pooling::Cls | Pooling::Pooler => {
+                hidden.slice([0..batch, 0..1, 0..h]).reshape([batch, h])
+            }
             Pooling::LastToken => {
                 // index of the last 1 in each row: max over (position * mask)
                 let pos = Tensor::<B, 1, Int>::arange(0..seq as i64, &mask.device())

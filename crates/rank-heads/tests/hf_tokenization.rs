@@ -141,3 +141,32 @@ fn decoder_templates_refuse_longest_first_and_missing_files_are_named() {
         .to_string();
     assert!(err.contains("/nonexistent/tokenizer.json"), "{err}");
 }
+
+/// The workspace builds `tokenizers` with its pure-Rust fancy-regex engine; the GPT-NeoX
+/// byte-level pre-tokenizer must split awkward text (contractions, digits, whitespace runs,
+/// scripts other than Latin, emoji) exactly as the Python `tokenizers` reference (onig) does
+/// (scripts/gen_tokenizer_fixtures.py).
+#[test]
+fn neox_ids_match_the_python_tokenizer() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        cases: Vec<Case>,
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/neox_ids.json");
+    let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(fixture.cases.len(), 20);
+    let tok = tokenizers::Tokenizer::from_file(test_support::neox_tokenizer()).unwrap();
+    for case in &fixture.cases {
+        let ids = tok
+            .encode(case.text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(ids, case.ids, "{:?}", case.text);
+    }
+}

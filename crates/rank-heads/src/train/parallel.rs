@@ -1,13 +1,21 @@
 //! Data parallelism: one replica per device on its own thread, gradients averaged by
-//! all-reduce, a replica's failure reported by replica 0.
+//! all-reduce, a replica's failure reported by replica 0. Without the `collective` feature only
+//! the single-replica path is reachable (`Trainer::with_devices` refuses several devices).
+#![cfg_attr(not(feature = "collective"), allow(dead_code, unused_imports))]
 
 use std::sync::mpsc;
 
+#[cfg(feature = "collective")]
 use burn::collective::{
     CollectiveConfig, PeerId, ReduceOperation, finish_collective, register, reset_collective,
 };
+#[cfg(feature = "collective")]
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+#[cfg(feature = "collective")]
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::{RankError, TokenBatch};
@@ -32,6 +40,7 @@ pub(super) fn split_rows<B: Backend>(batch: TokenBatch<B>, n: usize) -> Vec<Toke
 
 /// Averages the gradients of all replicas through Burn's collective all-reduce (every
 /// replica receives the same tensors); parameters are reduced in `ParamId` order.
+#[cfg(feature = "collective")]
 pub(super) fn all_reduce_mean<B: AutodiffBackend>(
     grads: GradientsParams,
     rank: usize,
@@ -41,6 +50,19 @@ pub(super) fn all_reduce_mean<B: AutodiffBackend>(
         .map_err(|e| collective_error(rank, e))
 }
 
+/// Without the `collective` feature there is never more than one replica.
+#[cfg(not(feature = "collective"))]
+#[allow(clippy::extra_unused_type_parameters)]
+pub(super) fn all_reduce_mean<B: AutodiffBackend>(
+    _grads: GradientsParams,
+    rank: usize,
+) -> Result<GradientsParams, RankError> {
+    Err(RankError::Distributed(format!(
+        "replica {rank}: built without the `collective` feature"
+    )))
+}
+
+#[cfg(feature = "collective")]
 pub(super) fn collective_error(rank: usize, e: burn::collective::CollectiveError) -> RankError {
     RankError::Distributed(format!(
         "replica {rank}: collective operation failed: {e:?}"
@@ -92,6 +114,7 @@ impl<B: Backend> Link<B> {
 }
 
 /// A model replica on its own device and thread (replicas 1..N; replica 0 is the trainer).
+#[cfg(feature = "collective")]
 pub(super) struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub(super) rank: usize,
     pub(super) device: B::Device,
@@ -101,6 +124,7 @@ pub(super) struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub(super) collective: CollectiveConfig,
 }
 
+#[cfg(feature = "collective")]
 impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
     pub(super) fn run(
         mut self,
@@ -171,5 +195,22 @@ pub(super) fn replica_seed(seed: u64, rank: usize) -> u64 {
         seed
     } else {
         seed_for(seed ^ 0xD1B5_4A32_D192_ED03, rank)
+    }
+}
+
+/// Initialises every lazy parameter in place (see [`Param`]'s lazy initialisation).
+pub(super) struct InitParams;
+
+impl<B: Backend> ModuleVisitor<B> for InitParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
+        let _ = param.val();
+    }
+
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
+        let _ = param.val();
     }
 }

@@ -4,17 +4,19 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "collective")]
 use std::sync::mpsc;
 use std::time::Instant;
 
+#[cfg(feature = "collective")]
 use burn::collective::{CollectiveConfig, PeerId, finish_collective, register, reset_collective};
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::module::AutodiffModule;
 use burn::optim::{
     AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
 };
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::{RankError, TokenBatch};
@@ -147,6 +149,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         if devices.len() > u32::MAX as usize {
             return Err(RankError::Config("too many devices".into()));
         }
+        if cfg!(not(feature = "collective")) && devices.len() > 1 {
+            return Err(RankError::Config(format!(
+                "{} devices: data-parallel training needs the `collective` feature of rank-heads \
+                 (this build was made without it)",
+                devices.len()
+            )));
+        }
         self.replicas = devices;
         Ok(self)
     }
@@ -223,6 +232,29 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         if self.replicas.len() <= 1 {
             return self.run_steps(max_steps, data, eval, &[]);
         }
+        self.train_parallel(max_steps, data, eval)
+    }
+
+    #[cfg(not(feature = "collective"))]
+    fn train_parallel(
+        &mut self,
+        _max_steps: Option<usize>,
+        _data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
+        _eval: Option<EvalFn<'_, M::InnerModule>>,
+    ) -> Result<TrainReport, RankError> {
+        // with_devices refuses several devices without the feature
+        Err(RankError::Config(
+            "data-parallel training needs the `collective` feature of rank-heads".into(),
+        ))
+    }
+
+    #[cfg(feature = "collective")]
+    fn train_parallel(
+        &mut self,
+        max_steps: Option<usize>,
+        data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
+        eval: Option<EvalFn<'_, M::InnerModule>>,
+    ) -> Result<TrainReport, RankError> {
         let n = self.replicas.len();
         let collective = CollectiveConfig::default().with_num_devices(n);
         // a previous run that failed may have left peers registered
@@ -286,19 +318,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             None => cfg.total_steps,
         };
         let start_step = self.step;
-        let bar = if cfg.progress {
-            let b = indicatif::ProgressBar::new(cfg.total_steps as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_position(self.step as u64);
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = Progress::new(cfg.progress, cfg.total_steps, self.step);
         let t0 = Instant::now();
         let mut tokens_total = 0usize;
         let (mut window_loss, mut window_n) = (0f64, 0usize);
@@ -400,8 +420,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             window_n += 1;
             let elapsed = t0.elapsed().as_secs_f64();
             let tps = tokens_total as f64 / elapsed.max(1e-9);
-            bar.set_position(self.step as u64);
-            bar.set_message(format!("loss {step_loss:.4}  {tps:.0} tok/s"));
+            bar.update(self.step, || format!("loss {step_loss:.4}  {tps:.0} tok/s"));
             if self.step.is_multiple_of(cfg.log_every) || self.step == end {
                 last_loss = window_loss / window_n as f64;
                 let mut line = serde_json::json!({
@@ -429,7 +448,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 self.save_checkpoint()?;
             }
         }
-        bar.finish_and_clear();
+        bar.finish();
         Ok(TrainReport {
             steps: self.step - start_step,
             last_loss,
@@ -569,19 +588,47 @@ pub(super) fn seed_for(seed: u64, index: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Initialises every lazy parameter in place (see [`Param`]'s lazy initialisation).
-pub(super) struct InitParams;
+/// The training progress bar on stderr (feature `progress`; without it, nothing is drawn).
+struct Progress {
+    #[cfg(feature = "progress")]
+    bar: indicatif::ProgressBar,
+}
 
-impl<B: Backend> ModuleVisitor<B> for InitParams {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let _ = param.val();
+impl Progress {
+    #[cfg_attr(not(feature = "progress"), allow(unused_variables))]
+    fn new(show: bool, total: usize, at: usize) -> Self {
+        #[cfg(feature = "progress")]
+        {
+            let bar = if show {
+                let b = indicatif::ProgressBar::new(total as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_position(at as u64);
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            Progress { bar }
+        }
+        #[cfg(not(feature = "progress"))]
+        Progress {}
     }
 
-    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
-        let _ = param.val();
+    #[cfg_attr(not(feature = "progress"), allow(unused_variables))]
+    fn update(&self, at: usize, message: impl FnOnce() -> String) {
+        #[cfg(feature = "progress")]
+        {
+            self.bar.set_position(at as u64);
+            self.bar.set_message(message());
+        }
     }
 
-    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
-        let _ = param.val();
+    fn finish(&self) {
+        #[cfg(feature = "progress")]
+        self.bar.finish_and_clear();
     }
 }
