@@ -51,6 +51,9 @@ enum Command {
     Rerank(cli::rerank::Args),
     /// Serve a trained reranker over HTTP with text-embeddings-inference's `/rerank` API.
     Serve(cli::serve::Args),
+    /// Write a trained cross-encoder as a Hugging Face sequence-classification checkpoint
+    /// (safetensors, config.json, tokenizer files) that `transformers` loads.
+    Export(ExportArgs),
     /// The study: BM25 vs MiniLM vs Mamba vs a decoder transformer, quality and throughput.
     Reproduce(cli::reproduce::Args),
     /// Throughput tables: selective scan vs attention, training steps, reranking.
@@ -61,6 +64,43 @@ enum Command {
     Data(cli::data::DataCommand),
     /// Print a shell completion script (`rankmamba completions bash > /etc/bash_completion.d/rankmamba`).
     Completions(CompletionsArgs),
+}
+
+/// `rankmamba export`.
+#[derive(Args)]
+struct ExportArgs {
+    /// Model directory written by `rankmamba train` (or a Hub id holding one).
+    #[arg(long)]
+    model: PathBuf,
+    /// New folder for the checkpoint (config.json, model.safetensors, tokenizer.json,
+    /// tokenizer_config.json).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The activation sentence-transformers' CrossEncoder applies to the logit (recorded in
+    /// config.json; `rankmamba rerank` ranks by the logit either way).
+    #[arg(long, value_enum, default_value = "identity")]
+    activation: ActivationArg,
+    /// No summary line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--activation`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ActivationArg {
+    /// The logit itself.
+    Identity,
+    /// sigmoid(logit).
+    Sigmoid,
+}
+
+impl From<ActivationArg> for rankmamba::rank_heads::Activation {
+    fn from(a: ActivationArg) -> Self {
+        match a {
+            ActivationArg::Identity => Self::Identity,
+            ActivationArg::Sigmoid => Self::Sigmoid,
+        }
+    }
 }
 
 /// Options shared by `eval` and `compare`, as trec_eval spells them.
@@ -573,6 +613,14 @@ fn main() -> Result<()> {
         Command::Train(a) => cli::train::run(a),
         Command::Rerank(a) => cli::rerank::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Export(a) => {
+            let dir = rankmamba::models::trained_dir(&a.model)?;
+            rankmamba::models::export_hf(&dir, &a.output, a.activation.into())?;
+            if !a.quiet {
+                eprintln!("wrote {}", a.output.display());
+            }
+            Ok(())
+        }
         Command::Pretrain(a) => cli::pretrain::run(a),
         Command::Tokenizer(a) => cli::pretrain::tokenizer(a),
         Command::Controlled(a) => cli::pretrain::controlled(a),

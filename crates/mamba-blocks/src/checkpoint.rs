@@ -60,7 +60,12 @@ fn load_file<B: Backend, M: Module<B>>(
         // a tensor the model does not use means the config disagrees with the weights (say,
         // fewer layers): an error, except a tied or a backbone load's LM head
         strict_unused: true,
-        ignore_unused: vec!["lm_head.weight".into()],
+        // a language-model head, or the scoring head of a sequence-classification checkpoint
+        ignore_unused: vec![
+            "lm_head.weight".into(),
+            "score.weight".into(),
+            "score.bias".into(),
+        ],
         ..LoadOptions::default()
     };
     Ok(model_io::load_safetensors(model, file, &options)?)

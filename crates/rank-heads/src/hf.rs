@@ -234,10 +234,10 @@ fn load_head<B: Backend>(
     }
     // [H, 2] (Burn's layout): the column of label 1 minus that of label 0
     let w = head.weight.val();
-    let diff = w.clone().narrow(1, 1, 1) - w.narrow(1, 0, 1);
+    let diff = (w.clone().narrow(1, 1, 1) - w.narrow(1, 0, 1)).detach();
     let bias = head.bias.map(|b| {
         let b = b.val();
-        Param::from_tensor(b.clone().narrow(0, 1, 1) - b.narrow(0, 0, 1))
+        Param::from_tensor((b.clone().narrow(0, 1, 1) - b.narrow(0, 0, 1)).detach())
     });
     Ok(Linear {
         weight: Param::from_tensor(diff),
@@ -574,7 +574,8 @@ impl<B: Backend> HfLayout<B> for GptNeoXModel<B> {
             .ok_or_else(|| {
                 RankError::Config("GPT-NeoX's final LayerNorm has no shift (beta)".into())
             })?;
-        m.final_layer_norm.beta = Some(Param::from_tensor(beta + shift));
+        // detached: a new leaf parameter, also under autodiff
+        m.final_layer_norm.beta = Some(Param::from_tensor((beta + shift).detach()));
         Ok(m)
     }
 }
@@ -801,7 +802,7 @@ fn fold_head_bias<B: Backend, E: SequenceEncoder<B> + HfLayout<B> + ModuleDispla
     let mut folded = model.clone();
     folded.encoder = model.encoder.with_output_shift(shift)?;
     folded.classifier = Linear {
-        weight: Param::from_tensor(w.reshape([h, 1])),
+        weight: Param::from_tensor(w.reshape([h, 1]).detach()),
         bias: None,
     };
     Ok(folded)

@@ -16,8 +16,8 @@ use burn::tensor::backend::AutodiffBackend;
 use mamba_blocks::{MambaConfig, MambaModel};
 use mamba_ssm::SelectiveScanBackend;
 use rank_heads::{
-    CrossEncoder, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, Pooling, SequenceEncoder,
-    TemplateStyle,
+    Activation, AnyEncoder, CrossEncoder, HfLayout, PAPER_DECODER_TEMPLATE, PaddingSide,
+    PairEncoder, Pooling, ScoringSettings, SequenceEncoder, TemplateStyle,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,9 +77,14 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    /// Reads `dir/rankmamba.json`.
+    /// Reads `dir/rankmamba.json`; for a HF sequence-classification checkpoint (no card, a
+    /// classification head in `model.safetensors`), the card its files imply
+    /// ([`rank_heads::hf::inspect`]).
     pub fn read(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(CARD_FILE);
+        if !path.exists() && rank_heads::hf::is_sequence_classification(dir) {
+            return Self::of_checkpoint(dir, None);
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             ModelError(format!(
                 "{}: {e} (a model directory written by `rankmamba train` holds {CARD_FILE})",
@@ -109,6 +114,28 @@ impl ModelCard {
             )));
         }
         Ok(card)
+    }
+
+    /// The card of HF sequence-classification checkpoint `dir` (its own length limit, or
+    /// `max_length`).
+    pub fn of_checkpoint(dir: &Path, max_length: Option<usize>) -> Result<Self, ModelError> {
+        let info = rank_heads::hf::inspect(dir).map_err(wrap(dir.display()))?;
+        let arch = match info.model_type.as_str() {
+            "mamba" => Arch::Mamba,
+            "gpt_neox" => Arch::GptNeox,
+            _ => Arch::Bert,
+        };
+        let s = info.settings;
+        Ok(ModelCard {
+            arch,
+            pooling: s.pooling,
+            template: s.template,
+            max_length: max_length.unwrap_or(s.max_length),
+            padding: s.padding,
+            dropout: 0.1,
+            bert_pooler: s.pooling == Pooling::Pooler,
+            source: format!("{} (sequence-classification checkpoint)", dir.display()),
+        })
     }
 
     /// Writes `dir/rankmamba.json` atomically.
@@ -393,6 +420,19 @@ pub fn plan(name: &str, max_length: usize) -> Result<Plan, ModelError> {
                 }
                 (card, Init::Trained, files)
             } else {
+                if rank_heads::hf::is_sequence_classification(dir) {
+                    // a cross-encoder checkpoint: its head, pooling and template come along
+                    let card = ModelCard::of_checkpoint(dir, Some(max_length))?;
+                    let files = vec![
+                        cp("config.json", dir.join("config.json")),
+                        cp("tokenizer.json", dir.join("tokenizer.json")),
+                    ];
+                    return Ok(Plan {
+                        card,
+                        init: Init::Pretrained(dir.to_path_buf()),
+                        files,
+                    });
+                }
                 let cfg_path = dir.join("config.json");
                 let v: Value = model_io::read_json(&cfg_path).map_err(wrap(cfg_path.display()))?;
                 let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
@@ -463,18 +503,14 @@ pub fn resolve_hub_model(spec: &str) -> Result<PathBuf, ModelError> {
     Ok(dir)
 }
 
-/// A directory written by `rankmamba train`, named by its path or a Hub id.
+/// A directory written by `rankmamba train` or a HF sequence-classification checkpoint, named
+/// by its path or a Hub id.
 pub fn trained_dir(spec: &Path) -> Result<PathBuf, ModelError> {
     let s = spec.to_string_lossy();
     if spec.is_dir() || !is_hub_id(&s) {
         return Ok(spec.to_path_buf());
     }
-    model_io::resolve_model(&s, &TRAINED_FILES, &model_io::HubOptions::default()).map_err(|e| {
-        ModelError(format!(
-            "{s}: neither a directory nor a Hub repository holding a trained model ({}): {e}",
-            TRAINED_FILES.join(", ")
-        ))
-    })
+    resolve_hub_model(&s)
 }
 
 /// [`plan`], then [`Plan::write`] into `out`: returns the card and how to initialise the
@@ -512,7 +548,7 @@ pub trait ModelVisitor<B: AutodiffBackend> {
     /// Called with the model of the directory.
     fn visit<E>(self, model: CrossEncoder<B, E>) -> Self::Output
     where
-        E: SequenceEncoder<B> + AutodiffModule<B> + ModuleDisplay,
+        E: SequenceEncoder<B> + AutodiffModule<B> + ModuleDisplay + HfLayout<B>,
         E::InnerModule: SequenceEncoder<B::InnerBackend> + ModuleDisplay;
 }
 
@@ -531,6 +567,22 @@ where
 {
     let card = ModelCard::read(dir)?;
     let cfg_path = dir.join("config.json");
+    // a HF sequence-classification checkpoint read as a model directory: its own weights
+    let init = match init {
+        Init::Trained if !dir.join(format!("{RECORD_FILE}.mpk")).exists() => {
+            if rank_heads::hf::is_sequence_classification(dir) {
+                &Init::Pretrained(dir.to_path_buf())
+            } else {
+                init
+            }
+        }
+        other => other,
+    };
+    if let Init::Pretrained(src) = init
+        && rank_heads::hf::is_sequence_classification(src)
+    {
+        return with_checkpoint::<B, V>(src, &card, device, visitor);
+    }
     Ok(match card.arch {
         Arch::Bert => {
             let enc = match init {
@@ -541,7 +593,7 @@ where
                 }
                 _ => {
                     let c = BertConfig::from_file(&cfg_path).map_err(wrap(cfg_path.display()))?;
-                    if card.bert_pooler {
+                    if card.bert_pooler || card.pooling == Pooling::Pooler {
                         c.init_with_pooler(device)
                     } else {
                         c.init(device)
@@ -579,6 +631,45 @@ where
             };
             visitor.visit(finish::<B, _>(enc, &card, dir, init, device)?)
         }
+    })
+}
+
+/// [`with_model`] for a HF sequence-classification checkpoint: the encoder and the head it
+/// holds ([`rank_heads::AutoCrossEncoder::from_dir`]), with the card's pooling and dropout.
+fn with_checkpoint<B, V>(
+    src: &Path,
+    card: &ModelCard,
+    device: &B::Device,
+    visitor: V,
+) -> Result<V::Output, ModelError>
+where
+    B: AutodiffBackend + SelectiveScanBackend,
+    B::InnerBackend: SelectiveScanBackend,
+    V: ModelVisitor<B>,
+{
+    let loaded =
+        rank_heads::AutoCrossEncoder::<B>::from_dir(src, device).map_err(wrap(src.display()))?;
+    let head = loaded.model.classifier;
+    let dropout = || burn::nn::DropoutConfig::new(card.dropout).init();
+    Ok(match loaded.model.encoder {
+        AnyEncoder::Bert(e) => visitor.visit(CrossEncoder {
+            dropout: dropout(),
+            classifier: head,
+            pooling: card.pooling,
+            encoder: e,
+        }),
+        AnyEncoder::GptNeoX(e) => visitor.visit(CrossEncoder {
+            dropout: dropout(),
+            classifier: head,
+            pooling: card.pooling,
+            encoder: e,
+        }),
+        AnyEncoder::Mamba(e) => visitor.visit(CrossEncoder {
+            dropout: dropout(),
+            classifier: head,
+            pooling: card.pooling,
+            encoder: e,
+        }),
     })
 }
 
@@ -622,4 +713,65 @@ pub fn save<B: burn::tensor::backend::Backend, M: Module<B>>(
     let from = dir.join(format!("{RECORD_FILE}-partial.mpk"));
     let to = dir.join(format!("{RECORD_FILE}.mpk"));
     safe_write::replace_with(&from, &to).map_err(wrap(to.display()))
+}
+
+/// Writes the cross-encoder of model directory `dir` (written by `rankmamba train`, or a HF
+/// checkpoint) as a HF sequence-classification checkpoint into `out`
+/// ([`CrossEncoder::save_pretrained`]): `transformers`' `AutoModelForSequenceClassification`
+/// reads BERT (pooling `pooler`) and GPT-NeoX (last-token pooling) exports and scores as this
+/// crate does; every model reads back through [`rank_heads::AutoCrossEncoder::from_pretrained`]
+/// and `rankmamba rerank` / `serve`. `out` may not be `dir` or another model directory; a model
+/// that has no such layout is refused before anything is written.
+pub fn export_hf(dir: &Path, out: &Path, activation: Activation) -> Result<(), ModelError> {
+    let card = ModelCard::read(dir)?;
+    if out.join(CARD_FILE).exists()
+        || matches!((dir.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    {
+        return Err(ModelError(format!(
+            "{}: a model directory; export into a new folder",
+            out.display()
+        )));
+    }
+    let config: Value = model_io::read_json(&dir.join("config.json"))
+        .map_err(wrap(dir.join("config.json").display()))?;
+    let settings = ScoringSettings {
+        template: card.template.clone(),
+        pooling: card.pooling,
+        max_length: card.max_length,
+        padding: card.padding,
+    };
+    struct Export<'a> {
+        out: &'a Path,
+        config: Value,
+        tokenizer: PathBuf,
+        settings: ScoringSettings,
+        activation: Activation,
+    }
+    impl<B: AutodiffBackend> ModelVisitor<B> for Export<'_> {
+        type Output = Result<(), ModelError>;
+        fn visit<E>(self, model: CrossEncoder<B, E>) -> Self::Output
+        where
+            E: SequenceEncoder<B> + AutodiffModule<B> + ModuleDisplay + HfLayout<B>,
+            E::InnerModule: SequenceEncoder<B::InnerBackend> + ModuleDisplay,
+        {
+            model
+                .save_pretrained(
+                    self.out,
+                    &self.config,
+                    &self.tokenizer,
+                    &self.settings,
+                    self.activation,
+                )
+                .map_err(wrap(self.out.display()))
+        }
+    }
+    type Cpu = burn::backend::Autodiff<burn::backend::NdArray>;
+    let visitor = Export {
+        out,
+        config,
+        tokenizer: dir.join("tokenizer.json"),
+        settings,
+        activation,
+    };
+    with_model::<Cpu, _>(dir, &Init::Trained, &Default::default(), visitor)?
 }
