@@ -104,6 +104,23 @@ impl Evaluation {
 /// Queries in the run but not in the qrels are ignored; queries in the qrels but not in the
 /// run are ignored too, unless `opts.complete`, where they score 0 on every measure and count
 /// in the mean (trec_eval `-c`).
+///
+/// ```
+/// use ir_metrics::{EvalOptions, Qrels, Run, evaluate, parse_measures};
+///
+/// let qrels = Qrels::from_str_named("q1 0 d1 2\nq1 0 d2 0\nq2 0 d4 1\n", "qrels")?;
+/// let run = Run::from_str_named(
+///     "q1 Q0 d2 1 9.0 bm25\nq1 Q0 d1 2 8.0 bm25\nq2 Q0 d4 1 3.0 bm25\n",
+///     "run",
+/// )?;
+/// let mut measures = parse_measures("RR")?;
+/// measures.extend(parse_measures("P@1")?);
+/// let e = evaluate(&qrels, &run, &measures, &EvalOptions::default())?;
+/// assert_eq!(e.per_query["q1"], vec![0.5, 0.0]); // first relevant at rank 2
+/// assert_eq!(e.per_query["q2"], vec![1.0, 1.0]);
+/// assert_eq!(e.means, vec![0.75, 0.5]);
+/// # Ok::<(), ir_metrics::Error>(())
+/// ```
 pub fn evaluate(
     qrels: &Qrels,
     run: &Run,

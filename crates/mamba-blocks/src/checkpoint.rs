@@ -123,7 +123,31 @@ impl<B: Backend> MambaModel<B> {
         Self::load_dir(&dir, device)
     }
 
-    /// Loads a backbone from `dir`.
+    /// Loads a backbone from `dir` (`config.json` + `model.safetensors`, HF's
+    /// `MambaForCausalLM` or `MambaModel` layout; an LM head or a scoring head in the file is
+    /// ignored).
+    ///
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use burn::tensor::{Int, Tensor};
+    /// use mamba_blocks::{MambaConfig, MambaModel};
+    ///
+    /// let dev = Default::default();
+    /// let dir = tempfile::tempdir()?;
+    /// let config = MambaConfig::new(32, 2, 100); // d_model, layers, vocabulary
+    /// let written = MambaModel::<NdArray>::new(&config, &dev);
+    /// written.save_pretrained(&config, dir.path())?;
+    ///
+    /// let (model, loaded) = MambaModel::<NdArray>::load_dir(dir.path(), &dev)?;
+    /// assert_eq!(loaded.num_hidden_layers, 2);
+    /// let ids = Tensor::<NdArray, 2, Int>::from_ints([[1, 2, 3]], &dev);
+    /// let hidden = model.forward(ids.clone(), None)?;
+    /// assert_eq!(hidden.dims(), [1, 3, 32]);
+    /// // the same weights give the same hidden states
+    /// let before = written.forward(ids, None)?;
+    /// assert!((hidden - before).abs().max().into_scalar() < 1e-6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load_dir(dir: &Path, device: &B::Device) -> Result<(Self, MambaConfig), MambaError> {
         load_from_dir(dir, |c| Self::new(c, device), false)
     }

@@ -67,6 +67,23 @@ pub struct Bm25Index {
 impl Bm25Index {
     /// Index documents (title + text) in memory. A repeated document id is an error; so is an
     /// empty collection.
+    ///
+    /// ```
+    /// use rank_data::{Bm25Index, Document, Query};
+    ///
+    /// let doc = |id: &str, text: &str| Ok(Document { id: id.into(), title: String::new(), text: text.into() });
+    /// let index = Bm25Index::build([
+    ///     doc("d1", "Mamba is a selective state space model."),
+    ///     doc("d2", "Transformers compute attention over every pair of tokens."),
+    ///     doc("d3", "State space models scan a sequence in linear time."),
+    /// ])?;
+    /// let queries = [Query { id: "q1".into(), text: "state space models".into() }];
+    /// let run = index.run(&queries, 10, "bm25")?;
+    /// let ranked: Vec<&str> = run.queries()[0].ranked().iter().map(|(d, _)| *d).collect();
+    /// assert_eq!(ranked.len(), 2); // d2 shares no term with the query
+    /// assert!(ranked.contains(&"d1") && ranked.contains(&"d3"));
+    /// # Ok::<(), rank_data::Error>(())
+    /// ```
     pub fn build(docs: impl IntoIterator<Item = Result<Document>>) -> Result<Self> {
         let mut schema = Schema::builder();
         let body = schema.add_text_field(

@@ -46,6 +46,28 @@ impl<B: Backend, E: SequenceEncoder<B>> CrossEncoder<B, E> {
     }
 
     /// Relevance logits `[batch]` (fp32 whatever the model's dtype).
+    ///
+    /// Scoring pairs with a checkpoint (here a tiny `BertForSequenceClassification` of this
+    /// crate's tests; a Hub id such as `cross-encoder/ms-marco-MiniLM-L-6-v2` with the `hub`
+    /// feature):
+    ///
+    /// ```
+    /// # #[cfg(all(feature = "transformers", feature = "mamba"))] {
+    /// use burn::backend::NdArray;
+    /// use rank_heads::AutoCrossEncoder;
+    ///
+    /// let dev = Default::default();
+    /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert1");
+    /// let ce = AutoCrossEncoder::<NdArray>::from_pretrained(dir, &Default::default(), &dev)?;
+    /// let batch = ce.pair_encoder.encode_batch(&[
+    ///     ("what is the capital of france?", "Paris is the capital of France."),
+    ///     ("what is the capital of france?", "Water boils at one hundred degrees."),
+    /// ])?;
+    /// let logits = ce.model.forward(&batch.to_tensors(&dev))?;
+    /// assert_eq!(logits.dims(), [2]);
+    /// # }
+    /// # Ok::<(), rank_heads::RankError>(())
+    /// ```
     pub fn forward(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 1>, RankError> {
         let pooled = self.encoder.encode_pooled(batch, self.pooling)?;
         let pooled = self.dropout.forward(pooled);

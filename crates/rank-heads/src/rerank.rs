@@ -90,6 +90,35 @@ impl<B: Backend, M: Scorer<B>> Reranker<'_, B, M> {
     /// Reranks the top `depth` documents of every query of `run` that has a text in
     /// `queries`; `doc_text` gives a document's text (a missing document is an error naming
     /// it). Returns a run named `name` with the model's scores.
+    ///
+    /// ```
+    /// # #[cfg(all(feature = "transformers", feature = "mamba"))] {
+    /// use std::collections::HashMap;
+    /// use burn::backend::NdArray;
+    /// use ir_metrics::Run;
+    /// use rank_heads::{AutoCrossEncoder, Reranker};
+    ///
+    /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert1");
+    /// let ce = AutoCrossEncoder::<NdArray>::from_pretrained(dir, &Default::default(), &Default::default())?;
+    /// let reranker = Reranker::<NdArray, _> {
+    ///     model: &ce.model,
+    ///     encoder: &ce.pair_encoder,
+    ///     batch_size: 16,
+    ///     device: Default::default(),
+    /// };
+    /// let first_stage = Run::from_str_named("q1 Q0 d1 1 9.5 bm25\nq1 Q0 d2 2 9.1 bm25\n", "bm25")
+    ///     .map_err(|e| rank_heads::RankError::Input(e.to_string()))?;
+    /// let queries = HashMap::from([("q1".to_string(), "capital of france".to_string())]);
+    /// let docs = HashMap::from([
+    ///     ("d1", "Water boils at one hundred degrees."),
+    ///     ("d2", "Paris is the capital of France."),
+    /// ]);
+    /// let text = |id: &str| docs.get(id).map(|t| t.to_string());
+    /// let run = reranker.rerank_run(&first_stage, &queries, &text, 100, "bert1", |_, _| {})?;
+    /// assert_eq!(run.queries()[0].ranked().len(), 2);
+    /// # }
+    /// # Ok::<(), rank_heads::RankError>(())
+    /// ```
     pub fn rerank_run(
         &self,
         run: &Run,
