@@ -38,6 +38,8 @@ enum Command {
     Compare(CompareArgs),
     /// Fuse runs (RRF, CombSUM, CombMNZ) into a new TREC run.
     Fuse(FuseArgs),
+    /// Join the runs of `rerank --shard 0/N ... N-1/N`, in that order, into the single run.
+    Merge(MergeArgs),
     /// Fine-tune or train a cross-encoder reranker (MiniLM, Mamba, Pythia, BERT).
     Train(cli::train::Args),
     /// Pretrain a Mamba or GPT-NeoX backbone as a causal language model on a text corpus.
@@ -337,6 +339,16 @@ struct FuseArgs {
 }
 
 #[derive(Args)]
+struct MergeArgs {
+    /// The shards' runs, in shard order (their queries must be disjoint).
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Output run file (written atomically).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
@@ -613,6 +625,27 @@ fn main() -> Result<()> {
         Command::Train(a) => cli::train::run(a),
         Command::Rerank(a) => cli::rerank::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Merge(a) => {
+            let runs = load_runs(&a.runs)?;
+            let tag = runs[0].name().to_string();
+            if let Some((p, r)) = a.runs.iter().zip(&runs).find(|(_, r)| r.name() != tag) {
+                bail!(
+                    "{}: run tag `{}` differs from {}'s `{tag}`: shards of one reranking share it",
+                    p.display(),
+                    r.name(),
+                    a.runs[0].display()
+                );
+            }
+            let labelled: Vec<(String, Run)> = a
+                .runs
+                .iter()
+                .map(|p| p.display().to_string())
+                .zip(runs)
+                .collect();
+            let merged = rankmamba::study::concat_runs(&labelled, &tag)?;
+            merged.write_path(&a.output)?;
+            Ok(())
+        }
         Command::Export(a) => {
             let dir = rankmamba::models::trained_dir(&a.model)?;
             rankmamba::models::export_hf(&dir, &a.output, a.activation.into())?;

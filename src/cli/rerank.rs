@@ -62,6 +62,30 @@ pub struct Args {
     /// No progress bar and no summary lines on stderr (errors still print).
     #[arg(long)]
     pub quiet: bool,
+    /// Rerank only block I of N contiguous blocks of the first stage's queries (`0/4`...
+    /// `3/4`), for one process of N; `rankmamba merge` joins the N runs, in order, into the
+    /// single-process run.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["eval", "devices"])]
+    pub shard: Option<String>,
+    /// Rerank on several devices of --backend at once, one model copy each: a count `N` or
+    /// `cuda:0,cuda:1`. The queries are split into contiguous blocks; the run is the
+    /// single-device run.
+    #[arg(long, conflicts_with = "bi_encoder")]
+    pub devices: Option<String>,
+}
+
+/// `--shard I/N` as `(I, N)`, `I < N`.
+pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
+    let parsed = spec.split_once('/').and_then(|(i, n)| {
+        Some((
+            i.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => bail!("--shard {spec}: expected I/N with 0 <= I < N (e.g. 0/4)"),
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -134,6 +158,20 @@ pub fn run(a: Args) -> Result<()> {
         }
         c.first_stage = fs;
     }
+    if let Some(spec) = &a.shard {
+        let (i, n) = parse_shard(spec)?;
+        c = c.shard(i, n)?;
+        if c.queries.is_empty() {
+            bail!(
+                "--shard {spec}: block {i} of {n} holds no query ({} queries in all are fewer than {n} shards)",
+                n
+            );
+        }
+    }
+    let devices = match &a.devices {
+        Some(spec) => super::train::parse_devices(spec, a.backend)?,
+        None => vec![0],
+    };
     let name = a
         .model
         .file_name()
@@ -164,6 +202,8 @@ pub fn run(a: Args) -> Result<()> {
             &name,
             &dev
         ))??
+    } else if devices.len() > 1 {
+        rerank_on_devices(&a, &model_dir, &c, &name, &devices)?
     } else {
         rerank_job(&a, &model_dir, &c, &name)?
     };
@@ -216,6 +256,68 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--devices`: the queries of `c` in contiguous blocks, one per device, each reranked by its
+/// own model copy on its own thread; the runs joined in order (the single-device run) and the
+/// documents/s of the whole.
+fn rerank_on_devices(
+    a: &Args,
+    model_dir: &std::path::Path,
+    c: &Collection,
+    name: &str,
+    indices: &[usize],
+) -> Result<(Run, f64)> {
+    let blocks = (0..indices.len())
+        .map(|i| c.shard(i, indices.len()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let pad_multiple = a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple());
+    let t0 = std::time::Instant::now();
+    let runs = with_backend!(a.backend, |B, dev| {
+        let devices = super::train::replica_devices(&dev, a.backend, indices);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = blocks
+                .iter()
+                .zip(devices)
+                .filter(|(block, _)| !block.queries.is_empty())
+                .map(|(block, device)| {
+                    s.spawn(move || {
+                        let job = Job {
+                            dir: model_dir,
+                            train: None,
+                            checkpoint_every: None,
+                            rerank: Some((block, a.depth)),
+                            batch_size: a.batch_size,
+                            progress: false,
+                            run_name: name.to_string(),
+                            pad_multiple,
+                        };
+                        job.run::<B>(&Init::Trained, &device)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let out = h.join().map_err(|_| {
+                        anyhow::anyhow!("device block {i}: the reranking thread panicked")
+                    })??;
+                    let run = out
+                        .0
+                        .ok_or_else(|| anyhow::anyhow!("device block {i}: no run"))?;
+                    Ok((format!("device block {i}"), run))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+    })??;
+    let docs: usize = runs
+        .iter()
+        .flat_map(|(_, r)| r.queries())
+        .map(|q| q.ranked().len().min(a.depth))
+        .sum();
+    let run = rankmamba::study::concat_runs(&runs, name)?;
+    Ok((run, docs as f64 / t0.elapsed().as_secs_f64().max(1e-9)))
 }
 
 /// The cross-encoder of model directory `--model` reranking `c`: the run and documents/s.

@@ -269,7 +269,7 @@ pub fn run(a: Args) -> Result<()> {
 
 /// `--devices`: `N` -> `[0, N)`; `a,b` or `backend:a,backend:b` -> the indices (a prefix must
 /// name `backend`); distinct indices.
-fn parse_devices(spec: &str, backend: BackendKind) -> Result<Vec<usize>> {
+pub(crate) fn parse_devices(spec: &str, backend: BackendKind) -> Result<Vec<usize>> {
     let spec = spec.trim();
     if let Ok(n) = spec.parse::<usize>() {
         if n == 0 {
@@ -301,7 +301,7 @@ fn parse_devices(spec: &str, backend: BackendKind) -> Result<Vec<usize>> {
 
 /// The devices of `indices`, of the same kind as `default` (wgpu: discrete GPUs; NdArray has
 /// one CPU device: every index names it, giving several replicas on the CPU).
-fn replica_devices<D: burn::tensor::backend::Device>(
+pub(crate) fn replica_devices<D: burn::tensor::backend::Device>(
     default: &D,
     backend: BackendKind,
     indices: &[usize],

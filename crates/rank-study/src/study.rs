@@ -44,6 +44,7 @@ fn wrap<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) ->
 }
 
 /// A judged query set with its documents and first-stage run.
+#[derive(Debug, Clone)]
 pub struct Collection {
     /// Dataset name.
     pub name: String,
@@ -57,6 +58,67 @@ pub struct Collection {
     pub first_stage: Run,
     /// Minimum grade of a relevant document (2 for TREC DL, else 1).
     pub level: i64,
+}
+
+impl Collection {
+    /// Block `index` of `count` contiguous blocks of the first stage's queries (in its order;
+    /// the first `len % count` blocks hold one query more): what one shard reranks. The blocks
+    /// of `0..count`, reranked and concatenated in order ([`concat_runs`]), give the run of the
+    /// whole collection.
+    pub fn shard(&self, index: usize, count: usize) -> Result<Collection, StudyError> {
+        if count == 0 || index >= count {
+            return Err(StudyError(format!(
+                "shard {index}/{count}: the index must be below a positive count"
+            )));
+        }
+        let order: Vec<&str> = self.first_stage.queries().iter().map(|q| q.qid()).collect();
+        let (n, k) = (order.len(), count);
+        let start = index * (n / k) + index.min(n % k);
+        let len = n / k + usize::from(index < n % k);
+        let keep: std::collections::HashSet<&str> =
+            order[start..start + len].iter().copied().collect();
+        let mut first_stage = Run::new(self.first_stage.name());
+        for q in self.first_stage.queries() {
+            if keep.contains(q.qid()) {
+                for (d, s) in q.ranked() {
+                    first_stage
+                        .push(q.qid(), d, s)
+                        .map_err(wrap(self.first_stage.name()))?;
+                }
+            }
+        }
+        let mut queries = self.queries.clone();
+        queries.retain(|q| keep.contains(q));
+        Ok(Collection {
+            name: self.name.clone(),
+            queries,
+            corpus: self.corpus.clone(),
+            qrels: self.qrels.clone(),
+            first_stage,
+            level: self.level,
+        })
+    }
+}
+
+/// Runs of disjoint query sets joined in the order given, as one run named `name`: the shards
+/// of a sharded reranking back into the single run. A query in two runs is an error.
+pub fn concat_runs(runs: &[(String, Run)], name: &str) -> Result<Run, StudyError> {
+    let mut out = Run::new(name);
+    let mut seen = std::collections::HashMap::<String, &str>::new();
+    for (label, run) in runs {
+        for q in run.queries() {
+            if let Some(other) = seen.insert(q.qid().to_string(), label) {
+                return Err(StudyError(format!(
+                    "query {} is in both {other} and {label}: shards must hold disjoint queries",
+                    q.qid()
+                )));
+            }
+            for (d, s) in q.ranked() {
+                out.push(q.qid(), d, s).map_err(wrap(label))?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Which split of a dataset a [`Collection`] holds.
