@@ -739,6 +739,17 @@ impl<B: Backend, E: SequenceEncoder<B> + HfLayout<B> + ModuleDisplay> CrossEncod
         obj.insert("architectures".into(), json!([architecture]));
         obj.insert("model_type".into(), json!(model_type));
         obj.insert("num_labels".into(), json!(1));
+        if model_type == "gpt_neox" && obj.get("pad_token_id").is_none_or(Value::is_null) {
+            // GPTNeoXForSequenceClassification pools the last token that is not `pad_token_id`
+            // (and refuses batches without one): an embedding row the tokenizer never produces
+            let rows = obj.get("vocab_size").and_then(Value::as_u64).unwrap_or(0);
+            let produced = tokenizers::Tokenizer::from_file(tokenizer)
+                .map_err(|e| cfg_err(tokenizer, e))?
+                .get_vocab_size(true) as u64;
+            if rows > produced {
+                obj.insert("pad_token_id".into(), json!(rows - 1));
+            }
+        }
         obj.insert("id2label".into(), json!({"0": "LABEL_0"}));
         obj.insert("label2id".into(), json!({"LABEL_0": 0}));
         obj.insert(

@@ -765,13 +765,39 @@ pub fn export_hf(dir: &Path, out: &Path, activation: Activation) -> Result<(), M
                 .map_err(wrap(self.out.display()))
         }
     }
+    // A new folder is written whole under a temporary name, then renamed: a failure leaves
+    // nothing behind. An existing (empty or foreign) folder gets each file atomically.
+    let fresh = !out.exists();
+    let staging = if fresh {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        Some(
+            tempfile::Builder::new()
+                .prefix(".rankmamba-export-")
+                .tempdir_in(&parent)
+                .map_err(io(&parent))?,
+        )
+    } else {
+        None
+    };
     type Cpu = burn::backend::Autodiff<burn::backend::NdArray>;
     let visitor = Export {
-        out,
+        out: staging.as_ref().map_or(out, |t| t.path()),
         config,
         tokenizer: dir.join("tokenizer.json"),
         settings,
         activation,
     };
-    with_model::<Cpu, _>(dir, &Init::Trained, &Default::default(), visitor)?
+    with_model::<Cpu, _>(dir, &Init::Trained, &Default::default(), visitor)??;
+    if let Some(tmp) = staging {
+        let tmp = tmp.keep();
+        std::fs::rename(&tmp, out).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            ModelError(format!("{}: {e}", out.display()))
+        })?;
+    }
+    Ok(())
 }
