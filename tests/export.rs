@@ -11,6 +11,31 @@ use std::path::Path;
 
 use common::{rankmamba, s};
 
+/// `rankmamba train` on DL19 with small groups (2 x 2, 64 tokens), `extra` flags, into `out`.
+fn train(model: &str, steps: &str, extra: &[&str], out: &Path) {
+    let mut args = vec![
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        "dl19",
+        "--steps",
+        steps,
+        "--max-length",
+        "64",
+        "--group-size",
+        "2",
+        "--groups-per-step",
+        "2",
+        "--quiet",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = rankmamba(&args);
+    assert!(ok, "{args:?}: {err}");
+}
+
 fn run_lines(path: &Path) -> Vec<(String, String, f64)> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -26,27 +51,7 @@ fn run_lines(path: &Path) -> Vec<(String, String, f64)> {
 fn an_exported_minilm_reranks_as_the_trained_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let trained = tmp.path().join("trained");
-    let (ok, _, err) = rankmamba(&[
-        "train",
-        "--model",
-        "minilm",
-        "--dataset",
-        "dl19",
-        "--steps",
-        "2",
-        "--max-length",
-        "64",
-        "--group-size",
-        "2",
-        "--groups-per-step",
-        "2",
-        "--pooling",
-        "pooler",
-        "--quiet",
-        "--out",
-        s(&trained),
-    ]);
-    assert!(ok, "{err}");
+    train("minilm", "2", &["--pooling", "pooler"], &trained);
     let exported = tmp.path().join("exported");
     let (ok, _, err) = rankmamba(&["export", "--model", s(&trained), "-o", s(&exported)]);
     assert!(ok, "{err}");
@@ -71,25 +76,7 @@ fn an_exported_minilm_reranks_as_the_trained_directory() {
 
     // fine-tuning goes on from the checkpoint, head included
     let more = tmp.path().join("more");
-    let (ok, _, err) = rankmamba(&[
-        "train",
-        "--model",
-        s(&exported),
-        "--dataset",
-        "dl19",
-        "--steps",
-        "1",
-        "--max-length",
-        "64",
-        "--group-size",
-        "2",
-        "--groups-per-step",
-        "2",
-        "--quiet",
-        "--out",
-        s(&more),
-    ]);
-    assert!(ok, "{err}");
+    train(s(&exported), "1", &[], &more);
     let card = std::fs::read_to_string(more.join("rankmamba.json")).unwrap();
     assert!(
         card.contains("\"pooling\": \"pooler\"") && card.contains("sequence-classification"),
@@ -108,25 +95,7 @@ fn exported_decoders_rerank_as_their_trained_directories() {
         ("mamba-tiny", "MambaForSequenceClassification"),
     ] {
         let trained = tmp.path().join(name);
-        let (ok, _, err) = rankmamba(&[
-            "train",
-            "--model",
-            name,
-            "--dataset",
-            "dl19",
-            "--steps",
-            "2",
-            "--max-length",
-            "64",
-            "--group-size",
-            "2",
-            "--groups-per-step",
-            "2",
-            "--quiet",
-            "--out",
-            s(&trained),
-        ]);
-        assert!(ok, "{err}");
+        train(name, "2", &[], &trained);
         let exported = tmp.path().join(format!("{name}-hf"));
         let (ok, _, err) = rankmamba(&["export", "--model", s(&trained), "-o", s(&exported)]);
         assert!(ok, "{err}");
@@ -226,25 +195,7 @@ fn a_model_without_a_transformers_layout_is_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let trained = tmp.path().join("trained");
     // MiniLM with the default CLS pooling: BertForSequenceClassification pools with the pooler
-    let (ok, _, err) = rankmamba(&[
-        "train",
-        "--model",
-        "minilm",
-        "--dataset",
-        "dl19",
-        "--steps",
-        "1",
-        "--max-length",
-        "48",
-        "--group-size",
-        "2",
-        "--groups-per-step",
-        "2",
-        "--quiet",
-        "--out",
-        s(&trained),
-    ]);
-    assert!(ok, "{err}");
+    train("minilm", "1", &[], &trained);
     let out = tmp.path().join("exported");
     let (ok, _, err) = rankmamba(&["export", "--model", s(&trained), "-o", s(&out)]);
     assert!(!ok);

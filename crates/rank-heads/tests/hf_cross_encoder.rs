@@ -197,12 +197,46 @@ fn a_real_size_cross_encoder_made_offline_scores_as_transformers() {
     );
 }
 
+/// The error of loading `dir`.
+fn load_error(dir: &Path) -> String {
+    AutoCrossEncoder::<B>::from_pretrained(
+        dir.to_str().unwrap(),
+        &Default::default(),
+        &Default::default(),
+    )
+    .err()
+    .expect("an error")
+    .to_string()
+}
+
 fn settings(ce: &Pretrained<B>) -> ScoringSettings {
     ce.settings.clone()
 }
 
 fn backbone_config(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+/// Writes `ce` (loaded from fixture `src`) with `save_pretrained` into a new folder and checks
+/// that its tensor names and shapes are those `transformers` wrote for `src`.
+fn export_like(ce: &Pretrained<B>, src: &Path, activation: Activation) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("exported");
+    ce.model
+        .save_pretrained(
+            &dir,
+            &backbone_config(src),
+            &src.join("tokenizer.json"),
+            &settings(ce),
+            activation,
+        )
+        .unwrap();
+    assert_eq!(
+        header(&dir.join("model.safetensors")),
+        header(&src.join("model.safetensors")),
+        "the tensor names and shapes transformers wrote"
+    );
+    out
 }
 
 #[test]
@@ -215,22 +249,8 @@ fn a_bert_cross_encoder_is_written_in_transformers_layout() {
     let b = ce.model.classifier.bias.as_ref().unwrap().val() + 0.5;
     ce.model.classifier.weight = Param::from_tensor(w);
     ce.model.classifier.bias = Some(Param::from_tensor(b));
-    let out = tempfile::tempdir().unwrap();
+    let out = export_like(&ce, &src, Activation::Identity);
     let dir = out.path().join("exported");
-    ce.model
-        .save_pretrained(
-            &dir,
-            &backbone_config(&src),
-            &src.join("tokenizer.json"),
-            &settings(&ce),
-            Activation::Identity,
-        )
-        .unwrap();
-    // the same tensor names and shapes transformers wrote for this architecture
-    assert_eq!(
-        header(&dir.join("model.safetensors")),
-        header(&src.join("model.safetensors"))
-    );
     let cfg = backbone_config(&dir);
     assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
     assert_eq!(cfg["num_labels"], 1);
@@ -266,22 +286,9 @@ fn a_gpt_neox_head_bias_is_folded_into_the_final_norm() {
         1e-4,
         "neox1 + 0.5 before export",
     );
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("exported");
-    ce.model
-        .save_pretrained(
-            &dir,
-            &backbone_config(&src),
-            &src.join("tokenizer.json"),
-            &settings(&ce),
-            Activation::Sigmoid,
-        )
-        .unwrap();
     // GPTNeoXForSequenceClassification's names: no score.bias
-    assert_eq!(
-        header(&dir.join("model.safetensors")),
-        header(&src.join("model.safetensors"))
-    );
+    let out = export_like(&ce, &src, Activation::Sigmoid);
+    let dir = out.path().join("exported");
     let back = load(&dir);
     assert!(back.model.classifier.bias.is_none());
     assert_eq!(back.activation, Activation::Sigmoid);
@@ -316,14 +323,7 @@ fn unrepresentable_models_and_bad_checkpoints_are_errors_that_name_the_file() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
     }
-    let err = AutoCrossEncoder::<B>::from_pretrained(
-        tmp.path().to_str().unwrap(),
-        &Default::default(),
-        &Default::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = load_error(tmp.path());
     assert!(err.contains("tokenizer.json"), "{err}");
 
     // a backbone without a classification head
@@ -340,14 +340,7 @@ fn unrepresentable_models_and_bad_checkpoints_are_errors_that_name_the_file() {
         .filter(|(n, _)| !n.starts_with("classifier."))
         .collect();
     safetensors::serialize_to_file(body, None, &tmp.path().join("model.safetensors")).unwrap();
-    let err = AutoCrossEncoder::<B>::from_pretrained(
-        tmp.path().to_str().unwrap(),
-        &Default::default(),
-        &Default::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = load_error(tmp.path());
     assert!(
         err.contains("model.safetensors") && err.contains("classification head"),
         "{err}"
@@ -357,13 +350,6 @@ fn unrepresentable_models_and_bad_checkpoints_are_errors_that_name_the_file() {
     let mut cfg = backbone_config(&src);
     cfg["model_type"] = "t5".into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
-    let err = AutoCrossEncoder::<B>::from_pretrained(
-        tmp.path().to_str().unwrap(),
-        &Default::default(),
-        &Default::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = load_error(tmp.path());
     assert!(err.contains("config.json") && err.contains("t5"), "{err}");
 }
