@@ -28,6 +28,40 @@ pub(crate) fn open(path: &Path) -> Result<(Box<dyn Read + Send>, PathBuf)> {
     Ok((reader, path.to_path_buf()))
 }
 
+/// Calls `f(line_no, line)` for each line of `reader` in turn (numbered from 1, the line
+/// ending included), the shared loop of the qrels, judgement-group and preference readers: a
+/// UTF-8 byte order mark before the first line is dropped, bytes that are not UTF-8 are an
+/// error naming the file and line, and the first error `f` returns stops the reading.
+pub(crate) fn for_each_line(
+    reader: impl Read,
+    name: &Path,
+    mut f: impl FnMut(u64, &str) -> Result<()>,
+) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    let mut buf = Vec::with_capacity(256);
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| Error::Io {
+                path: name.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        // A UTF-8 byte order mark (as some editors write) is not part of the first field.
+        if line_no == 1 && buf.starts_with(crate::BOM) {
+            buf.drain(..crate::BOM.len());
+        }
+        let line = std::str::from_utf8(&buf)
+            .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
+        f(line_no, line)?;
+    }
+}
+
 fn decompress<R: BufRead + Send + 'static>(
     mut reader: R,
     name: &Path,

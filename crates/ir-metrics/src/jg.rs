@@ -14,7 +14,7 @@ use crate::qrels::QueryQrels;
 use crate::run::{QueryRun, Run};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 /// Judgements with judgement groups (trec_eval `-R qrels_jg`): query id -> judgement group ->
@@ -45,28 +45,11 @@ impl QrelsJg {
     /// one (query, group) is an error, as in trec_eval; the same document may be judged by
     /// several groups.
     pub fn from_reader(reader: impl Read, name: &Path) -> Result<Self> {
-        let mut reader = BufReader::with_capacity(1 << 16, reader);
-        let mut buf = Vec::with_capacity(256);
-        let mut line_no = 0u64;
         let mut queries: BTreeMap<String, BTreeMap<String, QueryQrels>> = BTreeMap::new();
-        let io_err = |source| Error::Io {
-            path: name.to_path_buf(),
-            source,
-        };
-        loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
-                break;
-            }
-            line_no += 1;
-            if line_no == 1 && buf.starts_with(crate::BOM) {
-                buf.drain(..crate::BOM.len());
-            }
-            let line = std::str::from_utf8(&buf)
-                .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
+        crate::input::for_each_line(reader, name, |line_no, line| {
             let fields: Vec<&str> = line.split_ascii_whitespace().collect();
             if fields.first().is_none_or(|f| f.starts_with('#')) {
-                continue;
+                return Ok(());
             }
             let [qid, jg, docid, grade] = fields[..] else {
                 return Err(Error::parse(
@@ -99,7 +82,8 @@ impl QrelsJg {
                     docid: docid.to_string(),
                 });
             }
-        }
+            Ok(())
+        })?;
         for groups in queries.values_mut() {
             for g in groups.values_mut() {
                 g.finish();

@@ -13,7 +13,7 @@ use crate::eval::EvalOptions;
 use crate::run::{QueryRun, Run};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 /// One preference line.
@@ -57,31 +57,12 @@ impl Prefs {
     /// starts with `#` and blank lines are skipped (trec_eval skips a comment only when `#` is
     /// the line's first character, and calls a blank line malformed).
     pub fn from_reader(reader: impl Read, name: &Path, qrels: bool) -> Result<Self> {
-        let mut reader = BufReader::with_capacity(1 << 16, reader);
-        let mut buf = Vec::with_capacity(256);
-        let mut line_no = 0u64;
         let mut queries: BTreeMap<String, Vec<PrefLine>> = BTreeMap::new();
         let want = if qrels { 4 } else { 5 };
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|source| Error::Io {
-                    path: name.to_path_buf(),
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            if line_no == 1 && buf.starts_with(crate::BOM) {
-                buf.drain(..crate::BOM.len());
-            }
-            let line = std::str::from_utf8(&buf)
-                .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
+        crate::input::for_each_line(reader, name, |line_no, line| {
             let f: Vec<&str> = line.split_ascii_whitespace().collect();
             if f.first().is_none_or(|x| x.starts_with('#')) {
-                continue;
+                return Ok(());
             }
             if f.len() != want {
                 let shape = if qrels {
@@ -114,7 +95,8 @@ impl Prefs {
                 docno: docno.to_string(),
                 rel_level,
             });
-        }
+            Ok(())
+        })?;
         Ok(Prefs { queries })
     }
 

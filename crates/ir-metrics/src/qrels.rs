@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The judgements of one query: document id -> relevance grade.
@@ -105,31 +105,15 @@ impl Qrels {
     /// docid is part of it) and blank lines are skipped. A repeated (qid, docid) is an error,
     /// as in trec_eval.
     pub fn from_reader(reader: impl Read, name: &Path) -> Result<Self> {
-        let mut reader = BufReader::with_capacity(1 << 16, reader);
-        let mut buf = Vec::with_capacity(256);
-        let mut line_no = 0u64;
         let mut queries: FxHashMap<Box<str>, QueryQrels> = FxHashMap::default();
         let mut current: Option<(Box<str>, QueryQrels)> = None;
-        let io_err = |source| Error::Io {
-            path: name.to_path_buf(),
-            source,
-        };
-        loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
-                break;
-            }
-            line_no += 1;
-            // A UTF-8 byte order mark (as some editors write) is not part of the first qid.
-            if line_no == 1 && buf.starts_with(crate::BOM) {
-                buf.drain(..crate::BOM.len());
-            }
-            let line = std::str::from_utf8(&buf)
-                .map_err(|e| Error::parse(name, line_no, format!("not valid UTF-8 ({e})")))?;
+        crate::input::for_each_line(reader, name, |line_no, line| {
             let mut fields = line.split_ascii_whitespace();
-            let Some(qid) = fields.next() else { continue };
+            let Some(qid) = fields.next() else {
+                return Ok(());
+            };
             if qid.starts_with('#') {
-                continue; // a comment line (trec_eval 10.0)
+                return Ok(()); // a comment line (trec_eval 10.0)
             }
             let (Some(_iter), Some(docid), Some(grade), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
@@ -168,7 +152,8 @@ impl Qrels {
                     docid: docid.to_string(),
                 });
             }
-        }
+            Ok(())
+        })?;
         if let Some((q, j)) = current {
             queries.insert(q, j);
         }
