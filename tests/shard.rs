@@ -51,6 +51,8 @@ fn shards_and_devices_give_the_single_process_run() {
     // one process, two model copies (NdArray: two threads on the CPU device)
     let two = rerank(&tmp.path().join("devices.trec"), &["--devices", "2"]);
     assert_eq!(two, single, "--devices 2");
+    let one = rerank(&tmp.path().join("device1.trec"), &["--devices", "cpu:0"]);
+    assert_eq!(one, single, "--devices cpu:0");
 
     // a shard past the end, shards that overlap, a shard with --eval: errors, nothing written
     let out = tmp.path().join("never.trec");

@@ -202,7 +202,8 @@ pub fn run(a: Args) -> Result<()> {
             &name,
             &dev
         ))??
-    } else if devices.len() > 1 {
+    } else if a.devices.is_some() {
+        // also one named device (`--devices cuda:1`)
         rerank_on_devices(&a, &model_dir, &c, &name, &devices)?
     } else {
         rerank_job(&a, &model_dir, &c, &name)?
