@@ -353,3 +353,49 @@ fn unrepresentable_models_and_bad_checkpoints_are_errors_that_name_the_file() {
     let err = load_error(tmp.path());
     assert!(err.contains("config.json") && err.contains("t5"), "{err}");
 }
+
+/// A Hub id (`owner/name`) through hf-hub against a loopback server speaking the Hub's file
+/// protocol, then from the cache alone (offline): the same scores as the local folder.
+#[test]
+fn a_hub_id_loads_through_the_cache_and_offline() {
+    let src = fixture("bert1");
+    let mut files = std::collections::HashMap::new();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        files.insert(
+            format!("cross-encoder/tiny-bert1/{f}"),
+            std::fs::read(src.join(f)).unwrap(),
+        );
+    }
+    let server = test_support::LoopbackHub::start(files);
+    let cache = tempfile::tempdir().unwrap();
+    let mut hub = model_io::HubOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        endpoint: Some(server.url.clone()),
+        ..Default::default()
+    };
+    let pairs = pairs(&scores()["pairs"]);
+    let want = score(&load(&src), &pairs);
+    let online = AutoCrossEncoder::<B>::from_pretrained(
+        "cross-encoder/tiny-bert1",
+        &hub,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(online.activation, Activation::Identity);
+    assert_close(&score(&online, &pairs), &want, 1e-6, "hub id");
+    assert!(server.stop() >= 4, "every file came from the server");
+    hub.offline = true;
+    hub.endpoint = None;
+    let offline = AutoCrossEncoder::<B>::from_pretrained(
+        "cross-encoder/tiny-bert1",
+        &hub,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_close(&score(&offline, &pairs), &want, 1e-6, "hub id, offline");
+}
