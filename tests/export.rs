@@ -167,8 +167,7 @@ fn keep_for_transformers(name: &str, exported: &Path, run: &Path) {
 /// reranked run is scored by the model.
 fn first_stage(dir: &Path) -> std::path::PathBuf {
     let bm25 = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/trec-dl-2019-passage/runs/bm25.trec"),
+        test_support::data_dir().join("trec-dl-2019-passage/runs/bm25.trec"),
     )
     .unwrap();
     let mut first = String::new();
