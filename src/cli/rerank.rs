@@ -272,7 +272,6 @@ fn rerank_on_devices(
     let blocks = (0..indices.len())
         .map(|i| c.shard(i, indices.len()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let pad_multiple = a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple());
     let t0 = std::time::Instant::now();
     let runs = with_backend!(a.backend, |B, dev| {
         let devices = super::train::replica_devices(&dev, a.backend, indices);
@@ -283,17 +282,8 @@ fn rerank_on_devices(
                 .filter(|(block, _)| !block.queries.is_empty())
                 .map(|(block, device)| {
                     s.spawn(move || {
-                        let job = Job {
-                            dir: model_dir,
-                            train: None,
-                            checkpoint_every: None,
-                            rerank: Some((block, a.depth)),
-                            batch_size: a.batch_size,
-                            progress: false,
-                            run_name: name.to_string(),
-                            pad_multiple,
-                        };
-                        job.run::<B>(&Init::Trained, &device)
+                        rerank_of(a, model_dir, block, name, false)
+                            .run::<B>(&Init::Trained, &device)
                     })
                 })
                 .collect();
@@ -321,6 +311,26 @@ fn rerank_on_devices(
     Ok((run, docs as f64 / t0.elapsed().as_secs_f64().max(1e-9)))
 }
 
+/// The reranking job of `--model` over `c` with the command's settings.
+fn rerank_of<'a>(
+    a: &Args,
+    model_dir: &'a std::path::Path,
+    c: &'a Collection,
+    name: &str,
+    progress: bool,
+) -> Job<'a> {
+    Job {
+        dir: model_dir,
+        train: None,
+        checkpoint_every: None,
+        rerank: Some((c, a.depth)),
+        batch_size: a.batch_size,
+        progress,
+        run_name: name.to_string(),
+        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
+    }
+}
+
 /// The cross-encoder of model directory `--model` reranking `c`: the run and documents/s.
 fn rerank_job(
     a: &Args,
@@ -328,16 +338,7 @@ fn rerank_job(
     c: &Collection,
     name: &str,
 ) -> Result<(Run, f64)> {
-    let job = Job {
-        dir: model_dir,
-        train: None,
-        checkpoint_every: None,
-        rerank: Some((c, a.depth)),
-        batch_size: a.batch_size,
-        progress: !a.quiet,
-        run_name: name.to_string(),
-        pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
-    };
+    let job = rerank_of(a, model_dir, c, name, !a.quiet);
     let (run, report) = with_backend!(a.backend, |B, dev| job.run::<B>(&Init::Trained, &dev))??;
     let run = run.ok_or_else(|| anyhow::anyhow!("no run"))?;
     Ok((run, report.rerank_docs_per_s.unwrap_or(0.0)))

@@ -81,6 +81,20 @@ fn assert_close(ours: &[f32], reference: &[f32], tol: f32, what: &str) {
     }
 }
 
+/// Each pair's token ids equal the fixture's (`ids`: one array per pair).
+fn assert_ids(ce: &Pretrained<B>, pairs: &[(String, String)], ids: &Value, what: &str) {
+    for (i, (q, d)) in pairs.iter().enumerate() {
+        let ours = ce.pair_encoder.encode_pair(q, d).unwrap().ids;
+        let want: Vec<u32> = ids[i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ours, want, "pair {i}{what}");
+    }
+}
+
 fn header(path: &Path) -> BTreeMap<String, Vec<usize>> {
     model_io::read_header(path)
         .unwrap()
@@ -102,16 +116,7 @@ fn bert_sequence_classification_scores_as_transformers() {
     );
     let pairs = pairs(&s["pairs"]);
     // the tokenizer's own pair encoding, as transformers' tokenizer gives it
-    for (i, (q, d)) in pairs.iter().enumerate() {
-        let ids: Vec<u32> = ce.pair_encoder.encode_pair(q, d).unwrap().ids;
-        let want: Vec<u32> = s["bert1_input_ids"][i]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(ids, want, "pair {i}");
-    }
+    assert_ids(&ce, &pairs, &s["bert1_input_ids"], "");
     assert_close(&score(&ce, &pairs), &floats(&s["bert1"]), 1e-5, "bert1");
 }
 
@@ -154,16 +159,12 @@ fn gpt_neox_sequence_classification_scores_as_transformers() {
     assert_eq!(ce.settings.pooling, Pooling::LastToken);
     assert!(ce.model.classifier.bias.is_none(), "score has no bias");
     let pairs = pairs(&s["pairs"]);
-    for (i, (q, d)) in pairs.iter().enumerate() {
-        let ids = ce.pair_encoder.encode_pair(q, d).unwrap().ids;
-        let want: Vec<u32> = s["neox1_input_ids"][i]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(ids, want, "pair {i}: the paper's template + EOS");
-    }
+    assert_ids(
+        &ce,
+        &pairs,
+        &s["neox1_input_ids"],
+        ": the paper's template + EOS",
+    );
     // batched with right padding here, one pair at a time in transformers
     assert_close(&score(&ce, &pairs), &floats(&s["neox1"]), 1e-4, "neox1");
 }
