@@ -328,6 +328,8 @@ fn rerank_of<'a>(
         progress,
         run_name: name.to_string(),
         pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
+        nodes: None,
+        checkpoints: None,
     }
 }
 

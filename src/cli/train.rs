@@ -64,6 +64,27 @@ pub struct Args {
     /// evenly across them (same effective batch and schedule). See docs/distributed.md.
     #[arg(long)]
     pub devices: Option<String>,
+    /// Multi-node training: the number of processes (nodes, on one host or several) taking
+    /// part. Start each with the same command, --master (node 0's address) and its own
+    /// --node-rank and --node-address. Every node computes the same global batches and trains
+    /// its share; OUT should be one folder all nodes see (a shared file system): node 0
+    /// writes it, the others resume from its checkpoints. See docs/distributed.md.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// This node's rank, 0..NODES.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: u32,
+    /// HOST:PORT of node 0, where the nodes meet (node 0 listens there).
+    #[arg(long)]
+    pub master: Option<String>,
+    /// HOST:PORT under which the other nodes reach this node; it listens there (default for
+    /// node 0: --master).
+    #[arg(long)]
+    pub node_address: Option<String>,
+    /// Seconds to wait for the other nodes at any one point (start, each gradient exchange)
+    /// before stopping with an error.
+    #[arg(long, default_value_t = 600)]
+    pub node_timeout: u64,
     /// Dropout on the pooled vector before the scoring head (default: the model card's, 0.1
     /// for the named backbones). 0 makes a data-parallel run comparable step by step with a
     /// single-device one (dropout masks are drawn per replica).
@@ -146,11 +167,21 @@ pub fn run(a: Args) -> Result<()> {
         Some(spec) => parse_devices(spec, a.backend)?,
         None => vec![0],
     };
-    if !a.groups_per_step.is_multiple_of(devices.len()) {
+    let nodes = node_setup(&a)?;
+    let replicas = devices.len() * a.nodes as usize;
+    if !a.groups_per_step.is_multiple_of(replicas) {
         anyhow::bail!(
-            "--groups-per-step {} cannot be split evenly across {} devices",
+            "--groups-per-step {} cannot be split evenly across {}",
             a.groups_per_step,
-            devices.len()
+            if a.nodes > 1 {
+                format!(
+                    "{replicas} replicas ({} nodes of {} devices)",
+                    a.nodes,
+                    devices.len()
+                )
+            } else {
+                format!("{} devices", devices.len())
+            }
         );
     }
     if a.log_every == 0 {
@@ -209,12 +240,22 @@ pub fn run(a: Args) -> Result<()> {
     };
     let data = TrainData::new(&collection, &settings)?;
     data.check_queries(&plan.pair_encoder()?)?;
-    // every input checked: only now is the output folder written
-    plan.write(&out)?;
+    // every input checked: only now is the output folder written. A multi-node rank other
+    // than 0 builds its model in a private folder and leaves OUT to rank 0.
+    let private = match &nodes {
+        Some(n) if n.rank > 0 => Some(tempfile::tempdir()?),
+        _ => None,
+    };
+    let model_dir = private.as_ref().map_or(out.as_path(), |d| d.path());
+    plan.write(model_dir)?;
     super::say(
         a.quiet,
         format!(
-            "training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
+            "{}training {} ({}) on {} ({} queries, {} groups) for {} steps, lr {}",
+            nodes.as_ref().map_or(String::new(), |n| format!(
+                "node {} of {}: ",
+                n.rank, n.nodes
+            )),
             a.model,
             card.source,
             a.dataset,
@@ -224,8 +265,9 @@ pub fn run(a: Args) -> Result<()> {
             settings.lr
         ),
     );
+    let shared_checkpoints = out.join("checkpoints");
     let job = Job {
-        dir: &out,
+        dir: model_dir,
         train: Some(&data),
         checkpoint_every: a.checkpoint_every,
         rerank: None,
@@ -233,9 +275,24 @@ pub fn run(a: Args) -> Result<()> {
         progress: !a.quiet,
         run_name: a.model.clone(),
         pad_multiple: a.pad_multiple.unwrap_or_else(|| a.backend.pad_multiple()),
+        nodes: nodes.as_ref(),
+        checkpoints: private.as_ref().map(|_| shared_checkpoints.as_path()),
     };
     let (_, report) = with_backend!(a.backend, a.checkpointing, |B, dev| job
         .run_on::<B>(&init, &replica_devices(&dev, a.backend, &devices)))??;
+    if let Some(n) = nodes.as_ref().filter(|n| n.rank > 0) {
+        super::say(
+            a.quiet,
+            format!(
+                "node {} of {}: trained to step {}; rank 0 writes {}",
+                n.rank,
+                n.nodes,
+                report.train_steps,
+                out.display()
+            ),
+        );
+        return Ok(());
+    }
     let path = out.join("train_report.json");
     if report.train_steps_this_run == 0 && path.is_file() {
         // resumed from a checkpoint at the last step: the finished run's report stays
@@ -265,6 +322,43 @@ pub fn run(a: Args) -> Result<()> {
         ),
     );
     Ok(())
+}
+
+/// The multi-node flags, checked (`None` for a single node).
+fn node_setup(a: &Args) -> Result<Option<rankmamba::rank_heads::NodeSetup>> {
+    if a.nodes <= 1 {
+        if a.node_rank != 0 || a.node_address.is_some() || a.master.is_some() {
+            anyhow::bail!(
+                "--node-rank, --node-address and --master are for multi-node training: give --nodes N (N > 1) too"
+            );
+        }
+        if a.nodes == 0 {
+            anyhow::bail!("--nodes must be positive");
+        }
+        return Ok(None);
+    }
+    let Some(master) = &a.master else {
+        anyhow::bail!(
+            "--nodes {}: every node needs --master HOST:PORT (node 0's address)",
+            a.nodes
+        );
+    };
+    let address = match (&a.node_address, a.node_rank) {
+        (Some(x), _) => x.clone(),
+        (None, 0) => master.clone(),
+        (None, r) => anyhow::bail!(
+            "--node-rank {r}: give --node-address HOST:PORT (where the other nodes reach this one)"
+        ),
+    };
+    let setup = rankmamba::rank_heads::NodeSetup {
+        nodes: a.nodes,
+        rank: a.node_rank,
+        master: master.clone(),
+        address,
+        timeout: std::time::Duration::from_secs(a.node_timeout),
+    };
+    setup.check().map_err(|e| anyhow::anyhow!("--nodes: {e}"))?;
+    Ok(Some(setup))
 }
 
 /// `--devices`: `N` -> `[0, N)`; `a,b` or `backend:a,backend:b` -> the indices (a prefix must

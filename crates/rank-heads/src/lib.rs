@@ -41,7 +41,7 @@ pub use template::{
     EncodedBatch, EncodedPair, PAPER_DECODER_TEMPLATE, PaddingSide, PairEncoder, PairTruncation,
     QUERY_FIRST_TEMPLATE, TemplateStyle,
 };
-pub use train::{Objective, Scorer, TrainConfig, Trainer, Warmup, ranking_loss};
+pub use train::{NodeSetup, Objective, Scorer, TrainConfig, Trainer, Warmup, ranking_loss};
 
 use burn::tensor::backend::Backend;
 

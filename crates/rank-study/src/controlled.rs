@@ -442,6 +442,8 @@ where
                     progress,
                     run_name: sys.name(),
                     pad_multiple: p.pad_multiple,
+                    nodes: None,
+                    checkpoints: None,
                 };
                 let (run, report) = job.run::<B>(&init, device)?;
                 let run = run.ok_or_else(|| StudyError("no run".into()))?;

@@ -466,6 +466,11 @@ pub struct Job<'a> {
     /// Batch widths padded to a multiple of this (see `PairEncoder::with_pad_multiple`;
     /// the `rankmamba` CLI's `BackendKind::pad_multiple` gives the default per backend).
     pub pad_multiple: usize,
+    /// Training as one node of a multi-node run (see `Trainer::with_nodes`).
+    pub nodes: Option<&'a rank_heads::NodeSetup>,
+    /// Where checkpoints are read (and, by a writer, written); default `dir/checkpoints`. A
+    /// multi-node rank other than 0 reads rank 0's here and writes none.
+    pub checkpoints: Option<&'a Path>,
 }
 
 /// The reranked run (when asked) and the measurements of a [`Job`].
@@ -497,9 +502,12 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     .settings
                     .train_config(job.checkpoint_every, job.progress);
                 B::seed(&dev, data.settings.seed);
-                let ckpt = job.dir.join("checkpoints");
+                let ckpt = job
+                    .checkpoints
+                    .map_or_else(|| job.dir.join("checkpoints"), Path::to_path_buf);
+                let writer = job.nodes.is_none_or(|n| n.rank == 0);
                 let mut trainer = match job.checkpoint_every {
-                    Some(_) => {
+                    Some(_) if writer => {
                         match Trainer::resume(model.clone(), config.clone(), &ckpt, dev.clone())
                             .map_err(wrap(ckpt.display()))?
                         {
@@ -513,12 +521,32 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                                 .map_err(wrap(ckpt.display()))?,
                         }
                     }
+                    // read-only: rank 0 owns the checkpoint folder
+                    Some(_) => match Trainer::load_checkpoint(
+                        model.clone(),
+                        config.clone(),
+                        &ckpt,
+                        dev.clone(),
+                    )
+                    .map_err(wrap(ckpt.display()))?
+                    {
+                        Some(t) => {
+                            eprintln!("starting from {} at step {}", ckpt.display(), t.step);
+                            t
+                        }
+                        None => {
+                            Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?
+                        }
+                    },
                     None => Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?,
                 };
                 if self.devices.len() > 1 {
                     trainer = trainer
                         .with_devices(self.devices.clone())
                         .map_err(wrap("devices"))?;
+                }
+                if let Some(n) = job.nodes {
+                    trainer = trainer.with_nodes(n.clone()).map_err(wrap("nodes"))?;
                 }
                 let log = job.dir.join("train.jsonl");
                 trainer = trainer.with_log(&log).map_err(wrap(log.display()))?;
@@ -1018,6 +1046,8 @@ where
                 progress,
                 run_name: m.clone(),
                 pad_multiple: preset.pad_multiple,
+                nodes: None,
+                checkpoints: None,
             };
             let (run, report) = job.run::<B>(&init, device)?;
             let run = run.ok_or_else(|| StudyError("no run".into()))?;

@@ -10,11 +10,14 @@
 
 mod config;
 mod grads;
+mod nodes;
 mod parallel;
+mod ring;
 mod trainer;
 
 pub use config::{TrainConfig, TrainReport, Warmup};
-pub use trainer::{EvalFn, Trainer};
+pub use nodes::NodeSetup;
+pub use trainer::{DEFAULT_BUCKET_VALUES, EvalFn, Trainer};
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;

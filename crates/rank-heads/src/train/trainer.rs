@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 #[cfg(feature = "collective")]
-use burn::collective::{CollectiveConfig, PeerId, finish_collective, register, reset_collective};
+use burn::collective::{CollectiveConfig, PeerId, register, reset_collective};
 use burn::module::AutodiffModule;
 use burn::optim::{
     AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::{RankError, TokenBatch};
 
 use super::grads::{global_norm, scale_grads};
+use super::nodes::{Fingerprint, Fnv, NodeSetup, WeightsHash};
 use super::parallel::*;
+#[cfg(feature = "collective")]
+use super::ring::Ring;
 use super::{Objective, TrainConfig, TrainReport};
 
 /// Checkpoint state besides the model and optimizer records.
@@ -51,7 +54,14 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> {
     device: B::Device,
     /// Data-parallel replicas (`replicas[0] == device`); empty or one: single device.
     replicas: Vec<B::Device>,
+    /// This process's place in a multi-node run.
+    nodes: Option<NodeSetup>,
+    /// Values per gradient bucket of the all-reduce.
+    bucket: usize,
 }
+
+/// Default values per all-reduce bucket: 25 MiB of `f32`, as PyTorch's DDP.
+pub const DEFAULT_BUCKET_VALUES: usize = 25 * 1024 * 1024 / 4;
 
 impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
     /// A fresh run.
@@ -67,6 +77,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             log: None,
             device,
             replicas: Vec::new(),
+            nodes: None,
+            bucket: DEFAULT_BUCKET_VALUES,
         })
     }
 
@@ -165,14 +177,82 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         &self.replicas
     }
 
+    /// Trains as node `setup.rank` of `setup.nodes` processes (on one or several hosts): every
+    /// node runs the same training with its own rank and address; they meet at rank 0 (the
+    /// master) and form a ring over TCP. Combined with [`with_devices`](Self::with_devices),
+    /// each node has the same number of local replicas; global replica `rank * local + r`
+    /// trains shard `rank * local + r` of every global micro-batch, so the batch, schedule,
+    /// clipping and logged loss are a single device's, as within one host. Gradients are
+    /// averaged within the node by Burn's collective, then across the nodes by a ring
+    /// all-reduce (Burn 0.21's own global level hangs after its first all-reduce), in
+    /// buckets (see [`with_bucket_values`](Self::with_bucket_values)).
+    ///
+    /// Every node must compute the same global micro-batches (same data, settings and seed)
+    /// and start from the same weights: at the first step the nodes compare hashes of the
+    /// settings, weights, start step, first micro-batch and device count, and all stop with an
+    /// error naming what differs. Only rank 0 writes the log and checkpoints: resume every
+    /// node from the same checkpoint ([`load_checkpoint`](Self::load_checkpoint) on ranks
+    /// other than 0, which must not clean rank 0's folder). Checkpoints hold no topology, so a
+    /// run resumes on any number of nodes and devices.
+    ///
+    /// A node that stops makes the others stop with an error at once (its connections close);
+    /// one that hangs or never comes, after `setup.timeout`. The nodes listen on their
+    /// addresses with no authentication: use them on a trusted network.
+    pub fn with_nodes(mut self, setup: NodeSetup) -> Result<Self, RankError> {
+        setup.check()?;
+        if cfg!(not(feature = "collective")) {
+            return Err(RankError::Config(
+                "multi-node training needs the `collective` feature of rank-heads (this build \
+                 was made without it)"
+                    .into(),
+            ));
+        }
+        self.nodes = Some(setup);
+        Ok(self)
+    }
+
+    /// Gradients are all-reduced in buckets of at most `values` numbers (one collective call
+    /// each; default [`DEFAULT_BUCKET_VALUES`]). `1` sends every parameter alone.
+    pub fn with_bucket_values(mut self, values: usize) -> Result<Self, RankError> {
+        if values == 0 {
+            return Err(RankError::Config("the bucket size must be positive".into()));
+        }
+        self.bucket = values;
+        Ok(self)
+    }
+
+    /// Whether this process writes the log and checkpoints (not a multi-node rank other
+    /// than 0).
+    pub fn is_writer(&self) -> bool {
+        self.nodes.as_ref().is_none_or(|n| n.rank == 0)
+    }
+
     /// The settings.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
-    /// Resumes from the newest checkpoint in `dir` (model, optimizer moments, step). `model`
-    /// must have the checkpointed architecture. Returns `Ok(None)` when `dir` holds none.
+    /// Resumes from the newest checkpoint in `dir` (model, optimizer moments, step) and keeps
+    /// writing checkpoints there; unfinished ones are removed first. `model` must have the
+    /// checkpointed architecture. Returns `Ok(None)` when `dir` holds none.
     pub fn resume(
+        model: M,
+        config: TrainConfig,
+        dir: &Path,
+        device: B::Device,
+    ) -> Result<Option<Self>, RankError> {
+        let Some(mut t) = Self::load_checkpoint(model, config, dir, device)? else {
+            return Ok(None);
+        };
+        remove_unfinished_checkpoints(dir)?;
+        t.checkpoint_dir = Some(dir.to_path_buf());
+        Ok(Some(t))
+    }
+
+    /// Reads the newest checkpoint in `dir` as [`resume`](Self::resume) does, but leaves
+    /// `dir` untouched and writes no checkpoints: a multi-node rank other than 0 starting from
+    /// rank 0's checkpoint.
+    pub fn load_checkpoint(
         model: M,
         config: TrainConfig,
         dir: &Path,
@@ -213,8 +293,6 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         let mut t = Trainer::new(model, config, device)?;
         t.optim = t.optim.load_record(optim_record);
         t.step = state.step;
-        remove_unfinished_checkpoints(dir)?;
-        t.checkpoint_dir = Some(dir.to_path_buf());
         Ok(Some(t))
     }
 
@@ -229,8 +307,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
         eval: Option<EvalFn<'_, M::InnerModule>>,
     ) -> Result<TrainReport, RankError> {
-        if self.replicas.len() <= 1 {
-            return self.run_steps(max_steps, data, eval, &[]);
+        if self.replicas.len() <= 1 && self.nodes.is_none() {
+            return self.run_steps(max_steps, data, eval, &[], None);
         }
         self.train_parallel(max_steps, data, eval)
     }
@@ -255,11 +333,30 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
         eval: Option<EvalFn<'_, M::InnerModule>>,
     ) -> Result<TrainReport, RankError> {
-        let n = self.replicas.len();
+        let replicas = if self.replicas.is_empty() {
+            vec![self.device.clone()]
+        } else {
+            self.replicas.clone()
+        };
+        let n = replicas.len();
         let collective = CollectiveConfig::default().with_num_devices(n);
+        let rank = self.nodes.as_ref().map_or(0, |s| s.rank);
+        let ring = match &self.nodes {
+            Some(setup) if setup.nodes > 1 => Some(std::sync::Arc::new(std::sync::Mutex::new(
+                Ring::connect(setup)?,
+            ))),
+            _ => None,
+        };
+        let comm = Comm {
+            bucket: self.bucket,
+            local: n,
+            nodes: self.nodes.as_ref().map_or(1, |s| s.nodes as usize),
+            ring: None,
+        };
+        // the global replica rank is the peer id
+        let first = rank as usize * n;
         // a previous run that failed may have left peers registered
         reset_collective::<B::InnerBackend>();
-        let replicas = self.replicas.clone();
         // Parameters created by an initializer (the scoring head of a fresh model) are lazy in
         // Burn: a clone of an uninitialised parameter initialises on its own, from whatever the
         // random state is then. Initialise them on replica 0 first, under the seed the first
@@ -272,18 +369,19 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         self.model.visit(&mut InitParams);
         std::thread::scope(|s| {
             let mut links = Vec::with_capacity(n - 1);
-            for (rank, device) in replicas.iter().enumerate().skip(1) {
+            for (r, device) in replicas.iter().enumerate().skip(1) {
                 let (work_tx, work_rx) = mpsc::channel();
                 let (done_tx, done_rx) = mpsc::channel();
                 let model = self.model.clone().fork(device);
                 let optim = new_optim::<B, M>(&self.config).load_record(self.optim.to_record());
                 let worker = Replica {
-                    rank,
+                    rank: first + r,
                     device: device.clone(),
                     model,
                     optim,
                     config: self.config.clone(),
                     collective: collective.clone(),
+                    comm: comm.clone(),
                 };
                 s.spawn(move || worker.run(work_rx, done_tx));
                 links.push(Link {
@@ -291,14 +389,13 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     done: done_rx,
                 });
             }
-            let result = register::<B::InnerBackend>(PeerId(0), self.device.clone(), collective)
-                .map_err(|e| collective_error(0, e))
-                .and_then(|()| self.run_steps(max_steps, data, eval, &links));
-            if result.is_err() {
-                // wakes replicas waiting in an all-reduce; they stop with an error
-                reset_collective::<B::InnerBackend>();
-            }
-            let _ = finish_collective::<B::InnerBackend>(PeerId(0));
+            let comm = Comm { ring, ..comm };
+            let result =
+                register::<B::InnerBackend>(PeerId(first as u32), self.device.clone(), collective)
+                    .map_err(|e| collective_error("replica 0", e))
+                    .and_then(|()| self.run_steps(max_steps, data, eval, &links, Some(&comm)));
+            // after a failure, wakes replicas waiting in an all-reduce; they stop with an error
+            release::<B::InnerBackend>(PeerId(first as u32), result.is_err());
             drop(links); // replicas stop when their work channel closes
             result
         })
@@ -310,9 +407,19 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         data: &mut dyn FnMut(usize) -> Result<TokenBatch<B>, RankError>,
         mut eval: Option<EvalFn<'_, M::InnerModule>>,
         links: &[Link<B>],
+        comm: Option<&Comm>,
     ) -> Result<TrainReport, RankError> {
         let cfg = self.config.clone();
+        // local replicas, nodes, and the global replica count
         let n = links.len() + 1;
+        let (nodes, rank) = self
+            .nodes
+            .as_ref()
+            .map_or((1, 0), |s| (s.nodes as usize, s.rank as usize));
+        let global = n * nodes;
+        let peer = rank * n;
+        // the consistency check's data hash (multi-node runs, first micro-batch of this call)
+        let mut check_data: Option<u64> = None;
         let end = match max_steps {
             Some(n) => (self.step + n).min(cfg.total_steps),
             None => cfg.total_steps,
@@ -334,17 +441,22 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 B::seed(&self.device, seed_for(cfg.seed, index));
                 let batch = data(index)?;
                 let [rows, _] = batch.input_ids.dims();
-                if rows % (cfg.group_size * n) != 0 {
-                    return Err(RankError::Input(if n == 1 {
+                if rows % (cfg.group_size * global) != 0 {
+                    return Err(RankError::Input(if global == 1 {
                         format!(
                             "micro-batch {index} has {rows} rows, not a multiple of the group size {}",
                             cfg.group_size
                         )
                     } else {
                         format!(
-                            "micro-batch {index} has {rows} rows: {} groups of {} cannot be split evenly across {n} devices",
+                            "micro-batch {index} has {rows} rows: {} groups of {} cannot be split evenly across {}",
                             rows as f64 / cfg.group_size as f64,
-                            cfg.group_size
+                            cfg.group_size,
+                            if nodes == 1 {
+                                format!("{n} devices")
+                            } else {
+                                format!("{global} replicas ({nodes} nodes of {n} devices)")
+                            }
                         )
                     }));
                 }
@@ -354,6 +466,15 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     .sum()
                     .into_scalar()
                     .elem::<i64>() as usize;
+                if self.nodes.is_some() && step == start_step && micro == 0 {
+                    check_data = Some(batch_hash(&batch));
+                }
+                // this node's block of the global micro-batch
+                let batch = if nodes == 1 {
+                    batch
+                } else {
+                    split_rows(batch, nodes).swap_remove(rank)
+                };
                 let batch = if n == 1 {
                     batch
                 } else {
@@ -372,11 +493,43 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 acc.accumulate(&self.model, grads);
             }
             let mut grads = acc.grads();
-            if n > 1 {
+            if let Some(comm) = comm {
+                let check = check_data.take().map(|data| self.fingerprint(data, n));
                 for link in links {
-                    link.send(Work::Step { lr })?;
+                    link.send(Work::Step {
+                        lr,
+                        check: check.as_ref().map(|c| c.encode()),
+                    })?;
                 }
-                grads = all_reduce_mean::<B>(grads, 0).map_err(|e| replica_failure(links, e))?;
+                if let Some(check) = check {
+                    let summed = all_reduce_sum::<B::InnerBackend>(
+                        &check.encode(),
+                        &self.device,
+                        peer,
+                        comm,
+                    )
+                    .map_err(|e| replica_failure(links, e))?;
+                    let differ = check.differing(&summed, nodes);
+                    if !differ.is_empty() {
+                        return Err(RankError::Distributed(format!(
+                            "node {rank}: the nodes differ in: {} (every node must run the same \
+                             command, on the same data, from the same weights or checkpoint)",
+                            differ.join(", ")
+                        )));
+                    }
+                }
+                let (reduced, loss) = all_reduce_mean::<B, M>(
+                    &self.model,
+                    grads,
+                    &[step_loss as f32],
+                    &self.device,
+                    peer,
+                    comm,
+                )
+                .map_err(|e| replica_failure(links, e))?;
+                grads = reduced;
+                // the logged loss is the global batch's: the mean of the replicas' shard means
+                step_loss = loss[0] as f64;
             }
             let norm = global_norm::<B, M>(&self.model, &grads);
             if let Some(max) = cfg.grad_clip_norm
@@ -384,7 +537,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             {
                 scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
             }
-            if !step_loss.is_finite() || (n > 1 && !norm.is_finite()) {
+            if !step_loss.is_finite() || (global > 1 && !norm.is_finite()) {
                 // weights that were already broken (a loaded checkpoint or model with NaN or
                 // inf values) are not a learning-rate problem: say which it is
                 let broken = super::grads::non_finite_tensors::<B, M>(&self.model);
@@ -408,12 +561,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             }
             let model = self.model.clone();
             self.model = self.optim.step(lr, model, grads);
-            if n > 1 {
-                // the logged loss is the global batch's: the mean of the replicas' shard means
-                for (r, link) in links.iter().enumerate() {
-                    step_loss += link.done(r + 1)?;
-                }
-                step_loss /= n as f64;
+            // the local replicas have stepped too
+            for (r, link) in links.iter().enumerate() {
+                link.done(peer + r + 1)?;
             }
             self.step += 1;
             window_loss += step_loss;
@@ -427,8 +577,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     "step": self.step, "lr": lr, "loss": last_loss, "grad_norm": norm,
                     "tokens": tokens_total, "tokens_per_s": tps, "elapsed_s": elapsed,
                 });
-                if n > 1 {
-                    line["devices"] = n.into();
+                if global > 1 {
+                    line["devices"] = global.into();
+                }
+                if nodes > 1 {
+                    line["nodes"] = nodes.into();
                 }
                 self.log_line(line)?;
                 (window_loss, window_n) = (0.0, 0);
@@ -444,7 +597,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 evals.push((self.step, v));
                 self.log_line(serde_json::json!({"step": self.step, "eval": v}))?;
             }
-            if self.checkpoint_dir.is_some() && (at(cfg.checkpoint_every) || self.step == end) {
+            if self.checkpoint_dir.is_some()
+                && self.is_writer()
+                && (at(cfg.checkpoint_every) || self.step == end)
+            {
                 self.save_checkpoint()?;
             }
         }
@@ -457,7 +613,28 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         })
     }
 
+    /// What every node must agree on (see [`Trainer::with_nodes`]).
+    fn fingerprint(&self, first_batch: u64, local_replicas: usize) -> Fingerprint {
+        let mut settings = self.config.clone();
+        settings.progress = false;
+        let settings = serde_json::to_vec(&settings).unwrap_or_default();
+        let mut weights = WeightsHash(Fnv::new());
+        self.model.visit(&mut weights);
+        Fingerprint {
+            fields: vec![
+                ("training settings", Fnv::of(&settings)),
+                ("model weights", weights.0.0),
+                ("start step", self.step as u64),
+                ("first micro-batch", first_batch),
+                ("devices per node", local_replicas as u64),
+            ],
+        }
+    }
+
     fn log_line(&mut self, v: serde_json::Value) -> Result<(), RankError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         if let Some((path, f)) = self.log.as_mut() {
             writeln!(f, "{v}").map_err(|e| io_err(path, e))?;
         }
@@ -534,6 +711,22 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
         }
         Ok(target)
     }
+}
+
+/// A stable hash of a micro-batch's token ids and mask (as `i64`, whatever the backend).
+fn batch_hash<B: burn::tensor::backend::Backend>(batch: &TokenBatch<B>) -> u64 {
+    let mut h = Fnv::new();
+    for t in [
+        &batch.input_ids,
+        &batch.token_type_ids,
+        &batch.attention_mask,
+    ] {
+        for d in t.dims() {
+            h.bytes(&(d as u64).to_le_bytes());
+        }
+        h.bytes(t.clone().into_data().convert::<i64>().as_bytes());
+    }
+    h.0
 }
 
 /// Removes the temporary folders of checkpoints that were being written when a run was
