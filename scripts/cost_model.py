@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Data-parallel cost model of docs/distributed.md: all-reduce bytes per step and expected
-scaling of Mamba-130m / 370m / 1.4B at 8, 64 and 512 GPUs, with burn-collective as it is (one
-blocking all-reduce per parameter tensor after the backward, no bucketing, no overlap) and with
-the fixes (bucketing, overlap with the backward, NCCL).
+scaling of Mamba-130m / 370m / 1.4B at 8, 64 and 512 GPUs, for four exchanges:
+- per tensor: burn-collective's `GradientsParams::all_reduce` (one blocking call per parameter
+  tensor after the backward; between nodes its WebSocket ring), what this project used before;
+- rankmamba: what `Trainer` does now: 25 MB buckets through burn-collective inside a node, then
+  between nodes a TCP ring of its own on f32 values staged through host memory, after the
+  backward;
+- bucketed + NCCL, not overlapped; and bucketed + NCCL overlapped with the backward.
 
     python3 scripts/cost_model.py            # the tables, as Markdown
     python3 scripts/cost_model.py --check    # the model against the two-H200 measurement
@@ -57,54 +61,71 @@ IB_BPS = 50e9           # one 400 Gb/s NDR port per node, as burn-collective's o
 ALPHA_LOCAL_S = 0.45e-3  # inside a node, burn-collective over CUDA: fitted to the two-H200 run (--check)
 ALPHA_GLOBAL_S = 1.0e-3  # between nodes, per ring step: a WebSocket request + download (assumed)
 ALPHA_NCCL_S = 20e-6     # per ring step with NCCL over InfiniBand
+ALPHA_TCP_S = 0.1e-3     # per ring step of rankmamba's TCP ring: a message, a thread (assumed)
+TCP_BPS = 3e9            # one kernel TCP stream per ring neighbour (assumed; not RDMA)
+PCIE_BPS = 25e9          # device <-> host copy of the node's gradients (PCIe 5 x16, one way)
+RING_BYTES_PER_GRAD = 4  # the TCP ring carries f32
 BUCKET_BYTES = 25e6      # PyTorch DDP's default bucket
 BACKWARD_SHARE = 2 / 3   # share of a step that is the backward pass (communication can hide there)
 
 
-def step_time(model, gpus, fixed, overlap=None):
+def step_time(model, gpus, mode):
+    """(step seconds, communication seconds, gradient bytes) for `mode` in MODES."""
     params, tensors = MODELS[model]
     compute = STEP_S[model]
     grad_bytes = params * BYTES_PER_GRAD
     nodes = max(1, gpus // GPUS_PER_NODE)
     local = min(gpus, GPUS_PER_NODE)
-    # local level (tree inside the node): bandwidth + one latency per tensor per tree level
+    buckets = math.ceil(grad_bytes / BUCKET_BYTES)
+    calls = tensors if mode == "per tensor" else buckets
+    # local level (tree inside the node): bandwidth + one latency per call per tree level
     t_local = 0.0
     if local > 1:
         levels = math.ceil(math.log2(local))
-        calls = math.ceil(grad_bytes / BUCKET_BYTES) if fixed else tensors
-        alpha = ALPHA_NCCL_S if fixed else ALPHA_LOCAL_S
+        alpha = ALPHA_NCCL_S if mode.startswith("nccl") else ALPHA_LOCAL_S
         t_local = 2 * (local - 1) / local * grad_bytes / NVLINK_BPS + calls * 2 * levels * alpha
     # global level (ring across nodes): 2(N-1) steps of S/N bytes each, per call
     t_global = 0.0
     if nodes > 1:
-        calls = math.ceil(grad_bytes / BUCKET_BYTES) if fixed else tensors
-        alpha = ALPHA_NCCL_S if fixed else ALPHA_GLOBAL_S
-        t_global = 2 * (nodes - 1) / nodes * grad_bytes / IB_BPS + calls * 2 * (nodes - 1) * alpha
+        if mode == "rankmamba":
+            ring_bytes = params * RING_BYTES_PER_GRAD
+            t_global = (2 * (nodes - 1) / nodes * ring_bytes / TCP_BPS
+                        + calls * 2 * (nodes - 1) * ALPHA_TCP_S
+                        + 2 * ring_bytes / PCIE_BPS)
+        else:
+            alpha = ALPHA_GLOBAL_S if mode == "per tensor" else ALPHA_NCCL_S
+            t_global = 2 * (nodes - 1) / nodes * grad_bytes / IB_BPS + calls * 2 * (nodes - 1) * alpha
     comm = t_local + t_global
-    if overlap is None:
-        overlap = fixed
-    if overlap:  # hidden behind the backward pass as far as it lasts
+    if mode == "nccl + overlap":  # hidden behind the backward pass as far as it lasts
         exposed = max(0.0, comm - BACKWARD_SHARE * compute)
     else:
         exposed = comm
     return compute + exposed, comm, grad_bytes
 
 
+MODES = ["per tensor", "rankmamba", "nccl", "nccl + overlap"]
+
+
 def table():
     print("| model | parameters | tensors | all-reduce bytes / step (bf16) | compute / step | "
-          "GPUs | burn-collective today: comm / step, efficiency | bucketed + NCCL, not overlapped | "
-          "bucketed + NCCL + overlapped |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "GPUs | per tensor (burn-collective): comm, efficiency | rankmamba now: 25 MB buckets, "
+          "TCP ring between nodes | bucketed + NCCL | bucketed + NCCL + overlapped |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model in MODELS:
         params, tensors = MODELS[model]
         for gpus in (8, 64, 512):
-            t_now, comm_now, grad_bytes = step_time(model, gpus, fixed=False)
-            t_bucket, comm_bucket, _ = step_time(model, gpus, fixed=True, overlap=False)
-            t_fix, _, _ = step_time(model, gpus, fixed=True)
             compute = STEP_S[model]
+            cells = []
+            for mode in MODES:
+                t, comm, grad_bytes = step_time(model, gpus, mode)
+                if mode == "nccl + overlap":
+                    cells.append(f"{compute / t:.0%}")
+                elif comm >= 1:
+                    cells.append(f"{comm:.2f} s, {compute / t:.0%}")
+                else:
+                    cells.append(f"{comm * 1e3:.0f} ms, {compute / t:.0%}")
             print(f"| {model} | {params / 1e6:.1f}M | {tensors} | {grad_bytes / 1e9:.2f} GB | "
-                  f"{compute:.2f} s | {gpus} | {comm_now:.2f} s, {compute / t_now:.0%} | "
-                  f"{comm_bucket * 1e3:.0f} ms, {compute / t_bucket:.0%} | {compute / t_fix:.0%} |")
+                  f"{compute:.2f} s | {gpus} | " + " | ".join(cells) + " |")
 
 
 def check():
