@@ -564,11 +564,13 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     report.train_tokens_per_s = Some(r.tokens_per_s);
                     report.train_s = Some(t.elapsed().as_secs_f64());
                 }
-                if r.steps > 0
-                    || !job
-                        .dir
-                        .join(format!("{}.mpk", models::RECORD_FILE))
-                        .is_file()
+                // a multi-node rank other than 0 keeps nothing: node 0 writes the model
+                if writer
+                    && (r.steps > 0
+                        || !job
+                            .dir
+                            .join(format!("{}.mpk", models::RECORD_FILE))
+                            .is_file())
                 {
                     models::save(trainer.model.clone(), job.dir)?;
                 }

@@ -286,7 +286,7 @@ pub(super) fn release<B: Backend>(peer: PeerId, reset: bool) {
 /// After a failed all-reduce on replica 0: the first replica's own error, if one stopped.
 pub(super) fn replica_failure<B: Backend>(links: &[Link<B>], own: RankError) -> RankError {
     for (r, link) in links.iter().enumerate() {
-        if let Ok(Err(e)) = link.done.recv_timeout(std::time::Duration::from_secs(10))
+        if let Ok(Err(e)) = link.done.recv_timeout(std::time::Duration::from_secs(2))
             && !matches!(e, RankError::Distributed(_))
         {
             return RankError::Distributed(format!("replica {}: {e}", r + 1));

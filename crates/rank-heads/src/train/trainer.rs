@@ -511,9 +511,15 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     .map_err(|e| replica_failure(links, e))?;
                     let differ = check.differing(&summed, nodes);
                     if !differ.is_empty() {
+                        let hint = if differ.contains(&"start step") {
+                            "; a node that started from another checkpoint, or from none: do \
+                             all nodes see the same checkpoint folder?"
+                        } else {
+                            ""
+                        };
                         return Err(RankError::Distributed(format!(
                             "node {rank}: the nodes differ in: {} (every node must run the same \
-                             command, on the same data, from the same weights or checkpoint)",
+                             command, on the same data, from the same weights or checkpoint{hint})",
                             differ.join(", ")
                         )));
                     }
