@@ -313,6 +313,31 @@ fn nodes_with_different_settings_are_refused_at_the_first_step() {
     assert!(!out.join("checkpoints/latest").exists());
     assert!(losses_or_empty(&out).is_empty());
 
+    // node 1 reads other data (one training query fewer): the same settings, other batches
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let out = tmp.path().join("other-data");
+    let children: Vec<Child> = ["12", "11"]
+        .iter()
+        .enumerate()
+        .map(|(r, queries)| {
+            let nf = node_flags(&ports, r, "60");
+            let mut args = flags(&out, &[]);
+            let at = args.iter().position(|a| *a == "--queries").unwrap();
+            args[at + 1] = queries;
+            args.extend(nf.iter().map(String::as_str));
+            spawn(&args)
+        })
+        .collect();
+    for (r, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "node {r}");
+        assert!(
+            err.contains("the nodes differ in: first micro-batch ("),
+            "node {r}: {err}"
+        );
+    }
+
     // a different node count is refused when the nodes meet
     let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let out = tmp.path().join("counts");
