@@ -86,17 +86,36 @@ fn node_flags(ports: &[u16], r: usize, timeout: &str) -> Vec<String> {
     ]
 }
 
-/// Runs `nodes` processes (each with `extra` flags) into `out`; `(success, stderr)` of each.
-fn run_nodes(out: &Path, nodes: usize, extra: &[&str]) -> Vec<(bool, String)> {
+/// Starts `nodes` processes training into `out` with `extra` flags; `edit(r, args)` may change
+/// node `r`'s arguments (a flag's value, say) before it starts.
+fn spawn_nodes(
+    out: &Path,
+    nodes: usize,
+    extra: &[&str],
+    edit: impl Fn(usize, &mut Vec<String>),
+) -> Vec<Child> {
     let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-    let children: Vec<Child> = (0..nodes)
+    (0..nodes)
         .map(|r| {
-            let nf = node_flags(&ports, r, "60");
-            let mut args = flags(out, extra);
-            args.extend(nf.iter().map(String::as_str));
-            spawn(&args)
+            let mut args: Vec<String> = flags(out, extra).iter().map(|a| a.to_string()).collect();
+            args.extend(node_flags(&ports, r, "60"));
+            edit(r, &mut args);
+            spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
         })
-        .collect();
+        .collect()
+}
+
+/// Sets the value of `flag` in `args`.
+fn set(args: &mut [String], flag: &str, value: &str) {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .expect("the flag is there");
+    args[at + 1] = value.into();
+}
+
+/// `(success, stderr)` of each process, once it has ended.
+fn outcomes(children: Vec<Child>) -> Vec<(bool, String)> {
     children
         .into_iter()
         .map(|c| {
@@ -107,6 +126,11 @@ fn run_nodes(out: &Path, nodes: usize, extra: &[&str]) -> Vec<(bool, String)> {
             )
         })
         .collect()
+}
+
+/// Runs `nodes` processes (each with `extra` flags) into `out`; `(success, stderr)` of each.
+fn run_nodes(out: &Path, nodes: usize, extra: &[&str]) -> Vec<(bool, String)> {
+    outcomes(spawn_nodes(out, nodes, extra, |_, _| {}))
 }
 
 fn losses(dir: &Path) -> Vec<f64> {
@@ -233,15 +257,7 @@ fn a_killed_node_stops_the_others_and_the_run_resumes_on_fewer_nodes() {
     assert!(ok, "{err}");
 
     let out = tmp.path().join("killed");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut children: Vec<Child> = (0..3)
-        .map(|r| {
-            let nf = node_flags(&ports, r, "60");
-            let mut args = flags(&out, &[]);
-            args.extend(nf.iter().map(String::as_str));
-            spawn(&args)
-        })
-        .collect();
+    let mut children = spawn_nodes(&out, 3, &[], |_, _| {});
     // once the step-4 checkpoint exists, node 2 dies
     wait_for(
         &out.join("checkpoints/step-00000004"),
@@ -251,10 +267,8 @@ fn a_killed_node_stops_the_others_and_the_run_resumes_on_fewer_nodes() {
     let killed_at = Instant::now();
     let mut victim = children.pop().unwrap();
     let _ = victim.wait();
-    for (r, c) in children.into_iter().enumerate() {
-        let o = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "node {r} went on without node 2");
+    for (r, (ok, err)) in outcomes(children).iter().enumerate() {
+        assert!(!ok, "node {r} went on without node 2");
         assert!(err.contains("a node stopped"), "node {r}: {err}");
     }
     let took = killed_at.elapsed();
@@ -284,54 +298,25 @@ fn a_killed_node_stops_the_others_and_the_run_resumes_on_fewer_nodes() {
 #[test]
 fn nodes_with_different_settings_are_refused_at_the_first_step() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("mixed");
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     // node 1 has another learning rate (only the settings differ: same data, same weights)
-    let children: Vec<Child> = ["2e-4", "3e-4"]
-        .iter()
-        .enumerate()
-        .map(|(r, lr)| {
-            let nf = node_flags(&ports, r, "60");
-            let mut args = flags(&out, &[]);
-            let at = args.iter().position(|a| *a == "--lr").unwrap();
-            args[at + 1] = lr;
-            args.extend(nf.iter().map(String::as_str));
-            spawn(&args)
-        })
-        .collect();
-    for (r, c) in children.into_iter().enumerate() {
-        let o = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "node {r}");
+    let out = tmp.path().join("mixed");
+    let lr = spawn_nodes(&out, 2, &[], |r, a| set(a, "--lr", ["2e-4", "3e-4"][r]));
+    for (r, (ok, err)) in outcomes(lr).iter().enumerate() {
+        assert!(!ok, "node {r}");
         assert!(
-            err.contains("the nodes differ in: training settings"),
+            err.contains("the nodes differ in: training settings ("),
             "node {r}: {err}"
         );
-        assert!(!err.contains("first micro-batch"), "node {r}: {err}");
     }
     // nothing was trained: no checkpoint, no log line
     assert!(!out.join("checkpoints/latest").exists());
     assert!(losses_or_empty(&out).is_empty());
 
     // node 1 reads other data (one training query fewer): the same settings, other batches
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let out = tmp.path().join("other-data");
-    let children: Vec<Child> = ["12", "11"]
-        .iter()
-        .enumerate()
-        .map(|(r, queries)| {
-            let nf = node_flags(&ports, r, "60");
-            let mut args = flags(&out, &[]);
-            let at = args.iter().position(|a| *a == "--queries").unwrap();
-            args[at + 1] = queries;
-            args.extend(nf.iter().map(String::as_str));
-            spawn(&args)
-        })
-        .collect();
-    for (r, c) in children.into_iter().enumerate() {
-        let o = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "node {r}");
+    let data = spawn_nodes(&out, 2, &[], |r, a| set(a, "--queries", ["12", "11"][r]));
+    for (r, (ok, err)) in outcomes(data).iter().enumerate() {
+        assert!(!ok, "node {r}");
         assert!(
             err.contains("the nodes differ in: first micro-batch ("),
             "node {r}: {err}"
@@ -339,35 +324,17 @@ fn nodes_with_different_settings_are_refused_at_the_first_step() {
     }
 
     // a different node count is refused when the nodes meet
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let out = tmp.path().join("counts");
-    let mut n1 = node_flags(&ports, 1, "60");
-    n1[1] = "3".into();
-    let c0 = {
-        let nf = node_flags(&ports, 0, "60");
-        let mut args = flags(&out, &[]);
-        args.extend(nf.iter().map(String::as_str));
-        spawn(&args)
-    };
-    let c1 = {
-        let mut args = flags(&out, &[]);
-        args.extend(n1.iter().map(String::as_str));
-        spawn(&args)
-    };
-    let (o0, o1) = (
-        c0.wait_with_output().unwrap(),
-        c1.wait_with_output().unwrap(),
-    );
-    let (e0, e1) = (
-        String::from_utf8_lossy(&o0.stderr),
-        String::from_utf8_lossy(&o1.stderr),
-    );
-    assert!(!o0.status.success() && !o1.status.success());
-    assert!(
-        e0.contains("node 1 was started with --nodes 3, node 0 with --nodes 2"),
-        "{e0}"
-    );
-    assert!(e1.contains("refused by node 0"), "{e1}");
+    let counts = spawn_nodes(&out, 2, &[], |r, a| {
+        if r == 1 {
+            set(a, "--nodes", "3")
+        }
+    });
+    let o = outcomes(counts);
+    assert!(!o[0].0 && !o[1].0);
+    let want = "node 1 was started with --nodes 3, node 0 with --nodes 2";
+    assert!(o[0].1.contains(want), "{}", o[0].1);
+    assert!(o[1].1.contains("refused by node 0"), "{}", o[1].1);
 }
 
 fn losses_or_empty(dir: &Path) -> Vec<f64> {
