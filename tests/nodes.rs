@@ -128,6 +128,14 @@ fn outcomes(children: Vec<Child>) -> Vec<(bool, String)> {
         .collect()
 }
 
+/// Every process failed, saying `want`.
+fn assert_all_fail(children: Vec<Child>, want: &str) {
+    for (r, (ok, err)) in outcomes(children).iter().enumerate() {
+        assert!(!ok, "node {r} succeeded");
+        assert!(err.contains(want), "node {r}: {err}");
+    }
+}
+
 /// Runs `nodes` processes (each with `extra` flags) into `out`; `(success, stderr)` of each.
 fn run_nodes(out: &Path, nodes: usize, extra: &[&str]) -> Vec<(bool, String)> {
     outcomes(spawn_nodes(out, nodes, extra, |_, _| {}))
@@ -267,10 +275,7 @@ fn a_killed_node_stops_the_others_and_the_run_resumes_on_fewer_nodes() {
     let killed_at = Instant::now();
     let mut victim = children.pop().unwrap();
     let _ = victim.wait();
-    for (r, (ok, err)) in outcomes(children).iter().enumerate() {
-        assert!(!ok, "node {r} went on without node 2");
-        assert!(err.contains("a node stopped"), "node {r}: {err}");
-    }
+    assert_all_fail(children, "a node stopped");
     let took = killed_at.elapsed();
     eprintln!("the survivors stopped {took:.1?} after the kill");
     assert!(
@@ -301,13 +306,7 @@ fn nodes_with_different_settings_are_refused_at_the_first_step() {
     // node 1 has another learning rate (only the settings differ: same data, same weights)
     let out = tmp.path().join("mixed");
     let lr = spawn_nodes(&out, 2, &[], |r, a| set(a, "--lr", ["2e-4", "3e-4"][r]));
-    for (r, (ok, err)) in outcomes(lr).iter().enumerate() {
-        assert!(!ok, "node {r}");
-        assert!(
-            err.contains("the nodes differ in: training settings ("),
-            "node {r}: {err}"
-        );
-    }
+    assert_all_fail(lr, "the nodes differ in: training settings (");
     // nothing was trained: no checkpoint, no log line
     assert!(!out.join("checkpoints/latest").exists());
     assert!(losses_or_empty(&out).is_empty());
@@ -315,13 +314,7 @@ fn nodes_with_different_settings_are_refused_at_the_first_step() {
     // node 1 reads other data (one training query fewer): the same settings, other batches
     let out = tmp.path().join("other-data");
     let data = spawn_nodes(&out, 2, &[], |r, a| set(a, "--queries", ["12", "11"][r]));
-    for (r, (ok, err)) in outcomes(data).iter().enumerate() {
-        assert!(!ok, "node {r}");
-        assert!(
-            err.contains("the nodes differ in: first micro-batch ("),
-            "node {r}: {err}"
-        );
-    }
+    assert_all_fail(data, "the nodes differ in: first micro-batch (");
 
     // a different node count is refused when the nodes meet
     let out = tmp.path().join("counts");

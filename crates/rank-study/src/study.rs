@@ -506,39 +506,33 @@ impl<B: AutodiffBackend> ModelVisitor<B> for JobVisitor<'_, B> {
                     .checkpoints
                     .map_or_else(|| job.dir.join("checkpoints"), Path::to_path_buf);
                 let writer = job.nodes.is_none_or(|n| n.rank == 0);
-                let mut trainer = match job.checkpoint_every {
+                // a multi-node rank other than 0 reads rank 0's checkpoints and writes none
+                let loaded = match job.checkpoint_every {
                     Some(_) if writer => {
-                        match Trainer::resume(model.clone(), config.clone(), &ckpt, dev.clone())
-                            .map_err(wrap(ckpt.display()))?
-                        {
-                            Some(t) => {
-                                eprintln!("resuming from {} at step {}", ckpt.display(), t.step);
-                                t
+                        Trainer::resume(model.clone(), config.clone(), &ckpt, dev.clone())
+                    }
+                    Some(_) => {
+                        Trainer::load_checkpoint(model.clone(), config.clone(), &ckpt, dev.clone())
+                    }
+                    None => Ok(None),
+                }
+                .map_err(wrap(ckpt.display()))?;
+                let mut trainer = match loaded {
+                    Some(t) => {
+                        let how = if writer { "resuming" } else { "starting" };
+                        eprintln!("{how} from {} at step {}", ckpt.display(), t.step);
+                        t
+                    }
+                    None => {
+                        let t =
+                            Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?;
+                        match job.checkpoint_every {
+                            Some(_) if writer => {
+                                t.with_checkpoints(&ckpt).map_err(wrap(ckpt.display()))?
                             }
-                            None => Trainer::new(model, config, dev.clone())
-                                .map_err(wrap("trainer"))?
-                                .with_checkpoints(&ckpt)
-                                .map_err(wrap(ckpt.display()))?,
+                            _ => t,
                         }
                     }
-                    // read-only: rank 0 owns the checkpoint folder
-                    Some(_) => match Trainer::load_checkpoint(
-                        model.clone(),
-                        config.clone(),
-                        &ckpt,
-                        dev.clone(),
-                    )
-                    .map_err(wrap(ckpt.display()))?
-                    {
-                        Some(t) => {
-                            eprintln!("starting from {} at step {}", ckpt.display(), t.step);
-                            t
-                        }
-                        None => {
-                            Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?
-                        }
-                    },
-                    None => Trainer::new(model, config, dev.clone()).map_err(wrap("trainer"))?,
                 };
                 if self.devices.len() > 1 {
                     trainer = trainer

@@ -175,32 +175,27 @@ pub(super) fn all_reduce_mean<B: AutodiffBackend, M: AutodiffModule<B>>(
         pieces: Vec::new(),
     };
     model.visit(&mut take);
-    let pieces = take.pieces;
-    let mut lens: Vec<usize> = pieces.iter().map(|(_, d, _)| d.iter().product()).collect();
-    let mut flats: Vec<Flat<B>> = Vec::with_capacity(pieces.len() + 1);
-    let mut meta = Vec::with_capacity(pieces.len());
-    for (id, dims, flat) in pieces {
-        meta.push((id, dims));
-        flats.push(flat);
-    }
-    lens.push(extra.len());
+    let (meta, mut flats): (Vec<_>, Vec<Flat<B>>) = take
+        .pieces
+        .into_iter()
+        .map(|(id, dims, flat)| ((id, dims), flat))
+        .unzip();
     flats.push(Tensor::from_floats(extra, device));
     // buckets: consecutive pieces up to `comm.bucket` values; the extra values always join
     // the last bucket
     let mut out: Vec<Flat<B>> = Vec::with_capacity(flats.len());
-    let (mut bucket, mut bucket_lens, mut size) = (Vec::new(), Vec::new(), 0usize);
+    let (mut bucket, mut size) = (Vec::new(), 0usize);
     let count = flats.len();
-    for (i, (flat, len)) in flats.into_iter().zip(lens).enumerate() {
-        let last = i + 1 == count;
-        if !bucket.is_empty() && !last && size + len > comm.bucket {
-            reduce_bucket::<B::InnerBackend>(&mut bucket, &mut bucket_lens, peer, comm, &mut out)?;
+    for (i, flat) in flats.into_iter().enumerate() {
+        let [len] = flat.dims();
+        if !bucket.is_empty() && i + 1 < count && size + len > comm.bucket {
+            reduce_bucket::<B::InnerBackend>(std::mem::take(&mut bucket), peer, comm, &mut out)?;
             size = 0;
         }
         bucket.push(flat);
-        bucket_lens.push(len);
         size += len;
     }
-    reduce_bucket::<B::InnerBackend>(&mut bucket, &mut bucket_lens, peer, comm, &mut out)?;
+    reduce_bucket::<B::InnerBackend>(bucket, peer, comm, &mut out)?;
     let extra_out = out
         .pop()
         .expect("the extra values are the last piece")
@@ -222,16 +217,15 @@ pub(super) fn all_reduce_mean<B: AutodiffBackend, M: AutodiffModule<B>>(
 /// All-reduces (mean) the concatenation of `bucket` and appends its pieces to `out`.
 #[cfg(feature = "collective")]
 fn reduce_bucket<B: Backend>(
-    bucket: &mut Vec<Tensor<B, 1>>,
-    lens: &mut Vec<usize>,
+    bucket: Vec<Tensor<B, 1>>,
     peer: usize,
     comm: &Comm,
     out: &mut Vec<Tensor<B, 1>>,
 ) -> Result<(), RankError> {
-    let flat = Tensor::cat(std::mem::take(bucket), 0);
-    let reduced = all_reduce_flat(flat, peer, comm, true)?;
+    let lens: Vec<usize> = bucket.iter().map(|t| t.dims()[0]).collect();
+    let reduced = all_reduce_flat(Tensor::cat(bucket, 0), peer, comm, true)?;
     let mut at = 0;
-    for len in lens.drain(..) {
+    for len in lens {
         out.push(reduced.clone().narrow(0, at, len));
         at += len;
     }
@@ -299,7 +293,8 @@ pub(super) fn replica_failure<B: Backend>(links: &[Link<B>], own: RankError) -> 
 pub(super) enum Work<B: Backend> {
     /// Forward and backward on this shard of global micro-batch `index`.
     Micro { index: usize, batch: TokenBatch<B> },
-    /// All-reduce the accumulated gradients, clip, AdamW step at `lr`; report the loss.
+    /// All-reduce the accumulated gradients (the replica's loss alongside), clip, AdamW step
+    /// at `lr`; report that the step is done.
     /// `check`: first take part in the consistency check's all-reduce of these values.
     Step { lr: f64, check: Option<Vec<f32>> },
 }
@@ -307,7 +302,7 @@ pub(super) enum Work<B: Backend> {
 /// Replica 0's end of the channels to replica `r > 0`.
 pub(super) struct Link<B: Backend> {
     pub(super) work: mpsc::Sender<Work<B>>,
-    pub(super) done: mpsc::Receiver<Result<f64, RankError>>,
+    pub(super) done: mpsc::Receiver<Result<(), RankError>>,
 }
 
 impl<B: Backend> Link<B> {
@@ -317,8 +312,8 @@ impl<B: Backend> Link<B> {
             .map_err(|_| RankError::Distributed("a replica thread stopped".into()))
     }
 
-    /// The replica's summed micro-batch losses of the step just done.
-    pub(super) fn done(&self, rank: usize) -> Result<f64, RankError> {
+    /// Waits for the replica to finish its step.
+    pub(super) fn done(&self, rank: usize) -> Result<(), RankError> {
         match self.done.recv() {
             Ok(r) => r,
             Err(_) => Err(RankError::Distributed(format!(
@@ -345,7 +340,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
     pub(super) fn run(
         mut self,
         work: mpsc::Receiver<Work<B>>,
-        done: mpsc::Sender<Result<f64, RankError>>,
+        done: mpsc::Sender<Result<(), RankError>>,
     ) {
         let peer = PeerId(self.rank as u32);
         let result =
@@ -363,7 +358,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
     pub(super) fn steps(
         &mut self,
         work: &mpsc::Receiver<Work<B>>,
-        done: &mpsc::Sender<Result<f64, RankError>>,
+        done: &mpsc::Sender<Result<(), RankError>>,
     ) -> Result<(), RankError> {
         let cfg = self.config.clone();
         let seed = replica_seed(cfg.seed, self.rank);
@@ -396,7 +391,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                     let (mut grads, _) = all_reduce_mean::<B, M>(
                         &self.model,
                         grads,
-                        &[loss as f32],
+                        &[std::mem::take(&mut loss) as f32],
                         &self.device,
                         self.rank,
                         &self.comm,
@@ -410,7 +405,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                     }
                     let model = self.model.clone();
                     self.model = self.optim.step(lr, model, grads);
-                    if done.send(Ok(std::mem::take(&mut loss))).is_err() {
+                    if done.send(Ok(())).is_err() {
                         break;
                     }
                 }

@@ -57,9 +57,7 @@ fn io(rank: usize, what: &str, e: std::io::Error) -> RankError {
 }
 
 fn resolve(addr: &str) -> Result<std::net::SocketAddr, RankError> {
-    let plain = addr.strip_prefix("ws://").unwrap_or(addr);
-    plain
-        .to_socket_addrs()
+    addr.to_socket_addrs()
         .map_err(|e| err(format!("address `{addr}`: {e}")))?
         .next()
         .ok_or_else(|| err(format!("address `{addr}` resolves to nothing")))

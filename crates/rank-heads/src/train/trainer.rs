@@ -495,20 +495,17 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             let mut grads = acc.grads();
             if let Some(comm) = comm {
                 let check = check_data.take().map(|data| self.fingerprint(data, n));
+                let encoded = check.as_ref().map(Fingerprint::encode);
                 for link in links {
                     link.send(Work::Step {
                         lr,
-                        check: check.as_ref().map(|c| c.encode()),
+                        check: encoded.clone(),
                     })?;
                 }
-                if let Some(check) = check {
-                    let summed = all_reduce_sum::<B::InnerBackend>(
-                        &check.encode(),
-                        &self.device,
-                        peer,
-                        comm,
-                    )
-                    .map_err(|e| replica_failure(links, e))?;
+                if let (Some(check), Some(encoded)) = (check, encoded) {
+                    let summed =
+                        all_reduce_sum::<B::InnerBackend>(&encoded, &self.device, peer, comm)
+                            .map_err(|e| replica_failure(links, e))?;
                     let differ = check.differing(&summed, nodes);
                     if !differ.is_empty() {
                         let hint = if differ.contains(&"start step") {
