@@ -10,7 +10,7 @@ use mamba_blocks::MambaModel;
 #[cfg(feature = "mamba")]
 use mamba_ssm::SelectiveScanBackend;
 #[cfg(feature = "transformers")]
-use transformer_baselines::{BertModel, GptNeoXModel};
+use transformer_baselines::{BertModel, FlashAttentionBackend, GptNeoXModel};
 
 use crate::{Pooling, RankError};
 
@@ -86,7 +86,7 @@ impl<B: SelectiveScanBackend> SequenceEncoder<B> for MambaModel<B> {
 }
 
 #[cfg(feature = "transformers")]
-impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
+impl<B: FlashAttentionBackend> SequenceEncoder<B> for BertModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self
             .forward(
@@ -124,7 +124,7 @@ impl<B: Backend> SequenceEncoder<B> for BertModel<B> {
 }
 
 #[cfg(feature = "transformers")]
-impl<B: Backend> SequenceEncoder<B> for GptNeoXModel<B> {
+impl<B: FlashAttentionBackend> SequenceEncoder<B> for GptNeoXModel<B> {
     fn encode(&self, batch: &TokenBatch<B>) -> Result<Tensor<B, 3>, RankError> {
         Ok(self.forward(batch.input_ids.clone(), Some(batch.attention_mask.clone()))?)
     }

@@ -37,18 +37,24 @@ use crate::{
     SequenceEncoder, TemplateStyle, TokenBatch,
 };
 
-/// The backends an [`AnyEncoder`] runs on: any backend, and with the `mamba` feature one with
-/// the selective scan.
+/// The backends an [`AnyEncoder`] runs on: those with flash attention, and with the `mamba`
+/// feature also the selective scan.
 #[cfg(feature = "mamba")]
-pub trait AnyBackend: mamba_ssm::SelectiveScanBackend {}
+pub trait AnyBackend:
+    mamba_ssm::SelectiveScanBackend + transformer_baselines::FlashAttentionBackend
+{
+}
 #[cfg(feature = "mamba")]
-impl<B: mamba_ssm::SelectiveScanBackend> AnyBackend for B {}
-/// The backends an [`AnyEncoder`] runs on: any backend, and with the `mamba` feature one with
-/// the selective scan.
+impl<B: mamba_ssm::SelectiveScanBackend + transformer_baselines::FlashAttentionBackend> AnyBackend
+    for B
+{
+}
+/// The backends an [`AnyEncoder`] runs on: those with flash attention, and with the `mamba`
+/// feature also the selective scan.
 #[cfg(not(feature = "mamba"))]
-pub trait AnyBackend: Backend {}
+pub trait AnyBackend: transformer_baselines::FlashAttentionBackend {}
 #[cfg(not(feature = "mamba"))]
-impl<B: Backend> AnyBackend for B {}
+impl<B: transformer_baselines::FlashAttentionBackend> AnyBackend for B {}
 
 /// One of the workspace's encoders, chosen by a checkpoint's `model_type`.
 // A model is built once and lives long: its variants' sizes do not matter.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::TransformerError;
 use crate::activation::HiddenAct;
-use crate::attention::{AttentionImpl, attention, merge_heads, split_heads};
+use crate::attention::{AttentionImpl, FlashAttentionBackend, attention, merge_heads, split_heads};
 use crate::checkpoint::{check_batch, hf_embedding, hf_linear, safetensors_names};
 
 /// Model types whose positions count from `pad_token_id + 1` over the non-padding tokens.
@@ -260,7 +260,7 @@ impl BertConfig {
             pooler: with_pooler.then(|| BertPooler {
                 dense: linear(h, h),
             }),
-            attention: AttentionImpl::Fused,
+            attention: AttentionImpl::Flash,
             type_vocab_size: self.type_vocab_size,
             vocab_size: self.vocab_size,
             max_seq_len: self.max_seq_len(),
@@ -330,7 +330,7 @@ pub struct BertAttention<B: Backend> {
     pub output: BertSelfOutput<B>,
 }
 
-impl<B: Backend> BertAttention<B> {
+impl<B: FlashAttentionBackend> BertAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -371,7 +371,7 @@ pub struct BertLayer<B: Backend> {
     pub output: BertOutput<B>,
 }
 
-impl<B: Backend> BertLayer<B> {
+impl<B: FlashAttentionBackend> BertLayer<B> {
     /// `[batch, seq, hidden]` to `[batch, seq, hidden]`.
     pub fn forward(
         &self,
@@ -501,6 +501,9 @@ impl<B: Backend> BertModel<B> {
         self.embeddings.word_embeddings.weight.dims()[1]
     }
 
+}
+
+impl<B: FlashAttentionBackend> BertModel<B> {
     /// Runs the encoder on `input_ids` (`[batch, seq]`). `token_type_ids` defaults to zeros,
     /// `attention_mask` (1 = token, 0 = padding) to all ones. Ids, token types and the mask are
     /// checked (one reduction each) so that bad input is an error, not a panic.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::TransformerError;
 use crate::activation::HiddenAct;
-use crate::attention::{AttentionImpl, attention, merge_heads};
+use crate::attention::{AttentionImpl, FlashAttentionBackend, attention, merge_heads};
 use crate::checkpoint::{check_batch, hf_init, hf_linear};
 
 /// A GPT-NeoX configuration, resolved from a HF `config.json` of either generation: older files
@@ -277,7 +277,7 @@ impl GptNeoXConfig {
                 .init(device),
             layers,
             final_layer_norm: layer_norm(),
-            attention: AttentionImpl::Fused,
+            attention: AttentionImpl::Flash,
             vocab_size: self.vocab_size,
             max_seq_len: self.max_position_embeddings,
         })
@@ -355,7 +355,7 @@ pub struct GptNeoXAttention<B: Backend> {
     rotary: Rotary,
 }
 
-impl<B: Backend> GptNeoXAttention<B> {
+impl<B: FlashAttentionBackend> GptNeoXAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -406,7 +406,7 @@ pub struct GptNeoXLayer<B: Backend> {
     use_parallel_residual: bool,
 }
 
-impl<B: Backend> GptNeoXLayer<B> {
+impl<B: FlashAttentionBackend> GptNeoXLayer<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -516,6 +516,9 @@ impl<B: Backend> GptNeoXModel<B> {
         self.embed_in.weight.dims()[1]
     }
 
+}
+
+impl<B: FlashAttentionBackend> GptNeoXModel<B> {
     /// Runs the decoder on `input_ids` (`[batch, seq]`) with an optional `attention_mask`
     /// (1 = token, 0 = padding; left or right padding). Returns the hidden states after the
     /// final LayerNorm, `[batch, seq, hidden]`; positions that are padding hold no meaningful

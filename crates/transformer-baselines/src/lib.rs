@@ -9,8 +9,10 @@
 //!   optional pooler; loads HF safetensors with or without the `bert.` / `roberta.` prefix.
 //! - [`GptNeoXModel`]: a GPT-NeoX decoder (Pythia): rotary embeddings on `rotary_pct` of each
 //!   head, parallel residual, causal attention; presets for pythia-70m / 160m / 410m.
-//! - [`attention`](mod@attention): Burn's fused `attention` (flash attention on the cubecl
-//!   backends) with a key-padding mask and a causal option, and a plain reference path.
+//! - [`attention`](mod@attention): flash attention ([`flash_attention`]) with a key-padding mask
+//!   and a causal option: cubecl kernels forward and backward on CUDA and wgpu (features
+//!   `cubecl` / `wgpu` / `cuda`, and `fusion` for Burn's `Fusion` wrapper), one `Autodiff` node,
+//!   tensor ops on NdArray; also Burn's `attention` and a plain reference path.
 //!
 //! Models load from a local directory or a HF hub id (`model-io`); every user error is a
 //! [`TransformerError`]. Models take token ids; text becomes ids in `rank-heads`' `PairEncoder`
@@ -45,7 +47,7 @@ mod error;
 pub mod gpt_neox;
 
 pub use activation::HiddenAct;
-pub use attention::AttentionImpl;
+pub use attention::{AttentionImpl, FlashAttentionBackend, FlashConfig, KeyMask, flash_attention};
 pub use bert::{BertConfig, BertModel, BertModelOutput};
 pub use error::TransformerError;
 pub use gpt_neox::{GptNeoXConfig, GptNeoXModel};

@@ -92,3 +92,5 @@ pub fn max_abs_diff<const D: usize>(
 pub fn minilm_dir() -> PathBuf {
     test_support::minilm_dir()
 }
+
+pub mod flash;
