@@ -45,6 +45,50 @@ impl Precision {
     }
 }
 
+/// Which attention the transformer parts run (`transformer_baselines::AttentionImpl`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// This workspace's flash attention (cubecl kernels forward and backward on CUDA / wgpu).
+    #[default]
+    Flash,
+    /// Burn's `attention` (flash kernels forward only with `autotune`; decomposed into matmul +
+    /// softmax under autodiff).
+    Burn,
+    /// The plain matmul-softmax reference.
+    Reference,
+}
+
+impl AttentionKind {
+    /// `flash` / `burn` / `reference`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Flash => "flash",
+            AttentionKind::Burn => "burn",
+            AttentionKind::Reference => "reference",
+        }
+    }
+
+    /// The models' setting.
+    pub fn implementation(self) -> transformer_baselines::AttentionImpl {
+        match self {
+            AttentionKind::Flash => transformer_baselines::AttentionImpl::Flash,
+            AttentionKind::Burn => transformer_baselines::AttentionImpl::Burn,
+            AttentionKind::Reference => transformer_baselines::AttentionImpl::Reference,
+        }
+    }
+}
+
 /// Median and spread of timed repetitions, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Timing {

@@ -103,6 +103,9 @@ pub struct TrainBench {
     /// Autodiff checkpointing strategy.
     #[serde(default)]
     pub checkpointing: crate::backend::Checkpointing,
+    /// The transformers' attention.
+    #[serde(default)]
+    pub attention: super::AttentionKind,
 }
 
 /// Settings of `bench rerank`.
@@ -207,7 +210,11 @@ fn pythia_config(kind: ModelKind) -> GptNeoXConfig {
 
 /// Runs `$body` with `$model` bound to a fresh `CrossEncoder<$B, _>` of `$kind`.
 macro_rules! with_cross_encoder {
-    ($kind:expr, $B:ty, $dev:expr, |$model:ident| $body:expr) => {{
+    ($kind:expr, $B:ty, $dev:expr, |$model:ident| $body:expr) => {
+        with_cross_encoder!($kind, $B, $dev, super::AttentionKind::Flash, |$model| $body)
+    };
+    ($kind:expr, $B:ty, $dev:expr, $attention:expr, |$model:ident| $body:expr) => {{
+        let attention: super::AttentionKind = $attention;
         let kind: ModelKind = $kind;
         match kind {
             ModelKind::Mamba130m | ModelKind::Mamba370m | ModelKind::MambaTiny => {
@@ -216,12 +223,16 @@ macro_rules! with_cross_encoder {
                 $body
             }
             ModelKind::BertBase | ModelKind::BertTiny => {
-                let enc = bert_config(kind).init::<$B>($dev)?;
+                let enc = bert_config(kind)
+                    .init::<$B>($dev)?
+                    .with_attention(attention.implementation());
                 let $model = CrossEncoder::new(enc, Pooling::Cls, 0.1, $dev);
                 $body
             }
             ModelKind::Pythia160m | ModelKind::Pythia410m | ModelKind::PythiaTiny => {
-                let enc = pythia_config(kind).init::<$B>($dev)?;
+                let enc = pythia_config(kind)
+                    .init::<$B>($dev)?
+                    .with_attention(attention.implementation());
                 let $model = CrossEncoder::new(enc, Pooling::LastToken, 0.1, $dev);
                 $body
             }
@@ -272,7 +283,7 @@ where
     let rows = s.queries * s.group;
     let tokens = rows * s.len;
     let r = guarded(|| -> anyhow::Result<(usize, Timing)> {
-        with_cross_encoder!(kind, B, device, |model| {
+        with_cross_encoder!(kind, B, device, s.attention, |model| {
             let params = num_params::<B, _>(&model);
             let t = train_steps::<B, _>(model, kind, s, device)?;
             Ok((params, t))

@@ -3,9 +3,10 @@
 //! Shapes (Mamba-130m / BERT-base widths): `tokens = batch x L` fixed per grid; scan core:
 //! `u, delta, z: [batch, d_inner = 2 x d_model, L]`, `A: [d_inner, 16]`, `B, C: [batch, 1, 16, L]`,
 //! D, delta_bias, softplus on (the official `selective_scan_fn` in Mamba's setting); attention
-//! core: `q, k, v: [batch, heads, L, d_model / heads]`, no mask, non-causal, through
-//! `transformer_baselines::attention::fused_attention` (Burn's `attention`: flash kernels on the
-//! cubecl backends with `autotune`; matmul + softmax on NdArray and under Autodiff); Mamba block:
+//! core: `q, k, v: [batch, heads, L, d_model / heads]`, non-causal, the last `padding` of each
+//! row's keys masked (none by default), through `transformer_baselines::attention::attention`
+//! with the grid's implementation (this workspace's flash kernels by default; Burn's `attention`
+//! or the matmul-softmax reference); Mamba block:
 //! `mamba_blocks::MambaBlock` of the 130m preset (RMSNorm, in_proj, causal conv, x_proj,
 //! dt_proj, scan, gate, out_proj, residual); transformer layer: one BERT-base layer
 //! (`BertLayer`: attention with q/k/v/o projections, post-norms, GELU MLP 3072).
@@ -19,9 +20,9 @@ use burn::tensor::{Distribution, Tensor};
 use mamba_blocks::{MambaBlock, MambaConfig};
 use mamba_ssm::{ScanInputs, SelectiveScanBackend, selective_scan};
 use serde::{Deserialize, Serialize};
-use transformer_baselines::attention::fused_attention;
+use transformer_baselines::attention::attention;
 use transformer_baselines::bert::BertLayer;
-use transformer_baselines::{AttentionImpl, BertConfig};
+use transformer_baselines::{BertConfig, FlashAttentionBackend};
 
 use super::{Timing, guarded, measure, ms_since, sync};
 
@@ -112,6 +113,13 @@ pub struct ScanGrid {
     pub warmup: usize,
     /// Timed repetitions.
     pub reps: usize,
+    /// The attention of the attention part and the BERT layer.
+    #[serde(default)]
+    pub attention: super::AttentionKind,
+    /// Fraction of each row's keys masked as padding (the last ones) in the attention part
+    /// and the BERT layer.
+    #[serde(default)]
+    pub padding: f64,
 }
 
 impl ScanGrid {
@@ -127,12 +135,30 @@ impl ScanGrid {
             passes: vec![Pass::Fwd, Pass::FwdBwd],
             warmup: 3,
             reps: 10,
+            attention: super::AttentionKind::Flash,
+            padding: 0.0,
         }
     }
 
     /// Batch at length `len`.
     pub fn batch(&self, len: usize) -> usize {
         (self.tokens / len).max(1)
+    }
+
+    /// The `[batch, len]` key-padding mask of `padding` (`None` without padding).
+    fn key_padding<B: Backend>(
+        &self,
+        batch: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> Option<Tensor<B, 2, burn::tensor::Bool>> {
+        let padded = ((self.padding * len as f64).round() as usize).min(len.saturating_sub(1));
+        (padded > 0).then(|| {
+            let pos = Tensor::<B, 1, burn::tensor::Int>::arange(0..len as i64, device)
+                .reshape([1, len])
+                .expand([batch, len]);
+            pos.greater_equal_elem((len - padded) as i64)
+        })
     }
 }
 
@@ -166,10 +192,11 @@ pub fn measure_cell<B>(
     device: &B::Device,
 ) -> anyhow::Result<Timing>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let batch = grid.batch(len);
+    let imp = grid.attention.implementation();
     let d_inner = 2 * grid.d_model;
     let (w, r) = (grid.warmup, grid.reps);
     match (part, pass) {
@@ -219,10 +246,18 @@ where
                         )
                     };
                     let (q, k, v) = (r3(), r3(), r3());
+                    let pad = grid.key_padding::<B::InnerBackend>(batch, len, device);
                     sync::<B::InnerBackend>(device)?;
                     measure(w, r, || {
                         let t0 = Instant::now();
-                        let o = fused_attention(q.clone(), k.clone(), v.clone(), None, false);
+                        let o = attention(
+                            q.clone(),
+                            k.clone(),
+                            v.clone(),
+                            pad.clone(),
+                            false,
+                            imp,
+                        );
                         drop(o);
                         sync::<B::InnerBackend>(device)?;
                         Ok(ms_since(t0))
@@ -232,6 +267,7 @@ where
                     let r3 =
                         || Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
                     let (q, k, v) = (r3(), r3(), r3());
+                    let pad = grid.key_padding::<B>(batch, len, device);
                     sync::<B>(device)?;
                     measure(w, r, || {
                         let (q, k, v) = (
@@ -240,7 +276,7 @@ where
                             v.clone().require_grad(),
                         );
                         let t0 = Instant::now();
-                        let o = fused_attention(q, k, v, None, false);
+                        let o = attention(q, k, v, pad.clone(), false, imp);
                         drop(o.sum().backward());
                         sync::<B>(device)?;
                         Ok(ms_since(t0))
@@ -300,10 +336,11 @@ where
                         Distribution::Normal(0.0, 1.0),
                         device,
                     );
+                    let pad = grid.key_padding::<B::InnerBackend>(batch, len, device);
                     sync::<B::InnerBackend>(device)?;
                     measure(w, r, || {
                         let t0 = Instant::now();
-                        drop(layer.forward(x.clone(), None, AttentionImpl::Fused));
+                        drop(layer.forward(x.clone(), pad.clone(), imp));
                         sync::<B::InnerBackend>(device)?;
                         Ok(ms_since(t0))
                     })
@@ -311,13 +348,14 @@ where
                 Pass::FwdBwd => {
                     let layer = first_layer(cfg.init::<B>(device)?)?;
                     let x = Tensor::<B, 3>::random(shape, Distribution::Normal(0.0, 1.0), device);
+                    let pad = grid.key_padding::<B>(batch, len, device);
                     sync::<B>(device)?;
                     measure(w, r, || {
                         let x = x.clone().require_grad();
                         let t0 = Instant::now();
                         drop(
                             layer
-                                .forward(x, None, AttentionImpl::Fused)
+                                .forward(x, pad.clone(), imp)
                                 .sum()
                                 .backward(),
                         );
@@ -349,8 +387,8 @@ pub fn run_grid<B>(
     mut progress: impl FnMut(&ScanRow),
 ) -> Vec<ScanRow>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let mut rows = Vec::new();
     for &len in &grid.lens {

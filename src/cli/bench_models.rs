@@ -43,6 +43,10 @@ pub struct TrainArgs {
     /// backward pass instead of kept).
     #[arg(long, value_enum, default_value = "none")]
     pub checkpointing: rankmamba::backend::Checkpointing,
+    /// The transformers' attention: this workspace's flash kernels, Burn's `attention`, or the
+    /// matmul-softmax reference.
+    #[arg(long, value_enum, default_value = "flash")]
+    pub attention: rankmamba::bench::AttentionKind,
     /// Print JSON (settings, build, rows) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +101,7 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         steps: a.steps.max(1),
         checkpointing: a.checkpointing,
+        attention: a.attention,
     };
     let rows =
         rankmamba::with_bench_backend!(a.backend, a.precision, a.checkpointing, |B, dev| {
@@ -130,10 +135,11 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     .print(
         a.json,
         &format!(
-            "bench train: backend {} precision {} checkpointing {}",
+            "bench train: backend {} precision {} checkpointing {} attention {}",
             a.backend.name(),
             a.precision.name(),
-            a.checkpointing.name()
+            a.checkpointing.name(),
+            a.attention.name()
         ),
         &train_table(&rows, &s),
     )

@@ -39,6 +39,14 @@ pub struct Args {
         default_value = "scan,attention,mamba-block,bert-layer"
     )]
     pub parts: Vec<Part>,
+    /// The attention of the attention part and the BERT layer: this workspace's flash kernels,
+    /// Burn's `attention`, or the matmul-softmax reference.
+    #[arg(long, value_enum, default_value = "flash")]
+    pub attention: rankmamba::bench::AttentionKind,
+    /// Fraction of each row's keys masked as padding in the attention part and the BERT layer
+    /// (0 to 0.99).
+    #[arg(long, default_value_t = 0.0)]
+    pub padding: f64,
     /// Forward only (no forward + backward).
     #[arg(long)]
     pub fwd_only: bool,
@@ -88,6 +96,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.d_model <= 1 << 16 && a.state <= 1 << 10,
         "--d-model must be at most 65536 and --state at most 1024"
     );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.padding),
+        "--padding {} must be at least 0 and below 1",
+        a.padding
+    );
     let grid = ScanGrid {
         lens: a.lens.clone(),
         tokens,
@@ -102,6 +115,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         },
         warmup: a.warmup,
         reps: a.reps.max(1),
+        attention: a.attention,
+        padding: a.padding,
     };
     let rows = rankmamba::with_bench_backend!(a.backend, a.precision, |B, dev| {
         run_grid::<B>(&grid, &dev, |r| {
@@ -119,7 +134,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })
     })?;
     let title = format!(
-        "scan vs attention, {} {}, {} tokens per call, d_model {}",
+        "scan vs attention ({}, {:.0}% padding), {} {}, {} tokens per call, d_model {}",
+        a.attention.name(),
+        a.padding * 100.0,
         a.backend.name(),
         a.precision.name(),
         tokens,

@@ -8,7 +8,11 @@ use common::{B, Fixture, fixtures, max_abs_diff};
 use model_io::HubOptions;
 use transformer_baselines::{AttentionImpl, BertModel, GptNeoXConfig, GptNeoXModel};
 
-const IMPLS: [AttentionImpl; 2] = [AttentionImpl::Fused, AttentionImpl::Reference];
+const IMPLS: [AttentionImpl; 3] = [
+    AttentionImpl::Flash,
+    AttentionImpl::Burn,
+    AttentionImpl::Reference,
+];
 
 fn load_bert(name: &str) -> BertModel<B> {
     let dir = fixtures().join(name);
