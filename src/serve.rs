@@ -549,8 +549,10 @@ pub fn serve_dir<B, F>(
     shutdown: F,
 ) -> anyhow::Result<ServeStats>
 where
-    B: burn::tensor::backend::AutodiffBackend + mamba_ssm::SelectiveScanBackend,
-    B::InnerBackend: mamba_ssm::SelectiveScanBackend,
+    B: burn::tensor::backend::AutodiffBackend
+        + mamba_ssm::SelectiveScanBackend
+        + transformer_baselines::FlashAttentionBackend,
+    B::InnerBackend: mamba_ssm::SelectiveScanBackend + transformer_baselines::FlashAttentionBackend,
     F: Future<Output = ()> + Send + 'static,
 {
     use crate::models::{Init, ModelCard, ModelVisitor, with_model};

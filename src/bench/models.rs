@@ -16,6 +16,7 @@
 //!   scores read back to the host after each batch; timed end to end including the upload of
 //!   each batch's ids.
 
+use transformer_baselines::FlashAttentionBackend;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -278,7 +279,7 @@ fn num_params<B: Backend, M: burn::module::Module<B>>(m: &M) -> usize {
 /// Times training steps of one model.
 pub fn train_one<B>(kind: ModelKind, s: &TrainBench, device: &B::Device) -> TrainRow
 where
-    B: AutodiffBackend + SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
 {
     let rows = s.queries * s.group;
     let tokens = rows * s.len;
@@ -347,8 +348,8 @@ where
 /// Times reranking of one model at each batch size.
 pub fn rerank_one<B>(kind: ModelKind, s: &RerankBench, device: &B::Device) -> Vec<RerankRow>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let r = guarded(|| -> anyhow::Result<Vec<RerankRow>> {
         with_cross_encoder!(kind, B, device, |model| {

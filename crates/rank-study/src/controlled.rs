@@ -10,6 +10,7 @@
 //! query's measure averaged over the seeds), Holm-corrected over the planned comparisons;
 //! the chance band of random orders. It writes `controlled.json` and `controlled.md`.
 
+use transformer_baselines::FlashAttentionBackend;
 use std::path::Path;
 use std::time::Instant;
 
@@ -319,8 +320,8 @@ pub fn run<B>(
     progress: bool,
 ) -> Result<ControlledReport, StudyError>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let t0 = Instant::now();
     let p = preset;

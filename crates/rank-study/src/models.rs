@@ -8,6 +8,7 @@
 //! model of a directory on any backend and hands it to a [`ModelVisitor`], so the code that
 //! trains or reranks is written once, generically over the encoder type.
 
+use transformer_baselines::FlashAttentionBackend;
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module, ModuleDisplay};
@@ -561,8 +562,8 @@ pub fn with_model<B, V>(
     visitor: V,
 ) -> Result<V::Output, ModelError>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
     V: ModelVisitor<B>,
 {
     let card = ModelCard::read(dir)?;
@@ -643,8 +644,8 @@ fn with_checkpoint<B, V>(
     visitor: V,
 ) -> Result<V::Output, ModelError>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
     V: ModelVisitor<B>,
 {
     let loaded =

@@ -9,6 +9,7 @@
 //! `model.safetensors`, `tokenizer.json`) that `rankmamba train --model DIR` fine-tunes
 //! like any other backbone, plus `pretrain_report.json`.
 
+use transformer_baselines::FlashAttentionBackend;
 use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
@@ -186,8 +187,8 @@ pub fn pretrain<B>(
     device: &B::Device,
 ) -> Result<PretrainReport, PretrainError>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let s = settings;
     if s.seq_len != corpus.seq_len() {

@@ -9,6 +9,7 @@
 //! on DL20 and the reverse; TREC DL relevance is graded, positives need grade >= 2 and binary
 //! measures use `-l 2`, as in the TREC DL overviews.
 
+use transformer_baselines::FlashAttentionBackend;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -615,8 +616,8 @@ impl Job<'_> {
     /// Runs the job on backend `B`; `init` says where the weights come from.
     pub fn run<B>(&self, init: &Init, device: &B::Device) -> Result<JobOutput, StudyError>
     where
-        B: AutodiffBackend + SelectiveScanBackend,
-        B::InnerBackend: SelectiveScanBackend,
+        B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+        B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
     {
         self.run_on::<B>(init, std::slice::from_ref(device))
     }
@@ -625,8 +626,8 @@ impl Job<'_> {
     /// loaded on `devices[0]`, which also reranks); one device is a plain run.
     pub fn run_on<B>(&self, init: &Init, devices: &[B::Device]) -> Result<JobOutput, StudyError>
     where
-        B: AutodiffBackend + SelectiveScanBackend,
-        B::InnerBackend: SelectiveScanBackend,
+        B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+        B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
     {
         let device = devices.first().cloned().unwrap_or_default();
         let card = ModelCard::read(self.dir)?;
@@ -655,7 +656,7 @@ impl Job<'_> {
 /// first-stage order. Returns the run named `name` and the documents scored per second.
 /// Call it with an inference backend (not `Autodiff<_>`, whose forward passes keep their graphs
 /// when nothing calls backward).
-pub fn bi_encoder_run<B: Backend>(
+pub fn bi_encoder_run<B: FlashAttentionBackend>(
     dir: &Path,
     c: &Collection,
     depth: usize,
@@ -983,8 +984,8 @@ pub fn reproduce<B>(
     progress: bool,
 ) -> Result<StudyReport, StudyError>
 where
-    B: AutodiffBackend + SelectiveScanBackend,
-    B::InnerBackend: SelectiveScanBackend,
+    B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: SelectiveScanBackend + FlashAttentionBackend,
 {
     let t0 = Instant::now();
     std::fs::create_dir_all(out).map_err(wrap(out.display()))?;

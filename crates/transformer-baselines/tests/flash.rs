@@ -10,7 +10,11 @@ use common::flash::{Case, check, inputs, reference, run};
 use transformer_baselines::attention::tensor_ops;
 use transformer_baselines::{FlashConfig, KeyMask, flash_attention};
 
-type A = Autodiff<NdArray<f32>>;
+/// NdArray with f64 as its default float type (that of the reference, which shares the CPU
+/// device): the f32 inputs are explicit casts, so the tensor ops are also checked not to rely on
+/// the device's default float type.
+type N = NdArray<f64>;
+type A = Autodiff<N>;
 
 #[test]
 fn tensor_ops_match_the_float64_reference() {
@@ -45,12 +49,12 @@ fn lengths_and_padding_masks_agree() {
 #[test]
 fn log_sum_exp_of_visible_keys() {
     let dev = Default::default();
-    let t = |v: Vec<f32>, s: [usize; 4]| Tensor::<NdArray, 4>::from_data(burn::tensor::TensorData::new(v, s), &dev);
+    let t = |v: Vec<f32>, s: [usize; 4]| Tensor::<N, 4>::from_data(burn::tensor::TensorData::new(v, s), &dev).cast(DType::F32);
     // one head, two queries, three keys, dim 1: scores q * k / 1
     let q = t(vec![1.0, 2.0], [1, 1, 2, 1]);
     let k = t(vec![0.5, -1.0, 3.0], [1, 1, 3, 1]);
     let v = t(vec![1.0, 2.0, 4.0], [1, 1, 3, 1]);
-    let keep = Tensor::<NdArray, 2>::from_data([[0.0f32, 1.0, 1.0]], &dev);
+    let keep = Tensor::<N, 2>::from_data([[0.0f32, 1.0, 1.0]], &dev);
     let (o, lse) = tensor_ops::forward(q.clone(), k.clone(), v.clone(), Some(keep), true);
     let lse = lse.into_data().to_vec::<f32>().unwrap();
     // query 0 sees key 0 only, which is padding: an empty row, output zero
@@ -65,8 +69,8 @@ fn log_sum_exp_of_visible_keys() {
 #[test]
 fn shape_errors_name_the_tensor() {
     let dev = Default::default();
-    let z = |s: [usize; 4]| Tensor::<NdArray, 4>::zeros(s, &dev);
-    let err = |r: Result<Tensor<NdArray, 4>, transformer_baselines::TransformerError>| {
+    let z = |s: [usize; 4]| Tensor::<N, 4>::zeros(s, &dev);
+    let err = |r: Result<Tensor<N, 4>, transformer_baselines::TransformerError>| {
         r.expect_err("must be refused").to_string()
     };
     let e = err(flash_attention(z([2, 2, 4, 8]), z([2, 3, 4, 8]), z([2, 3, 4, 8]), None, false));
@@ -75,7 +79,7 @@ fn shape_errors_name_the_tensor() {
     assert!(e.contains("v [2, 2, 4, 8]"), "{e}");
     let e = err(flash_attention(z([2, 2, 0, 8]), z([2, 2, 4, 8]), z([2, 2, 4, 8]), None, false));
     assert!(e.contains("positive"), "{e}");
-    let pad = Tensor::<NdArray, 2, burn::tensor::Bool>::from_data([[false; 3]; 2], &dev);
+    let pad = Tensor::<N, 2, burn::tensor::Bool>::from_data([[false; 3]; 2], &dev);
     let e = err(flash_attention(
         z([2, 2, 4, 8]),
         z([2, 2, 4, 8]),
@@ -84,7 +88,7 @@ fn shape_errors_name_the_tensor() {
         false,
     ));
     assert!(e.contains("padding mask [2, 3]") && e.contains("[2, 4]"), "{e}");
-    let lens = Tensor::<NdArray, 1, burn::tensor::Int>::from_data([4i64, 4, 4], &dev);
+    let lens = Tensor::<N, 1, burn::tensor::Int>::from_data([4i64, 4, 4], &dev);
     let e = err(flash_attention(
         z([2, 2, 4, 8]),
         z([2, 2, 4, 8]),

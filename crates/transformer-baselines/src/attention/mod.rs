@@ -294,11 +294,14 @@ pub mod tensor_ops {
             let batch = k.dims()[0];
             f32_of(k).reshape([batch, 1, 1, seq_k])
         });
+        // `float()` gives the device's default float type, which need not be f32
         let past = causal.then(|| {
-            super::causal_mask::<B>(seq_q, seq_k, &device)
-                .bool_not()
-                .float()
-                .reshape([1, 1, seq_q, seq_k])
+            f32_of(
+                super::causal_mask::<B>(seq_q, seq_k, &device)
+                    .bool_not()
+                    .float(),
+            )
+            .reshape([1, 1, seq_q, seq_k])
         });
         let vis = match (keep, past) {
             (Some(k), Some(p)) => Some(k * p),

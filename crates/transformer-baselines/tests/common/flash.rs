@@ -224,7 +224,8 @@ where
     let o = flash_attention_with_config(q.clone(), k.clone(), v.clone(), mask, case.causal, config)
         .expect("valid shapes");
     assert_eq!(o.dtype(), dtype, "the output keeps the inputs' dtype");
-    let w = Tensor::<B, 4>::from_data(TensorData::new(x.w.clone(), case.q_shape()), &dev);
+    let w = Tensor::<B, 4>::from_data(TensorData::new(x.w.clone(), case.q_shape()), &dev)
+        .cast(DType::F32);
     let grads = (o.clone().cast(DType::F32) * w).sum().backward();
     let host = |t: Tensor<B::InnerBackend, 4>| {
         assert_eq!(t.dtype(), dtype, "gradients keep the inputs' dtype");
