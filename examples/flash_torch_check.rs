@@ -22,17 +22,87 @@ type Case = (&'static str, [usize; 5], DType, usize, usize, bool);
 
 const CASES: [Case; 14] = [
     ("d32_l1", [4, 3, 1, 1, 32], DType::F32, 0, 0, false),
-    ("d64_l7_right_causal", [3, 2, 7, 7, 64], DType::F32, 0, 3, true),
-    ("d64_l129_left_causal", [2, 4, 129, 129, 64], DType::F32, 20, 0, true),
-    ("d128_l129_right", [2, 2, 129, 129, 128], DType::F32, 0, 40, false),
-    ("d64_l513_right", [2, 12, 513, 513, 64], DType::F32, 0, 150, false),
-    ("d32_l513_causal", [2, 6, 513, 513, 32], DType::F32, 0, 0, true),
-    ("d128_l2048_causal", [1, 2, 2048, 2048, 128], DType::F32, 0, 0, true),
+    (
+        "d64_l7_right_causal",
+        [3, 2, 7, 7, 64],
+        DType::F32,
+        0,
+        3,
+        true,
+    ),
+    (
+        "d64_l129_left_causal",
+        [2, 4, 129, 129, 64],
+        DType::F32,
+        20,
+        0,
+        true,
+    ),
+    (
+        "d128_l129_right",
+        [2, 2, 129, 129, 128],
+        DType::F32,
+        0,
+        40,
+        false,
+    ),
+    (
+        "d64_l513_right",
+        [2, 12, 513, 513, 64],
+        DType::F32,
+        0,
+        150,
+        false,
+    ),
+    (
+        "d32_l513_causal",
+        [2, 6, 513, 513, 32],
+        DType::F32,
+        0,
+        0,
+        true,
+    ),
+    (
+        "d128_l2048_causal",
+        [1, 2, 2048, 2048, 128],
+        DType::F32,
+        0,
+        0,
+        true,
+    ),
     ("d64_cross_7_33", [2, 2, 7, 33, 64], DType::F32, 0, 5, false),
-    ("bf16_d64_l513_right", [2, 12, 513, 513, 64], DType::BF16, 0, 150, false),
-    ("bf16_d128_l129_left_causal", [2, 2, 129, 129, 128], DType::BF16, 9, 0, true),
-    ("bf16_d32_l2048", [1, 4, 2048, 2048, 32], DType::BF16, 0, 0, false),
-    ("f16_d64_l513_causal", [2, 4, 513, 513, 64], DType::F16, 0, 100, true),
+    (
+        "bf16_d64_l513_right",
+        [2, 12, 513, 513, 64],
+        DType::BF16,
+        0,
+        150,
+        false,
+    ),
+    (
+        "bf16_d128_l129_left_causal",
+        [2, 2, 129, 129, 128],
+        DType::BF16,
+        9,
+        0,
+        true,
+    ),
+    (
+        "bf16_d32_l2048",
+        [1, 4, 2048, 2048, 32],
+        DType::BF16,
+        0,
+        0,
+        false,
+    ),
+    (
+        "f16_d64_l513_causal",
+        [2, 4, 513, 513, 64],
+        DType::F16,
+        0,
+        100,
+        true,
+    ),
     ("f16_d128_l7", [3, 2, 7, 7, 128], DType::F16, 0, 2, false),
     ("bf16_d64_l1", [2, 2, 1, 1, 64], DType::BF16, 0, 0, true),
 ];
@@ -56,7 +126,10 @@ fn normal(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.cast(DType::F32).into_data().to_vec::<f32>().expect("f32 data")
+    t.cast(DType::F32)
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 data")
 }
 
 #[allow(dead_code)] // without a GPU feature only the usage line is compiled in
@@ -144,8 +217,11 @@ fn run<B: Backend + FlashAttentionBackend>(device: B::Device, dir: &str) {
             ("masked".to_string(), masked.to_string()),
         ]);
         let file = format!("{dir}/{name}.safetensors");
-        std::fs::write(&file, safetensors::serialize(views, Some(meta)).expect("serialize"))
-            .expect("write");
+        std::fs::write(
+            &file,
+            safetensors::serialize(views, Some(meta)).expect("serialize"),
+        )
+        .expect("write");
     }
 }
 

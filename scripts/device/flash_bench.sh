@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Device calls for the flash-attention kernels, run from the repository root with BIN set to the
-# carried folder (rankmamba.xz, flash_torch_check.xz, mamba-official/). Results go to $OUT.
-#   BIN=device-bin bash scripts/device/flash_bench.sh kernels   # check vs PyTorch f64, our
-#       attention core (flash and Burn's) and PyTorch SDPA's back ends, same call
-#   BIN=device-bin bash scripts/device/flash_bench.sh train     # training steps: BERT-base and
-#       Pythia-160m with each attention, Mamba-130m, and the PyTorch steps (HF SDPA, official
-#       selective-scan kernel), same call
+# One device call for the flash-attention kernels, run from the repository root with BIN set to
+# the carried folder (rankmamba.xz and flash_torch_check.xz of a `--features cuda` build, without
+# Burn's autotune: its first-use tuning takes minutes per shape; mamba-official/ from
+# shared/anchors/mamba-official/prepare.sh). Results go to $OUT. In order, within BUDGET seconds:
+# the kernels' check against PyTorch float64; the training steps of BERT-base and Pythia-160m
+# with each attention and of Mamba-130m, and the PyTorch steps (HF SDPA, the official
+# selective-scan kernel); the attention cores (ours, Burn's, SDPA's back ends); bf16 then f32.
+#   BIN=device-bin bash scripts/device/flash_bench.sh
 # Peak device memory of each Rust run: the largest `memory.used` nvidia-smi saw during it.
 set -u
 OUT=${OUT:-/tmp/flash-out}
@@ -30,34 +31,39 @@ peak() {
   log "end rc=$rc peak $(sort -n "$work/mem.txt" | tail -1) MiB: $*"
 }
 
-case "${1:-kernels}" in
-  kernels)
-    xz -dc "$BIN/flash_torch_check.xz" > "$work/flash_torch_check" && chmod +x "$work/flash_torch_check"
-    log "check"
-    timeout 120 "$work/flash_torch_check" cuda "$work/check" 2>>"$OUT/stderr.log"
-    timeout 120 python3 scripts/device/flash_torch_check.py "$work/check" | tee "$OUT/check.md"
-    scan() { peak scan.json 150 "$work/rankmamba" bench scan --backend cuda --json --parts attention --warmup 2 --reps 5 "$@"; }
-    for p in bf16 f32; do
-      scan --precision $p --attention flash
-      scan --precision $p --attention flash --padding 0.3
-      scan --precision $p --attention burn
-    done
-    log "sdpa"
-    timeout 200 python3 scripts/device/flash_sdpa_anchor.py | tee "$OUT/sdpa.md"
-    ;;
-  train)
-    tr() { peak train.json 120 "$work/rankmamba" bench train --backend cuda --json --warmup 2 --steps 4 "$@"; }
-    tr --precision bf16 --models bert-base,pythia-160m --attention flash
-    tr --precision bf16 --models bert-base,pythia-160m --attention burn
-    tr --precision bf16 --models mamba-130m
-    log "torch train"
-    timeout 150 python3 scripts/device/bench_anchor_torch.py train | tee "$OUT/torch.md"
-    log "official mamba"
-    (cd "$BIN/mamba-official" && for m in bf16-autocast bf16; do timeout 120 python3 mamba_train_anchor.py --mode $m; done) 2>&1 | tee -a "$OUT/torch.md"
-    tr --precision f32 --models bert-base,pythia-160m --attention flash
-    tr --precision f32 --models bert-base,pythia-160m --attention burn
-    tr --precision f32 --models mamba-130m --queries 8
-    ;;
-esac
+BUDGET=${BUDGET:-560}
+# step TIMEOUT CMD...: skipped once the budget is spent
+step() {
+  local t=$1; shift
+  if [ "$SECONDS" -ge "$BUDGET" ]; then log "SKIPPED (budget): $*"; return; fi
+  "$@"
+}
+tr() { peak train.json 90 "$work/rankmamba" bench train --backend cuda --json --warmup 1 --steps 3 "$@"; }
+scan() { peak scan.json 90 "$work/rankmamba" bench scan --backend cuda --json --parts attention --warmup 1 --reps 3 "$@"; }
+sdpa() { timeout 120 python3 scripts/device/flash_sdpa_anchor.py --warmup 1 --reps 3 "$@" | tee -a "$OUT/sdpa.md"; }
+mamba() { (cd "$BIN/mamba-official" && timeout 100 python3 mamba_train_anchor.py "$@") 2>&1 | grep -v "^\[build\]" | tee -a "$OUT/torch.md"; }
+check() {
+  xz -dc "$BIN/flash_torch_check.xz" > "$work/flash_torch_check" && chmod +x "$work/flash_torch_check"
+  timeout 120 "$work/flash_torch_check" cuda "$work/check" 2>>"$OUT/stderr.log"
+  timeout 120 python3 scripts/device/flash_torch_check.py "$work/check" | tee "$OUT/check.md"
+}
+# most important first: the correctness check, the bf16 training steps and their anchors, the
+# bf16 attention cores and SDPA, then the f32 rows
+step 0 check
+step 0 tr --precision bf16 --models bert-base,pythia-160m --attention flash
+step 0 tr --precision bf16 --models bert-base,pythia-160m --attention burn
+step 0 tr --precision bf16 --models mamba-130m
+step 0 eval 'timeout 100 python3 scripts/device/bench_anchor_torch.py train | grep -v 410m | tee -a "$OUT/torch.md"'
+step 0 mamba --mode bf16
+step 0 scan --precision bf16 --attention flash
+step 0 scan --precision bf16 --attention flash --padding 0.3
+step 0 scan --precision bf16 --attention burn --lens 128,512,2048
+step 0 sdpa --dtypes bf16
+step 0 tr --precision f32 --models bert-base,pythia-160m --attention flash
+step 0 tr --precision f32 --models bert-base,pythia-160m --attention burn
+step 0 tr --precision f32 --models mamba-130m
+step 0 scan --precision f32 --attention flash
+step 0 scan --precision f32 --attention burn --lens 128,512,2048
+step 0 sdpa --dtypes fp32 --pads 0
 grep -iE "panick|error" "$OUT/stderr.log" 2>/dev/null | sort | uniq -c | head -20
 log "done"

@@ -26,6 +26,8 @@ ap.add_argument("--heads", type=int, default=12)
 ap.add_argument("--dim", type=int, default=64)
 ap.add_argument("--warmup", type=int, default=2)
 ap.add_argument("--reps", type=int, default=5)
+ap.add_argument("--dtypes", default="bf16,fp32")
+ap.add_argument("--pads", default="0,0.3")
 args = ap.parse_args()
 dev = "cuda"
 BACKENDS = {
@@ -54,8 +56,8 @@ print("| L | batch | dtype | padding | back end | fwd ms | fwd+bwd ms |")
 print("|---|---|---|---|---|---|---|")
 for L in [int(x) for x in args.lens.split(",")]:
     B = max(1, args.tokens // L)
-    for dtype in [torch.float32, torch.bfloat16]:
-        for pad in [0.0, 0.3]:
+    for dtype in [{"bf16": torch.bfloat16, "fp32": torch.float32}[d] for d in args.dtypes.split(",")]:
+        for pad in [float(p) for p in args.pads.split(",")]:
             shape = (B, args.heads, L, args.dim)
             q, k, v = (torch.randn(shape, device=dev, dtype=dtype) for _ in range(3))
             g = torch.randn(shape, device=dev, dtype=dtype)

@@ -16,8 +16,8 @@
 //!   scores read back to the host after each batch; timed end to end including the upload of
 //!   each batch's ids.
 
-use transformer_baselines::FlashAttentionBackend;
 use std::time::Instant;
+use transformer_baselines::FlashAttentionBackend;
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};

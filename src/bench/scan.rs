@@ -250,14 +250,7 @@ where
                     sync::<B::InnerBackend>(device)?;
                     measure(w, r, || {
                         let t0 = Instant::now();
-                        let o = attention(
-                            q.clone(),
-                            k.clone(),
-                            v.clone(),
-                            pad.clone(),
-                            false,
-                            imp,
-                        );
+                        let o = attention(q.clone(), k.clone(), v.clone(), pad.clone(), false, imp);
                         drop(o);
                         sync::<B::InnerBackend>(device)?;
                         Ok(ms_since(t0))
@@ -353,12 +346,7 @@ where
                     measure(w, r, || {
                         let x = x.clone().require_grad();
                         let t0 = Instant::now();
-                        drop(
-                            layer
-                                .forward(x, pad.clone(), imp)
-                                .sum()
-                                .backward(),
-                        );
+                        drop(layer.forward(x, pad.clone(), imp).sum().backward());
                         sync::<B>(device)?;
                         Ok(ms_since(t0))
                     })

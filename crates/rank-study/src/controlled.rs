@@ -10,9 +10,9 @@
 //! query's measure averaged over the seeds), Holm-corrected over the planned comparisons;
 //! the chance band of random orders. It writes `controlled.json` and `controlled.md`.
 
-use transformer_baselines::FlashAttentionBackend;
 use std::path::Path;
 use std::time::Instant;
+use transformer_baselines::FlashAttentionBackend;
 
 use burn::tensor::backend::AutodiffBackend;
 use ir_metrics::{EvalOptions, Measure, Run, evaluate};

@@ -8,8 +8,8 @@
 //! model of a directory on any backend and hands it to a [`ModelVisitor`], so the code that
 //! trains or reranks is written once, generically over the encoder type.
 
-use transformer_baselines::FlashAttentionBackend;
 use std::path::{Path, PathBuf};
+use transformer_baselines::FlashAttentionBackend;
 
 use burn::module::{AutodiffModule, Module, ModuleDisplay};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};

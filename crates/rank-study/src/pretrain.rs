@@ -9,10 +9,10 @@
 //! `model.safetensors`, `tokenizer.json`) that `rankmamba train --model DIR` fine-tunes
 //! like any other backbone, plus `pretrain_report.json`.
 
-use transformer_baselines::FlashAttentionBackend;
 use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
+use transformer_baselines::FlashAttentionBackend;
 
 use burn::module::{AutodiffModule, Module, ModuleDisplay};
 use burn::tensor::ElementConversion;

@@ -9,10 +9,10 @@
 //! on DL20 and the reverse; TREC DL relevance is graded, positives need grade >= 2 and binary
 //! measures use `-l 2`, as in the TREC DL overviews.
 
-use transformer_baselines::FlashAttentionBackend;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use transformer_baselines::FlashAttentionBackend;
 
 use burn::module::{AutodiffModule, ModuleDisplay};
 use burn::tensor::backend::{AutodiffBackend, Backend};

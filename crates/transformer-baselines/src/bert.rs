@@ -500,7 +500,6 @@ impl<B: Backend> BertModel<B> {
     pub fn hidden_size(&self) -> usize {
         self.embeddings.word_embeddings.weight.dims()[1]
     }
-
 }
 
 impl<B: FlashAttentionBackend> BertModel<B> {

@@ -515,7 +515,6 @@ impl<B: Backend> GptNeoXModel<B> {
     pub fn hidden_size(&self) -> usize {
         self.embed_in.weight.dims()[1]
     }
-
 }
 
 impl<B: FlashAttentionBackend> GptNeoXModel<B> {

@@ -40,8 +40,18 @@ fn lengths_and_padding_masks_agree() {
     let x = inputs(&case, 7);
     let want = reference(&case, &x, |a| a);
     let config = FlashConfig::default();
-    check("padding", &run::<A>(&case, &x, DType::F32, &config, false), &want, 1e-4);
-    check("lengths", &run::<A>(&case, &x, DType::F32, &config, true), &want, 1e-4);
+    check(
+        "padding",
+        &run::<A>(&case, &x, DType::F32, &config, false),
+        &want,
+        1e-4,
+    );
+    check(
+        "lengths",
+        &run::<A>(&case, &x, DType::F32, &config, true),
+        &want,
+        1e-4,
+    );
 }
 
 /// The saved log-sum-exp is the row's `log sum exp(q k / sqrt(d))` over visible keys, and the
@@ -49,7 +59,9 @@ fn lengths_and_padding_masks_agree() {
 #[test]
 fn log_sum_exp_of_visible_keys() {
     let dev = Default::default();
-    let t = |v: Vec<f32>, s: [usize; 4]| Tensor::<N, 4>::from_data(burn::tensor::TensorData::new(v, s), &dev).cast(DType::F32);
+    let t = |v: Vec<f32>, s: [usize; 4]| {
+        Tensor::<N, 4>::from_data(burn::tensor::TensorData::new(v, s), &dev).cast(DType::F32)
+    };
     // one head, two queries, three keys, dim 1: scores q * k / 1
     let q = t(vec![1.0, 2.0], [1, 1, 2, 1]);
     let k = t(vec![0.5, -1.0, 3.0], [1, 1, 3, 1]);
@@ -73,11 +85,32 @@ fn shape_errors_name_the_tensor() {
     let err = |r: Result<Tensor<N, 4>, transformer_baselines::TransformerError>| {
         r.expect_err("must be refused").to_string()
     };
-    let e = err(flash_attention(z([2, 2, 4, 8]), z([2, 3, 4, 8]), z([2, 3, 4, 8]), None, false));
-    assert!(e.contains("k [2, 3, 4, 8]") && e.contains("q [2, 2, 4, 8]"), "{e}");
-    let e = err(flash_attention(z([2, 2, 4, 8]), z([2, 2, 5, 8]), z([2, 2, 4, 8]), None, false));
+    let e = err(flash_attention(
+        z([2, 2, 4, 8]),
+        z([2, 3, 4, 8]),
+        z([2, 3, 4, 8]),
+        None,
+        false,
+    ));
+    assert!(
+        e.contains("k [2, 3, 4, 8]") && e.contains("q [2, 2, 4, 8]"),
+        "{e}"
+    );
+    let e = err(flash_attention(
+        z([2, 2, 4, 8]),
+        z([2, 2, 5, 8]),
+        z([2, 2, 4, 8]),
+        None,
+        false,
+    ));
     assert!(e.contains("v [2, 2, 4, 8]"), "{e}");
-    let e = err(flash_attention(z([2, 2, 0, 8]), z([2, 2, 4, 8]), z([2, 2, 4, 8]), None, false));
+    let e = err(flash_attention(
+        z([2, 2, 0, 8]),
+        z([2, 2, 4, 8]),
+        z([2, 2, 4, 8]),
+        None,
+        false,
+    ));
     assert!(e.contains("positive"), "{e}");
     let pad = Tensor::<N, 2, burn::tensor::Bool>::from_data([[false; 3]; 2], &dev);
     let e = err(flash_attention(
@@ -87,7 +120,10 @@ fn shape_errors_name_the_tensor() {
         Some(KeyMask::Padding(pad)),
         false,
     ));
-    assert!(e.contains("padding mask [2, 3]") && e.contains("[2, 4]"), "{e}");
+    assert!(
+        e.contains("padding mask [2, 3]") && e.contains("[2, 4]"),
+        "{e}"
+    );
     let lens = Tensor::<N, 1, burn::tensor::Int>::from_data([4i64, 4, 4], &dev);
     let e = err(flash_attention(
         z([2, 2, 4, 8]),

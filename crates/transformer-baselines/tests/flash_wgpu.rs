@@ -45,7 +45,11 @@ fn kernels_match_the_float64_reference() {
     for (n, case) in common::flash::cases().iter().enumerate() {
         let x = inputs(case, 100 + n as u64);
         let want = reference(case, &x, |a| a);
-        let unrolled: &[bool] = if case.dim == 32 { &[true, false] } else { &[true] };
+        let unrolled: &[bool] = if case.dim == 32 {
+            &[true, false]
+        } else {
+            &[true]
+        };
         for &rolled in unrolled {
             timed(if rolled { "rolled" } else { "unrolled" }, case, || {
                 let got = run::<A>(case, &x, DType::F32, &config(rolled), false);
@@ -86,13 +90,22 @@ fn other_block_sizes_and_the_length_mask() {
             block_tile: Some(tile),
             ..config(true)
         };
-        for (n, case) in cases.iter().enumerate().filter(|(_, c)| c.len_q > 1 && c.len_q < 200) {
+        for (n, case) in cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.len_q > 1 && c.len_q < 200)
+        {
             let x = inputs(case, 500 + n as u64);
             let want = reference(case, &x, |a| a);
             let lengths = case.pads.iter().all(|&(l, _)| l == 0) && !case.pads.is_empty();
             timed(&format!("rows {rows} tile {tile}"), case, || {
                 let got = run::<A>(case, &x, DType::F32, &config, lengths);
-                check(&format!("rows {rows} tile {tile} {case:?}"), &got, &want, 2e-5);
+                check(
+                    &format!("rows {rows} tile {tile} {case:?}"),
+                    &got,
+                    &want,
+                    2e-5,
+                );
             });
         }
     }

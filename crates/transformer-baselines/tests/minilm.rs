@@ -32,7 +32,11 @@ fn minilm_hidden_states_and_pooler_match_transformers() {
         BertModel::<B>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &device)
             .unwrap()
             .0;
-    for implementation in [AttentionImpl::Flash, AttentionImpl::Burn, AttentionImpl::Reference] {
+    for implementation in [
+        AttentionImpl::Flash,
+        AttentionImpl::Burn,
+        AttentionImpl::Reference,
+    ] {
         let model = model.clone().with_attention(implementation);
         let out = model
             .forward(

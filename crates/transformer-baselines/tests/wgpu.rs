@@ -157,7 +157,11 @@ fn tiny_checkpoints_match_transformers_on_wgpu() {
         GptNeoXModel::<W>::from_pretrained(dir.to_str().unwrap(), &HubOptions::default(), &dev)
             .unwrap()
             .0;
-    for implementation in [AttentionImpl::Flash, AttentionImpl::Burn, AttentionImpl::Reference] {
+    for implementation in [
+        AttentionImpl::Flash,
+        AttentionImpl::Burn,
+        AttentionImpl::Reference,
+    ] {
         for side in ["right", "left"] {
             let mask = f.i64(&format!("{side}.attention_mask")).0;
             let h = neox

@@ -33,8 +33,7 @@ impl<B: FlashAttentionBackend> Backward<B, 3> for FlashAttentionOp {
         let d_o = grads.consume::<B>(&ops.node);
         let d_o = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(d_o));
         let ([q, k, v, o], lse, keep, causal, config) = ops.state;
-        let (dq, dk, dv) =
-            B::flash_attention_backward(q, k, v, o, lse, d_o, keep, causal, &config);
+        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, lse, d_o, keep, causal, &config);
         for (node, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g.into_primitive().tensor());

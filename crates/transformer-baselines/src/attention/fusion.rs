@@ -139,7 +139,11 @@ impl<B: FusionBackend + FlashAttentionBackend> FlashAttentionBackend for Fusion<
         causal: bool,
         config: &FlashConfig,
     ) -> (Tensor<Self, 4>, Tensor<Self, 4>, Tensor<Self, 4>) {
-        let shapes = [(q.dims(), q.dtype()), (k.dims(), k.dtype()), (v.dims(), v.dtype())];
+        let shapes = [
+            (q.dims(), q.dtype()),
+            (k.dims(), k.dtype()),
+            (v.dims(), v.dtype()),
+        ];
         let has_mask = keep.is_some();
         let mut prims = vec![prim(q), prim(k), prim(v), prim(o), prim(lse), prim(d_o)];
         prims.extend(keep.map(prim));

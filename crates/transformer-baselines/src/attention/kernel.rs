@@ -519,9 +519,14 @@ fn head_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 ) -> Tensor<Cb<R, F, I, BT>, 4> {
     let shape = [batch, seq, heads, d];
     let t: Tensor<Cb<R, F, I, BT>, 4> = if poison {
-        tensor(burn_cubecl::kernel::into_contiguous(prim(
-            Tensor::<Cb<R, F, I, BT>, 4>::full(shape, f32::NAN, (&like.device, dtype)),
-        )))
+        tensor(burn_cubecl::kernel::into_contiguous(prim(Tensor::<
+            Cb<R, F, I, BT>,
+            4,
+        >::full(
+            shape,
+            f32::NAN,
+            (&like.device, dtype),
+        ))))
     } else {
         tensor(empty_device_contiguous_dtype(
             like.client.clone(),
@@ -711,8 +716,8 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     (dq, dk, dv)
 }
 
-impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
-    super::FlashAttentionBackend for CubeBackend<R, F, I, BT>
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> super::FlashAttentionBackend
+    for CubeBackend<R, F, I, BT>
 {
     const FLASH_KERNELS: bool = true;
 

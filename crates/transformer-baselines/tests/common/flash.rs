@@ -248,6 +248,9 @@ pub fn check(what: &str, got: &Got, want: &Expected, tol: f64) {
         ("dv", &got.dv, &want.dv),
     ] {
         let e = rel_err(&format!("{what} {name}"), g, w);
-        assert!(e < tol, "{what}: {name} off by {e:.2e} of its scale (tolerance {tol:.0e})");
+        assert!(
+            e < tol,
+            "{what}: {name} off by {e:.2e} of its scale (tolerance {tol:.0e})"
+        );
     }
 }
