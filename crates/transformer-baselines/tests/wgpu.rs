@@ -4,7 +4,8 @@
 //! without the causal mask; then the tiny HF checkpoints end to end on wgpu.
 //!
 //! `cargo test -p transformer-baselines --features wgpu --test wgpu`
-#![cfg(feature = "wgpu")]
+// The plain CubeBackend: the strategies are called on its primitives (not those of `Fusion`).
+#![cfg(all(feature = "wgpu", not(feature = "fusion")))]
 
 mod common;
 
