@@ -236,8 +236,12 @@ fn main() {
         Some("cuda") => run::<burn::backend::Cuda>(Default::default(), dir),
         #[cfg(feature = "wgpu")]
         Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), dir),
-        other => eprintln!(
-            "usage: flash_torch_check [cuda|wgpu] DIR (got {other:?}; build with the matching feature)"
-        ),
+        other => {
+            eprintln!(
+                "usage: flash_torch_check [cuda|wgpu] DIR (got {other:?} and {dir:?}; build with \
+                 the matching feature)"
+            );
+            std::process::exit(2);
+        }
     }
 }

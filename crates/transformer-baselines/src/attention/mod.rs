@@ -83,7 +83,8 @@ pub struct FlashConfig {
     /// write stays NaN).
     pub poison_outputs: bool,
     /// Query rows per cube of the forward and of the query-gradient kernel, and key rows per
-    /// cube of the key/value-gradient kernel (`None`: the crate's choice, [`flash_blocks`]).
+    /// cube of the key/value-gradient kernel (`None`: the crate's choice, `flash_blocks` with
+    /// the `cubecl` feature).
     pub block_rows: Option<usize>,
     /// Keys (forward, query gradient) or queries (key/value gradient) per shared-memory tile
     /// (`None`: the crate's choice).
