@@ -42,6 +42,53 @@ impl<B: FlashAttentionBackend> Backward<B, 3> for FlashAttentionOp {
     }
 }
 
+/// The graph node over the inner backend's kernels: the output, and with `want_lse` the row
+/// log-sum-exp (not differentiable: no double backward). One forward either way.
+fn node_forward<B: FlashAttentionBackend, C: CheckpointStrategy>(
+    q: Tensor<Autodiff<B, C>, 4>,
+    k: Tensor<Autodiff<B, C>, 4>,
+    v: Tensor<Autodiff<B, C>, 4>,
+    keep: Option<Tensor<Autodiff<B, C>, 2>>,
+    causal: bool,
+    config: &FlashConfig,
+    want_lse: bool,
+) -> (Tensor<Autodiff<B, C>, 4>, Option<Tensor<B, 3>>) {
+    let node = |t: &Tensor<Autodiff<B, C>, 4>| t.clone().into_primitive().tensor().node;
+    let nodes = [node(&q), node(&k), node(&v)];
+    // the mask is not differentiated
+    let keep = keep.map(Tensor::inner);
+    let (q, k, v) = (q.inner(), k.inner(), v.inner());
+    let (o, lse) = match FlashAttentionOp
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (o, lse) = B::flash_attention_train(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                keep.clone(),
+                causal,
+                config,
+            );
+            let saved = want_lse.then(|| lse.clone());
+            let state = ([q, k, v, o.clone()], lse, keep, causal, config.clone());
+            (prep.finish(state, o.into_primitive().tensor()), saved)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (o, lse) = if want_lse {
+                let (o, lse) = B::flash_attention_train(q, k, v, keep, causal, config);
+                (o, Some(lse))
+            } else {
+                (B::flash_attention(q, k, v, keep, causal, config), None)
+            };
+            (prep.finish(o.into_primitive().tensor()), lse)
+        }
+    };
+    (Tensor::from_primitive(TensorPrimitive::Float(o)), lse)
+}
+
 impl<B: FlashAttentionBackend, C: CheckpointStrategy> FlashAttentionBackend for Autodiff<B, C> {
     const FLASH_KERNELS: bool = B::FLASH_KERNELS;
 
@@ -56,35 +103,7 @@ impl<B: FlashAttentionBackend, C: CheckpointStrategy> FlashAttentionBackend for 
         if !B::FLASH_KERNELS {
             return tensor_ops::forward(q, k, v, keep, causal).0;
         }
-        let node = |t: &Tensor<Self, 4>| t.clone().into_primitive().tensor().node;
-        let nodes = [node(&q), node(&k), node(&v)];
-        // the mask is not differentiated
-        let keep = keep.map(Tensor::inner);
-        let (q, k, v) = (q.inner(), k.inner(), v.inner());
-        let o = match FlashAttentionOp
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (o, lse) = B::flash_attention_train(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    keep.clone(),
-                    causal,
-                    config,
-                );
-                let state = ([q, k, v, o.clone()], lse, keep, causal, config.clone());
-                prep.finish(state, o.into_primitive().tensor())
-            }
-            OpsKind::UnTracked(prep) => prep.finish(
-                B::flash_attention(q, k, v, keep, causal, config)
-                    .into_primitive()
-                    .tensor(),
-            ),
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(o))
+        node_forward(q, k, v, keep, causal, config, false).0
     }
 
     fn flash_attention_train(
@@ -95,29 +114,12 @@ impl<B: FlashAttentionBackend, C: CheckpointStrategy> FlashAttentionBackend for 
         causal: bool,
         config: &FlashConfig,
     ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
-        // the output is differentiable; the log-sum-exp is not (no double backward)
-        let lse = if B::FLASH_KERNELS {
-            B::flash_attention_train(
-                q.clone().inner(),
-                k.clone().inner(),
-                v.clone().inner(),
-                keep.clone().map(Tensor::inner),
-                causal,
-                config,
-            )
-            .1
-        } else {
-            tensor_ops::forward(
-                q.clone().inner(),
-                k.clone().inner(),
-                v.clone().inner(),
-                keep.clone().map(Tensor::inner),
-                causal,
-            )
-            .1
-        };
-        let o = Self::flash_attention(q, k, v, keep, causal, config);
-        (o, Tensor::from_inner(lse))
+        if !B::FLASH_KERNELS {
+            // Burn's autodiff over the tensor ops (the log-sum-exp is a by-product)
+            return tensor_ops::forward(q, k, v, keep, causal);
+        }
+        let (o, lse) = node_forward(q, k, v, keep, causal, config, true);
+        (o, Tensor::from_inner(lse.expect("asked for")))
     }
 
     fn flash_attention_backward(
