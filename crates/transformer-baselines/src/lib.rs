@@ -47,7 +47,9 @@ mod error;
 pub mod gpt_neox;
 
 pub use activation::HiddenAct;
-pub use attention::{AttentionImpl, FlashAttentionBackend, FlashConfig, KeyMask, flash_attention};
+pub use attention::{
+    AttentionImpl, FlashAttentionBackend, FlashConfig, FlashKernel, KeyMask, flash_attention,
+};
 pub use bert::{BertConfig, BertModel, BertModelOutput};
 pub use error::TransformerError;
 pub use gpt_neox::{GptNeoXConfig, GptNeoXModel};

@@ -6,6 +6,11 @@
 //! kernels run. Run with `cargo test -p transformer-baselines --features wgpu --test
 //! flash_wgpu`, and with `--features wgpu,fusion` for the same tests through Burn's `Fusion`.
 //!
+//! The tiled kernels (`FlashKernel::Tiled`, the tensor-core kernels' data flow with each tile
+//! product on the plane's units, as lavapipe has no cooperative matrices) are held to the same
+//! reference, in f32 and f16, with the default blocks and with one-plane cubes, at head dims 32
+//! and 64 (at 128 their tiles need more shared memory than lavapipe has).
+//!
 //! Lavapipe compiles a kernel set with unrolled head-dimension loops in 5 s (head dim 32) to a
 //! minute (128): most cases run the rolled kernels (`FlashConfig::rolled_loops`, the same code
 //! with run-time loop indices), and the head-dim-32 cases run both.
@@ -17,7 +22,7 @@ use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::DType;
 use burn::tensor::backend::Backend;
 use common::flash::{Case, check, inputs, reference, run};
-use transformer_baselines::FlashConfig;
+use transformer_baselines::{FlashConfig, FlashKernel};
 
 type A = Autodiff<Wgpu>;
 
@@ -109,4 +114,98 @@ fn other_block_sizes_and_the_length_mask() {
             });
         }
     }
+}
+
+/// The tiled kernels, NaN-poisoned, with `rows` rows per cube and tiles of `tile` (`None`: the
+/// crate's choice).
+fn tiled(rows: Option<usize>, tile: Option<usize>) -> FlashConfig {
+    FlashConfig {
+        kernel: FlashKernel::Tiled,
+        block_rows: rows,
+        block_tile: tile,
+        ..config(true)
+    }
+}
+
+#[test]
+fn tiled_kernels_match_the_float64_reference() {
+    use burn::backend::wgpu::WgpuRuntime;
+    use transformer_baselines::attention::tiled_plan;
+    let dev = Default::default();
+    let f16 = <Wgpu as Backend>::supports_dtype(&dev, DType::F16);
+    // the tiled kernels do run (not the scalar fallback), with the blocks asked for; at head
+    // dim 128 even one plane with tiles of 16 needs more than lavapipe's shared memory, so
+    // those cases are left to the device check against PyTorch
+    for dim in [32, 64] {
+        let plan = tiled_plan::<WgpuRuntime>(&dev, dim, DType::F32, &tiled(Some(16), Some(16)));
+        assert!(
+            plan.is_some_and(|p| p.iter().all(|b| (b.planes, b.tile) == (1, 16))),
+            "{dim}: {plan:?}"
+        );
+        let plan = tiled_plan::<WgpuRuntime>(&dev, dim, DType::F32, &tiled(None, None));
+        eprintln!("head dim {dim}, default blocks: {plan:?}");
+        assert!(plan.is_some(), "{dim}");
+        let auto = FlashConfig::default();
+        assert_eq!(
+            tiled_plan::<WgpuRuntime>(&dev, dim, DType::F16, &auto),
+            None,
+            "no cmma here"
+        );
+    }
+    let round = |a: f32| burn::tensor::f16::from_f32(a).to_f32();
+    for (n, case) in common::flash::cases().iter().enumerate() {
+        if tiled_plan::<WgpuRuntime>(&dev, case.dim, DType::F32, &tiled(Some(16), Some(16)))
+            .is_none()
+        {
+            eprintln!("skipped (too little shared memory here): {case:?}");
+            continue;
+        }
+        let x = inputs(case, 700 + n as u64);
+        let want = reference(case, &x, |a| a);
+        for (rows, tile) in [(None, None), (Some(16), Some(16)), (Some(32), Some(32))] {
+            let config = tiled(rows, tile);
+            timed(
+                &format!("tiled f32 rows {rows:?} tile {tile:?}"),
+                case,
+                || {
+                    let got = run::<A>(case, &x, DType::F32, &config, false);
+                    check(
+                        &format!("tiled f32 {rows:?} {tile:?} {case:?}"),
+                        &got,
+                        &want,
+                        2e-5,
+                    );
+                },
+            );
+        }
+        if f16 {
+            let want = reference(case, &x, round);
+            timed("tiled f16", case, || {
+                let got = run::<A>(case, &x, DType::F16, &tiled(None, None), false);
+                // f16 outputs, and probabilities and score gradients rounded to f16 before
+                // their products
+                check(&format!("tiled f16 {case:?}"), &got, &want, 6e-3);
+            });
+        }
+    }
+}
+
+#[test]
+fn tiled_kernels_refuse_a_head_dim_off_the_tile() {
+    let dev = Default::default();
+    let q = burn::tensor::Tensor::<Wgpu, 4>::zeros([1, 1, 4, 24], &dev);
+    let err = transformer_baselines::attention::flash_attention_with_config(
+        q.clone(),
+        q.clone(),
+        q,
+        None,
+        false,
+        &tiled(None, None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("multiple of 16") && err.contains("[1, 1, 4, 24]"),
+        "{err}"
+    );
 }

@@ -463,15 +463,15 @@ mod device {
     }
 }
 
-type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+pub(super) type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
-fn prim<B: burn::tensor::backend::Backend, const D: usize>(
+pub(super) fn prim<B: burn::tensor::backend::Backend, const D: usize>(
     t: Tensor<B, D>,
 ) -> B::FloatTensorPrimitive {
     t.into_primitive().tensor()
 }
 
-fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
+pub(super) fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
     p: B::FloatTensorPrimitive,
 ) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
@@ -502,12 +502,15 @@ pub fn flash_blocks(head_dim: usize, config: &FlashConfig, shared_bytes: usize) 
 }
 
 /// The shared memory a cube may use on this device.
-fn shared_bytes<R: CubeRuntime>(t: &CubeTensor<R>) -> usize {
+pub(super) fn shared_bytes<R: CubeRuntime>(t: &CubeTensor<R>) -> usize {
     t.client.properties().hardware.max_shared_memory_size
 }
 
 /// A 2-D grid of `cubes` cubes within the device's per-axis limit.
-fn grid<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>, cubes: usize) -> CubeCount {
+pub(super) fn grid<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    cubes: usize,
+) -> CubeCount {
     let max_x = client.properties().hardware.max_cube_count.0 as usize;
     let cx = cubes.clamp(1, max_x);
     CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1)
@@ -515,7 +518,7 @@ fn grid<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>, cubes: usize)
 
 /// A fresh `[batch, heads, seq, d]` output laid out as contiguous `[batch, seq, heads, d]`
 /// (uninitialised, or NaN under `poison`).
-fn head_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+pub(super) fn head_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     like: &CubeTensor<R>,
     [batch, heads, seq, d]: [usize; 4],
     dtype: DType,
@@ -543,7 +546,7 @@ fn head_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 }
 
 /// A fresh contiguous f32 `[batch, heads, seq]` (uninitialised, or NaN under `poison`).
-fn row_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+pub(super) fn row_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     like: &CubeTensor<R>,
     shape: [usize; 3],
     poison: bool,
@@ -565,7 +568,7 @@ fn row_output<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
 }
 
 /// The keep mask as contiguous f32 (or, without a mask, `like`: never read).
-fn keep_arg<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+pub(super) fn keep_arg<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     keep: Option<Tensor<Cb<R, F, I, BT>, 2>>,
     like: &CubeTensor<R>,
 ) -> (CubeTensor<R>, bool) {
@@ -590,6 +593,9 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
 ) -> (Tensor<Cb<R, F, I, BT>, 4>, Tensor<Cb<R, F, I, BT>, 3>) {
     let [batch, heads, len_q, d] = q.dims();
     let dtype = q.dtype();
+    if let Some([blocks, _, _]) = super::tiled::choose(&prim(q.clone()), d, dtype, config) {
+        return super::tiled::forward(q, k, v, keep, causal, config, blocks);
+    }
     let (q, k, v): (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) = (prim(q), prim(k), prim(v));
     let FlashBlocks { rows, tile } = flash_blocks(d, config, shared_bytes(&q));
     let client = q.client.clone();
@@ -657,6 +663,23 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
         burn_cubecl::kernel::into_contiguous(prim(super::cast_to(lse, DType::F32)));
     let (q, k, v, d_o): (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) =
         (prim(q), prim(k), prim(v), prim(d_o));
+    if let Some([_, kv, qb]) = super::tiled::choose(&q, d, dtype, config) {
+        let keep = keep_arg(keep, &q);
+        return super::tiled::backward::<R, F, I, BT>(
+            q,
+            k,
+            v,
+            d_o,
+            lse,
+            delta,
+            keep,
+            [batch, heads, len_q, len_k, d],
+            dtype,
+            causal,
+            config,
+            [kv, qb],
+        );
+    }
     let client = q.client.clone();
     let FlashBlocks { rows, tile } = flash_blocks(d, config, shared_bytes(&q));
     let (keep, has_mask) = keep_arg(keep, &q);

@@ -20,6 +20,10 @@
 mod kernel;
 #[cfg(feature = "cubecl")]
 pub use kernel::{FlashBlocks, flash_blocks};
+#[cfg(feature = "cubecl")]
+mod tiled;
+#[cfg(feature = "cubecl")]
+pub use tiled::{TiledBlocks, TiledKernel, tiled_blocks, tiled_plan, tiled_shared_bytes};
 
 mod autodiff;
 #[cfg(feature = "fusion")]
@@ -92,7 +96,27 @@ pub struct FlashConfig {
     /// Keep the loops over the head dimension rolled: smaller kernels that compile much faster
     /// (lavapipe takes about a minute per unrolled head-dim-128 kernel set) but index the
     /// per-row arrays at run time. Default: unrolled, so that those arrays live in registers.
+    /// (Scalar kernels only.)
     pub rolled_loops: bool,
+    /// Which kernels run.
+    pub kernel: FlashKernel,
+}
+
+/// The flash-attention kernels of the cubecl backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlashKernel {
+    /// The tiled kernels where the device multiplies tiles of the storage type on tensor cores
+    /// (f16 and bf16 on CUDA), with a head dim that is a multiple of 16; the scalar kernels
+    /// elsewhere.
+    #[default]
+    Auto,
+    /// The scalar kernels: one unit per row, every product on the scalar units.
+    Scalar,
+    /// The tiled kernels: planes multiply 16 x 16 tiles, on tensor cores where the device has
+    /// them for the storage type and on the plane's units otherwise (slow; how CI checks them
+    /// on devices without tensor cores). Needs a head dim that is a multiple of 16; falls back
+    /// to the scalar kernels where the tiles do not fit the shared memory.
+    Tiled,
 }
 
 /// The row log-sum-exp of a row that sees no key: large and finite, so that every probability
@@ -184,6 +208,13 @@ pub fn flash_attention_with_config<B: FlashAttentionBackend>(
     config: &FlashConfig,
 ) -> Result<Tensor<B, 4>, TransformerError> {
     let keep = check(&q, &k, &v, mask)?;
+    let dim = q.dims()[3];
+    if config.kernel == FlashKernel::Tiled && !dim.is_multiple_of(16) {
+        return Err(TransformerError::Input(format!(
+            "flash attention: the tiled kernels need a head_dim that is a multiple of 16 (q {:?})",
+            q.dims()
+        )));
+    }
     Ok(B::flash_attention(q, k, v, keep, causal, config))
 }
 
