@@ -5,17 +5,18 @@
 //! and the kernels' output and gradients. `scripts/device/flash_torch_check.py DIR` recomputes
 //! all of it in float64 with PyTorch and prints the errors.
 //!
-//! `cargo run --release --features cuda --example flash_torch_check -- cuda DIR` (or `wgpu`
-//! with `--features wgpu`).
+//! `cargo run --release --features cuda --example flash_torch_check -- cuda DIR [KERNEL]` (or
+//! `wgpu` with `--features wgpu`); KERNEL is `auto` (the default: tensor-core tiles for bf16 and
+//! f16 where the device has them), `scalar` or `tiled`.
 //! Cases: head dims 32 / 64 / 128; lengths 1, 7, 129, 513, 2048; right, left and no padding;
-//! causal and not; f32, bf16 and f16 storage; the default (unrolled) kernels.
+//! causal and not; f32, bf16 and f16 storage; the kernels KERNEL selects (unrolled loops).
 
 use burn::backend::Autodiff;
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use transformer_baselines::attention::flash_attention_with_config;
-use transformer_baselines::{FlashAttentionBackend, FlashConfig, KeyMask};
+use transformer_baselines::{FlashAttentionBackend, FlashConfig, FlashKernel, KeyMask};
 
 /// (name, [batch, heads, len_q, len_k, head_dim], storage, left pad, right pad, causal)
 type Case = (&'static str, [usize; 5], DType, usize, usize, bool);
@@ -133,11 +134,12 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 #[allow(dead_code)] // without a GPU feature only the usage line is compiled in
-fn run<B: Backend + FlashAttentionBackend>(device: B::Device, dir: &str) {
+fn run<B: Backend + FlashAttentionBackend>(device: B::Device, dir: &str, kernel: FlashKernel) {
     type A<B> = Autodiff<B>;
     std::fs::create_dir_all(dir).expect("output folder");
     let config = FlashConfig {
         poison_outputs: true,
+        kernel,
         ..FlashConfig::default()
     };
     for (n, &(name, [batch, heads, len_q, len_k, dim], dtype, left, right, causal)) in
@@ -231,15 +233,22 @@ fn main() {
         .get(2)
         .map(String::as_str)
         .unwrap_or("flash_torch_check");
-    match args.get(1).map(String::as_str) {
+    let kernel = match args.get(3).map(String::as_str) {
+        None | Some("auto") => Some(FlashKernel::Auto),
+        Some("scalar") => Some(FlashKernel::Scalar),
+        Some("tiled") => Some(FlashKernel::Tiled),
+        Some(_) => None,
+    };
+    match (args.get(1).map(String::as_str), kernel) {
         #[cfg(feature = "cuda")]
-        Some("cuda") => run::<burn::backend::Cuda>(Default::default(), dir),
+        (Some("cuda"), Some(kernel)) => run::<burn::backend::Cuda>(Default::default(), dir, kernel),
         #[cfg(feature = "wgpu")]
-        Some("wgpu") => run::<burn::backend::Wgpu>(Default::default(), dir),
-        other => {
+        (Some("wgpu"), Some(kernel)) => run::<burn::backend::Wgpu>(Default::default(), dir, kernel),
+        _ => {
             eprintln!(
-                "usage: flash_torch_check [cuda|wgpu] DIR (got {other:?} and {dir:?}; build with \
-                 the matching feature)"
+                "usage: flash_torch_check [cuda|wgpu] DIR [auto|scalar|tiled] (got {:?}; build \
+                 with the matching feature)",
+                &args[1..]
             );
             std::process::exit(2);
         }

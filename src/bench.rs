@@ -57,11 +57,16 @@ impl Precision {
     serde::Serialize,
     serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum AttentionKind {
     /// This workspace's flash attention (cubecl kernels forward and backward on CUDA / wgpu).
     #[default]
     Flash,
+    /// The flash attention's scalar kernels (no tensor cores).
+    FlashScalar,
+    /// The flash attention's tiled kernels (tensor cores for f16 / bf16 on CUDA; the scalar
+    /// units elsewhere).
+    FlashTiled,
     /// Burn's `attention` (flash kernels forward only with `autotune`; decomposed into matmul +
     /// softmax under autodiff).
     Burn,
@@ -70,10 +75,12 @@ pub enum AttentionKind {
 }
 
 impl AttentionKind {
-    /// `flash` / `burn` / `reference`.
+    /// `flash` / `flash-scalar` / `flash-tiled` / `burn` / `reference`.
     pub fn name(self) -> &'static str {
         match self {
             AttentionKind::Flash => "flash",
+            AttentionKind::FlashScalar => "flash-scalar",
+            AttentionKind::FlashTiled => "flash-tiled",
             AttentionKind::Burn => "burn",
             AttentionKind::Reference => "reference",
         }
@@ -83,6 +90,12 @@ impl AttentionKind {
     pub fn implementation(self) -> transformer_baselines::AttentionImpl {
         match self {
             AttentionKind::Flash => transformer_baselines::AttentionImpl::Flash,
+            AttentionKind::FlashScalar => transformer_baselines::AttentionImpl::FlashWith(
+                transformer_baselines::FlashKernel::Scalar,
+            ),
+            AttentionKind::FlashTiled => transformer_baselines::AttentionImpl::FlashWith(
+                transformer_baselines::FlashKernel::Tiled,
+            ),
             AttentionKind::Burn => transformer_baselines::AttentionImpl::Burn,
             AttentionKind::Reference => transformer_baselines::AttentionImpl::Reference,
         }

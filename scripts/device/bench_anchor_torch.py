@@ -4,6 +4,7 @@ device call as the Rust figures (scripts/device/bench_h200.sh).
 
   bench_anchor_torch.py attention   # SDPA attention core, 12 heads x 64, tokens = 65,536
   bench_anchor_torch.py train       # HF BERT-base / Pythia cross-encoder training step
+  bench_anchor_torch.py profile     # one such step under torch.profiler: kernel ms per category
   bench_anchor_torch.py rerank      # HF BERT-base / Pythia-160m inference (inference_mode, SDPA)
                                     # and Mamba-130m/370m (PyTorch + a Triton selective-scan
                                     # forward, see mamba_infer below)
@@ -19,6 +20,7 @@ model and optimizer state in bf16 (what a Burn `Cuda<bf16>` run is: no autocast 
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -120,7 +122,8 @@ def train():
     Q, G, L = 16, 8, 512
     print(f"| anchor | mode | step ms | tokens/s | peak GiB |  ({Q} x {G} x {L} tokens, LCE, AdamW)")
     print("|---|---|---|---|---|")
-    for name in ("bert-base", "pythia-160m", "pythia-410m"):
+    # ANCHOR_MODELS=bert-base,pythia-160m limits the models
+    for name in os.environ.get("ANCHOR_MODELS", "bert-base,pythia-160m,pythia-410m").split(","):
         for mode in ("bf16-autocast", "bf16", "fp32"):
             enc, vocab, hidden, pool = hf_model(name)
             model = CrossEncoder(enc, hidden, pool).to(dev)
@@ -335,8 +338,81 @@ def rerank():
             torch.cuda.empty_cache()
 
 
+def category(name):
+    """A kernel's share of a step: matmul, attention, norm, optimizer, copy/cast, element-wise."""
+    n = name.lower()
+    if any(k in n for k in ("gemm", "cutlass", "matmul", "sm90_xmma", "cublas", "nvjet")):
+        return "matmul"
+    if any(k in n for k in ("flash", "fmha", "attention", "sdpa", "cudnn")):
+        return "attention"
+    if "norm" in n:
+        return "norm"
+    if any(k in n for k in ("adam", "foreach", "multi_tensor")):
+        return "optimizer"
+    if any(k in n for k in ("copy", "cast", "convert", "cat", "index", "embedding", "gather", "scatter")):
+        return "copy / cast / index"
+    if "reduce" in n or "softmax" in n or "nll" in n:
+        return "reduction"
+    return "element-wise"
+
+
+def train_profile():
+    """One profiled training step (after warm-up) of BERT-base and Pythia-160m in pure bf16 and
+    fp32 (TF32), as `train` runs them: milliseconds of CUDA kernels per category and the top
+    kernels (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    Q, G, L = 16, 8, 512
+    for name in ("bert-base", "pythia-160m"):
+        for mode in ("bf16", "fp32"):
+            enc, vocab, hidden, pool = hf_model(name)
+            model = CrossEncoder(enc, hidden, pool).to(dev)
+            if mode == "bf16":
+                model = model.to(torch.bfloat16)
+            model.train()
+            opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+            target = torch.zeros(Q, dtype=torch.long, device=dev)
+            ids = torch.randint(0, vocab, (Q * G, L), device=dev)
+
+            def step():
+                loss = F.cross_entropy(model(ids).view(Q, G), target)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step()
+                torch.cuda.synchronize()
+            sums, count, kernels = {}, 0, []
+            for e in prof.key_averages():
+                t = getattr(e, "device_time_total", None)
+                if t is None:
+                    t = e.cuda_time_total
+                if t <= 0:
+                    continue
+                cat = category(e.key)
+                sums[cat] = sums.get(cat, 0.0) + t / 1e3
+                count += e.count
+                kernels.append((t / 1e3, e.count, cat, e.key[:90]))
+            total = sum(sums.values())
+            print(f"\n#### PyTorch {name} {mode}: {total:.1f} ms of kernels in {count} launches")
+            print("| category | ms | share |")
+            print("|---|---|---|")
+            for cat, ms in sorted(sums.items(), key=lambda kv: -kv[1]):
+                print(f"| {cat} | {ms:.1f} | {100 * ms / total:.0f}% |")
+            print("\n| kernel | ms | launches | category |")
+            print("|---|---|---|---|")
+            for ms, n, cat, key in sorted(kernels, reverse=True)[:12]:
+                print(f"| `{key}` | {ms:.2f} | {n} | {cat} |")
+            emit("train_profile", model=name, mode=mode, total_ms=total, categories=sums)
+            del model, opt, enc
+            torch.cuda.empty_cache()
+
+
 if __name__ == "__main__":
     what = sys.argv[1:] or ["attention", "train", "rerank"]
     print("torch", torch.__version__, torch.cuda.get_device_name(0), flush=True)
     for w in what:
-        {"attention": attention, "train": train, "rerank": rerank}[w]()
+        {"attention": attention, "train": train, "rerank": rerank, "profile": train_profile}[w]()

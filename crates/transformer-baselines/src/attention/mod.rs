@@ -41,6 +41,9 @@ pub enum AttentionImpl {
     /// on the cubecl backends, tensor ops elsewhere.
     #[default]
     Flash,
+    /// This crate's flash attention with the given kernels on the cubecl backends
+    /// ([`FlashKernel`]; [`AttentionImpl::Flash`] is `FlashWith(FlashKernel::Auto)`).
+    FlashWith(FlashKernel),
     /// Burn's `attention` module operation (flash kernels on the cubecl backends with Burn's
     /// `autotune` feature, forward only).
     Burn,
@@ -64,6 +67,14 @@ pub fn attention<B: FlashAttentionBackend>(
         AttentionImpl::Flash => {
             let keep = key_padding.map(keep_of);
             B::flash_attention(q, k, v, keep, causal, &FlashConfig::default())
+        }
+        AttentionImpl::FlashWith(kernel) => {
+            let keep = key_padding.map(keep_of);
+            let config = FlashConfig {
+                kernel,
+                ..FlashConfig::default()
+            };
+            B::flash_attention(q, k, v, keep, causal, &config)
         }
         AttentionImpl::Burn => fused_attention(q, k, v, key_padding, causal),
         AttentionImpl::Reference => reference_attention(q, k, v, key_padding, causal),

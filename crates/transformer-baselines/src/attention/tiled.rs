@@ -206,8 +206,8 @@ mod device {
     }
 
     /// Rows `[r0, r0 + n)` of `src` (`[batch, heads, seq, d]`, any strides) at (`batch`,
-    /// `head`) into `dst` (`n x d`, storage type), zero past `len`, scaled by `scale`; the whole
-    /// cube (`units` units) shares the copy.
+    /// `head`) into `dst` (`n` rows of `d`, `ld` apart, storage type), zero past `len`; the
+    /// whole cube (`units` units) shares the copy.
     #[cube]
     #[allow(clippy::too_many_arguments)]
     fn load_rows<F: Float>(
@@ -219,6 +219,7 @@ mod device {
         len: usize,
         #[comptime] n: usize,
         #[comptime] d: usize,
+        #[comptime] ld: usize,
         #[comptime] units: usize,
     ) {
         let base = batch * src.stride(0) + head * src.stride(1);
@@ -231,7 +232,7 @@ mod device {
             if j < len {
                 x = src[base + j * src.stride(2) + c * src.stride(3)];
             }
-            dst[e] = x;
+            dst[r * ld + c] = x;
             e += units;
         }
     }
@@ -295,6 +296,7 @@ mod device {
         #[comptime] d: usize,
         #[comptime] planes: usize,
         #[comptime] tile: usize,
+        #[comptime] pad: usize,
         #[comptime] has_mask: bool,
         #[comptime] causal: bool,
         #[comptime] mma: bool,
@@ -315,31 +317,37 @@ mod device {
         let h = bh % heads;
         let lane = UNIT_POS_X as usize;
         let p0 = UNIT_POS_Y as usize * 16;
+        // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
+        // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
+        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        let ld = comptime!(d + pad);
+        let lacc = comptime!(d + 4);
+        let lsf = comptime!(tile + 4);
+        let lsh = comptime!(tile + pad);
 
-        let mut qs = SharedMemory::<F>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut ks = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut vs = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut ss = SharedMemory::<f32>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut ps = SharedMemory::<F>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut os = SharedMemory::<f32>::new_aligned(comptime!(rows * d), ALIGN);
+        let mut qs = SharedMemory::<F>::new_aligned(comptime!(rows * ld), ALIGN);
+        let mut ks = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut vs = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut ss = SharedMemory::<f32>::new_aligned(comptime!(rows * lsf), ALIGN);
+        let mut ps = SharedMemory::<F>::new_aligned(comptime!(rows * lsh), ALIGN);
+        let mut os = SharedMemory::<f32>::new_aligned(comptime!(rows * lacc), ALIGN);
         let mut ms = SharedMemory::<f32>::new(rows);
         let mut ls = SharedMemory::<f32>::new(rows);
         let mut red = SharedMemory::<f32>::new(comptime!(2 * rows));
         let mut vis = SharedMemory::<f32>::new(tile);
 
-        load_rows(q, &mut qs, b, h, q0, len_q, rows, d, units);
-        fill(&mut os, 0.0f32, comptime!(rows * d), units);
+        load_rows(q, &mut qs, b, h, q0, len_q, rows, d, ld, units);
+        fill(&mut os, 0.0f32, comptime!(rows * lacc), units);
         let mut lo = 0.0f32;
         lo -= 1.0e30f32;
         fill(&mut ms, lo, rows, units);
         fill(&mut ls, 0.0f32, rows, units);
 
-        // two units per row: row `p0 + lane / 2`, half `lane % 2` of the tile's columns
+        // two units per row: row `p0 + lane / 2`; unit `lane % 2` takes every other column
         let r = p0 + lane / 2;
         let half = lane % 2;
         let i = q0 + r;
         let cols = comptime!(tile / 2);
-        let c0 = half * cols;
         let dh = comptime!(d / 2);
 
         let mut end = len_k;
@@ -352,22 +360,22 @@ mod device {
         for t in 0..tiles {
             let j0 = t * tile;
             sync_cube();
-            load_rows(k, &mut ks, b, h, j0, len_k, tile, d, units);
-            load_rows(v, &mut vs, b, h, j0, len_k, tile, d, units);
+            load_rows(k, &mut ks, b, h, j0, len_k, tile, d, ld, units);
+            load_rows(v, &mut vs, b, h, j0, len_k, tile, d, ld, units);
             load_keep(keep, &mut vis, b, j0, len_k, tile, units, has_mask);
             sync_cube();
             // S = Q K^T for the plane's rows (K^T: column-major K)
             for n in 0..comptime!(tile / 16) {
                 tile_mm::<F>(
                     &qs,
-                    p0 * d,
-                    d,
+                    p0 * ld,
+                    ld,
                     &ks,
-                    n * 16 * d,
-                    d,
+                    n * 16 * ld,
+                    ld,
                     &mut ss,
-                    p0 * tile + n * 16,
-                    tile,
+                    p0 * lsf + n * 16,
+                    lsf,
                     d,
                     false,
                     true,
@@ -379,15 +387,16 @@ mod device {
             // this half's maximum of the visible scaled scores
             let mut mx = lo;
             for c in 0..cols {
-                let j = j0 + c0 + c;
-                let mut ok = vis[c0 + c] > 0.5f32;
+                let col = 2 * c + half;
+                let j = j0 + col;
+                let mut ok = vis[col] > 0.5f32;
                 if causal {
                     if j > i {
                         ok = false;
                     }
                 }
                 if ok {
-                    mx = f32::max(mx, ss[r * tile + c0 + c] * scale);
+                    mx = f32::max(mx, ss[r * lsf + col] * scale);
                 }
             }
             red[2 * r + half] = mx;
@@ -397,8 +406,9 @@ mod device {
             let alpha = f32::exp(m_old - m_new);
             let mut sum = 0.0f32;
             for c in 0..cols {
-                let j = j0 + c0 + c;
-                let mut ok = vis[c0 + c] > 0.5f32;
+                let col = 2 * c + half;
+                let j = j0 + col;
+                let mut ok = vis[col] > 0.5f32;
                 if causal {
                     if j > i {
                         ok = false;
@@ -406,15 +416,15 @@ mod device {
                 }
                 let mut p = 0.0f32;
                 if ok {
-                    p = f32::exp(ss[r * tile + c0 + c] * scale - m_new);
+                    p = f32::exp(ss[r * lsf + col] * scale - m_new);
                 }
                 // the sum of the rounded probabilities, as the product below sees them
                 let pr = F::cast_from(p);
                 sum += f32::cast_from(pr);
-                ps[r * tile + c0 + c] = pr;
+                ps[r * lsh + col] = pr;
             }
             for c in 0..dh {
-                os[r * d + half * dh + c] *= alpha;
+                os[r * lacc + 2 * c + half] *= alpha;
             }
             sync_cube();
             // both units of the row have read `red` and `ms`
@@ -430,14 +440,14 @@ mod device {
             for n in 0..comptime!(d / 16) {
                 tile_mm::<F>(
                     &ps,
-                    p0 * tile,
-                    tile,
+                    p0 * lsh,
+                    lsh,
                     &vs,
                     n * 16,
-                    d,
+                    ld,
                     &mut os,
-                    p0 * d + n * 16,
-                    d,
+                    p0 * lacc + n * 16,
+                    lacc,
                     tile,
                     false,
                     false,
@@ -459,7 +469,8 @@ mod device {
                 if l > 0.0f32 {
                     inv = 1.0f32 / l;
                 }
-                o[o_base + ii * o.stride(2) + c * o.stride(3)] = F::cast_from(os[e] * inv);
+                o[o_base + ii * o.stride(2) + c * o.stride(3)] =
+                    F::cast_from(os[rr * lacc + c] * inv);
             }
             e += units;
         }
@@ -525,6 +536,7 @@ mod device {
         #[comptime] d: usize,
         #[comptime] planes: usize,
         #[comptime] tile: usize,
+        #[comptime] pad: usize,
         #[comptime] has_mask: bool,
         #[comptime] causal: bool,
         #[comptime] mma: bool,
@@ -545,32 +557,38 @@ mod device {
         let h = bh % heads;
         let lane = UNIT_POS_X as usize;
         let p0 = UNIT_POS_Y as usize * 16;
+        // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
+        // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
+        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        let ld = comptime!(d + pad);
+        let lacc = comptime!(d + 4);
+        let lsf = comptime!(tile + 4);
+        let lsh = comptime!(tile + pad);
 
-        let mut ks = SharedMemory::<F>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut vs = SharedMemory::<F>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut qs = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut dos = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut sts = SharedMemory::<f32>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dpts = SharedMemory::<f32>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut pts = SharedMemory::<F>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dsts = SharedMemory::<F>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dks = SharedMemory::<f32>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut dvs = SharedMemory::<f32>::new_aligned(comptime!(rows * d), ALIGN);
+        let mut ks = SharedMemory::<F>::new_aligned(comptime!(rows * ld), ALIGN);
+        let mut vs = SharedMemory::<F>::new_aligned(comptime!(rows * ld), ALIGN);
+        let mut qs = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut dos = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut sts = SharedMemory::<f32>::new_aligned(comptime!(rows * lsf), ALIGN);
+        let mut dpts = SharedMemory::<f32>::new_aligned(comptime!(rows * lsf), ALIGN);
+        let mut pts = SharedMemory::<F>::new_aligned(comptime!(rows * lsh), ALIGN);
+        let mut dsts = SharedMemory::<F>::new_aligned(comptime!(rows * lsh), ALIGN);
+        let mut dks = SharedMemory::<f32>::new_aligned(comptime!(rows * lacc), ALIGN);
+        let mut dvs = SharedMemory::<f32>::new_aligned(comptime!(rows * lacc), ALIGN);
         let mut kvis = SharedMemory::<f32>::new(rows);
         let mut lss = SharedMemory::<f32>::new(tile);
         let mut dls = SharedMemory::<f32>::new(tile);
 
-        load_rows(k, &mut ks, b, h, j0, len_k, rows, d, units);
-        load_rows(v, &mut vs, b, h, j0, len_k, rows, d, units);
+        load_rows(k, &mut ks, b, h, j0, len_k, rows, d, ld, units);
+        load_rows(v, &mut vs, b, h, j0, len_k, rows, d, ld, units);
         load_keep(keep, &mut kvis, b, j0, len_k, rows, units, has_mask);
-        fill(&mut dks, 0.0f32, comptime!(rows * d), units);
-        fill(&mut dvs, 0.0f32, comptime!(rows * d), units);
+        fill(&mut dks, 0.0f32, comptime!(rows * lacc), units);
+        fill(&mut dvs, 0.0f32, comptime!(rows * lacc), units);
 
         let r = p0 + lane / 2;
         let half = lane % 2;
         let j = j0 + r;
         let cols = comptime!(tile / 2);
-        let c0 = half * cols;
 
         let mut first = 0usize;
         if causal {
@@ -581,22 +599,22 @@ mod device {
         for t in first..tiles {
             let i0 = t * tile;
             sync_cube();
-            load_rows(q, &mut qs, b, h, i0, len_q, tile, d, units);
-            load_rows(d_o, &mut dos, b, h, i0, len_q, tile, d, units);
+            load_rows(q, &mut qs, b, h, i0, len_q, tile, d, ld, units);
+            load_rows(d_o, &mut dos, b, h, i0, len_q, tile, d, ld, units);
             load_row_values(lse, &mut lss, bh, i0, len_q, 1.0e30f32, tile, units);
             load_row_values(delta, &mut dls, bh, i0, len_q, 0.0f32, tile, units);
             sync_cube();
             for n in 0..comptime!(tile / 16) {
                 tile_mm::<F>(
                     &ks,
-                    p0 * d,
-                    d,
+                    p0 * ld,
+                    ld,
                     &qs,
-                    n * 16 * d,
-                    d,
+                    n * 16 * ld,
+                    ld,
                     &mut sts,
-                    p0 * tile + n * 16,
-                    tile,
+                    p0 * lsf + n * 16,
+                    lsf,
                     d,
                     false,
                     true,
@@ -605,14 +623,14 @@ mod device {
                 );
                 tile_mm::<F>(
                     &vs,
-                    p0 * d,
-                    d,
+                    p0 * ld,
+                    ld,
                     &dos,
-                    n * 16 * d,
-                    d,
+                    n * 16 * ld,
+                    ld,
                     &mut dpts,
-                    p0 * tile + n * 16,
-                    tile,
+                    p0 * lsf + n * 16,
+                    lsf,
                     d,
                     false,
                     true,
@@ -623,7 +641,8 @@ mod device {
             sync_cube();
             let mine = kvis[r] > 0.5f32;
             for c in 0..cols {
-                let i = i0 + c0 + c;
+                let col = 2 * c + half;
+                let i = i0 + col;
                 let mut ok = mine;
                 if causal {
                     if j > i {
@@ -632,26 +651,26 @@ mod device {
                 }
                 let mut p = 0.0f32;
                 let mut g = 0.0f32;
-                let at = r * tile + c0 + c;
+                let at = r * lsf + col;
                 if ok {
-                    p = f32::exp(sts[at] * scale - lss[c0 + c]);
-                    g = p * (dpts[at] - dls[c0 + c]);
+                    p = f32::exp(sts[at] * scale - lss[col]);
+                    g = p * (dpts[at] - dls[col]);
                 }
-                pts[at] = F::cast_from(p);
-                dsts[at] = F::cast_from(g);
+                pts[r * lsh + col] = F::cast_from(p);
+                dsts[r * lsh + col] = F::cast_from(g);
             }
             sync_cube();
             for n in 0..comptime!(d / 16) {
                 tile_mm::<F>(
                     &pts,
-                    p0 * tile,
-                    tile,
+                    p0 * lsh,
+                    lsh,
                     &dos,
                     n * 16,
-                    d,
+                    ld,
                     &mut dvs,
-                    p0 * d + n * 16,
-                    d,
+                    p0 * lacc + n * 16,
+                    lacc,
                     tile,
                     false,
                     false,
@@ -660,14 +679,14 @@ mod device {
                 );
                 tile_mm::<F>(
                     &dsts,
-                    p0 * tile,
-                    tile,
+                    p0 * lsh,
+                    lsh,
                     &qs,
                     n * 16,
-                    d,
+                    ld,
                     &mut dks,
-                    p0 * d + n * 16,
-                    d,
+                    p0 * lacc + n * 16,
+                    lacc,
                     tile,
                     false,
                     false,
@@ -685,8 +704,10 @@ mod device {
             let c = e % d;
             let jj = j0 + rr;
             if jj < len_k {
-                dk[dk_base + jj * dk.stride(2) + c * dk.stride(3)] = F::cast_from(dks[e] * scale);
-                dv[dv_base + jj * dv.stride(2) + c * dv.stride(3)] = F::cast_from(dvs[e]);
+                dk[dk_base + jj * dk.stride(2) + c * dk.stride(3)] =
+                    F::cast_from(dks[rr * lacc + c] * scale);
+                dv[dv_base + jj * dv.stride(2) + c * dv.stride(3)] =
+                    F::cast_from(dvs[rr * lacc + c]);
             }
             e += units;
         }
@@ -710,6 +731,7 @@ mod device {
         #[comptime] d: usize,
         #[comptime] planes: usize,
         #[comptime] tile: usize,
+        #[comptime] pad: usize,
         #[comptime] has_mask: bool,
         #[comptime] causal: bool,
         #[comptime] mma: bool,
@@ -730,30 +752,36 @@ mod device {
         let h = bh % heads;
         let lane = UNIT_POS_X as usize;
         let p0 = UNIT_POS_Y as usize * 16;
+        // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
+        // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
+        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        let ld = comptime!(d + pad);
+        let lacc = comptime!(d + 4);
+        let lsf = comptime!(tile + 4);
+        let lsh = comptime!(tile + pad);
 
-        let mut qs = SharedMemory::<F>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut dos = SharedMemory::<F>::new_aligned(comptime!(rows * d), ALIGN);
-        let mut ks = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut vs = SharedMemory::<F>::new_aligned(comptime!(tile * d), ALIGN);
-        let mut ss = SharedMemory::<f32>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dps = SharedMemory::<f32>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dss = SharedMemory::<F>::new_aligned(comptime!(rows * tile), ALIGN);
-        let mut dqs = SharedMemory::<f32>::new_aligned(comptime!(rows * d), ALIGN);
+        let mut qs = SharedMemory::<F>::new_aligned(comptime!(rows * ld), ALIGN);
+        let mut dos = SharedMemory::<F>::new_aligned(comptime!(rows * ld), ALIGN);
+        let mut ks = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut vs = SharedMemory::<F>::new_aligned(comptime!(tile * ld), ALIGN);
+        let mut ss = SharedMemory::<f32>::new_aligned(comptime!(rows * lsf), ALIGN);
+        let mut dps = SharedMemory::<f32>::new_aligned(comptime!(rows * lsf), ALIGN);
+        let mut dss = SharedMemory::<F>::new_aligned(comptime!(rows * lsh), ALIGN);
+        let mut dqs = SharedMemory::<f32>::new_aligned(comptime!(rows * lacc), ALIGN);
         let mut lr = SharedMemory::<f32>::new(rows);
         let mut dr = SharedMemory::<f32>::new(rows);
         let mut vis = SharedMemory::<f32>::new(tile);
 
-        load_rows(q, &mut qs, b, h, q0, len_q, rows, d, units);
-        load_rows(d_o, &mut dos, b, h, q0, len_q, rows, d, units);
+        load_rows(q, &mut qs, b, h, q0, len_q, rows, d, ld, units);
+        load_rows(d_o, &mut dos, b, h, q0, len_q, rows, d, ld, units);
         load_row_values(lse, &mut lr, bh, q0, len_q, 1.0e30f32, rows, units);
         load_row_values(delta, &mut dr, bh, q0, len_q, 0.0f32, rows, units);
-        fill(&mut dqs, 0.0f32, comptime!(rows * d), units);
+        fill(&mut dqs, 0.0f32, comptime!(rows * lacc), units);
 
         let r = p0 + lane / 2;
         let half = lane % 2;
         let i = q0 + r;
         let cols = comptime!(tile / 2);
-        let c0 = half * cols;
 
         let mut end = len_k;
         if causal {
@@ -765,21 +793,21 @@ mod device {
         for t in 0..tiles {
             let j0 = t * tile;
             sync_cube();
-            load_rows(k, &mut ks, b, h, j0, len_k, tile, d, units);
-            load_rows(v, &mut vs, b, h, j0, len_k, tile, d, units);
+            load_rows(k, &mut ks, b, h, j0, len_k, tile, d, ld, units);
+            load_rows(v, &mut vs, b, h, j0, len_k, tile, d, ld, units);
             load_keep(keep, &mut vis, b, j0, len_k, tile, units, has_mask);
             sync_cube();
             for n in 0..comptime!(tile / 16) {
                 tile_mm::<F>(
                     &qs,
-                    p0 * d,
-                    d,
+                    p0 * ld,
+                    ld,
                     &ks,
-                    n * 16 * d,
-                    d,
+                    n * 16 * ld,
+                    ld,
                     &mut ss,
-                    p0 * tile + n * 16,
-                    tile,
+                    p0 * lsf + n * 16,
+                    lsf,
                     d,
                     false,
                     true,
@@ -788,14 +816,14 @@ mod device {
                 );
                 tile_mm::<F>(
                     &dos,
-                    p0 * d,
-                    d,
+                    p0 * ld,
+                    ld,
                     &vs,
-                    n * 16 * d,
-                    d,
+                    n * 16 * ld,
+                    ld,
                     &mut dps,
-                    p0 * tile + n * 16,
-                    tile,
+                    p0 * lsf + n * 16,
+                    lsf,
                     d,
                     false,
                     true,
@@ -807,33 +835,34 @@ mod device {
             let li = lr[r];
             let di = dr[r];
             for c in 0..cols {
-                let jj = j0 + c0 + c;
-                let mut ok = vis[c0 + c] > 0.5f32;
+                let col = 2 * c + half;
+                let jj = j0 + col;
+                let mut ok = vis[col] > 0.5f32;
                 if causal {
                     if jj > i {
                         ok = false;
                     }
                 }
-                let at = r * tile + c0 + c;
+                let at = r * lsf + col;
                 let mut g = 0.0f32;
                 if ok {
                     let p = f32::exp(ss[at] * scale - li);
                     g = p * (dps[at] - di);
                 }
-                dss[at] = F::cast_from(g);
+                dss[r * lsh + col] = F::cast_from(g);
             }
             sync_cube();
             for n in 0..comptime!(d / 16) {
                 tile_mm::<F>(
                     &dss,
-                    p0 * tile,
-                    tile,
+                    p0 * lsh,
+                    lsh,
                     &ks,
                     n * 16,
-                    d,
+                    ld,
                     &mut dqs,
-                    p0 * d + n * 16,
-                    d,
+                    p0 * lacc + n * 16,
+                    lacc,
                     tile,
                     false,
                     false,
@@ -850,7 +879,8 @@ mod device {
             let c = e % d;
             let ii = q0 + rr;
             if ii < len_q {
-                dq[dq_base + ii * dq.stride(2) + c * dq.stride(3)] = F::cast_from(dqs[e] * scale);
+                dq[dq_base + ii * dq.stride(2) + c * dq.stride(3)] =
+                    F::cast_from(dqs[rr * lacc + c] * scale);
             }
             e += units;
         }
@@ -884,20 +914,24 @@ pub fn tiled_shared_bytes(
     blocks: TiledBlocks,
     elem: usize,
 ) -> usize {
-    let (r, t, d) = (16 * blocks.planes, blocks.tile, head_dim);
+    let (r, t) = (16 * blocks.planes, blocks.tile);
+    // the kernels' padded row strides
+    let pad = 16 / elem;
+    let (ld, lacc, lsf, lsh) = (head_dim + pad, head_dim + 4, t + 4, t + pad);
     match kernel {
         // q, k, v, P; S and the output accumulator (f32); m, l, two partial maxima per row
         // and the tile's keep flags
         TiledKernel::Forward => {
-            elem * (r * d + 2 * t * d + r * t) + 4 * (r * t + r * d + 4 * r + t)
+            elem * (r * ld + 2 * t * ld + r * lsh) + 4 * (r * lsf + r * lacc + 4 * r + t)
         }
         // k, v, q, dO, P^T, dS^T; S^T, dP^T, dK, dV (f32); keep flags, lse and delta
         TiledKernel::KeyValue => {
-            elem * (2 * r * d + 2 * t * d + 2 * r * t) + 4 * (2 * r * t + 2 * r * d + r + 2 * t)
+            elem * (2 * r * ld + 2 * t * ld + 2 * r * lsh)
+                + 4 * (2 * r * lsf + 2 * r * lacc + r + 2 * t)
         }
         // q, dO, k, v, dS; S, dP, dQ (f32); lse, delta and keep flags
         TiledKernel::Query => {
-            elem * (2 * r * d + 2 * t * d + r * t) + 4 * (2 * r * t + r * d + 2 * r + t)
+            elem * (2 * r * ld + 2 * t * ld + r * lsh) + 4 * (2 * r * lsf + r * lacc + 2 * r + t)
         }
     }
 }
@@ -1068,6 +1102,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
             d,
             planes,
             tile,
+            16 / dtype.size(),
             has_mask,
             causal,
             mma,
@@ -1129,6 +1164,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
             d,
             kv_b.planes,
             kv_b.tile,
+            16 / dtype.size(),
             has_mask,
             causal,
             mma,
@@ -1151,6 +1187,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
             d,
             q_b.planes,
             q_b.tile,
+            16 / dtype.size(),
             has_mask,
             causal,
             mma,
