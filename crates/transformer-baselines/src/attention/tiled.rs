@@ -85,26 +85,8 @@ mod device {
             }
             #[unroll]
             for kk in 0..comptime!(kdim / 16usize) {
-                let a_frag = unsafe {
-                    cmma::Matrix::<F>::uninitialized(
-                        MatrixIdent::A,
-                        16usize,
-                        16usize,
-                        16usize,
-                        MatrixLayout::RowMajor,
-                    )
-                };
-                let b_frag = unsafe {
-                    cmma::Matrix::<F>::uninitialized(
-                        MatrixIdent::B,
-                        16usize,
-                        16usize,
-                        16usize,
-                        MatrixLayout::RowMajor,
-                    )
-                };
                 if a_col {
-                    let a_frag_c = unsafe {
+                    let a_frag = unsafe {
                         cmma::Matrix::<F>::uninitialized(
                             MatrixIdent::A,
                             16usize,
@@ -115,19 +97,28 @@ mod device {
                     };
                     let s = a_off + kk * 16usize * a_stride;
                     cmma::load(
-                        &a_frag_c,
+                        &a_frag,
                         &a.slice(s, s + 15usize * a_stride + 16usize),
                         a_stride as u32,
                     );
-                    mma_b::<F>(&a_frag_c, &b_frag, &acc, b, b_off, b_stride, kk, b_col);
+                    mma_b::<F>(&a_frag, &acc, b, b_off, b_stride, kk, b_col);
                 } else {
+                    let a_frag = unsafe {
+                        cmma::Matrix::<F>::uninitialized(
+                            MatrixIdent::A,
+                            16usize,
+                            16usize,
+                            16usize,
+                            MatrixLayout::RowMajor,
+                        )
+                    };
                     let s = a_off + kk * 16usize;
                     cmma::load(
                         &a_frag,
                         &a.slice(s, s + 15usize * a_stride + 16usize),
                         a_stride as u32,
                     );
-                    mma_b::<F>(&a_frag, &b_frag, &acc, b, b_off, b_stride, kk, b_col);
+                    mma_b::<F>(&a_frag, &acc, b, b_off, b_stride, kk, b_col);
                 }
             }
             cmma::store(
@@ -169,7 +160,6 @@ mod device {
     #[allow(clippy::too_many_arguments)]
     fn mma_b<F: Float>(
         a_frag: &cmma::Matrix<F>,
-        b_row: &cmma::Matrix<F>,
         acc: &cmma::Matrix<f32>,
         b: &SharedMemory<F>,
         b_off: usize,
@@ -195,13 +185,22 @@ mod device {
             );
             cmma::execute::<F, F, f32, f32>(a_frag, &b_frag, acc, acc);
         } else {
+            let b_frag = unsafe {
+                cmma::Matrix::<F>::uninitialized(
+                    MatrixIdent::B,
+                    16usize,
+                    16usize,
+                    16usize,
+                    MatrixLayout::RowMajor,
+                )
+            };
             let s = b_off + kk * 16usize * b_stride;
             cmma::load(
-                b_row,
+                &b_frag,
                 &b.slice(s, s + 15usize * b_stride + 16usize),
                 b_stride as u32,
             );
-            cmma::execute::<F, F, f32, f32>(a_frag, b_row, acc, acc);
+            cmma::execute::<F, F, f32, f32>(a_frag, &b_frag, acc, acc);
         }
     }
 
@@ -319,7 +318,8 @@ mod device {
         let p0 = UNIT_POS_Y as usize * 16;
         // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
         // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
-        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        // tiles start on different banks; strides stay multiples of 16 bytes and every 16-row
+        // tile start a multiple of 32 bytes, as cooperative loads need
         let ld = comptime!(d + pad);
         let lacc = comptime!(d + 4);
         let lsf = comptime!(tile + 4);
@@ -559,7 +559,8 @@ mod device {
         let p0 = UNIT_POS_Y as usize * 16;
         // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
         // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
-        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        // tiles start on different banks; strides stay multiples of 16 bytes and every 16-row
+        // tile start a multiple of 32 bytes, as cooperative loads need
         let ld = comptime!(d + pad);
         let lacc = comptime!(d + 4);
         let lsf = comptime!(tile + 4);
@@ -754,7 +755,8 @@ mod device {
         let p0 = UNIT_POS_Y as usize * 16;
         // row strides padded by 16 bytes (`pad` elements of the storage type; 4 for f32): rows
         // of the storage-type tiles, the f32 accumulators and the f32 and storage-type score
-        // tiles start on different banks, and stay 32-byte aligned for cooperative loads
+        // tiles start on different banks; strides stay multiples of 16 bytes and every 16-row
+        // tile start a multiple of 32 bytes, as cooperative loads need
         let ld = comptime!(d + pad);
         let lacc = comptime!(d + 4);
         let lsf = comptime!(tile + 4);
@@ -977,27 +979,30 @@ pub fn tiled_blocks(
 const TILED_BUDGET: usize = 112 * 1024;
 
 /// Whether the device multiplies 16 x 16 x 16 tiles of `dtype` into f32 on cooperative
-/// matrices.
+/// matrices, as these kernels were checked: CUDA (wmma) from Ampere on. cubecl also lists bf16
+/// tiles before Ampere, where wmma has none, so the Ampere-only TF32 16 x 16 x 8 tile is asked
+/// for too; other runtimes' cooperative matrices (HIP, Vulkan) are not used until checked.
 fn has_mma<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>, dtype: DType) -> bool {
     let elem = match dtype {
         DType::F16 => ElemType::Float(FloatKind::F16),
         DType::BF16 => ElemType::Float(FloatKind::BF16),
         _ => return false,
     };
+    if R::name(client) != "cuda" {
+        return false;
+    }
     let f32_ty = StorageType::Scalar(ElemType::Float(FloatKind::F32));
-    client
-        .properties()
-        .features
-        .matmul
-        .cmma
-        .contains(&MmaConfig {
-            a_type: StorageType::Scalar(elem),
-            b_type: StorageType::Scalar(elem),
-            cd_type: f32_ty,
-            m: 16,
-            n: 16,
-            k: 16,
-        })
+    let tile = |a: ElemType, m, n, k| MmaConfig {
+        a_type: StorageType::Scalar(a),
+        b_type: StorageType::Scalar(a),
+        cd_type: f32_ty,
+        m,
+        n,
+        k,
+    };
+    let cmma = &client.properties().features.matmul.cmma;
+    cmma.contains(&tile(elem, 16, 16, 16))
+        && cmma.contains(&tile(ElemType::Float(FloatKind::TF32), 16, 16, 8))
 }
 
 /// The tiled kernels' blocks (forward, key/value gradient, query gradient) that attention with
