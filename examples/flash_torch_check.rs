@@ -246,8 +246,8 @@ fn main() {
         (Some("wgpu"), Some(kernel)) => run::<burn::backend::Wgpu>(Default::default(), dir, kernel),
         _ => {
             eprintln!(
-                "usage: flash_torch_check [cuda|wgpu] DIR [auto|scalar|tiled] (got {:?}; build \
-                 with the matching feature)",
+                "usage: flash_torch_check [cuda|wgpu] DIR [auto|scalar|tiled] (got {:?}, folder \
+                 {dir:?}, kernels {kernel:?}; build with the matching feature)",
                 &args[1..]
             );
             std::process::exit(2);

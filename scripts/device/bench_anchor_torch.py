@@ -341,10 +341,11 @@ def rerank():
 def category(name):
     """A kernel's share of a step: matmul, attention, norm, optimizer, copy/cast, element-wise."""
     n = name.lower()
-    if any(k in n for k in ("gemm", "cutlass", "matmul", "sm90_xmma", "cublas", "nvjet")):
-        return "matmul"
+    # attention first: the memory-efficient kernels' names also say "cutlass"
     if any(k in n for k in ("flash", "fmha", "attention", "sdpa", "cudnn")):
         return "attention"
+    if any(k in n for k in ("gemm", "cutlass", "matmul", "sm90_xmma", "cublas", "nvjet")):
+        return "matmul"
     if "norm" in n:
         return "norm"
     if any(k in n for k in ("adam", "foreach", "multi_tensor")):
