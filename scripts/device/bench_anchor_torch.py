@@ -118,6 +118,29 @@ class CrossEncoder(nn.Module):
         return self.classifier(self.drop(x)).squeeze(-1).float()
 
 
+def train_step(name, mode, Q, G, L):
+    """A cross-encoder training step (LCE over groups of G, AdamW) of `name` in `mode` on random
+    token ids: (step, model, optimizer, encoder)."""
+    enc, vocab, hidden, pool = hf_model(name)
+    model = CrossEncoder(enc, hidden, pool).to(dev)
+    if mode == "bf16":
+        model = model.to(torch.bfloat16)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    target = torch.zeros(Q, dtype=torch.long, device=dev)
+    ids = torch.randint(0, vocab, (Q * G, L), device=dev)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=(mode == "bf16-autocast")):
+            s = model(ids)
+        loss = F.cross_entropy(s.view(Q, G), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step, model, opt, enc
+
+
 def train():
     Q, G, L = 16, 8, 512
     print(f"| anchor | mode | step ms | tokens/s | peak GiB |  ({Q} x {G} x {L} tokens, LCE, AdamW)")
@@ -125,22 +148,7 @@ def train():
     # ANCHOR_MODELS=bert-base,pythia-160m limits the models
     for name in os.environ.get("ANCHOR_MODELS", "bert-base,pythia-160m,pythia-410m").split(","):
         for mode in ("bf16-autocast", "bf16", "fp32"):
-            enc, vocab, hidden, pool = hf_model(name)
-            model = CrossEncoder(enc, hidden, pool).to(dev)
-            if mode == "bf16":
-                model = model.to(torch.bfloat16)
-            model.train()
-            opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-            target = torch.zeros(Q, dtype=torch.long, device=dev)
-            ids = torch.randint(0, vocab, (Q * G, L), device=dev)
-
-            def step():
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=(mode == "bf16-autocast")):
-                    s = model(ids)
-                loss = F.cross_entropy(s.view(Q, G), target)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            step, model, opt, enc = train_step(name, mode, Q, G, L)
 
             torch.cuda.reset_peak_memory_stats()
             ms = cuda_time(step, warmup=3, reps=8)
@@ -365,20 +373,7 @@ def train_profile():
     Q, G, L = 16, 8, 512
     for name in ("bert-base", "pythia-160m"):
         for mode in ("bf16", "fp32"):
-            enc, vocab, hidden, pool = hf_model(name)
-            model = CrossEncoder(enc, hidden, pool).to(dev)
-            if mode == "bf16":
-                model = model.to(torch.bfloat16)
-            model.train()
-            opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-            target = torch.zeros(Q, dtype=torch.long, device=dev)
-            ids = torch.randint(0, vocab, (Q * G, L), device=dev)
-
-            def step():
-                loss = F.cross_entropy(model(ids).view(Q, G), target)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            step, model, opt, enc = train_step(name, mode, Q, G, L)
 
             for _ in range(3):
                 step()

@@ -36,7 +36,7 @@ use cubecl::{CubeCount, CubeDim};
 // Kernel code: `usize::div_ceil` has no cube expansion, and a comptime flag is tested in its own
 // `if` (the branch is then dropped at expansion).
 #[allow(clippy::manual_div_ceil, clippy::collapsible_if)]
-mod device {
+pub(super) mod device {
     use cubecl::prelude::*;
 
     /// A tile's rows `[j0, j0 + tile)` of `src` (`[batch, heads, seq, d]`, any strides) at
@@ -74,7 +74,7 @@ mod device {
     /// `keep[batch, j]` with a mask, else 1.
     #[cube]
     #[allow(clippy::too_many_arguments)]
-    fn load_keep(
+    pub(crate) fn load_keep(
         keep: &Tensor<f32>,
         dst: &mut SharedMemory<f32>,
         batch: usize,

@@ -64,17 +64,16 @@ pub fn attention<B: FlashAttentionBackend>(
     implementation: AttentionImpl,
 ) -> Tensor<B, 4> {
     match implementation {
-        AttentionImpl::Flash => {
-            let keep = key_padding.map(keep_of);
-            B::flash_attention(q, k, v, keep, causal, &FlashConfig::default())
-        }
-        AttentionImpl::FlashWith(kernel) => {
-            let keep = key_padding.map(keep_of);
+        AttentionImpl::Flash | AttentionImpl::FlashWith(_) => {
+            let kernel = match implementation {
+                AttentionImpl::FlashWith(kernel) => kernel,
+                _ => FlashKernel::Auto,
+            };
             let config = FlashConfig {
                 kernel,
                 ..FlashConfig::default()
             };
-            B::flash_attention(q, k, v, keep, causal, &config)
+            B::flash_attention(q, k, v, key_padding.map(keep_of), causal, &config)
         }
         AttentionImpl::Burn => fused_attention(q, k, v, key_padding, causal),
         AttentionImpl::Reference => reference_attention(q, k, v, key_padding, causal),
@@ -98,11 +97,12 @@ pub struct FlashConfig {
     /// write stays NaN).
     pub poison_outputs: bool,
     /// Query rows per cube of the forward and of the query-gradient kernel, and key rows per
-    /// cube of the key/value-gradient kernel (`None`: the crate's choice, `flash_blocks` with
-    /// the `cubecl` feature).
+    /// cube of the key/value-gradient kernel (`None`: the crate's choice, `flash_blocks` and
+    /// `tiled_blocks` with the `cubecl` feature; the tiled kernels round it up to a multiple
+    /// of 16).
     pub block_rows: Option<usize>,
     /// Keys (forward, query gradient) or queries (key/value gradient) per shared-memory tile
-    /// (`None`: the crate's choice).
+    /// (`None`: the crate's choice; the tiled kernels round it up to a multiple of 16).
     pub block_tile: Option<usize>,
     /// Keep the loops over the head dimension rolled: smaller kernels that compile much faster
     /// (lavapipe takes about a minute per unrolled head-dim-128 kernel set) but index the

@@ -33,6 +33,7 @@ const PLANE: usize = 32;
     clippy::collapsible_else_if
 )]
 mod device {
+    use crate::attention::kernel::device::load_keep;
     use cubecl::cmma::{self, MatrixIdent, MatrixLayout};
     use cubecl::prelude::*;
 
@@ -236,35 +237,6 @@ mod device {
         }
     }
 
-    /// Keep flags (1 visible, 0 not) of keys `[j0, j0 + n)`: 0 past `len`, `keep[batch, j]`
-    /// with a mask, else 1.
-    #[cube]
-    #[allow(clippy::too_many_arguments)]
-    fn load_keep(
-        keep: &Tensor<f32>,
-        dst: &mut SharedMemory<f32>,
-        batch: usize,
-        j0: usize,
-        len: usize,
-        #[comptime] n: usize,
-        #[comptime] units: usize,
-        #[comptime] has_mask: bool,
-    ) {
-        let mut r = UNIT_POS as usize;
-        while r < n {
-            let j = j0 + r;
-            let mut f = 0.0f32;
-            if j < len {
-                f = 1.0f32;
-                if has_mask {
-                    f = keep[batch * keep.stride(0) + j * keep.stride(1)];
-                }
-            }
-            dst[r] = f;
-            r += units;
-        }
-    }
-
     /// Fills `n` f32 of `dst` with `value`.
     #[cube]
     fn fill(
@@ -362,7 +334,7 @@ mod device {
             sync_cube();
             load_rows(k, &mut ks, b, h, j0, len_k, tile, d, ld, units);
             load_rows(v, &mut vs, b, h, j0, len_k, tile, d, ld, units);
-            load_keep(keep, &mut vis, b, j0, len_k, tile, units, has_mask);
+            load_keep(keep, &mut vis, b, j0, len_k, units, tile, has_mask);
             sync_cube();
             // S = Q K^T for the plane's rows (K^T: column-major K)
             for n in 0..comptime!(tile / 16) {
@@ -582,7 +554,7 @@ mod device {
 
         load_rows(k, &mut ks, b, h, j0, len_k, rows, d, ld, units);
         load_rows(v, &mut vs, b, h, j0, len_k, rows, d, ld, units);
-        load_keep(keep, &mut kvis, b, j0, len_k, rows, units, has_mask);
+        load_keep(keep, &mut kvis, b, j0, len_k, units, rows, has_mask);
         fill(&mut dks, 0.0f32, comptime!(rows * lacc), units);
         fill(&mut dvs, 0.0f32, comptime!(rows * lacc), units);
 
@@ -797,7 +769,7 @@ mod device {
             sync_cube();
             load_rows(k, &mut ks, b, h, j0, len_k, tile, d, ld, units);
             load_rows(v, &mut vs, b, h, j0, len_k, tile, d, ld, units);
-            load_keep(keep, &mut vis, b, j0, len_k, tile, units, has_mask);
+            load_keep(keep, &mut vis, b, j0, len_k, units, tile, has_mask);
             sync_cube();
             for n in 0..comptime!(tile / 16) {
                 tile_mm::<F>(
