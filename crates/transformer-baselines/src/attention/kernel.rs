@@ -101,7 +101,12 @@ pub(super) mod device {
 
     /// The last key (exclusive) that the query rows `[q0, q0 + rows)` may see.
     #[cube]
-    fn key_end(q0: usize, len: usize, #[comptime] rows: usize, #[comptime] causal: bool) -> usize {
+    pub(crate) fn key_end(
+        q0: usize,
+        len: usize,
+        #[comptime] rows: usize,
+        #[comptime] causal: bool,
+    ) -> usize {
         let mut end = len;
         if causal {
             let last = q0 + rows;
@@ -501,6 +506,11 @@ pub fn flash_blocks(head_dim: usize, config: &FlashConfig, shared_bytes: usize) 
     FlashBlocks { rows, tile }
 }
 
+/// The softmax scale `1 / sqrt(head_dim)`.
+pub(super) fn scale_of(d: usize) -> f32 {
+    (1.0 / (d as f64).sqrt()) as f32
+}
+
 /// The shared memory a cube may use on this device.
 pub(super) fn shared_bytes<R: CubeRuntime>(t: &CubeTensor<R>) -> usize {
     t.client.properties().hardware.max_shared_memory_size
@@ -618,7 +628,7 @@ pub(crate) fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEl
             keep.into_tensor_arg(),
             o_arg.into_tensor_arg(),
             lse.clone().into_tensor_arg(),
-            (1.0 / (d as f64).sqrt()) as f32,
+            scale_of(d),
             blocks as u32,
             d,
             rows,
@@ -687,7 +697,7 @@ pub(crate) fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolE
     let dq = head_output::<R, F, I, BT>(&q, [batch, heads, len_q, d], dtype, poison);
     let dk = head_output::<R, F, I, BT>(&q, [batch, heads, len_k, d], dtype, poison);
     let dv = head_output::<R, F, I, BT>(&q, [batch, heads, len_k, d], dtype, poison);
-    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let scale = scale_of(d);
     let kv_blocks = len_k.div_ceil(rows);
     let q_blocks = len_q.div_ceil(rows);
     let (dq_arg, dk_arg, dv_arg): (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) =

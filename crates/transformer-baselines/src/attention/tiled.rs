@@ -17,7 +17,7 @@
 //! products (as FlashAttention-2 does); accumulators, maxima and sums stay f32.
 
 use super::FlashConfig;
-use super::kernel::{Cb, grid, head_output, keep_arg, prim, row_output, tensor};
+use super::kernel::{Cb, grid, head_output, keep_arg, prim, row_output, scale_of, tensor};
 use burn::tensor::{DType, Tensor};
 use burn_cubecl::{BoolElement, CubeRuntime, FloatElement, IntElement, tensor::CubeTensor};
 use cubecl::CubeDim;
@@ -33,7 +33,7 @@ const PLANE: usize = 32;
     clippy::collapsible_else_if
 )]
 mod device {
-    use crate::attention::kernel::device::load_keep;
+    use crate::attention::kernel::device::{key_end, load_keep};
     use cubecl::cmma::{self, MatrixIdent, MatrixLayout};
     use cubecl::prelude::*;
 
@@ -322,12 +322,7 @@ mod device {
         let cols = comptime!(tile / 2);
         let dh = comptime!(d / 2);
 
-        let mut end = len_k;
-        if causal {
-            if q0 + rows < len_k {
-                end = q0 + rows;
-            }
-        }
+        let end = key_end(q0, len_k, rows, causal);
         let tiles = (end + tile - 1) / tile;
         for t in 0..tiles {
             let j0 = t * tile;
@@ -757,12 +752,7 @@ mod device {
         let i = q0 + r;
         let cols = comptime!(tile / 2);
 
-        let mut end = len_k;
-        if causal {
-            if q0 + rows < len_k {
-                end = q0 + rows;
-            }
-        }
+        let end = key_end(q0, len_k, rows, causal);
         let tiles = (end + tile - 1) / tile;
         for t in 0..tiles {
             let j0 = t * tile;
@@ -1030,10 +1020,6 @@ fn decide<R: CubeRuntime>(
         one(TiledKernel::KeyValue)?,
         one(TiledKernel::Query)?,
     ])
-}
-
-fn scale_of(d: usize) -> f32 {
-    (1.0 / (d as f64).sqrt()) as f32
 }
 
 /// The forward: the output and the row log-sum-exp.
