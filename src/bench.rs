@@ -12,6 +12,7 @@
 //! median of the timed repetitions is reported. Inputs are random (values do not change the
 //! amount of work in any of these models).
 
+pub mod matmul;
 pub mod models;
 pub mod plot;
 pub mod scan;

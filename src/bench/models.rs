@@ -107,6 +107,9 @@ pub struct TrainBench {
     /// The transformers' attention.
     #[serde(default)]
     pub attention: super::AttentionKind,
+    /// The kernel of every projection's product (`linear_kernels`).
+    #[serde(default)]
+    pub matmul: linear_kernels::MatmulKernel,
 }
 
 /// Settings of `bench rerank`.
@@ -283,6 +286,7 @@ where
 {
     let rows = s.queries * s.group;
     let tokens = rows * s.len;
+    linear_kernels::set_default_kernel(s.matmul);
     let r = guarded(|| -> anyhow::Result<(usize, Timing)> {
         with_cross_encoder!(kind, B, device, s.attention, |model| {
             let params = num_params::<B, _>(&model);

@@ -47,6 +47,11 @@ pub struct TrainArgs {
     /// matmul-softmax reference.
     #[arg(long, value_enum, default_value = "flash")]
     pub attention: rankmamba::bench::AttentionKind,
+    /// The kernel of every projection's product: auto (TMA + MMA where it runs, else
+    /// Burn's), burn, tma-mma, tma-cmma, specialized-tma-mma, double-cyclic-mma, cyclic-mma,
+    /// unit.
+    #[arg(long, default_value = "auto")]
+    pub matmul: linear_kernels::MatmulKernel,
     /// Print JSON (settings, build, rows) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -102,6 +107,7 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         steps: a.steps.max(1),
         checkpointing: a.checkpointing,
         attention: a.attention,
+        matmul: a.matmul,
     };
     let rows =
         rankmamba::with_bench_backend!(a.backend, a.precision, a.checkpointing, |B, dev| {
@@ -135,11 +141,12 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     .print(
         a.json,
         &format!(
-            "bench train: backend {} precision {} checkpointing {} attention {}",
+            "bench train: backend {} precision {} checkpointing {} attention {} matmul {}",
             a.backend.name(),
             a.precision.name(),
             a.checkpointing.name(),
-            a.attention.name()
+            a.attention.name(),
+            a.matmul
         ),
         &train_table(&rows, &s),
     )

@@ -2,6 +2,7 @@
 //! `main.rs`. Each module has an `Args` (clap) and a `run(args) -> anyhow::Result<()>`.
 
 pub mod bench;
+pub mod bench_matmul;
 pub mod bench_models;
 pub mod bench_scan;
 pub mod data;

@@ -113,8 +113,9 @@ impl<B: SelectiveScanBackend> MambaMixer<B> {
     /// Returns `[batch, L, H]`.
     ///
     /// Layout: everything between `in_proj` and the scan is computed directly in the scan's
-    /// `[batch, channels, L]` layout (`W^T . x^T` products), so the element-wise ops, the conv
-    /// and the scan between them read no transposed view, forward or backward. (Written as
+    /// `[batch, channels, L]` layout (`W^T . x^T` products, as `[d, b L]`: unit stride along
+    /// L), so the element-wise ops, the conv and the scan between them read no transposed
+    /// view, forward or backward. (Written as
     /// `Linear::forward` + `swap_dims`, the gradients arrived transposed and the element-wise
     /// ops of the backward read them with a stride of `d_inner`: on an H200 one such add and
     /// one such multiply cost 2 ms each per layer at 32,768 tokens, 13x a contiguous pass.)
@@ -125,12 +126,16 @@ impl<B: SelectiveScanBackend> MambaMixer<B> {
         let [batch, len, h] = x.dims();
         let d = self.d_inner();
         let (r, n) = (self.time_step_rank, self.state_size);
-        // in_proj as two products, xs and z each [b, d, L], contiguous: [d, H] . [b, H, L]
-        let xt = x.swap_dims(1, 2);
+        // in_proj as two products, xs and z each [b, d, L] with unit stride along L:
+        // [d, H] . [H, b L] -> [d, b, L] (one 2-D product each, run by the chosen matmul kernel)
+        let xt = x.reshape([batch * len, h]).transpose();
         let w_in = self.in_proj.weight.val();
+        let kernel = linear_kernels::default_kernel();
         let proj = |lo: usize| {
             let w = w_in.clone().slice([0..h, lo..lo + d]).transpose();
-            let y = w.unsqueeze_dim::<3>(0).matmul(xt.clone());
+            let y = linear_kernels::matmul(w, xt.clone(), kernel)
+                .reshape([d, batch, len])
+                .swap_dims(0, 1);
             match &self.in_proj.bias {
                 Some(bias) => y + bias.val().narrow(0, lo, d).reshape([1, d, 1]),
                 None => y,
@@ -199,6 +204,6 @@ impl<B: SelectiveScanBackend> MambaMixer<B> {
             // Shapes are built above from the module's own sizes; a mismatch is a bug here.
             Err(e) => unreachable!("mixer built inconsistent scan inputs: {e}"),
         };
-        self.out_proj.forward(y.swap_dims(1, 2))
+        linear_kernels::linear_with(&self.out_proj, y.swap_dims(1, 2), kernel)
     }
 }

@@ -55,7 +55,7 @@ use burn::tensor::{Tensor, backend::Backend};
 /// (custom backward, one graph node per operation), and with the `cubecl` / `fusion` features
 /// for `CubeBackend` (cubecl kernels) and `Fusion<B>`. Shapes reaching these methods are
 /// validated by [`selective_scan`] and [`causal_conv1d`].
-pub trait SelectiveScanBackend: Backend {
+pub trait SelectiveScanBackend: linear_kernels::MatmulBackend {
     /// The forward scan.
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self>;
     /// Gradients of a loss with respect to every input, given `dy` = dLoss/dy.

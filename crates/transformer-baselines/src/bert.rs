@@ -12,6 +12,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
+use linear_kernels::linear;
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;
 
@@ -338,13 +339,13 @@ impl<B: FlashAttentionBackend> BertAttention<B> {
         implementation: AttentionImpl,
     ) -> Tensor<B, 3> {
         let heads = self.self_.num_heads;
-        let q = split_heads(self.self_.query.forward(x.clone()), heads);
-        let k = split_heads(self.self_.key.forward(x.clone()), heads);
-        let v = split_heads(self.self_.value.forward(x.clone()), heads);
+        let q = split_heads(linear(&self.self_.query, x.clone()), heads);
+        let k = split_heads(linear(&self.self_.key, x.clone()), heads);
+        let v = split_heads(linear(&self.self_.value, x.clone()), heads);
         let context = merge_heads(attention(q, k, v, key_padding, false, implementation));
         self.output
             .layer_norm
-            .forward(self.output.dense.forward(context) + x)
+            .forward(linear(&self.output.dense, context) + x)
     }
 }
 
@@ -383,10 +384,10 @@ impl<B: FlashAttentionBackend> BertLayer<B> {
         let inner = self
             .intermediate
             .act
-            .forward(self.intermediate.dense.forward(attended.clone()));
+            .forward(linear(&self.intermediate.dense, attended.clone()));
         self.output
             .layer_norm
-            .forward(self.output.dense.forward(inner) + attended)
+            .forward(linear(&self.output.dense, inner) + attended)
     }
 }
 

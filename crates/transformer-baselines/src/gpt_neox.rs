@@ -16,6 +16,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
+use linear_kernels::{MatmulBackend, linear};
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;
 
@@ -366,9 +367,7 @@ impl<B: FlashAttentionBackend> GptNeoXAttention<B> {
         let [batch, seq, hidden] = x.dims();
         let heads = self.num_heads;
         let head_size = hidden / heads;
-        let qkv = self
-            .query_key_value
-            .forward(x)
+        let qkv = linear(&self.query_key_value, x)
             .reshape([batch, seq, heads, 3 * head_size])
             .swap_dims(1, 2);
         let q = qkv.clone().narrow(3, 0, head_size);
@@ -377,7 +376,7 @@ impl<B: FlashAttentionBackend> GptNeoXAttention<B> {
         let q = self.rotary.apply(q, &rope.0, &rope.1);
         let k = self.rotary.apply(k, &rope.0, &rope.1);
         let context = attention(q, k, v, key_padding, true, implementation);
-        self.dense.forward(merge_heads(context))
+        linear(&self.dense, merge_heads(context))
     }
 }
 
@@ -389,10 +388,12 @@ pub struct GptNeoXMlp<B: Backend> {
     act: HiddenAct,
 }
 
-impl<B: Backend> GptNeoXMlp<B> {
+impl<B: MatmulBackend> GptNeoXMlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.dense_4h_to_h
-            .forward(self.act.forward(self.dense_h_to_4h.forward(x)))
+        linear(
+            &self.dense_4h_to_h,
+            self.act.forward(linear(&self.dense_h_to_4h, x)),
+        )
     }
 }
 
