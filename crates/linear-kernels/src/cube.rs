@@ -86,7 +86,7 @@ fn tma_ok<R: CubeRuntime>(t: &CubeTensor<R>) -> bool {
         (s, 1) | (1, s) => s,
         _ => return false,
     };
-    (outer * bytes) % 16 == 0 && t.handle.offset_start.unwrap_or(0) % 16 == 0
+    (outer * bytes).is_multiple_of(16) && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
 }
 
 fn prim<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
