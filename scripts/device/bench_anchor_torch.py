@@ -145,9 +145,9 @@ def train():
     Q, G, L = 16, 8, 512
     print(f"| anchor | mode | step ms | tokens/s | peak GiB |  ({Q} x {G} x {L} tokens, LCE, AdamW)")
     print("|---|---|---|---|---|")
-    # ANCHOR_MODELS=bert-base,pythia-160m limits the models
+    # ANCHOR_MODELS=bert-base,pythia-160m limits the models, ANCHOR_MODES=bf16,fp32 the modes
     for name in os.environ.get("ANCHOR_MODELS", "bert-base,pythia-160m,pythia-410m").split(","):
-        for mode in ("bf16-autocast", "bf16", "fp32"):
+        for mode in os.environ.get("ANCHOR_MODES", "bf16-autocast,bf16,fp32").split(","):
             step, model, opt, enc = train_step(name, mode, Q, G, L)
 
             torch.cuda.reset_peak_memory_stats()

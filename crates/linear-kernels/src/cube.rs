@@ -3,7 +3,7 @@
 //! f16 / bf16 outputs).
 
 use super::{MatmulBackend, MatmulError, MatmulKernel};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
     kernel::matmul::init_matmul_output, tensor::CubeTensor,
@@ -55,13 +55,14 @@ fn launch<R: CubeRuntime>(
     strategy: &Strategy,
     lhs: CubeTensor<R>,
     rhs: CubeTensor<R>,
+    out_dtype: DType,
 ) -> Result<CubeTensor<R>, String> {
     let dtype = lhs.dtype;
-    let out = init_matmul_output(&lhs, &rhs, dtype);
+    let out = init_matmul_output(&lhs, &rhs, out_dtype);
     let mut elems = MatmulElems::from_globals(&MatmulGlobalElems {
         lhs: dtype.into(),
         rhs: dtype.into(),
-        out: dtype.into(),
+        out: out_dtype.into(),
     });
     let client = out.client.clone();
     launch_ref(
@@ -76,21 +77,92 @@ fn launch<R: CubeRuntime>(
     Ok(out)
 }
 
-/// Whether the Tensor Memory Accelerator can load `t`: a row-major or transposed matrix whose
-/// outer stride and start are multiples of 16 bytes (cubek checks neither; Burn's autotune never
-/// offers its TMA kernels otherwise).
+/// Whether the Tensor Memory Accelerator can load `t`: row-major or transposed matrices whose
+/// start, row stride and batch strides are multiples of 16 bytes (cubek checks none of this;
+/// Burn's autotune never offers its TMA kernels otherwise).
 fn tma_ok<R: CubeRuntime>(t: &CubeTensor<R>) -> bool {
     let strides = t.meta.strides();
+    let rank = strides.len();
     let bytes = t.dtype.size();
-    let outer = match (strides[0], strides[1]) {
+    let outer = match (strides[rank - 2], strides[rank - 1]) {
         (s, 1) | (1, s) => s,
         _ => return false,
     };
-    (outer * bytes).is_multiple_of(16) && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
+    std::iter::once(outer)
+        .chain(strides[..rank - 2].iter().copied())
+        .all(|s| (s * bytes).is_multiple_of(16))
+        && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
 }
 
-fn prim<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
-    t: Tensor<CubeBackend<R, F, I, BT>, 2>,
+/// A product that contracts a long dimension into a small output, `lhs` a transposed view and
+/// `rhs` row-major, as a weight gradient `Xᵀ · dY` over all tokens is: too few output tiles to
+/// fill the device. Split along `k` into `s` slices, one batched product of f32 partial
+/// results, summed in f32. `None` when the product is not of that kind; an error when the
+/// kernel cannot run the batched product.
+type Cb2<R, F, I, BT> = Tensor<CubeBackend<R, F, I, BT>, 2>;
+
+fn split_k<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    strategy: &Strategy,
+    lhs: &Tensor<CubeBackend<R, F, I, BT>, 2>,
+    rhs: &Tensor<CubeBackend<R, F, I, BT>, 2>,
+    tma: bool,
+) -> Option<Result<Cb2<R, F, I, BT>, String>> {
+    let ([m, k], [_, n]) = (lhs.dims(), rhs.dims());
+    let (l, r) = (prim(lhs.clone()), prim(rhs.clone()));
+    let (ls, rs) = (l.meta.strides(), r.meta.strides());
+    if k < SPLIT_K_MIN || ls[..] != [1, m] || rs[..] != [n, 1] {
+        return None;
+    }
+    let sms = l
+        .client
+        .properties()
+        .hardware
+        .num_streaming_multiprocessors
+        .unwrap_or(64) as usize;
+    let s = split_k_slices(m, n, k, sms);
+    if s < 2 {
+        return None;
+    }
+    // [k, m] row-major -> [s, m, k/s] (transposed slices); [k, n] -> [s, k/s, n]
+    let a = prim(
+        lhs.clone()
+            .transpose()
+            .reshape([s, k / s, m])
+            .swap_dims(1, 2),
+    );
+    let b = prim(rhs.clone().reshape([s, k / s, n]));
+    if tma && !(tma_ok(&a) && tma_ok(&b)) {
+        return None;
+    }
+    Some(launch(strategy, a, b, DType::F32).map(|parts| {
+        let parts =
+            Tensor::<CubeBackend<R, F, I, BT>, 3>::from_primitive(TensorPrimitive::Float(parts));
+        let sum = parts.sum_dim(0).reshape([m, n]);
+        if lhs.dtype() == DType::F32 {
+            sum
+        } else {
+            sum.cast(lhs.dtype())
+        }
+    }))
+}
+
+/// How many slices [`split_k`] cuts a `[m, k] x [k, n]` product into on a device with `sms`
+/// multiprocessors: powers of two (at most 64) while the output's 128 x 128 tiles times the
+/// slices stay under four per multiprocessor and each slice keeps at least 1,024 of `k`.
+pub(crate) fn split_k_slices(m: usize, n: usize, k: usize, sms: usize) -> usize {
+    let tiles = m.div_ceil(128) * n.div_ceil(128);
+    let mut s = 1;
+    while s < 64 && k.is_multiple_of(2 * s) && k / (2 * s) >= 1024 && tiles * s < 4 * sms {
+        s *= 2;
+    }
+    s
+}
+
+/// The contracted size from which [`split_k`] considers splitting.
+const SPLIT_K_MIN: usize = 8192;
+
+fn prim<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement, const D: usize>(
+    t: Tensor<CubeBackend<R, F, I, BT>, D>,
 ) -> CubeTensor<R> {
     t.into_primitive().tensor()
 }
@@ -107,7 +179,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MatmulBack
     ) -> Result<Tensor<Self, 2>, MatmulError> {
         let named = match kernel {
             MatmulKernel::Burn => return Ok(lhs.matmul(rhs)),
-            MatmulKernel::Auto => MatmulKernel::TmaMma,
+            MatmulKernel::Auto => MatmulKernel::SpecializedTmaMma,
             k => k,
         };
         if lhs.dtype() != rhs.dtype() {
@@ -122,20 +194,45 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MatmulBack
             };
         }
         let strategy = strategy(named).expect("a named kernel");
-        let (l, r) = (prim(lhs.clone()), prim(rhs.clone()));
         let tma = matches!(
             named,
             MatmulKernel::TmaMma | MatmulKernel::TmaCmma | MatmulKernel::SpecializedTmaMma
         );
+        match split_k(&strategy, &lhs, &rhs, tma) {
+            None => {}
+            Some(Ok(out)) => return Ok(out),
+            // Auto goes on to the unsplit product
+            Some(Err(_)) if kernel == MatmulKernel::Auto => {}
+            Some(Err(reason)) => return Err(MatmulError::new(kernel, &lhs, &rhs, reason)),
+        }
+        let (l, r) = (prim(lhs.clone()), prim(rhs.clone()));
         let run = if tma && !(tma_ok(&l) && tma_ok(&r)) {
             Err("an operand's start or outer stride is not a multiple of 16 bytes".to_string())
         } else {
-            launch(&strategy, l, r)
+            launch(&strategy, l, r, lhs.dtype())
         };
         match run {
             Ok(out) => Ok(Tensor::from_primitive(TensorPrimitive::Float(out))),
             Err(_) if kernel == MatmulKernel::Auto => Ok(lhs.matmul(rhs)),
             Err(reason) => Err(MatmulError::new(kernel, &lhs, &rhs, reason)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_k_slices;
+
+    #[test]
+    fn weight_gradients_over_many_tokens_are_split_and_large_outputs_are_not() {
+        // H100: 132 multiprocessors; BERT-base's weight gradients over 65,536 tokens
+        assert_eq!(split_k_slices(768, 768, 65_536, 132), 16);
+        assert_eq!(split_k_slices(768, 3072, 65_536, 132), 4);
+        assert_eq!(split_k_slices(1536, 768, 65_536, 132), 8);
+        // each slice keeps 1,024 of k; an odd k is not split
+        assert_eq!(split_k_slices(8, 8, 4096, 132), 4);
+        assert_eq!(split_k_slices(8, 8, 65_537, 132), 1);
+        // enough output tiles already
+        assert_eq!(split_k_slices(8192, 8192, 65_536, 132), 1);
     }
 }

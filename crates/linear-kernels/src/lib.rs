@@ -18,8 +18,11 @@
 //!   kernel ([`set_default_kernel`]); the backbones of this workspace use it for every
 //!   projection.
 //!
-//! [`MatmulKernel::Auto`] (the default) picks the TMA + MMA kernel where it runs (CUDA, Hopper
-//! and later) and Burn's kernel elsewhere. `docs/benchmarks.md` has the measured kernels.
+//! [`MatmulKernel::Auto`] (the default) picks the warp-specialized TMA + MMA kernel where it
+//! runs (CUDA, Hopper and later) and Burn's kernel elsewhere. A product that contracts a long
+//! dimension into a small output (a weight gradient over all tokens: `Xᵀ · dY`) is split along
+//! the contraction into a batched product of f32 partial sums, so that it fills the device.
+//! `docs/benchmarks.md` has the measured kernels.
 //!
 //! ```
 //! use burn::backend::NdArray;
@@ -55,7 +58,7 @@ mod fusion;
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum MatmulKernel {
-    /// [`MatmulKernel::TmaMma`] where it runs, else Burn's kernel.
+    /// [`MatmulKernel::SpecializedTmaMma`] where it runs, else Burn's kernel.
     #[default]
     Auto,
     /// Burn's own product (`Tensor::matmul`): cubek's simple cyclic CMMA kernel without Burn's

@@ -252,3 +252,34 @@ fn a_kernel_the_device_lacks_is_an_error_and_matmul_falls_back() {
         );
     }
 }
+
+/// A weight gradient's product, `Xᵀ · dY` with `X` given as a transposed view over many rows,
+/// which the kernels split along the contraction into f32 partial sums (16 slices of 1,024 here).
+#[test]
+fn weight_gradients_over_many_rows_split_along_k_match_the_float64_reference() {
+    let dev = Default::default();
+    let (rows, d_in, d_out) = (16_384, 8, 5);
+    let x = values(rows * d_in, 21);
+    let dy = values(rows * d_out, 22);
+    let want = product(&transpose(&x, rows, d_in), &dy, d_in, rows, d_out);
+    let mut dtypes = vec![(DType::F32, 1e-5)];
+    if <Wgpu as Backend>::supports_dtype(&dev, DType::F16) {
+        // f16 inputs, f32 partial sums: the error of the inputs' rounding only
+        dtypes.push((DType::F16, 4e-3));
+    }
+    for (dtype, tol) in dtypes {
+        for kernel in [MatmulKernel::Unit, MatmulKernel::Auto] {
+            let lhs = tensor::<Wgpu>(&x, [rows, d_in], dtype, &dev).transpose();
+            let rhs = tensor::<Wgpu>(&dy, [rows, d_out], dtype, &dev);
+            let out = <Wgpu as MatmulBackend>::try_matmul(lhs, rhs, kernel)
+                .unwrap_or_else(|e| panic!("{kernel}: {e}"));
+            assert_eq!(out.dtype(), dtype);
+            close(
+                &format!("{kernel} {dtype:?} split weight gradient"),
+                out,
+                &want,
+                tol,
+            );
+        }
+    }
+}
