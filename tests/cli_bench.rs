@@ -1,4 +1,4 @@
-//! `rankmamba bench {scan,train,rerank}` on the CPU at tiny sizes: the output's shape (tables,
+//! `rankmamba bench {scan,train,rerank,matmul}` on the CPU at tiny sizes: the output's shape (tables,
 //! JSON fields, the SVG file), never its speed.
 
 mod common;
@@ -179,4 +179,69 @@ fn bench_rerank_json_and_errors() {
     assert!(err.contains("bf16") && !err.contains("panicked"), "{err}");
     let (ok, _, err) = rankmamba(&["bench", "rerank", "--batches", "0"]);
     assert!(!ok && err.contains("--batches"), "{err}");
+}
+
+#[test]
+fn bench_matmul_json_table_and_errors() {
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "matmul",
+        "--tokens",
+        "64",
+        "--layers",
+        "24x40,8x8",
+        "--kernels",
+        "burn,auto,tma-mma",
+        "--warmup",
+        "0",
+        "--reps",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "stderr: {err}");
+    let v = json(&out);
+    assert_eq!(v["bench"], "matmul");
+    let rows = v["rows"].as_array().unwrap();
+    // 2 layers x 3 products x 3 kernels
+    assert_eq!(rows.len(), 18, "{out}");
+    for r in rows {
+        match r["kernel"].as_str().unwrap() {
+            // the CPU has only Burn's product: the named kernel says so, the others run it
+            "tma-mma" => assert!(r["error"].as_str().unwrap().contains("cannot run"), "{r}"),
+            _ => {
+                assert!(r["error"].is_null(), "{r}");
+                // checked against the float64 product of sampled entries
+                assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r}");
+            }
+        }
+    }
+    let (ok, out, err) = rankmamba(&[
+        "bench",
+        "matmul",
+        "--tokens",
+        "16",
+        "--layers",
+        "8x8",
+        "--kernels",
+        "burn",
+        "--reps",
+        "1",
+    ]);
+    assert!(ok, "stderr: {err}");
+    assert!(
+        out.contains("| 8x8 | weight-grad | 8x16x8 | burn |"),
+        "{out}"
+    );
+    for bad in [
+        &["--layers", "8y8"][..],
+        &["--layers", "0x8"],
+        &["--kernels", "tma"],
+        &["--tokens", "0"],
+    ] {
+        let mut args = vec!["bench", "matmul"];
+        args.extend_from_slice(bad);
+        let (ok, _, err) = rankmamba(&args);
+        assert!(!ok && !err.contains("panicked"), "{bad:?}: {err}");
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
 }

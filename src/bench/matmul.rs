@@ -50,6 +50,17 @@ pub struct MatmulRow {
     pub error: Option<String>,
 }
 
+/// A host operand: values, row stride, column stride.
+type Operand<'a> = (&'a [f32], usize, usize);
+/// A product to measure: name, the device operands, and the same operands on the host.
+type Product<'a, B> = (
+    &'static str,
+    Tensor<B, 2>,
+    Tensor<B, 2>,
+    Operand<'a>,
+    Operand<'a>,
+);
+
 /// Entries checked against the float64 product, per product.
 const SAMPLES: usize = 48;
 
@@ -83,8 +94,7 @@ pub fn run<B: MatmulBackend>(
         let dy = Tensor::<B, 2>::random([t, d_out], dist, device);
         let (hx, hw, hdy) = (host(&x), host(&w), host(&dy));
         // (name, lhs, rhs, lhs as (values, row stride, col stride), rhs likewise)
-        type Operand<'a> = (&'a [f32], usize, usize);
-        let products: [(&str, Tensor<B, 2>, Tensor<B, 2>, Operand, Operand); 3] = [
+        let products: [Product<B>; 3] = [
             (
                 "forward",
                 x.clone(),

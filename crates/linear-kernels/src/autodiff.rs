@@ -45,15 +45,7 @@ impl<B: MatmulBackend, C: CheckpointStrategy> MatmulBackend for Autodiff<B, C> {
     ) -> Result<Tensor<Self, 2>, MatmulError> {
         if !B::MATMUL_KERNELS {
             // Burn's product, differentiated by Burn
-            return match kernel {
-                MatmulKernel::Auto | MatmulKernel::Burn => Ok(lhs.matmul(rhs)),
-                _ => Err(MatmulError::new(
-                    kernel,
-                    &lhs,
-                    &rhs,
-                    "this backend has only Burn's product",
-                )),
-            };
+            return super::burn_only(lhs, rhs, kernel);
         }
         let node = |t: &Tensor<Self, 2>| t.clone().into_primitive().tensor().node;
         let nodes = [node(&lhs), node(&rhs)];

@@ -47,15 +47,7 @@ impl<B: FusionBackend + MatmulBackend> MatmulBackend for Fusion<B> {
         kernel: MatmulKernel,
     ) -> Result<Tensor<Self, 2>, MatmulError> {
         if kernel == MatmulKernel::Burn || !B::MATMUL_KERNELS {
-            return match kernel {
-                MatmulKernel::Auto | MatmulKernel::Burn => Ok(lhs.matmul(rhs)),
-                _ => Err(MatmulError::new(
-                    kernel,
-                    &lhs,
-                    &rhs,
-                    "this backend has only Burn's product",
-                )),
-            };
+            return super::burn_only(lhs, rhs, kernel);
         }
         let ([m, _], [_, n], dtype) = (lhs.dims(), rhs.dims(), lhs.dtype());
         let (lhs, rhs) = (prim(lhs), prim(rhs));

@@ -187,15 +187,25 @@ pub trait MatmulBackend: Backend {
         rhs: Tensor<Self, 2>,
         kernel: MatmulKernel,
     ) -> Result<Tensor<Self, 2>, MatmulError> {
-        match kernel {
-            MatmulKernel::Auto | MatmulKernel::Burn => Ok(lhs.matmul(rhs)),
-            _ => Err(MatmulError::new(
-                kernel,
-                &lhs,
-                &rhs,
-                "this backend has only Burn's product",
-            )),
-        }
+        burn_only(lhs, rhs, kernel)
+    }
+}
+
+/// Burn's product for [`MatmulKernel::Auto`] and [`MatmulKernel::Burn`], an error for a named
+/// kernel: what a backend without kernels of its own runs.
+pub(crate) fn burn_only<B: Backend>(
+    lhs: Tensor<B, 2>,
+    rhs: Tensor<B, 2>,
+    kernel: MatmulKernel,
+) -> Result<Tensor<B, 2>, MatmulError> {
+    match kernel {
+        MatmulKernel::Auto | MatmulKernel::Burn => Ok(lhs.matmul(rhs)),
+        _ => Err(MatmulError::new(
+            kernel,
+            &lhs,
+            &rhs,
+            "this backend has only Burn's product",
+        )),
     }
 }
 
