@@ -2,7 +2,7 @@
 //! its own (same operand bindings, output allocation and element types: f32 accumulation for
 //! f16 / bf16 outputs).
 
-use super::{MatmulBackend, MatmulError, MatmulKernel};
+use super::{MatmulBackend, MatmulError, MatmulKernel, split_k_slices};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
@@ -146,18 +146,6 @@ fn split_k<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     }))
 }
 
-/// How many slices [`split_k`] cuts a `[m, k] x [k, n]` product into on a device with `sms`
-/// multiprocessors: powers of two (at most 64) while the output's 128 x 128 tiles times the
-/// slices stay under four per multiprocessor and each slice keeps at least 1,024 of `k`.
-pub(crate) fn split_k_slices(m: usize, n: usize, k: usize, sms: usize) -> usize {
-    let tiles = m.div_ceil(128) * n.div_ceil(128);
-    let mut s = 1;
-    while s < 64 && k.is_multiple_of(2 * s) && k / (2 * s) >= 1024 && tiles * s < 4 * sms {
-        s *= 2;
-    }
-    s
-}
-
 /// The contracted size from which [`split_k`] considers splitting.
 const SPLIT_K_MIN: usize = 8192;
 
@@ -216,23 +204,5 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MatmulBack
             Err(_) if kernel == MatmulKernel::Auto => Ok(lhs.matmul(rhs)),
             Err(reason) => Err(MatmulError::new(kernel, &lhs, &rhs, reason)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_k_slices;
-
-    #[test]
-    fn weight_gradients_over_many_tokens_are_split_and_large_outputs_are_not() {
-        // H100: 132 multiprocessors; BERT-base's weight gradients over 65,536 tokens
-        assert_eq!(split_k_slices(768, 768, 65_536, 132), 16);
-        assert_eq!(split_k_slices(768, 3072, 65_536, 132), 4);
-        assert_eq!(split_k_slices(1536, 768, 65_536, 132), 8);
-        // each slice keeps 1,024 of k; an odd k is not split
-        assert_eq!(split_k_slices(8, 8, 4096, 132), 4);
-        assert_eq!(split_k_slices(8, 8, 65_537, 132), 1);
-        // enough output tiles already
-        assert_eq!(split_k_slices(8192, 8192, 65_536, 132), 1);
     }
 }

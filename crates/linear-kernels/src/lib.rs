@@ -275,6 +275,19 @@ pub fn linear_with<B: MatmulBackend, const D: usize>(
     y.reshape(out)
 }
 
+/// How many slices the `cubecl` backend's split along `k` cuts a `[m, k] x [k, n]` product into on a device with `sms`
+/// multiprocessors: powers of two (at most 64) while the output's 128 x 128 tiles times the
+/// slices stay under four per multiprocessor and each slice keeps at least 1,024 of `k`.
+#[cfg_attr(not(feature = "cubecl"), allow(dead_code))]
+pub(crate) fn split_k_slices(m: usize, n: usize, k: usize, sms: usize) -> usize {
+    let tiles = m.div_ceil(128) * n.div_ceil(128);
+    let mut s = 1;
+    while s < 64 && k.is_multiple_of(2 * s) && k / (2 * s) >= 1024 && tiles * s < 4 * sms {
+        s *= 2;
+    }
+    s
+}
+
 #[cfg(feature = "ndarray")]
 mod ndarray_impl {
     use super::MatmulBackend;
@@ -312,5 +325,18 @@ mod tests {
         set_default_kernel(MatmulKernel::Unit);
         assert_eq!(default_kernel(), MatmulKernel::Unit);
         set_default_kernel(MatmulKernel::Auto);
+    }
+
+    #[test]
+    fn weight_gradients_over_many_tokens_are_split_and_large_outputs_are_not() {
+        // H100: 132 multiprocessors; BERT-base's weight gradients over 65,536 tokens
+        assert_eq!(split_k_slices(768, 768, 65_536, 132), 16);
+        assert_eq!(split_k_slices(768, 3072, 65_536, 132), 4);
+        assert_eq!(split_k_slices(1536, 768, 65_536, 132), 8);
+        // each slice keeps 1,024 of k; an odd k is not split
+        assert_eq!(split_k_slices(8, 8, 4096, 132), 4);
+        assert_eq!(split_k_slices(8, 8, 65_537, 132), 1);
+        // enough output tiles already
+        assert_eq!(split_k_slices(8192, 8192, 65_536, 132), 1);
     }
 }
