@@ -94,17 +94,17 @@ fn tma_ok<R: CubeRuntime>(t: &CubeTensor<R>) -> bool {
         && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
 }
 
+type Cb2<R, F, I, BT> = Tensor<CubeBackend<R, F, I, BT>, 2>;
+
 /// A product that contracts a long dimension into a small output, `lhs` a transposed view and
 /// `rhs` row-major, as a weight gradient `Xᵀ · dY` over all tokens is: too few output tiles to
 /// fill the device. Split along `k` into `s` slices, one batched product of f32 partial
 /// results, summed in f32. `None` when the product is not of that kind; an error when the
 /// kernel cannot run the batched product.
-type Cb2<R, F, I, BT> = Tensor<CubeBackend<R, F, I, BT>, 2>;
-
 fn split_k<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     strategy: &Strategy,
-    lhs: &Tensor<CubeBackend<R, F, I, BT>, 2>,
-    rhs: &Tensor<CubeBackend<R, F, I, BT>, 2>,
+    lhs: &Cb2<R, F, I, BT>,
+    rhs: &Cb2<R, F, I, BT>,
     tma: bool,
 ) -> Option<Result<Cb2<R, F, I, BT>, String>> {
     let ([m, k], [_, n]) = (lhs.dims(), rhs.dims());
@@ -137,12 +137,8 @@ fn split_k<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     Some(launch(strategy, a, b, DType::F32).map(|parts| {
         let parts =
             Tensor::<CubeBackend<R, F, I, BT>, 3>::from_primitive(TensorPrimitive::Float(parts));
-        let sum = parts.sum_dim(0).reshape([m, n]);
-        if lhs.dtype() == DType::F32 {
-            sum
-        } else {
-            sum.cast(lhs.dtype())
-        }
+        // back to the operands' dtype (no kernel when that is f32)
+        parts.sum_dim(0).reshape([m, n]).cast(lhs.dtype())
     }))
 }
 
