@@ -17,7 +17,7 @@ check() {
         echo "cargo tree $*: light ($(cargo tree "$@" -e normal --prefix none 2>/dev/null | sort -u | wc -l) crates)"
     fi
 }
-for c in safe-write ir-metrics linear-kernels mamba-ssm model-io mamba-blocks transformer-baselines rank-data rank-heads; do
+for c in safe-write ir-metrics linear-kernels fused-optim mamba-ssm model-io mamba-blocks transformer-baselines rank-data rank-heads; do
     check -p "$c"
 done
 check -p rank-heads --no-default-features --features mamba

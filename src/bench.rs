@@ -130,8 +130,16 @@ pub fn measure(
     for _ in 0..reps.max(1) {
         v.push(f()?);
     }
+    Ok(summarize(v).expect("at least one repetition"))
+}
+
+/// Median, extremes and count of `v` milliseconds (`None` when empty).
+pub fn summarize(mut v: Vec<f64>) -> Option<Timing> {
+    if v.is_empty() {
+        return None;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
-    Ok(Timing {
+    Some(Timing {
         median_ms: if v.len() % 2 == 1 {
             v[v.len() / 2]
         } else {

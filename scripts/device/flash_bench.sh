@@ -20,29 +20,8 @@ mkdir -p "$OUT"
 work=$(mktemp -d)
 xz -dc "$BIN/rankmamba.xz" > "$work/rankmamba" && chmod +x "$work/rankmamba"
 export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0 ANCHOR_MODELS=bert-base,pythia-160m
-SECONDS=0
-log() { echo "[$SECONDS s] $*" | tee -a "$OUT/summary.md"; }
+source "$(dirname "$0")/common.sh"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } 2>&1 | tee -a "$OUT/summary.md"
-
-# peak FILE TIMEOUT CMD...: runs CMD (stdout to $OUT/FILE, stderr to $OUT/stderr.log) while
-# sampling the device memory; logs the peak in MiB.
-peak() {
-  local file=$1 t=$2; shift 2
-  log "start: $*"
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$work/mem.txt" &
-  local smi=$!
-  timeout "$t" "$@" >>"$OUT/$file" 2>>"$OUT/stderr.log"
-  local rc=$?
-  kill $smi 2>/dev/null; wait $smi 2>/dev/null
-  log "end rc=$rc peak $(sort -n "$work/mem.txt" | tail -1) MiB: $*"
-}
-
-BUDGET=${BUDGET:-540}
-# step CMD...: skipped once the budget is spent
-step() {
-  if [ "$SECONDS" -ge "$BUDGET" ]; then log "SKIPPED (budget): $*"; return; fi
-  "$@"
-}
 tr() { peak train.json 90 "$work/rankmamba" bench train --backend cuda --json --warmup 1 --steps 3 "$@"; }
 scan() { peak scan.json 90 "$work/rankmamba" bench scan --backend cuda --json --parts attention --warmup 1 --reps 3 "$@"; }
 sdpa() { timeout 120 python3 scripts/device/flash_sdpa_anchor.py --warmup 1 --reps 3 "$@" | tee -a "$OUT/torch.md"; }

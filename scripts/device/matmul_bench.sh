@@ -16,28 +16,9 @@ mkdir -p "$OUT"
 work=$(mktemp -d)
 xz -dc "$BIN/rankmamba.xz" > "$work/rankmamba" && chmod +x "$work/rankmamba"
 export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0 ANCHOR_MODELS=bert-base,pythia-160m
-SECONDS=0
-log() { echo "[$SECONDS s] $*" | tee -a "$OUT/summary.md"; }
+source "$(dirname "$0")/common.sh"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } 2>&1 | tee -a "$OUT/summary.md"
 
-# peak FILE TIMEOUT CMD...: runs CMD (stdout to $OUT/FILE, stderr to $OUT/stderr.log) while
-# sampling the device memory; logs the peak in MiB.
-peak() {
-  local file=$1 t=$2; shift 2
-  log "start: $*"
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$work/mem.txt" &
-  local smi=$!
-  timeout "$t" "$@" >>"$OUT/$file" 2>>"$OUT/stderr.log"
-  local rc=$?
-  kill $smi 2>/dev/null; wait $smi 2>/dev/null
-  log "end rc=$rc peak $(sort -n "$work/mem.txt" | tail -1) MiB: $*"
-}
-
-BUDGET=${BUDGET:-540}
-step() {
-  if [ "$SECONDS" -ge "$BUDGET" ]; then log "SKIPPED (budget): $*"; return; fi
-  "$@"
-}
 mm() { peak matmul.json 150 "$work/rankmamba" bench matmul --backend cuda --json "$@"; }
 tr() { peak train.json 90 "$work/rankmamba" bench train --backend cuda --json --warmup 1 --steps 3 "$@"; }
 mamba() { (cd "$BIN/mamba-official" && timeout 100 python3 mamba_train_anchor.py "$@") 2>&1 | grep -v "^\[build\]" | tee -a "$OUT/torch.md"; }

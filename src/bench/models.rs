@@ -8,9 +8,10 @@
 //! reranker would. `*-tiny` configs exist for smoke tests.
 //!
 //! - Training step: `rows = queries x group` sequences of `L` tokens; forward, LCE over
-//!   `[queries, group]`, backward, `GradientsParams`, AdamW step (lr 2e-5, weight decay 0.01);
-//!   timed from the forward to the device sync after the optimizer step (the batch upload is
-//!   outside the timer).
+//!   `[queries, group]`, backward, `GradientsParams`, AdamW step (lr 2e-5, weight decay 0.01;
+//!   `fused_optim::FusedAdamW` or Burn's `AdamW`); timed from the forward to the device sync
+//!   after the optimizer step (the batch upload is outside the timer). With `phases`, the
+//!   device is also synced before the optimizer step, which is timed alone.
 //! - Reranking: the model's inference copy (`valid()`, no autodiff); `queries x candidates`
 //!   (query, document) pairs scored in batches of `batch` rows (a batch may span queries),
 //!   scores read back to the host after each batch; timed end to end including the upload of
@@ -23,13 +24,14 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use fused_optim::{AdamWBackend, FusedAdamWConfig};
 use mamba_blocks::{MambaConfig, MambaModel};
 use mamba_ssm::SelectiveScanBackend;
 use rank_heads::{CrossEncoder, Pooling, RankLoss, Scorer, TokenBatch};
 use serde::{Deserialize, Serialize};
 use transformer_baselines::{BertConfig, GptNeoXConfig, HiddenAct};
 
-use super::{Timing, guarded, measure, ms_since, sync};
+use super::{Timing, guarded, measure, ms_since, summarize, sync};
 
 /// A model configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -110,6 +112,34 @@ pub struct TrainBench {
     /// The kernel of every projection's product (`linear_kernels`).
     #[serde(default)]
     pub matmul: linear_kernels::MatmulKernel,
+    /// The optimizer's implementation.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Sync the device between backward and the optimizer step, and time the optimizer alone
+    /// (the step loses the overlap of the two).
+    #[serde(default)]
+    pub phases: bool,
+}
+
+/// Which AdamW a training bench runs (the same update either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// `fused_optim::FusedAdamW`: one kernel per parameter tensor.
+    #[default]
+    FusedAdamw,
+    /// Burn's `AdamW`: about fourteen tensor operations per parameter tensor.
+    Adamw,
+}
+
+impl OptimizerKind {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::FusedAdamw => "fused-adamw",
+            OptimizerKind::Adamw => "adamw",
+        }
+    }
 }
 
 /// Settings of `bench rerank`.
@@ -142,6 +172,9 @@ pub struct TrainRow {
     pub timing: Option<Timing>,
     /// tokens / median step time.
     pub tokens_per_s: Option<f64>,
+    /// The optimizer step alone, with `phases` (between syncs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer_timing: Option<Timing>,
     /// Why there is no timing.
     pub error: Option<String>,
 }
@@ -283,25 +316,36 @@ fn num_params<B: Backend, M: burn::module::Module<B>>(m: &M) -> usize {
 pub fn train_one<B>(kind: ModelKind, s: &TrainBench, device: &B::Device) -> TrainRow
 where
     B: AutodiffBackend + SelectiveScanBackend + FlashAttentionBackend,
+    B::InnerBackend: AdamWBackend,
 {
     let rows = s.queries * s.group;
     let tokens = rows * s.len;
     linear_kernels::set_default_kernel(s.matmul);
-    let r = guarded(|| -> anyhow::Result<(usize, Timing)> {
+    let r = guarded(|| -> anyhow::Result<(usize, (Timing, Option<Timing>))> {
         with_cross_encoder!(kind, B, device, s.attention, |model| {
             let params = num_params::<B, _>(&model);
-            let t = train_steps::<B, _>(model, kind, s, device)?;
+            let t = match s.optimizer {
+                OptimizerKind::FusedAdamw => {
+                    let optim = FusedAdamWConfig::new().with_weight_decay(0.01).init();
+                    train_steps::<B, _, _>(model, optim, kind, s, device)?
+                }
+                OptimizerKind::Adamw => {
+                    let optim = AdamWConfig::new().with_weight_decay(0.01).init();
+                    train_steps::<B, _, _>(model, optim, kind, s, device)?
+                }
+            };
             Ok((params, t))
         })
     });
     match r {
-        Ok((params, t)) => TrainRow {
+        Ok((params, (t, optimizer_timing))) => TrainRow {
             model: kind,
             params: Some(params),
             rows,
             tokens,
             tokens_per_s: Some(tokens as f64 / (t.median_ms * 1e-3)),
             timing: Some(t),
+            optimizer_timing,
             error: None,
         },
         Err(e) => TrainRow {
@@ -311,26 +355,30 @@ where
             tokens,
             timing: None,
             tokens_per_s: None,
+            optimizer_timing: None,
             error: Some(format!("{e:#}")),
         },
     }
 }
 
-fn train_steps<B, M>(
+/// The timed steps, and the optimizer alone with `phases`.
+fn train_steps<B, M, O>(
     model: M,
+    mut optim: O,
     kind: ModelKind,
     s: &TrainBench,
     device: &B::Device,
-) -> anyhow::Result<Timing>
+) -> anyhow::Result<(Timing, Option<Timing>)>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B> + Scorer<B>,
+    O: Optimizer<M, B>,
 {
     let rows = s.queries * s.group;
-    let mut optim = AdamWConfig::new().with_weight_decay(0.01).init::<B, M>();
     let mut ids = Ids(17);
     let v = vocab(kind);
     let mut holder = Some(model);
+    let mut optim_ms = Vec::new();
     let t = measure(s.warmup, s.steps, || {
         let batch = random_batch::<B>(rows, s.len, v, &mut ids, device);
         sync::<B>(device)?;
@@ -339,14 +387,25 @@ where
         let scores = m.score(&batch)?;
         let loss = RankLoss::Lce.compute(scores.reshape([s.queries, s.group]));
         let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let t1 = if s.phases {
+            sync::<B>(device)?;
+            Some(Instant::now())
+        } else {
+            None
+        };
         let m = optim.step(2e-5, m, grads);
         sync::<B>(device)?;
         let ms = ms_since(t0);
+        if let Some(t1) = t1 {
+            optim_ms.push(ms_since(t1));
+        }
         holder = Some(m);
         Ok(ms)
     })?;
     drop(holder);
-    Ok(t)
+    // the warm-up steps' optimizer times are not kept
+    let timed = optim_ms.split_off(optim_ms.len().saturating_sub(t.reps));
+    Ok((t, summarize(timed)))
 }
 
 /// Times reranking of one model at each batch size.
@@ -433,16 +492,17 @@ pub fn train_table(rows: &[TrainRow], s: &TrainBench) -> String {
         .find(|r| r.model == ModelKind::BertBase)
         .and_then(|r| r.tokens_per_s);
     let mut t = format!(
-        "training step: {} queries x {} docs x {} tokens = {} tokens, LCE, AdamW\n\n| model | params | step ms (median) | min..max ms | tokens/s | vs bert-base |\n|---|---|---|---|---|---|\n",
+        "training step: {} queries x {} docs x {} tokens = {} tokens, LCE, {}\n\n| model | params | step ms (median) | min..max ms | tokens/s | vs bert-base | optimizer ms |\n|---|---|---|---|---|---|---|\n",
         s.queries,
         s.group,
         s.len,
-        s.queries * s.group * s.len
+        s.queries * s.group * s.len,
+        s.optimizer.name()
     );
     for r in rows {
         match (r.timing, r.tokens_per_s) {
             (Some(tm), Some(tps)) => t.push_str(&format!(
-                "| {} | {:.1}M | {:.1} | {:.1}..{:.1} | {} | {} |\n",
+                "| {} | {:.1}M | {:.1} | {:.1}..{:.1} | {} | {} | {} |\n",
                 r.model.name(),
                 r.params.unwrap_or(0) as f64 / 1e6,
                 tm.median_ms,
@@ -450,9 +510,11 @@ pub fn train_table(rows: &[TrainRow], s: &TrainBench) -> String {
                 tm.max_ms,
                 super::scan::fmt_rate(tps),
                 base.map_or("-".into(), |b| format!("{:.2}x", tps / b)),
+                r.optimizer_timing
+                    .map_or("-".into(), |o| format!("{:.1}", o.median_ms)),
             )),
             _ => t.push_str(&format!(
-                "| {} | | error: {} | | | |\n",
+                "| {} | | error: {} | | | | |\n",
                 r.model.name(),
                 r.error.as_deref().unwrap_or("?")
             )),

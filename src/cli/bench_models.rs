@@ -52,6 +52,13 @@ pub struct TrainArgs {
     /// unit.
     #[arg(long, default_value = "auto")]
     pub matmul: linear_kernels::MatmulKernel,
+    /// The AdamW: fused-adamw (one kernel per parameter tensor) or Burn's adamw.
+    #[arg(long, value_enum, default_value = "fused-adamw")]
+    pub optimizer: rankmamba::bench::models::OptimizerKind,
+    /// Also sync the device before the optimizer step and time it alone (the step then loses
+    /// the overlap of backward and optimizer).
+    #[arg(long)]
+    pub phases: bool,
     /// Print JSON (settings, build, rows) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +115,8 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         checkpointing: a.checkpointing,
         attention: a.attention,
         matmul: a.matmul,
+        optimizer: a.optimizer,
+        phases: a.phases,
     };
     let rows =
         rankmamba::with_bench_backend!(a.backend, a.precision, a.checkpointing, |B, dev| {
@@ -141,12 +150,13 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     .print(
         a.json,
         &format!(
-            "bench train: backend {} precision {} checkpointing {} attention {} matmul {}",
+            "bench train: backend {} precision {} checkpointing {} attention {} matmul {} optimizer {}",
             a.backend.name(),
             a.precision.name(),
             a.checkpointing.name(),
             a.attention.name(),
-            a.matmul
+            a.matmul,
+            a.optimizer.name()
         ),
         &train_table(&rows, &s),
     )

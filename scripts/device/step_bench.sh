@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One device call for the training step's element-wise work: Burn's AdamW against
+# fused_optim::FusedAdamW, and Burn's Fusion in training. Run from the repository root with BIN
+# set to the carried folder: rankmamba.xz (`--features cuda`), rankmamba-fusion.xz
+# (`--features cuda,fusion`), mamba-official/ (shared/anchors/mamba-official/). Results go to
+# $OUT (at most 8 files). In order, within BUDGET seconds:
+# - bf16 steps of BERT-base and Pythia-160m, then Mamba-130m (its own process: the memory
+#   pools keep what the transformers left): Burn's AdamW, the fused AdamW, then Fusion with
+#   the fused AdamW;
+# - the PyTorch steps in the same call (HF SDPA; Mamba with the official selective scan);
+# - the optimizer step timed alone (`--phases`) with either AdamW;
+# - the f32 rows, and a per-kernel profile of one bf16 BERT-base step under Fusion.
+#   BIN=device-bin3 bash scripts/device/step_bench.sh
+set -u
+OUT=${OUT:-/tmp/step-out}
+mkdir -p "$OUT"
+work=$(mktemp -d)
+xz -dc "$BIN/rankmamba.xz" > "$work/rankmamba" && chmod +x "$work/rankmamba"
+xz -dc "$BIN/rankmamba-fusion.xz" > "$work/rankmamba-fusion" && chmod +x "$work/rankmamba-fusion"
+export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0 ANCHOR_MODELS=bert-base,pythia-160m
+source "$(dirname "$0")/common.sh"
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } 2>&1 | tee -a "$OUT/summary.md"
+
+tr() { peak train.json 90 "$work/rankmamba" bench train --backend cuda --json --warmup 1 --steps 3 "$@"; }
+# Fusion compiles its fused kernels during the first steps: a longer limit, two warm-up steps
+fu() { peak fusion.json 150 "$work/rankmamba-fusion" bench train --backend cuda --json --warmup 2 --steps 3 "$@"; }
+mamba() { (cd "$BIN/mamba-official" && timeout 100 python3 mamba_train_anchor.py "$@") 2>&1 | grep -v "^\[build\]" | tee -a "$OUT/torch.md"; }
+prof() { BIN="$work/rankmamba-fusion" OUT="$work/prof" timeout 150 bash scripts/device/profile_train.sh "$@" 2>&1 | tee -a "$OUT/profile.md"; }
+T="--models bert-base,pythia-160m"
+M="--models mamba-130m"
+# most important first
+step tr --precision bf16 $T --optimizer adamw
+step tr --precision bf16 $T --optimizer fused-adamw
+step fu --precision bf16 $T --optimizer fused-adamw
+step tr --precision bf16 $M --optimizer adamw
+step tr --precision bf16 $M --optimizer fused-adamw
+step fu --precision bf16 $M --optimizer fused-adamw
+step eval 'ANCHOR_MODES=bf16,bf16-autocast timeout 100 python3 scripts/device/bench_anchor_torch.py train | tee -a "$OUT/torch.md"'
+step mamba --mode bf16
+step mamba --mode bf16-autocast
+step tr --precision bf16 --models bert-base --optimizer adamw --phases
+step tr --precision bf16 --models bert-base --optimizer fused-adamw --phases
+step fu --precision bf16 $T --optimizer adamw
+step tr --precision f32 $T --optimizer fused-adamw
+step fu --precision f32 $T --optimizer fused-adamw
+step tr --precision f32 $M --optimizer fused-adamw
+step fu --precision f32 $M --optimizer fused-adamw
+step eval 'ANCHOR_MODES=fp32 timeout 60 python3 scripts/device/bench_anchor_torch.py train | tee -a "$OUT/torch.md"'
+step prof bert-bf16-fusion 120 --models bert-base --precision bf16 --warmup 2 --steps 1
+[ -d "$work/prof" ] && tar -C "$work/prof" -cJf "$OUT/prof-logs.tar.xz" .
+grep -iE "panick|error" "$OUT/stderr.log" 2>/dev/null | sort | uniq -c | head -20
+log "done"
