@@ -220,7 +220,11 @@ fn count_panics() {
             if let Ok(mut last) = LAST_PANIC.lock() {
                 *last = first_line(&msg);
             }
-            previous(info);
+            // an allocation failure becomes the measurement's error (`guarded`); anything else
+            // is printed as before
+            if out_of_memory(&msg).is_none() {
+                previous(info);
+            }
         }));
     });
 }
@@ -240,16 +244,38 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(anyhow::anyhow!("panicked: {}", first_line(&msg)));
+            return Err(match out_of_memory(&msg) {
+                Some(e) => e,
+                None => anyhow::anyhow!("panicked: {}", first_line(&msg)),
+            });
         }
     };
     if PANICS.load(std::sync::atomic::Ordering::SeqCst) != before {
         let last = LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default();
-        return Err(anyhow::anyhow!(
-            "a backend thread panicked during the measurement, so its figures are not valid: {last}"
-        ));
+        return Err(match out_of_memory(&last) {
+            Some(e) => e,
+            None => anyhow::anyhow!(
+                "a backend thread panicked during the measurement, so its figures are not valid: {last}"
+            ),
+        });
     }
     r
+}
+
+/// The error for a panic message of cubecl's allocator ("can't allocate buffer of size: N"),
+/// `None` for any other message.
+fn out_of_memory(msg: &str) -> Option<anyhow::Error> {
+    let rest = &msg[msg.find("can't allocate buffer of size:")? + 30..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let size = digits.parse::<u64>().ok()?;
+    Some(anyhow::anyhow!(
+        "out of device memory: a buffer of {:.2} GB could not be allocated",
+        size as f64 / 1e9
+    ))
 }
 
 fn first_line(s: &str) -> String {
@@ -365,7 +391,21 @@ mod tests {
         let e = r
             .expect_err("the other thread's panic must be reported")
             .to_string();
-        assert!(e.contains("can't allocate buffer"), "{e}");
+        assert_eq!(
+            e,
+            "out of device memory: a buffer of 9.38 GB could not be allocated"
+        );
+        let r = guarded(|| {
+            let _ = std::thread::spawn(|| panic!("index out of bounds")).join();
+            Ok(1.0)
+        });
+        let e = r
+            .expect_err("any panic invalidates the figures")
+            .to_string();
+        assert!(
+            e.contains("a backend thread panicked") && e.contains("index out of bounds"),
+            "{e}"
+        );
         // A clean run afterwards is valid again, and a panic in `f` itself is an error.
         assert_eq!(guarded(|| Ok(2)).unwrap(), 2);
         let e = guarded(|| -> anyhow::Result<()> { panic!("unsupported op") }).unwrap_err();

@@ -107,6 +107,7 @@ fn bench_train_json_and_table() {
     assert!(ok, "stderr: {err}");
     let v = json(&out);
     assert_eq!(v["precision"], "f32");
+    assert_eq!(v["settings"]["optimizer"], "fused-adamw");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
@@ -130,12 +131,23 @@ fn bench_train_json_and_table() {
         "0",
         "--steps",
         "1",
+        "--optimizer",
+        "adamw",
+        "--phases",
     ]);
     assert!(ok, "stderr: {err}");
     assert!(
-        out.contains("| bert-tiny |") && out.contains("| vs bert-base |"),
+        out.contains("| bert-tiny |") && out.contains("| vs bert-base | optimizer ms |"),
         "{out}"
     );
+    assert!(out.contains("LCE, adamw"), "{out}");
+    // with --phases the optimizer step's own time is the row's last cell
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("| bert-tiny |"))
+        .unwrap();
+    let last = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+    assert!(last.parse::<f64>().is_ok_and(|ms| ms >= 0.0), "{row}");
 }
 
 #[test]

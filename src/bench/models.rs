@@ -336,6 +336,15 @@ where
             };
             Ok((params, t))
         })
+    })
+    .map_err(|e| {
+        e.context(format!(
+            "{} training step of {tokens} tokens ({} queries x {} documents x {} tokens)",
+            kind.name(),
+            s.queries,
+            s.group,
+            s.len
+        ))
     });
     match r {
         Ok((params, (t, optimizer_timing))) => TrainRow {
