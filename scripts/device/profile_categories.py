@@ -11,6 +11,8 @@ import sys
 
 def category(name):
     n = name.lower()
+    if "adamw" in n:
+        return "optimizer"
     if "matmul" in n:
         return "matmul"
     if "flash" in n or "attention" in n:

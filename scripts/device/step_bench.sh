@@ -9,6 +9,7 @@
 #   the fused AdamW;
 # - the PyTorch steps in the same call (HF SDPA; Mamba with the official selective scan);
 # - the optimizer step timed alone (`--phases`) with either AdamW;
+# - a step too large for the device (an error row, not a panic);
 # - the f32 rows, and a per-kernel profile of one bf16 BERT-base step under Fusion.
 #   BIN=device-bin3 bash scripts/device/step_bench.sh
 set -u
@@ -26,6 +27,14 @@ tr() { peak train.json 90 "$work/rankmamba" bench train --backend cuda --json --
 fu() { peak fusion.json 150 "$work/rankmamba-fusion" bench train --backend cuda --json --warmup 2 --steps 3 "$@"; }
 mamba() { (cd "$BIN/mamba-official" && timeout 100 python3 mamba_train_anchor.py "$@") 2>&1 | grep -v "^\[build\]" | tee -a "$OUT/torch.md"; }
 prof() { BIN="$work/rankmamba-fusion" OUT="$work/prof" timeout 150 bash scripts/device/profile_train.sh "$@" 2>&1 | tee -a "$OUT/profile.md"; }
+# 64 x 8 x 512 tokens of BERT-base in f32 cannot fit: the step must end in an "out of device
+# memory" error row naming the request (exit status and stderr kept)
+oom() {
+  log "start: out-of-memory check"
+  echo "== out-of-memory check" >>"$OUT/stderr.log"
+  timeout 120 "$work/rankmamba" bench train --backend cuda --precision f32 --models bert-base --queries 64 --warmup 0 --steps 1 --json >>"$OUT/train.json" 2>>"$OUT/stderr.log"
+  log "end rc=$?: out-of-memory check"
+}
 T="--models bert-base,pythia-160m"
 M="--models mamba-130m"
 # most important first
@@ -37,7 +46,7 @@ step tr --precision bf16 $M --optimizer fused-adamw
 step fu --precision bf16 $M --optimizer fused-adamw
 step eval 'ANCHOR_MODES=bf16,bf16-autocast timeout 100 python3 scripts/device/bench_anchor_torch.py train | tee -a "$OUT/torch.md"'
 step mamba --mode bf16
-step mamba --mode bf16-autocast
+step oom
 step tr --precision bf16 --models bert-base --optimizer adamw --phases
 step tr --precision bf16 --models bert-base --optimizer fused-adamw --phases
 step fu --precision bf16 $T --optimizer adamw
@@ -46,7 +55,9 @@ step fu --precision f32 $T --optimizer fused-adamw
 step tr --precision f32 $M --optimizer fused-adamw
 step fu --precision f32 $M --optimizer fused-adamw
 step eval 'ANCHOR_MODES=fp32 timeout 60 python3 scripts/device/bench_anchor_torch.py train | tee -a "$OUT/torch.md"'
+step mamba --mode bf16-autocast
 step prof bert-bf16-fusion 120 --models bert-base --precision bf16 --warmup 2 --steps 1
+python3 scripts/device/profile_categories.py "$work"/prof/prof-*.log > "$OUT/profile-categories.md" 2>&1
 [ -d "$work/prof" ] && tar -C "$work/prof" -cJf "$OUT/prof-logs.tar.xz" .
 grep -iE "panick|error" "$OUT/stderr.log" 2>/dev/null | sort | uniq -c | head -20
 log "done"
