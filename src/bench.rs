@@ -200,6 +200,9 @@ pub fn sync<B: burn::tensor::backend::Backend>(device: &B::Device) -> anyhow::Re
 /// Panics seen in any thread since the hook was installed, and the last one's message.
 static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+/// Allocation failures seen (their panics are not printed), and the latest one's message.
+static OOMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static FIRST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Counts every panic of the process (the previous hook still prints it). cubecl runs each
 /// device's server in its own thread: an allocation failure there (out of device memory)
@@ -222,7 +225,12 @@ fn count_panics() {
             }
             // an allocation failure becomes the measurement's error (`guarded`); anything else
             // is printed as before
-            if out_of_memory(&msg).is_none() {
+            if out_of_memory(&msg).is_some() {
+                if let Ok(mut first) = FIRST_OOM.lock() {
+                    *first = first_line(&msg);
+                }
+                OOMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            } else {
                 previous(info);
             }
         }));
@@ -236,6 +244,7 @@ fn count_panics() {
 pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     count_panics();
     let before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
+    let oom_before = OOMS.load(std::sync::atomic::Ordering::SeqCst);
     let r = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -244,7 +253,8 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(match out_of_memory(&msg) {
+            // an allocation failure during `f` (in any thread) is the cause of what followed
+            return Err(match oom_since(oom_before) {
                 Some(e) => e,
                 None => anyhow::anyhow!("panicked: {}", first_line(&msg)),
             });
@@ -252,7 +262,7 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     };
     if PANICS.load(std::sync::atomic::Ordering::SeqCst) != before {
         let last = LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default();
-        return Err(match out_of_memory(&last) {
+        return Err(match oom_since(oom_before) {
             Some(e) => e,
             None => anyhow::anyhow!(
                 "a backend thread panicked during the measurement, so its figures are not valid: {last}"
@@ -260,6 +270,16 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
         });
     }
     r
+}
+
+/// The out-of-memory error when an allocation failed after `count` failures were seen (with
+/// the latest failure's size).
+fn oom_since(count: usize) -> Option<anyhow::Error> {
+    if OOMS.load(std::sync::atomic::Ordering::SeqCst) == count {
+        return None;
+    }
+    let first = FIRST_OOM.lock().map(|s| s.clone()).unwrap_or_default();
+    out_of_memory(&first)
 }
 
 /// The error for a panic message of cubecl's allocator ("can't allocate buffer of size: N"),
@@ -280,8 +300,8 @@ fn out_of_memory(msg: &str) -> Option<anyhow::Error> {
 
 fn first_line(s: &str) -> String {
     let l = s.lines().next().unwrap_or("").trim();
-    if l.len() > 200 {
-        format!("{}...", &l[..200])
+    if l.chars().count() > 200 {
+        format!("{}...", l.chars().take(200).collect::<String>())
     } else {
         l.to_string()
     }
@@ -405,6 +425,18 @@ mod tests {
         assert!(
             e.contains("a backend thread panicked") && e.contains("index out of bounds"),
             "{e}"
+        );
+        // An allocation failure in the device thread, then a follow-on panic in `f`: the
+        // failure is the error.
+        let e = guarded(|| -> anyhow::Result<()> {
+            let _ =
+                std::thread::spawn(|| panic!("can't allocate buffer of size: 2000000000")).join();
+            panic!("Memory page 0 doesn't exist")
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "out of device memory: a buffer of 2.00 GB could not be allocated"
         );
         // A clean run afterwards is valid again, and a panic in `f` itself is an error.
         assert_eq!(guarded(|| Ok(2)).unwrap(), 2);

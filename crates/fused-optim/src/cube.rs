@@ -2,7 +2,7 @@
 //! parameter (or its f32 master copy), gradient and f32 moments once, computes the update in
 //! f32 and writes the new parameter, master copy and moments once.
 
-use super::{AdamWBackend, AdamWStep, AdamWUpdate};
+use super::{AdamWBackend, AdamWStep, AdamWUpdate, adamw_tensor_ops, keeps_master, state_dtype};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
@@ -48,10 +48,11 @@ mod device {
             let mi = beta_1 * m[pos] + (1.0f32 - beta_1) * gi;
             let vi = beta_2 * v[pos] + (1.0f32 - beta_2) * gi * gi;
             let delta = (mi * correction_1) / (f32::sqrt(vi * correction_2) + epsilon);
-            let mut pi = f32::cast_from(p[pos]);
-            if has_master {
-                pi = master[pos];
-            }
+            let pi = if has_master {
+                master[pos]
+            } else {
+                f32::cast_from(p[pos])
+            };
             let pi = pi * decay - lr * delta;
             p_out[pos] = F::cast_from(pi);
             if write_master {
@@ -90,6 +91,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWBacke
     ) -> AdamWUpdate<Self> {
         let [n] = param.dims();
         let dtype = param.dtype();
+        if state_dtype(dtype) != DType::F32 {
+            // f64 parameters: f64 state and arithmetic, as tensor operations
+            return adamw_tensor_ops(param, grad, master, moment_1, moment_2, step);
+        }
         let cast = |t: Tensor<Self, 1>, to: DType| if t.dtype() == to { t } else { t.cast(to) };
         let grad = cast(grad, dtype);
         let (moment_1, moment_2) = (cast(moment_1, DType::F32), cast(moment_2, DType::F32));
@@ -108,7 +113,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWBacke
                 "AdamW: the {what} has {len} elements, the parameter {n}"
             );
         }
-        let write_master = dtype != DType::F32;
+        let write_master = keeps_master(dtype);
         if n == 0 {
             let master =
                 write_master.then(|| master.unwrap_or_else(|| cast(param.clone(), DType::F32)));

@@ -1,7 +1,7 @@
 //! `AdamWBackend` for Burn's `Fusion<B>`: the update is a custom operation of the fusion stream
 //! that the inner backend runs (its kernel on `CubeBackend`).
 
-use super::{AdamWBackend, AdamWStep, AdamWUpdate};
+use super::{AdamWBackend, AdamWStep, AdamWUpdate, keeps_master, state_dtype};
 use burn::tensor::{DType, Tensor, TensorPrimitive, backend::Backend};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -36,9 +36,15 @@ impl<B: FusionBackend + AdamWBackend> Operation<B::FusionRuntime> for AdamWOp<B>
         let (m, v) = (get(handles, 2), get(handles, 3));
         let master = self.has_master.then(|| get(handles, 4));
         let u = B::adamw_step(p, g, master, m, v, &self.step);
-        let outs = [u.param, u.moment_1, u.moment_2]
+        let outs: Vec<_> = [u.param, u.moment_1, u.moment_2]
             .into_iter()
-            .chain(u.master);
+            .chain(u.master)
+            .collect();
+        assert_eq!(
+            outs.len(),
+            self.desc.outputs.len(),
+            "AdamW: the inner backend's outputs differ from those registered"
+        );
         for (out, t) in self.desc.outputs.iter().zip(outs) {
             handles.register_float_tensor::<B>(&out.id, prim(t));
         }
@@ -57,7 +63,8 @@ impl<B: FusionBackend + AdamWBackend> AdamWBackend for Fusion<B> {
         let dtype = param.dtype();
         let cast = |t: Tensor<Self, 1>, to: DType| if t.dtype() == to { t } else { t.cast(to) };
         let grad = cast(grad, dtype);
-        let (moment_1, moment_2) = (cast(moment_1, DType::F32), cast(moment_2, DType::F32));
+        let state = state_dtype(dtype);
+        let (moment_1, moment_2) = (cast(moment_1, state), cast(moment_2, state));
         let has_master = master.is_some();
         let master = master.map(|t| cast(t, DType::F32));
         let shape = param.shape();
@@ -68,8 +75,8 @@ impl<B: FusionBackend + AdamWBackend> AdamWBackend for Fusion<B> {
             .collect();
         let client = inputs[0].client.clone();
         let streams = OperationStreams::with_inputs(&inputs);
-        let write_master = dtype != DType::F32;
-        let mut out_dtypes = vec![dtype, DType::F32, DType::F32];
+        let write_master = keeps_master(dtype);
+        let mut out_dtypes = vec![dtype, state, state];
         if write_master {
             out_dtypes.push(DType::F32);
         }

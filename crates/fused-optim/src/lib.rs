@@ -7,7 +7,7 @@
 //! parameter, gradient and moments are read once, the update is computed in f32, and the new
 //! values are written once.
 //!
-//! The moments are f32 whatever the parameter's dtype, and a bf16 or f16 parameter has an f32
+//! The moments are f32 (f64 for an f64 parameter), and a bf16 or f16 parameter has an f32
 //! master copy in the optimizer's state, as mixed-precision training keeps one. Stored in bf16
 //! (Burn's `AdamW` of a bf16 model), the second moment cannot take in its `(1 - β2) g²`
 //! increment (0.1% of its value, below bf16's 0.4% rounding step), an update `lr · δ` smaller
@@ -16,7 +16,8 @@
 //! - [`AdamWBackend::adamw_step`] is that update for one tensor:
 //!   - on `CubeBackend` (feature `cubecl`: CUDA, wgpu), one cubecl kernel;
 //!   - on `Fusion<B>` (feature `fusion`), the same kernel as a custom operation of the stream;
-//!   - on NdArray and any other backend, Burn's tensor operations ([`adamw_tensor_ops`]).
+//!   - on NdArray, Burn's tensor operations ([`adamw_tensor_ops`]), which a backend of your own
+//!     gets by implementing the trait with its default method.
 //! - [`FusedAdamW`] is a `burn::optim::SimpleOptimizer`; [`FusedAdamWConfig::init`] gives the
 //!   `Optimizer` for a module, as `burn::optim::AdamWConfig::init` does.
 //!
@@ -94,17 +95,17 @@ impl AdamWStep {
     }
 }
 
-/// The result of one update: the parameter in its dtype, its f32 master copy when the
-/// parameter is not f32, and the f32 moments.
+/// The result of one update: the parameter in its dtype, the f32 master copy of a bf16 or f16
+/// parameter, and the moments (f32; f64 for an f64 parameter).
 #[derive(Clone, Debug)]
 pub struct AdamWUpdate<B: Backend> {
     /// The new parameter, in the parameter's dtype.
     pub param: Tensor<B, 1>,
-    /// The new f32 master copy (`None` for an f32 parameter, which is its own master).
+    /// The new f32 master copy (`None` unless the parameter is bf16 or f16).
     pub master: Option<Tensor<B, 1>>,
-    /// The new first moment, f32.
+    /// The new first moment.
     pub moment_1: Tensor<B, 1>,
-    /// The new second moment, f32.
+    /// The new second moment.
     pub moment_2: Tensor<B, 1>,
 }
 
@@ -113,12 +114,12 @@ pub struct AdamWUpdate<B: Backend> {
 /// Implemented for NdArray (Burn's tensor operations), and with the `cubecl` / `fusion`
 /// features for `CubeBackend` (one kernel) and `Fusion<B>` (the kernel as a custom operation).
 /// The optimizer runs on the inner backend of `Autodiff`, so `Autodiff` needs no
-/// implementation.
+/// implementation. Another backend of your own can implement it with the default method.
 pub trait AdamWBackend: Backend {
     /// One update of `param` (any float dtype) with `grad` (cast to `param`'s dtype), the f32
-    /// `master` copy of a non-f32 parameter (`None`: the parameter's own values, on the first
-    /// step of a bf16 / f16 parameter or for f32) and the f32 moments, all of one length.
-    /// Computed in f32. Default: [`adamw_tensor_ops`].
+    /// `master` copy of a bf16 / f16 parameter (`None`: the parameter's own values, on its
+    /// first step or for f32 / f64) and the moments (in [`state_dtype`]), all of one length.
+    /// Computed in f32 (f64 for an f64 parameter). Default: [`adamw_tensor_ops`].
     fn adamw_step(
         param: Tensor<Self, 1>,
         grad: Tensor<Self, 1>,
@@ -131,16 +132,23 @@ pub trait AdamWBackend: Backend {
     }
 }
 
-fn to_f32<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 1> {
-    if t.dtype() == DType::F32 {
-        t
+/// The dtype of the optimizer's state and arithmetic for a parameter of `dtype`: f64 for an
+/// f64 parameter, f32 otherwise.
+pub fn state_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
     } else {
-        t.cast(DType::F32)
+        DType::F32
     }
 }
 
-/// The update as Burn tensor operations, in f32: what [`AdamWBackend::adamw_step`] does on a
-/// backend without the kernel.
+/// Whether a parameter of `dtype` keeps a master copy (bf16 and f16 do).
+pub fn keeps_master(dtype: DType) -> bool {
+    matches!(dtype, DType::BF16 | DType::F16)
+}
+
+/// The update as Burn tensor operations, in f32 (f64 for an f64 parameter): what
+/// [`AdamWBackend::adamw_step`] does on NdArray, and for f64 parameters everywhere.
 pub fn adamw_tensor_ops<B: Backend>(
     param: Tensor<B, 1>,
     grad: Tensor<B, 1>,
@@ -150,17 +158,19 @@ pub fn adamw_tensor_ops<B: Backend>(
     step: &AdamWStep,
 ) -> AdamWUpdate<B> {
     let dtype = param.dtype();
-    let p = to_f32(master.unwrap_or(param));
-    let (g, m, v) = (to_f32(grad), to_f32(moment_1), to_f32(moment_2));
+    let state = state_dtype(dtype);
+    let to = |t: Tensor<B, 1>| if t.dtype() == state { t } else { t.cast(state) };
+    let p = to(master.unwrap_or(param));
+    let (g, m, v) = (to(grad), to(moment_1), to(moment_2));
     let (c1, c2) = step.corrections();
     let m = m.mul_scalar(step.beta_1) + g.clone().mul_scalar(1.0 - step.beta_1);
     let v = v.mul_scalar(step.beta_2) + g.square().mul_scalar(1.0 - step.beta_2);
     let delta = m.clone().mul_scalar(c1) / (v.clone().mul_scalar(c2).sqrt() + step.epsilon);
     let p = p.mul_scalar(step.decay()) - delta.mul_scalar(step.lr);
-    let (param, master) = if dtype == DType::F32 {
-        (p, None)
-    } else {
+    let (param, master) = if keeps_master(dtype) {
         (p.clone().cast(dtype), Some(p))
+    } else {
+        (p, None)
     };
     AdamWUpdate {
         param,
@@ -225,16 +235,20 @@ pub struct FusedAdamW {
     weight_decay: f32,
 }
 
-/// The optimizer's state of one parameter tensor: f32 moments, the f32 master copy of a bf16
+/// The optimizer's state of one parameter tensor: the moments, the f32 master copy of a bf16
 /// or f16 parameter, and the step count.
+///
+/// Saved and loaded as a Burn record, the tensors take the backend's float element type: a
+/// state reloaded on `Cuda<bf16>` comes back rounded to bf16 (once; the updates continue in
+/// f32).
 #[derive(Record, Clone)]
 pub struct AdamWState<B: Backend, const D: usize> {
-    /// First moment, f32, in the parameter's shape.
+    /// First moment, in [`state_dtype`] and the parameter's shape.
     pub moment_1: Tensor<B, D>,
-    /// Second moment, f32, in the parameter's shape.
+    /// Second moment, in [`state_dtype`] and the parameter's shape.
     pub moment_2: Tensor<B, D>,
-    /// The f32 values of a parameter stored in a narrower dtype (updates smaller than its
-    /// rounding step accumulate here); `None` for an f32 parameter.
+    /// The f32 values of a bf16 or f16 parameter (updates smaller than its rounding step
+    /// accumulate here); `None` for f32 and f64.
     pub master: Option<Tensor<B, D>>,
     /// Steps taken.
     pub time: usize,
@@ -262,7 +276,7 @@ impl<B: AdamWBackend> SimpleOptimizer<B> for FusedAdamW {
                 s.time,
             ),
             None => {
-                let zeros = || Tensor::<B, 1>::zeros([n], (&device, DType::F32));
+                let zeros = || Tensor::<B, 1>::zeros([n], (&device, state_dtype(dtype)));
                 (zeros(), zeros(), None, 0)
             }
         };
@@ -273,7 +287,8 @@ impl<B: AdamWBackend> SimpleOptimizer<B> for FusedAdamW {
             beta_2: self.beta_2,
             epsilon: self.epsilon,
             weight_decay: self.weight_decay,
-            time: u32::try_from(time).unwrap_or(u32::MAX),
+            // the bias corrections are 1 - β^t: at this t they are 1 for any β < 1
+            time: time.min(i32::MAX as usize) as u32,
         };
         let grad = if grad.dtype() == dtype {
             grad

@@ -88,21 +88,37 @@ fn compare(what: &str, gpu: &[Vec<f32>], cpu: &[Vec<f32>]) {
     }
 }
 
-/// The loss after two AdamW updates on the gradients of `step`.
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+    t.into_data().convert::<f32>().into_vec::<f32>().unwrap()[0]
+}
+
+/// The loss before and after two AdamW updates on the gradients of `step`.
 fn two_updates<B: AutodiffBackend, M: AutodiffModule<B>>(
     mut model: M,
     step: impl Fn(&M) -> Tensor<B, 1>,
-) -> f32 {
+) -> (f32, f32) {
+    let before = scalar(step(&model));
     let mut optim = AdamWConfig::new().init::<B, M>();
     for _ in 0..2 {
         let grads = GradientsParams::from_grads(step(&model).backward(), &model);
         model = optim.step(1e-3, model, grads);
     }
-    step(&model)
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap()[0]
+    (before, scalar(step(&model)))
+}
+
+/// The losses before and after the updates agree, and the updates moved the loss far more
+/// than that.
+fn same_updates(what: &str, (g0, g): (f32, f32), (c0, c): (f32, f32)) {
+    let tol = 1e-4 * c.abs().max(1.0);
+    assert!(
+        (g0 - c0).abs() <= tol,
+        "{what} before the updates: {g0} vs {c0}"
+    );
+    assert!((g - c).abs() <= tol, "{what} after two updates: {g} vs {c}");
+    assert!(
+        (c - c0).abs() > 100.0 * tol,
+        "{what}: the updates did not move the loss ({c0} -> {c})"
+    );
 }
 
 #[test]
@@ -138,10 +154,7 @@ fn tiny_bert_trains_on_wgpu_as_on_the_cpu() {
         two_updates(gpu, |m| step(&f, m)),
         two_updates(cpu, |m| step(&f, m)),
     );
-    assert!(
-        (g - c).abs() <= 1e-4 * c.abs().max(1.0),
-        "tiny BERT after two updates: {g} vs {c}"
-    );
+    same_updates("tiny BERT", g, c);
 }
 
 #[test]
@@ -177,8 +190,5 @@ fn tiny_gpt_neox_trains_on_wgpu_as_on_the_cpu() {
         two_updates(gpu, |m| step(&f, m)),
         two_updates(cpu, |m| step(&f, m)),
     );
-    assert!(
-        (g - c).abs() <= 1e-4 * c.abs().max(1.0),
-        "tiny GPT-NeoX after two updates: {g} vs {c}"
-    );
+    same_updates("tiny GPT-NeoX", g, c);
 }
