@@ -202,7 +202,7 @@ static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 /// Allocation failures seen (their panics are not printed), and the latest one's message.
 static OOMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static FIRST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+static LAST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Counts every panic of the process (the previous hook still prints it). cubecl runs each
 /// device's server in its own thread: an allocation failure there (out of device memory)
@@ -226,8 +226,8 @@ fn count_panics() {
             // an allocation failure becomes the measurement's error (`guarded`); anything else
             // is printed as before
             if out_of_memory(&msg).is_some() {
-                if let Ok(mut first) = FIRST_OOM.lock() {
-                    *first = first_line(&msg);
+                if let Ok(mut last) = LAST_OOM.lock() {
+                    *last = first_line(&msg);
                 }
                 OOMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             } else {
@@ -278,8 +278,8 @@ fn oom_since(count: usize) -> Option<anyhow::Error> {
     if OOMS.load(std::sync::atomic::Ordering::SeqCst) == count {
         return None;
     }
-    let first = FIRST_OOM.lock().map(|s| s.clone()).unwrap_or_default();
-    out_of_memory(&first)
+    let last = LAST_OOM.lock().map(|s| s.clone()).unwrap_or_default();
+    out_of_memory(&last)
 }
 
 /// The error for a panic message of cubecl's allocator ("can't allocate buffer of size: N"),

@@ -2,8 +2,11 @@
 //! parameter (or its f32 master copy), gradient and f32 moments once, computes the update in
 //! f32 and writes the new parameter, master copy and moments once.
 
-use super::{AdamWBackend, AdamWStep, AdamWUpdate, adamw_tensor_ops, keeps_master, state_dtype};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use super::{
+    AdamWBackend, AdamWStep, AdamWUpdate, adamw_tensor_ops, cast_to as cast, keeps_master, prim,
+    state_dtype, tensor,
+};
+use burn::tensor::{DType, Tensor};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
     ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
@@ -69,14 +72,6 @@ type Cb<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 /// Units per cube.
 const UNITS: usize = 256;
 
-fn prim<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
-}
-
-fn tensor<B: burn::tensor::backend::Backend>(p: B::FloatTensorPrimitive) -> Tensor<B, 1> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
-}
-
 /// The kernel's update on `CubeBackend`.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWBackend
     for Cb<R, F, I, BT>
@@ -95,7 +90,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWBacke
             // f64 parameters: f64 state and arithmetic, as tensor operations
             return adamw_tensor_ops(param, grad, master, moment_1, moment_2, step);
         }
-        let cast = |t: Tensor<Self, 1>, to: DType| if t.dtype() == to { t } else { t.cast(to) };
         let grad = cast(grad, dtype);
         let (moment_1, moment_2) = (cast(moment_1, DType::F32), cast(moment_2, DType::F32));
         let master = master.map(|t| cast(t, DType::F32));

@@ -1,16 +1,14 @@
 //! `AdamWBackend` for Burn's `Fusion<B>`: the update is a custom operation of the fusion stream
 //! that the inner backend runs (its kernel on `CubeBackend`).
 
-use super::{AdamWBackend, AdamWStep, AdamWUpdate, keeps_master, state_dtype};
-use burn::tensor::{DType, Tensor, TensorPrimitive, backend::Backend};
+use super::{
+    AdamWBackend, AdamWStep, AdamWUpdate, cast_to as cast, keeps_master, prim, state_dtype, tensor,
+};
+use burn::tensor::{DType, Tensor};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
 use std::marker::PhantomData;
-
-fn prim<B: Backend>(t: Tensor<B, 1>) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
-}
 
 #[derive(Clone, Debug)]
 struct AdamWOp<B> {
@@ -28,9 +26,7 @@ impl<B: FusionBackend + AdamWBackend> Operation<B::FusionRuntime> for AdamWOp<B>
         handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
     ) {
         let get = |handles: &mut HandleContainer<_>, i: usize| {
-            Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(
-                handles.get_float_tensor::<B>(&self.desc.inputs[i]),
-            ))
+            tensor::<B>(handles.get_float_tensor::<B>(&self.desc.inputs[i]))
         };
         let (p, g) = (get(handles, 0), get(handles, 1));
         let (m, v) = (get(handles, 2), get(handles, 3));
@@ -61,7 +57,6 @@ impl<B: FusionBackend + AdamWBackend> AdamWBackend for Fusion<B> {
         step: &AdamWStep,
     ) -> AdamWUpdate<Self> {
         let dtype = param.dtype();
-        let cast = |t: Tensor<Self, 1>, to: DType| if t.dtype() == to { t } else { t.cast(to) };
         let grad = cast(grad, dtype);
         let state = state_dtype(dtype);
         let (moment_1, moment_2) = (cast(moment_1, state), cast(moment_2, state));
@@ -95,7 +90,7 @@ impl<B: FusionBackend + AdamWBackend> AdamWBackend for Fusion<B> {
         let mut out = client
             .register(streams, OperationIr::Custom(desc), op)
             .into_iter()
-            .map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)));
+            .map(tensor::<Self>);
         let mut next = || out.next().expect("an output per registered one");
         let (param, moment_1, moment_2) = (next(), next(), next());
         let master = write_master.then(next);

@@ -147,6 +147,21 @@ pub fn keeps_master(dtype: DType) -> bool {
     matches!(dtype, DType::BF16 | DType::F16)
 }
 
+/// `t` in `dtype` (a no-op when it already is).
+pub(crate) fn cast_to<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
+}
+
+#[cfg(feature = "cubecl")]
+pub(crate) fn prim<B: Backend>(t: Tensor<B, 1>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+#[cfg(feature = "cubecl")]
+pub(crate) fn tensor<B: Backend>(p: B::FloatTensorPrimitive) -> Tensor<B, 1> {
+    Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(p))
+}
+
 /// The update as Burn tensor operations, in f32 (f64 for an f64 parameter): what
 /// [`AdamWBackend::adamw_step`] does on NdArray, and for f64 parameters everywhere.
 pub fn adamw_tensor_ops<B: Backend>(
@@ -159,7 +174,7 @@ pub fn adamw_tensor_ops<B: Backend>(
 ) -> AdamWUpdate<B> {
     let dtype = param.dtype();
     let state = state_dtype(dtype);
-    let to = |t: Tensor<B, 1>| if t.dtype() == state { t } else { t.cast(state) };
+    let to = |t: Tensor<B, 1>| cast_to(t, state);
     let p = to(master.unwrap_or(param));
     let (g, m, v) = (to(grad), to(moment_1), to(moment_2));
     let (c1, c2) = step.corrections();
@@ -290,11 +305,7 @@ impl<B: AdamWBackend> SimpleOptimizer<B> for FusedAdamW {
             // the bias corrections are 1 - β^t: at this t they are 1 for any β < 1
             time: time.min(i32::MAX as usize) as u32,
         };
-        let grad = if grad.dtype() == dtype {
-            grad
-        } else {
-            grad.cast(dtype)
-        };
+        let grad = cast_to(grad, dtype);
         let u = B::adamw_step(
             tensor.reshape([n]),
             grad.reshape([n]),
