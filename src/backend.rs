@@ -173,20 +173,26 @@ macro_rules! with_backend {
             #[cfg(feature = "wgpu")]
             $crate::backend::BackendKind::Wgpu => {
                 let $dev = burn::backend::wgpu::WgpuDevice::default();
-                ::anyhow::Result::Ok($crate::__with_checkpointing!(
-                    $ckpt,
-                    $crate::backend::Wgpu,
-                    |$B| $body
-                ))
+                // an allocation failure in the device thread is an error, not a panic
+                $crate::guard::device_guarded(|| {
+                    ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                        $ckpt,
+                        $crate::backend::Wgpu,
+                        |$B| $body
+                    ))
+                })
             }
             #[cfg(feature = "cuda")]
             $crate::backend::BackendKind::Cuda => {
                 let $dev = burn::backend::cuda::CudaDevice::default();
-                ::anyhow::Result::Ok($crate::__with_checkpointing!(
-                    $ckpt,
-                    $crate::backend::Cuda,
-                    |$B| $body
-                ))
+                // an allocation failure in the device thread is an error, not a panic
+                $crate::guard::device_guarded(|| {
+                    ::anyhow::Result::Ok($crate::__with_checkpointing!(
+                        $ckpt,
+                        $crate::backend::Cuda,
+                        |$B| $body
+                    ))
+                })
             }
             other => ::anyhow::Result::Err(other.not_compiled()),
         }

@@ -17,7 +17,8 @@ pub mod models;
 pub mod plot;
 pub mod scan;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+pub use crate::guard::guarded;
+
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -197,116 +198,6 @@ pub fn sync<B: burn::tensor::backend::Backend>(device: &B::Device) -> anyhow::Re
     B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
 }
 
-/// Panics seen in any thread since the hook was installed, and the last one's message.
-static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-/// Allocation failures seen (their panics are not printed), and the latest one's message.
-static OOMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static LAST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-
-/// Counts every panic of the process (the previous hook still prints it). cubecl runs each
-/// device's server in its own thread: an allocation failure there (out of device memory)
-/// panics that thread, while the caller's reads may still return, so a timing taken across
-/// it would look valid. [`guarded`] compares the count before and after.
-fn count_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            if let Ok(mut last) = LAST_PANIC.lock() {
-                *last = first_line(&msg);
-            }
-            // an allocation failure becomes the measurement's error (`guarded`); anything else
-            // is printed as before
-            if out_of_memory(&msg).is_some() {
-                if let Ok(mut last) = LAST_OOM.lock() {
-                    *last = first_line(&msg);
-                }
-                OOMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f`, turning a panic inside a backend (out of memory, an unsupported op) into an error,
-/// so that one failing configuration does not end a whole table. A panic in another thread
-/// while `f` runs (cubecl's device server, e.g. "can't allocate buffer") is an error too,
-/// even when `f` itself returned.
-pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    count_panics();
-    let before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
-    let oom_before = OOMS.load(std::sync::atomic::Ordering::SeqCst);
-    let r = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            // an allocation failure during `f` (in any thread) is the cause of what followed
-            return Err(match oom_since(oom_before) {
-                Some(e) => e,
-                None => anyhow::anyhow!("panicked: {}", first_line(&msg)),
-            });
-        }
-    };
-    if PANICS.load(std::sync::atomic::Ordering::SeqCst) != before {
-        let last = LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default();
-        return Err(match oom_since(oom_before) {
-            Some(e) => e,
-            None => anyhow::anyhow!(
-                "a backend thread panicked during the measurement, so its figures are not valid: {last}"
-            ),
-        });
-    }
-    r
-}
-
-/// The out-of-memory error when an allocation failed after `count` failures were seen (with
-/// the latest failure's size).
-fn oom_since(count: usize) -> Option<anyhow::Error> {
-    if OOMS.load(std::sync::atomic::Ordering::SeqCst) == count {
-        return None;
-    }
-    let last = LAST_OOM.lock().map(|s| s.clone()).unwrap_or_default();
-    out_of_memory(&last)
-}
-
-/// The error for a panic message of cubecl's allocator ("can't allocate buffer of size: N"),
-/// `None` for any other message.
-fn out_of_memory(msg: &str) -> Option<anyhow::Error> {
-    let rest = &msg[msg.find("can't allocate buffer of size:")? + 30..];
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let size = digits.parse::<u64>().ok()?;
-    Some(anyhow::anyhow!(
-        "out of device memory: a buffer of {:.2} GB could not be allocated",
-        size as f64 / 1e9
-    ))
-}
-
-fn first_line(s: &str) -> String {
-    let l = s.lines().next().unwrap_or("").trim();
-    if l.chars().count() > 200 {
-        format!("{}...", l.chars().take(200).collect::<String>())
-    } else {
-        l.to_string()
-    }
-}
-
 /// The build's description for result files: commit (from `RANKMAMBA_COMMIT` at build time,
 /// set by `scripts/bench_gpu.sh`), features, profile.
 pub fn build_info() -> serde_json::Value {
@@ -393,54 +284,4 @@ macro_rules! with_bench_backend {
     ($kind:expr, $precision:expr, $ckpt:expr, |$B:ident, $dev:ident| $body:expr) => {
         $crate::with_bench_backend!(@arms $kind, $precision, $ckpt, |$B, $dev| $body)
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::guarded;
-
-    #[test]
-    fn a_panic_in_another_thread_invalidates_the_measurement() {
-        let r = guarded(|| {
-            // What cubecl's device server does on an allocation failure: its thread panics,
-            // the caller carries on.
-            let _ =
-                std::thread::spawn(|| panic!("can't allocate buffer of size: 9381867520")).join();
-            Ok(1.0)
-        });
-        let e = r
-            .expect_err("the other thread's panic must be reported")
-            .to_string();
-        assert_eq!(
-            e,
-            "out of device memory: a buffer of 9.38 GB could not be allocated"
-        );
-        let r = guarded(|| {
-            let _ = std::thread::spawn(|| panic!("index out of bounds")).join();
-            Ok(1.0)
-        });
-        let e = r
-            .expect_err("any panic invalidates the figures")
-            .to_string();
-        assert!(
-            e.contains("a backend thread panicked") && e.contains("index out of bounds"),
-            "{e}"
-        );
-        // An allocation failure in the device thread, then a follow-on panic in `f`: the
-        // failure is the error.
-        let e = guarded(|| -> anyhow::Result<()> {
-            let _ =
-                std::thread::spawn(|| panic!("can't allocate buffer of size: 2000000000")).join();
-            panic!("Memory page 0 doesn't exist")
-        })
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "out of device memory: a buffer of 2.00 GB could not be allocated"
-        );
-        // A clean run afterwards is valid again, and a panic in `f` itself is an error.
-        assert_eq!(guarded(|| Ok(2)).unwrap(), 2);
-        let e = guarded(|| -> anyhow::Result<()> { panic!("unsupported op") }).unwrap_err();
-        assert!(e.to_string().contains("unsupported op"), "{e}");
-    }
 }

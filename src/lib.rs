@@ -17,6 +17,8 @@ pub mod backend;
 pub mod bench;
 pub mod fetch;
 #[cfg(feature = "cli")]
+pub mod guard;
+#[cfg(feature = "cli")]
 pub mod serve;
 
 // The study's library lives in `rank-study`; its modules keep their paths here.
