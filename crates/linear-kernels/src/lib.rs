@@ -18,6 +18,10 @@
 //!   kernel ([`set_default_kernel`]); the backbones of this workspace use it for every
 //!   projection.
 //!
+//! The crate also normalises: [`layer_norm`], [`rms_norm`] and the [`LayerNorm`] module run one
+//! kernel forward and two backward on `CubeBackend` and `Fusion<B>` (one graph node under
+//! `Autodiff`), with f32 statistics; [`NormBackend`] is the trait.
+//!
 //! [`MatmulKernel::Auto`] (the default) picks the warp-specialized TMA + MMA kernel where it
 //! runs (CUDA, Hopper and later) and Burn's kernel elsewhere. A product that contracts a long
 //! dimension into a small output (a weight gradient over all tokens: `Xᵀ · dY`) is split along
@@ -48,6 +52,12 @@ mod autodiff;
 mod cube;
 #[cfg(feature = "fusion")]
 mod fusion;
+mod norm;
+
+pub use norm::{
+    LayerNorm, LayerNormConfig, NormBackend, NormForward, NormGrads, NormKind, layer_norm,
+    norm_backward_ops, norm_forward_ops, rms_norm,
+};
 
 /// Which kernel runs a product. The names are cubek's (`cubek::matmul::launch::Strategy`);
 /// each reads its operands from global memory with a different loader and multiplies tiles

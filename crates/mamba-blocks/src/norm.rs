@@ -1,7 +1,7 @@
 //! `RmsNorm` (HF `MambaRMSNorm`): `weight * x / sqrt(mean(x^2) + eps)`, computed in fp32.
 
 use burn::module::{Module, Param};
-use burn::tensor::{DType, Tensor, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
 /// Root-mean-square normalisation over the last dimension, HF parameter name `weight`.
 #[derive(Module, Debug)]
@@ -20,26 +20,20 @@ impl<B: Backend> RmsNorm<B> {
             eps,
         }
     }
+}
 
+impl<B: linear_kernels::NormBackend> RmsNorm<B> {
     /// Normalises `[.., hidden]`. The statistics are computed in fp32 whatever the input
-    /// dtype; the output has the weight's dtype, as in HF.
+    /// dtype (one kernel on the GPU backends: `linear_kernels::rms_norm`); the output has the
+    /// weight's dtype, as in HF.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let w = self.weight.val();
         let wdtype = w.dtype();
-        let x32 = if x.dtype() == DType::F32 {
-            x
+        let y = linear_kernels::rms_norm(x, w, self.eps);
+        if y.dtype() == wdtype {
+            y
         } else {
-            x.cast(DType::F32)
-        };
-        let var = x32.clone().square().mean_dim(D - 1);
-        let normed = x32 * (var + self.eps).sqrt().recip();
-        let normed = if wdtype == DType::F32 {
-            normed
-        } else {
-            normed.cast(wdtype)
-        };
-        let mut shape = [1usize; D];
-        shape[D - 1] = w.dims()[0];
-        normed * w.reshape(shape)
+            y.cast(wdtype)
+        }
     }
 }

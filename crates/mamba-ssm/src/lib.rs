@@ -55,7 +55,9 @@ use burn::tensor::{Tensor, backend::Backend};
 /// (custom backward, one graph node per operation), and with the `cubecl` / `fusion` features
 /// for `CubeBackend` (cubecl kernels) and `Fusion<B>`. Shapes reaching these methods are
 /// validated by [`selective_scan`] and [`causal_conv1d`].
-pub trait SelectiveScanBackend: linear_kernels::MatmulBackend {
+pub trait SelectiveScanBackend:
+    linear_kernels::MatmulBackend + linear_kernels::NormBackend
+{
     /// The forward scan.
     fn selective_scan(inputs: ScanInputs<Self>, return_last_state: bool) -> ScanOutput<Self>;
     /// Gradients of a loss with respect to every input, given `dy` = dLoss/dy.

@@ -10,9 +10,10 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
 use linear_kernels::linear;
+use linear_kernels::{LayerNorm, LayerNormConfig};
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;
 
@@ -280,7 +281,7 @@ pub struct BertEmbeddings<B: Backend> {
     positions: PositionIds,
 }
 
-impl<B: Backend> BertEmbeddings<B> {
+impl<B: linear_kernels::NormBackend> BertEmbeddings<B> {
     /// `[batch, seq]` ids to `[batch, seq, hidden]` embeddings.
     pub fn forward(
         &self,

@@ -14,8 +14,9 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Bool, DType, Int, Tensor, backend::Backend};
+use linear_kernels::{LayerNorm, LayerNormConfig};
 use linear_kernels::{MatmulBackend, linear};
 use model_io::{HubOptions, LoadOptions};
 use serde::Deserialize;

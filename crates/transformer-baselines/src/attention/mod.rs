@@ -143,7 +143,9 @@ pub const EMPTY_ROW_LSE: f32 = 1.0e30;
 /// graph node whose backward is the inner backend's; plain Burn autodiff over the tensor ops
 /// when the inner backend has no kernels), and with the `cubecl` / `fusion` features for
 /// `CubeBackend` (cubecl kernels) and `Fusion<B>` (custom operations).
-pub trait FlashAttentionBackend: linear_kernels::MatmulBackend {
+pub trait FlashAttentionBackend:
+    linear_kernels::MatmulBackend + linear_kernels::NormBackend
+{
     /// Whether the backend runs its own kernels (then `Autodiff` records one node calling
     /// [`FlashAttentionBackend::flash_attention_backward`]); `false`: Burn's autodiff
     /// differentiates the tensor ops.
