@@ -399,12 +399,23 @@ fn non_finite_weights_are_named_as_such_not_as_a_learning_rate_problem() {
         grad_clip_norm: None,
         ..config()
     };
-    let err = Trainer::new(fresh(), cfg, dev)
-        .unwrap()
-        .train(None, &mut data, None)
-        .unwrap_err()
-        .to_string();
+    let mut t = Trainer::new(fresh(), cfg, dev).unwrap();
+    let err = t.train(None, &mut data, None).unwrap_err().to_string();
     assert!(err.contains("learning rate"), "{err}");
+    // the loss is read after the update is queued: the diverged update was taken back, so the
+    // weights are those before it (finite) and the step count did not move past it
+    let at: usize = err
+        .split(" at step ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {err}"));
+    assert_eq!(t.step, at, "{err}");
+    let w = params(&t.model);
+    assert!(
+        w.iter().all(|v| v.is_finite()),
+        "the diverged update was kept"
+    );
 }
 
 #[test]

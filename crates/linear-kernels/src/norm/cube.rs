@@ -8,8 +8,8 @@
 //! - `backward_params`: one unit per column and block of rows: f32 partial sums of the weight's
 //!   and bias's gradients, which a sum over the blocks finishes.
 
-use super::{NormBackend, NormForward, NormGrads, NormKind, cast};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use super::{NormBackend, NormForward, NormGrads, NormKind, cast, prim, tensor};
+use burn::tensor::{DType, Tensor};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
     ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
@@ -213,18 +213,6 @@ fn grid<R: CubeRuntime>(client: &ComputeClient<R>, cubes: usize) -> CubeCount {
     let max_x = client.properties().hardware.max_cube_count.0 as usize;
     let cx = cubes.clamp(1, max_x);
     CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1)
-}
-
-fn prim<B: burn::tensor::backend::Backend, const D: usize>(
-    t: Tensor<B, D>,
-) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
-}
-
-fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
-    p: B::FloatTensorPrimitive,
-) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
 fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: Vec<usize>, dtype: DType) -> CubeTensor<R> {

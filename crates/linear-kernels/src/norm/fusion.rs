@@ -1,8 +1,8 @@
 //! `NormBackend` for Burn's `Fusion<B>`: the forward and the backward are custom operations of
 //! the fusion stream that the inner backend runs (its kernels on `CubeBackend`).
 
-use super::{NormBackend, NormForward, NormGrads, NormKind, cast, stats_dtype};
-use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+use super::{NormBackend, NormForward, NormGrads, NormKind, cast, prim, stats_dtype, tensor};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
@@ -22,18 +22,6 @@ struct NormOp<B> {
     kind: NormKind,
     pass: Pass,
     _b: PhantomData<B>,
-}
-
-fn prim<B: burn::tensor::backend::Backend, const D: usize>(
-    t: Tensor<B, D>,
-) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
-}
-
-fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
-    p: B::FloatTensorPrimitive,
-) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
 impl<B: FusionBackend + NormBackend> Operation<B::FusionRuntime> for NormOp<B> {

@@ -107,6 +107,16 @@ pub(crate) fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) ->
     if t.dtype() == dtype { t } else { t.cast(dtype) }
 }
 
+#[cfg(feature = "cubecl")]
+pub(crate) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+#[cfg(feature = "cubecl")]
+pub(crate) fn tensor<B: Backend, const D: usize>(p: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
 /// [`NormBackend::norm_forward`] as tensor operations.
 pub fn norm_forward_ops<B: Backend>(
     input: Tensor<B, 2>,

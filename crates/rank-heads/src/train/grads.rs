@@ -3,7 +3,7 @@
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{DType, ElementConversion, Tensor};
 
 pub(super) struct NormVisitor<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
@@ -22,42 +22,45 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
     }
 }
 
-/// The L2 norm of all gradients together (PyTorch's `clip_grad_norm_` norm).
+/// The L2 norm of all gradients together (PyTorch's `clip_grad_norm_` norm), on the device:
+/// a `[1]` f32 tensor, read by nobody here (`None` without gradients).
 pub(super) fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &GradientsParams,
-) -> f64 {
+) -> Option<Tensor<B::InnerBackend, 1>> {
     let mut v = NormVisitor::<B> { grads, sum: None };
     model.visit(&mut v);
-    v.sum
-        .map(|s| s.into_scalar().elem::<f64>().sqrt())
-        .unwrap_or(0.0)
+    v.sum.map(|s| s.cast(DType::F32).sqrt())
 }
 
 pub(super) struct ScaleVisitor<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    factor: f64,
-    _b: std::marker::PhantomData<B>,
+    factor: Tensor<B::InnerBackend, 1>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleVisitor<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.factor));
+            let f = self.factor.clone().cast(g.dtype()).reshape([1; D]);
+            self.grads.register(param.id, g * f);
         }
     }
 }
 
-pub(super) fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// Clips the gradients to the global norm `max` without reading the norm on the host: every
+/// gradient is multiplied by `max / (norm + 1e-6)` where `norm > max`, else by exactly 1
+/// (PyTorch's `clip_grad_norm_`; a NaN norm leaves the gradients as they are).
+pub(super) fn clip_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
-    factor: f64,
+    norm: &Tensor<B::InnerBackend, 1>,
+    max: f64,
 ) {
-    let mut v = ScaleVisitor::<B> {
-        grads,
-        factor,
-        _b: std::marker::PhantomData,
-    };
+    let scale = (norm.clone() + 1e-6).recip() * max;
+    let factor = norm
+        .ones_like()
+        .mask_where(norm.clone().greater_elem(max), scale);
+    let mut v = ScaleVisitor::<B> { grads, factor };
     model.visit(&mut v);
 }
 

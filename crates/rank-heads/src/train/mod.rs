@@ -7,6 +7,12 @@
 //! uninterrupted run would have seen. Dropout and every other random op are reseeded from
 //! `(seed, index)` before each micro-batch, so randomness does not depend on history either.
 //! Training `2N` steps equals training `N`, stopping, and resuming `N` (tested bit for bit).
+//!
+//! A step reads the device once, after its update is queued: the loss, the gradient norm and
+//! the token count (clipping is computed on the device). A GPU backend runs the step without
+//! waiting for the host in between. A loss that is not finite takes the update back (model and
+//! optimizer as before the step) and ends training with an error naming the cause. A
+//! multi-device run also reads each replica's loss for the all-reduce.
 
 mod config;
 mod grads;

@@ -26,7 +26,7 @@ use crate::{RankError, TokenBatch};
 
 use super::Objective;
 use super::config::TrainConfig;
-use super::grads::{global_norm, scale_grads};
+use super::grads::{clip_grads, global_norm};
 use super::ring::Ring;
 use super::trainer::*;
 
@@ -363,7 +363,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
         let cfg = self.config.clone();
         let seed = replica_seed(cfg.seed, self.rank);
         let mut acc = GradientsAccumulator::<M>::new();
-        let mut loss = 0f64;
+        let mut loss: Option<Tensor<B::InnerBackend, 1>> = None;
         // the channel closes when replica 0 is done
         while let Ok(w) = work.recv() {
             match w {
@@ -375,7 +375,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                     };
                     B::seed(&self.device, seed_for(seed, index));
                     let (l, grads) = micro_step(&self.model, &batch, &cfg)?;
-                    loss += l;
+                    loss = Some(match loss.take() {
+                        Some(sum) => sum + l,
+                        None => l,
+                    });
                     acc.accumulate(&self.model, grads);
                 }
                 Work::Step { lr, check } => {
@@ -391,17 +394,16 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                     let (mut grads, _) = all_reduce_mean::<B, M>(
                         &self.model,
                         grads,
-                        &[std::mem::take(&mut loss) as f32],
+                        &[loss.take().map_or(0.0, |l| read_f32(l)[0])],
                         &self.device,
                         self.rank,
                         &self.comm,
                     )?;
                     // the same all-reduced gradients as replica 0: the same norm, clip and step
-                    let norm = global_norm::<B, M>(&self.model, &grads);
-                    if let Some(max) = cfg.grad_clip_norm
-                        && norm > max
+                    if let (Some(max), Some(norm)) =
+                        (cfg.grad_clip_norm, global_norm::<B, M>(&self.model, &grads))
                     {
-                        scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
+                        clip_grads::<B, M>(&self.model, &mut grads, &norm, max);
                     }
                     let model = self.model.clone();
                     self.model = self.optim.step(lr, model, grads);

@@ -15,13 +15,14 @@ use burn::optim::{
     AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, adaptor::OptimizerAdaptor,
 };
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, ElementConversion, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{RankError, TokenBatch};
 
-use super::grads::{global_norm, scale_grads};
+use super::grads::{clip_grads, global_norm};
 use super::nodes::{Fingerprint, Fnv, NodeSetup, WeightsHash};
 use super::parallel::*;
 #[cfg(feature = "collective")]
@@ -435,7 +436,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             let step = self.step;
             let lr = cfg.lr_at(step);
             let mut acc = GradientsAccumulator::<M>::new();
-            let mut step_loss = 0f64;
+            // the step's loss and token count stay on the device until the step is queued
+            let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+            let mut token_sum: Option<Tensor<B, 1, Int>> = None;
             for micro in 0..cfg.accumulation {
                 let index = step * cfg.accumulation + micro;
                 B::seed(&self.device, seed_for(cfg.seed, index));
@@ -460,12 +463,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                         )
                     }));
                 }
-                tokens_total += batch
-                    .attention_mask
-                    .clone()
-                    .sum()
-                    .into_scalar()
-                    .elem::<i64>() as usize;
+                let tokens = batch.attention_mask.clone().sum();
+                token_sum = Some(match token_sum.take() {
+                    Some(t) => t + tokens,
+                    None => tokens,
+                });
                 if self.nodes.is_some() && step == start_step && micro == 0 {
                     check_data = Some(batch_hash(&batch));
                 }
@@ -489,10 +491,18 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     own
                 };
                 let (loss, grads) = micro_step(&self.model, &batch, &cfg)?;
-                step_loss += loss;
+                loss_sum = Some(match loss_sum.take() {
+                    Some(l) => l + loss,
+                    None => loss,
+                });
                 acc.accumulate(&self.model, grads);
             }
+            let loss_sum = loss_sum.ok_or_else(|| {
+                RankError::Config("accumulation must be at least one micro-batch".into())
+            })?;
             let mut grads = acc.grads();
+            // the multi-device runs read the loss here, for the all-reduce
+            let mut reduced_loss = None;
             if let Some(comm) = comm {
                 let check = check_data.take().map(|data| self.fingerprint(data, n));
                 let encoded = check.as_ref().map(Fingerprint::encode);
@@ -521,26 +531,36 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                         )));
                     }
                 }
-                let (reduced, loss) = all_reduce_mean::<B, M>(
-                    &self.model,
-                    grads,
-                    &[step_loss as f32],
-                    &self.device,
-                    peer,
-                    comm,
-                )
-                .map_err(|e| replica_failure(links, e))?;
+                let local = read_f32(loss_sum.clone())[0];
+                let (reduced, loss) =
+                    all_reduce_mean::<B, M>(&self.model, grads, &[local], &self.device, peer, comm)
+                        .map_err(|e| replica_failure(links, e))?;
                 grads = reduced;
                 // the logged loss is the global batch's: the mean of the replicas' shard means
-                step_loss = loss[0] as f64;
+                reduced_loss = Some(loss[0] as f64);
             }
-            let norm = global_norm::<B, M>(&self.model, &grads);
-            if let Some(max) = cfg.grad_clip_norm
-                && norm > max
-            {
-                scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
+            let norm_t = global_norm::<B, M>(&self.model, &grads);
+            if let (Some(max), Some(norm)) = (cfg.grad_clip_norm, &norm_t) {
+                clip_grads::<B, M>(&self.model, &mut grads, norm, max);
+            }
+            // The update is queued before anything is read: the device runs this step while
+            // the host waits once for its loss, gradient norm and token count. Should they
+            // show a divergence, the model and optimizer go back to their state before it.
+            let before = (self.model.clone(), self.optim.to_record());
+            let model = self.model.clone();
+            self.model = self.optim.step(lr, model, grads);
+            let read = read_f32(match norm_t {
+                Some(n) => Tensor::cat(vec![loss_sum.cast(DType::F32), n], 0),
+                None => loss_sum.cast(DType::F32),
+            });
+            let step_loss = reduced_loss.unwrap_or(read[0] as f64);
+            let norm = read.get(1).map_or(0.0, |&n| n as f64);
+            if let Some(t) = token_sum {
+                tokens_total += t.into_scalar().elem::<i64>() as usize;
             }
             if !step_loss.is_finite() || (global > 1 && !norm.is_finite()) {
+                self.model = before.0;
+                self.optim = new_optim::<B, M>(&cfg).load_record(before.1);
                 // weights that were already broken (a loaded checkpoint or model with NaN or
                 // inf values) are not a learning-rate problem: say which it is
                 let broken = super::grads::non_finite_tensors::<B, M>(&self.model);
@@ -562,8 +582,6 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     )
                 }));
             }
-            let model = self.model.clone();
-            self.model = self.optim.step(lr, model, grads);
             // the local replicas have stepped too
             for (r, link) in links.iter().enumerate() {
                 link.done(peer + r + 1)?;
@@ -755,18 +773,27 @@ pub(super) fn new_optim<B: AutodiffBackend, M: AutodiffModule<B>>(
         .init::<B, M>()
 }
 
-/// Forward and backward of one micro-batch: `(loss / accumulation, its gradients)`.
+/// Forward and backward of one micro-batch: `(loss / accumulation, its gradients)`, the loss
+/// left on the device (`[1]`).
 pub(super) fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>>(
     model: &M,
     batch: &TokenBatch<B>,
     cfg: &TrainConfig,
-) -> Result<(f64, GradientsParams), RankError> {
+) -> Result<(Tensor<B::InnerBackend, 1>, GradientsParams), RankError> {
     let loss = model
         .objective(batch, cfg)?
         .div_scalar(cfg.accumulation as f64);
-    let value = loss.clone().into_scalar().elem::<f64>();
+    let value = loss.clone().inner().reshape([1]);
     let grads = GradientsParams::from_grads(loss.backward(), model);
     Ok((value, grads))
+}
+
+/// A small tensor's values on the host, as f32.
+pub(super) fn read_f32<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
+    t.cast(DType::F32)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default()
 }
 
 pub(super) fn io_err(path: &Path, e: impl std::fmt::Display) -> RankError {
