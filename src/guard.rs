@@ -3,9 +3,10 @@
 //! carry on, fail later with an unrelated panic, or return figures that are not valid.
 //!
 //! - [`guarded`]: for measurements; any panic while `f` runs, in any thread, is an error.
-//! - [`device_guarded`]: for the commands (`train`, `rerank`, ...) on the GPU backends; an
-//!   allocation failure while `f` runs is the error "out of device memory: a buffer of N GB
-//!   could not be allocated", whatever followed it; other panics are left as they were.
+//! - [`device_guarded`]: for the commands (`train`, `rerank`, ...) on the GPU backends; when an
+//!   allocation failed while `f` ran, the command's failure is the error "out of device memory:
+//!   a buffer of N GB could not be allocated", whatever panic or error followed it; other panics
+//!   are left as they were.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
@@ -84,22 +85,29 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     r
 }
 
-/// Runs a command's device work: an allocation failure while `f` runs, in any thread, makes
-/// the result the "out of device memory" error (the allocator's panic is not printed), also
-/// when `f` then panicked or returned. Any other panic unwinds as before.
+/// Runs a command's device work. When an allocation failed on a device thread while `f` ran,
+/// a panic or an error of `f` becomes the "out of device memory" error (the allocator's panic
+/// is not printed; `f`'s own error is kept as its cause). When `f` still returned a value (a
+/// server that failed one round and went on), the failure is printed as a warning. Any other
+/// panic unwinds as before.
 pub fn device_guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     count_panics();
     let oom_before = OOMS.load(std::sync::atomic::Ordering::SeqCst);
-    let r = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => {
+            if let Some(e) = oom_since(oom_before) {
+                eprintln!("warning: {e} (the command went on)");
+            }
+            Ok(v)
+        }
+        Ok(Err(err)) => Err(match oom_since(oom_before) {
+            Some(oom) => err.context(oom.to_string()),
+            None => err,
+        }),
         Err(p) => match oom_since(oom_before) {
-            Some(e) => return Err(e),
+            Some(e) => Err(e),
             None => resume_unwind(p),
         },
-    };
-    match oom_since(oom_before) {
-        Some(e) => Err(e),
-        None => r,
     }
 }
 
@@ -194,17 +202,25 @@ mod tests {
     #[test]
     fn a_command_reports_out_of_memory_and_keeps_other_panics() {
         let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        // an allocation failure in the device thread, the caller carries on: the error
-        let e = device_guarded(|| {
+        // an allocation failure in the device thread, then the caller's error: the failure
+        // is the error, the caller's its cause
+        let e = device_guarded(|| -> anyhow::Result<()> {
             let _ =
                 std::thread::spawn(|| panic!("can't allocate buffer of size: 81000000000")).join();
-            Ok(())
+            anyhow::bail!("device read failed")
         })
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "out of device memory: a buffer of 81.00 GB could not be allocated"
         );
+        assert_eq!(e.root_cause().to_string(), "device read failed");
+        // a command that went on after it (a server's failed round) keeps its result
+        let v = device_guarded(|| {
+            let _ = std::thread::spawn(|| panic!("can't allocate buffer of size: 1000")).join();
+            Ok(5)
+        });
+        assert_eq!(v.unwrap(), 5);
         // then a follow-on panic in the caller: still the allocation failure
         let e = device_guarded(|| -> anyhow::Result<()> {
             let _ = std::thread::spawn(|| panic!("can't allocate buffer of size: 5000000")).join();

@@ -108,6 +108,7 @@ fn bench_train_json_and_table() {
     let v = json(&out);
     assert_eq!(v["precision"], "f32");
     assert_eq!(v["settings"]["optimizer"], "fused-adamw");
+    assert_eq!(v["settings"]["norm"], "kernel");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
@@ -134,6 +135,8 @@ fn bench_train_json_and_table() {
         "--optimizer",
         "adamw",
         "--phases",
+        "--norm",
+        "burn",
     ]);
     assert!(ok, "stderr: {err}");
     assert!(
@@ -141,6 +144,7 @@ fn bench_train_json_and_table() {
         "{out}"
     );
     assert!(out.contains("LCE, adamw"), "{out}");
+    assert!(err.contains("optimizer adamw norm burn"), "{err}");
     // with --phases the optimizer step's own time is the row's last cell
     let row = out
         .lines()

@@ -13,6 +13,8 @@ def category(name):
     n = name.lower()
     if "adamw" in n:
         return "optimizer"
+    if "normforward" in n or "normbackward" in n:
+        return "layer norm"
     if "matmul" in n:
         return "matmul"
     if "flash" in n or "attention" in n:

@@ -115,6 +115,9 @@ pub struct TrainBench {
     /// The optimizer's implementation.
     #[serde(default)]
     pub optimizer: OptimizerKind,
+    /// The LayerNorm / RMSNorm implementation.
+    #[serde(default)]
+    pub norm: NormImpl,
     /// Sync the device between backward and the optimizer step, and time the optimizer alone
     /// (the step loses the overlap of the two).
     #[serde(default)]
@@ -130,6 +133,27 @@ pub enum OptimizerKind {
     FusedAdamw,
     /// Burn's `AdamW`: about fourteen tensor operations per parameter tensor.
     Adamw,
+}
+
+/// Which LayerNorm / RMSNorm a bench runs (the same function either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormImpl {
+    /// `linear_kernels`' kernels (one launch forward, two backward) where the backend has them.
+    #[default]
+    Kernel,
+    /// Burn's tensor operations.
+    Burn,
+}
+
+impl NormImpl {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormImpl::Kernel => "kernel",
+            NormImpl::Burn => "burn",
+        }
+    }
 }
 
 impl OptimizerKind {
@@ -321,6 +345,7 @@ where
     let rows = s.queries * s.group;
     let tokens = rows * s.len;
     linear_kernels::set_default_kernel(s.matmul);
+    linear_kernels::set_norm_kernels(s.norm == NormImpl::Kernel);
     let r = guarded(|| -> anyhow::Result<(usize, (Timing, Option<Timing>))> {
         with_cross_encoder!(kind, B, device, s.attention, |model| {
             let params = num_params::<B, _>(&model);

@@ -55,6 +55,10 @@ pub struct TrainArgs {
     /// The AdamW: fused-adamw (one kernel per parameter tensor) or Burn's adamw.
     #[arg(long, value_enum, default_value = "fused-adamw")]
     pub optimizer: rankmamba::bench::models::OptimizerKind,
+    /// The LayerNorm / RMSNorm: kernel (one launch forward, two backward, where the backend has
+    /// them) or Burn's operations.
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub norm: rankmamba::bench::models::NormImpl,
     /// Also sync the device before the optimizer step and time it alone (the step then loses
     /// the overlap of backward and optimizer).
     #[arg(long)]
@@ -115,6 +119,7 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         checkpointing: a.checkpointing,
         attention: a.attention,
         matmul: a.matmul,
+        norm: a.norm,
         optimizer: a.optimizer,
         phases: a.phases,
     };
@@ -150,13 +155,14 @@ pub fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     .print(
         a.json,
         &format!(
-            "bench train: backend {} precision {} checkpointing {} attention {} matmul {} optimizer {}",
+            "bench train: backend {} precision {} checkpointing {} attention {} matmul {} optimizer {} norm {}",
             a.backend.name(),
             a.precision.name(),
             a.checkpointing.name(),
             a.attention.name(),
             a.matmul,
-            a.optimizer.name()
+            a.optimizer.name(),
+            a.norm.name()
         ),
         &train_table(&rows, &s),
     )

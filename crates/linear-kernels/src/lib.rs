@@ -56,7 +56,7 @@ mod norm;
 
 pub use norm::{
     LayerNorm, LayerNormConfig, NormBackend, NormForward, NormGrads, NormKind, layer_norm,
-    norm_backward_ops, norm_forward_ops, rms_norm,
+    norm_backward_ops, norm_forward_ops, norm_kernels, rms_norm, set_norm_kernels,
 };
 
 /// Which kernel runs a product. The names are cubek's (`cubek::matmul::launch::Strategy`);

@@ -18,6 +18,7 @@ fn layer_norm_and_rms_norm_on_the_cpu_match_the_reference() {
                 rms,
                 bias,
                 dtype: DType::F32,
+                param_dtype: DType::F32,
                 transposed: rms,
             };
             check::<Autodiff<NdArray>>(c, 1e-4);

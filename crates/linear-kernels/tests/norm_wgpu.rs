@@ -26,13 +26,24 @@ fn case(rows: usize, d: usize, rms: bool, bias: bool) -> Case {
         rms,
         bias,
         dtype: DType::F32,
+        param_dtype: DType::F32,
         transposed: false,
     }
 }
 
 #[test]
 fn layer_norm_f32_matches_the_reference() {
-    for (rows, d) in [(5, 32), (7, 100), (3, 768), (2, 1100), (70, 48), (1000, 8)] {
+    // one row per cube up to 1,100 columns; 1,000 rows: 32 blocks of rows for the weight's
+    // gradient; 70,000 rows: more cubes than a grid row holds, 512 blocks of 137 rows
+    for (rows, d) in [
+        (5, 32),
+        (7, 100),
+        (3, 768),
+        (2, 1100),
+        (70, 48),
+        (1000, 8),
+        (70_000, 4),
+    ] {
         check::<A>(case(rows, d, false, true), 2e-4);
     }
     check::<A>(case(9, 130, false, false), 2e-4);
@@ -59,10 +70,14 @@ fn a_transposed_input_is_read_as_its_values() {
 #[test]
 fn f16_matches_the_reference_of_the_rounded_inputs() {
     for rms in [false, true] {
-        let c = Case {
-            dtype: DType::F16,
-            ..case(4, 96, rms, !rms)
-        };
-        check::<A>(c, 1e-2);
+        for param_dtype in [DType::F16, DType::F32] {
+            // f16 activations with f16 or f32 weights (the kernels read the weights in f32)
+            let c = Case {
+                dtype: DType::F16,
+                param_dtype,
+                ..case(4, 96, rms, !rms)
+            };
+            check::<A>(c, 1e-2);
+        }
     }
 }

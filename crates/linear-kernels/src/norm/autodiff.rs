@@ -2,25 +2,29 @@
 //! graph that saves the input, the weight and the row statistics; its backward runs the inner
 //! backend's backward kernels and registers each gradient only where its parent is tracked.
 
-use super::{NormBackend, NormForward, NormGrads, NormKind, norm_backward_ops, norm_forward_ops};
+use super::{
+    NormBackend, NormForward, NormGrads, NormKind, cast, norm_backward_ops, norm_forward_ops,
+};
 use burn::backend::Autodiff;
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 
 /// Parents, in order: input, weight, then the bias when `N == 3`.
 #[derive(Debug)]
 struct NormOp;
 
+/// Input, weight, mean, rstd, kind, and the bias's dtype (its gradient's).
 type State<B> = (
     Tensor<B, 2>,
     Tensor<B, 1>,
     Tensor<B, 1>,
     Tensor<B, 1>,
     NormKind,
+    Option<DType>,
 );
 
 impl<B: NormBackend, const N: usize> Backward<B, N> for NormOp {
@@ -29,7 +33,7 @@ impl<B: NormBackend, const N: usize> Backward<B, N> for NormOp {
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
         let grad = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad));
-        let (input, weight, mean, rstd, kind) = ops.state;
+        let (input, weight, mean, rstd, kind, bias_dtype) = ops.state;
         let g = B::norm_backward(grad, input, weight, mean, rstd, kind, N == 3);
         let NormGrads {
             input: d_input,
@@ -43,8 +47,8 @@ impl<B: NormBackend, const N: usize> Backward<B, N> for NormOp {
         if let Some(node) = parents.next().flatten() {
             grads.register::<B>(node.id, d_weight.into_primitive().tensor());
         }
-        if let (Some(node), Some(d)) = (parents.next().flatten(), d_bias) {
-            grads.register::<B>(node.id, d.into_primitive().tensor());
+        if let (Some(node), Some(d), Some(dtype)) = (parents.next().flatten(), d_bias, bias_dtype) {
+            grads.register::<B>(node.id, cast(d, dtype).into_primitive().tensor());
         }
     }
 }
@@ -59,8 +63,9 @@ impl<B: NormBackend, C: CheckpointStrategy> NormBackend for Autodiff<B, C> {
         epsilon: f64,
         kind: NormKind,
     ) -> NormForward<Self> {
-        if !B::NORM_KERNELS {
-            // Burn's operations, differentiated by Burn
+        if !B::NORM_KERNELS || B::ad_enabled(&input.device()) {
+            // Burn's operations, differentiated by Burn (to any order when the inner backend
+            // is itself differentiable)
             return norm_forward_ops(input, weight, bias, epsilon, kind);
         }
         let node2 = |t: &Tensor<Self, 2>| t.clone().into_primitive().tensor().node;
@@ -73,7 +78,8 @@ impl<B: NormBackend, C: CheckpointStrategy> NormBackend for Autodiff<B, C> {
             epsilon,
             kind,
         );
-        let state = (x, w, f.mean.clone(), f.rstd.clone(), kind);
+        let bias_dtype = bias.as_ref().map(|b| b.dtype());
+        let state = (x, w, f.mean.clone(), f.rstd.clone(), kind, bias_dtype);
         let out = f.output.into_primitive().tensor();
         let out = match &bias {
             Some(b) => {
@@ -113,7 +119,7 @@ impl<B: NormBackend, C: CheckpointStrategy> NormBackend for Autodiff<B, C> {
         kind: NormKind,
         has_bias: bool,
     ) -> NormGrads<Self> {
-        // a backward of a backward: Burn's operations, differentiable
+        // Burn's operations (first order: `mean` and `rstd` are taken as given)
         norm_backward_ops(grad, input, weight, mean, rstd, kind, has_bias)
     }
 }

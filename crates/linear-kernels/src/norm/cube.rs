@@ -1,11 +1,11 @@
 //! `NormBackend` for Burn's `CubeBackend`: three kernels.
 //!
-//! - `forward`: one cube per row. Its units stride over the row's columns: the mean (LayerNorm),
+//! - `norm_forward`: one cube per row. Its units stride over the row's columns: the mean (LayerNorm),
 //!   then the variance around it, summed in shared memory, then the output. The row is read
 //!   three times; the second and third reads hit the cache.
-//! - `backward_input`: one cube per row: the two row sums of the input's gradient, then the
+//! - `norm_backward_input`: one cube per row: the two row sums of the input's gradient, then the
 //!   gradient.
-//! - `backward_params`: one unit per column and block of rows: f32 partial sums of the weight's
+//! - `norm_backward_params`: one unit per column and block of rows: f32 partial sums of the weight's
 //!   and bias's gradients, which a sum over the blocks finishes.
 
 use super::{NormBackend, NormForward, NormGrads, NormKind, cast, prim, tensor};
@@ -42,10 +42,10 @@ mod device {
     /// Row `CUBE_POS` of `x` `[rows, d]`: `y = (x - mean) · rstd · w (+ b)`.
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
-    pub fn forward<F: Float>(
+    pub fn norm_forward<F: Float>(
         x: &Tensor<F>,
-        w: &Tensor<F>,
-        b: &Tensor<F>,
+        w: &Tensor<f32>,
+        b: &Tensor<f32>,
         y: &mut Tensor<F>,
         mean_out: &mut Tensor<f32>,
         rstd_out: &mut Tensor<f32>,
@@ -86,9 +86,9 @@ mod device {
         let rstd = 1.0f32 / f32::sqrt(cube_sum(s2, &mut smem) * inv_d + epsilon);
         let mut j = unit;
         while j < d {
-            let mut v = (f32::cast_from(x[base + j]) - mean) * rstd * f32::cast_from(w[j]);
+            let mut v = (f32::cast_from(x[base + j]) - mean) * rstd * w[j];
             if has_bias {
-                v += f32::cast_from(b[j]);
+                v += b[j];
             }
             y[base + j] = F::cast_from(v);
             j += units;
@@ -103,10 +103,10 @@ mod device {
     /// `x̂ = (x - mean) · rstd` (no `Σg` term for RMSNorm).
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
-    pub fn backward_input<F: Float>(
+    pub fn norm_backward_input<F: Float>(
         dy: &Tensor<F>,
         x: &Tensor<F>,
-        w: &Tensor<F>,
+        w: &Tensor<f32>,
         mean_in: &Tensor<f32>,
         rstd_in: &Tensor<f32>,
         dx: &mut Tensor<F>,
@@ -130,7 +130,7 @@ mod device {
         let mut sgx = 0.0f32;
         let mut j = unit;
         while j < d {
-            let g = f32::cast_from(dy[base + j]) * f32::cast_from(w[j]);
+            let g = f32::cast_from(dy[base + j]) * w[j];
             let xhat = (f32::cast_from(x[base + j]) - mean) * rstd;
             sg += g;
             sgx += g * xhat;
@@ -143,7 +143,7 @@ mod device {
         let mgx = cube_sum(sgx, &mut smem) * inv_d;
         let mut j = unit;
         while j < d {
-            let g = f32::cast_from(dy[base + j]) * f32::cast_from(w[j]);
+            let g = f32::cast_from(dy[base + j]) * w[j];
             let xhat = (f32::cast_from(x[base + j]) - mean) * rstd;
             dx[base + j] = F::cast_from(rstd * (g - mg - xhat * mgx));
             j += units;
@@ -154,7 +154,7 @@ mod device {
     /// `block = CUBE_POS_Y`: `Σ dy · x̂` and `Σ dy` into `dw[block, col]` and `db[block, col]`.
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
-    pub fn backward_params<F: Float>(
+    pub fn norm_backward_params<F: Float>(
         dy: &Tensor<F>,
         x: &Tensor<F>,
         mean_in: &Tensor<f32>,
@@ -265,9 +265,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
         let has_bias = bias.is_some();
         let c = |t: CubeTensor<R>| into_contiguous(t);
         let x = c(prim(input));
-        let w = c(prim(cast(weight, dtype)));
-        // an absent bias is not read: the weight stands in
-        let b = bias.map_or_else(|| w.clone(), |b| c(prim(cast(b, dtype))));
+        // the weight and bias in f32 whatever their dtype (an absent bias is not read: the
+        // weight stands in)
+        let w = c(prim(cast(weight, DType::F32)));
+        let b = bias.map_or_else(|| w.clone(), |b| c(prim(cast(b, DType::F32))));
         let y = empty(&x, vec![rows, d], dtype);
         let mean = empty(&x, vec![rows], DType::F32);
         let rstd = empty(&x, vec![rows], DType::F32);
@@ -276,7 +277,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
         // SAFETY: x and y are contiguous [rows, d], w and b hold d elements, mean and rstd
         // rows; cubes past `rows` exit before any access, and units index columns < d.
         unsafe {
-            device::forward::launch_unchecked::<R>(
+            device::norm_forward::launch_unchecked::<R>(
                 &client,
                 grid(&client, rows),
                 CubeDim::new_1d(units as u32),
@@ -323,7 +324,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
         let c = |t: CubeTensor<R>| into_contiguous(t);
         let dy = c(prim(cast(grad, dtype)));
         let x = c(prim(input));
-        let w = c(prim(cast(weight, dtype)));
+        let w = c(prim(cast(weight, DType::F32)));
         let mean = c(prim(cast(mean, DType::F32)));
         let rstd = c(prim(cast(rstd, DType::F32)));
         let dx = empty(&x, vec![rows, d], dtype);
@@ -343,7 +344,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
         // rows; row cubes past `rows` exit first; the parameter kernel's units touch only
         // columns < d of rows < rows, and block · d + column < blocks · d.
         unsafe {
-            device::backward_input::launch_unchecked::<R>(
+            device::norm_backward_input::launch_unchecked::<R>(
                 &client,
                 grid(&client, rows),
                 CubeDim::new_1d(units as u32),
@@ -357,7 +358,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
                 kind == NormKind::Rms,
                 dtype.into(),
             );
-            device::backward_params::launch_unchecked::<R>(
+            device::norm_backward_params::launch_unchecked::<R>(
                 &client,
                 CubeCount::Static(d.div_ceil(COLUMN_UNITS) as u32, blocks as u32, 1),
                 CubeDim::new_1d(COLUMN_UNITS as u32),

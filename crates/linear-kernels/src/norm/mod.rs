@@ -20,6 +20,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{DType, Tensor, TensorPrimitive, backend::Backend};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod autodiff;
 #[cfg(feature = "cubecl")]
@@ -49,7 +50,8 @@ pub struct NormForward<B: Backend> {
     pub rstd: Tensor<B, 1>,
 }
 
-/// Gradients of a normalisation's input, weight and bias (if it has one), in their dtypes.
+/// Gradients of a normalisation's input (its dtype), weight and bias if it has one (the
+/// weight's dtype; `Autodiff` casts the bias's to the bias's dtype).
 #[derive(Debug, Clone)]
 pub struct NormGrads<B: Backend> {
     pub input: Tensor<B, 2>,
@@ -180,6 +182,20 @@ pub fn norm_backward_ops<B: Backend>(
     }
 }
 
+static NORM_KERNELS_ON: AtomicBool = AtomicBool::new(true);
+
+/// Whether [`layer_norm`], [`rms_norm`] and [`LayerNorm`] use the backend's kernels where it
+/// has them, in this process (default `true`; `false` runs Burn's operations everywhere, for
+/// comparisons).
+pub fn set_norm_kernels(on: bool) {
+    NORM_KERNELS_ON.store(on, Ordering::Relaxed);
+}
+
+/// See [`set_norm_kernels`].
+pub fn norm_kernels() -> bool {
+    NORM_KERNELS_ON.load(Ordering::Relaxed)
+}
+
 /// `[..., d]` to `[rows, d]`.
 fn rows<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 2> {
     let dims = x.dims();
@@ -197,7 +213,7 @@ pub fn layer_norm<B: NormBackend, const D: usize>(
     bias: Option<Tensor<B, 1>>,
     epsilon: f64,
 ) -> Tensor<B, D> {
-    if !B::NORM_KERNELS || D == 0 {
+    if !B::NORM_KERNELS || !norm_kernels() || D == 0 {
         return Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
             x.into_primitive().tensor(),
             weight.into_primitive().tensor(),
@@ -219,7 +235,7 @@ pub fn rms_norm<B: NormBackend, const D: usize>(
     epsilon: f64,
 ) -> Tensor<B, D> {
     let dims = x.dims();
-    if !B::NORM_KERNELS || D == 0 {
+    if !B::NORM_KERNELS || !norm_kernels() || D == 0 {
         // Burn's operations, differentiated by Burn
         let dtype = x.dtype();
         let s = stats_dtype(dtype);

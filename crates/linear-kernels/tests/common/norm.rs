@@ -35,7 +35,8 @@ pub fn forward(x: &[f64], d: usize, w: &[f64], b: Option<&[f64]>, eps: f64, rms:
     y
 }
 
-/// Gradients of `Σ y · r` with respect to x, w and b, by central differences.
+/// Gradients of `Σ y · r` with respect to x, w and b, by central differences (an input changes
+/// only its own row's outputs: its difference is taken over that row).
 #[allow(clippy::type_complexity)]
 pub fn numeric_grads(
     x: &[f64],
@@ -46,7 +47,7 @@ pub fn numeric_grads(
     rms: bool,
     r: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
-    let loss = |x: &[f64], w: &[f64], b: Option<&[f64]>| -> f64 {
+    let loss = |x: &[f64], r: &[f64], w: &[f64], b: Option<&[f64]>| -> f64 {
         forward(x, d, w, b, eps, rms)
             .iter()
             .zip(r)
@@ -64,9 +65,13 @@ pub fn numeric_grads(
             })
             .collect()
     };
-    let dx = diff(x, &|x| loss(x, w, b));
-    let dw = diff(w, &|w| loss(x, w, b));
-    let db = b.map(|b| diff(b, &|b| loss(x, w, Some(b))));
+    let dx = x
+        .chunks(d)
+        .zip(r.chunks(d))
+        .flat_map(|(row, rr)| diff(row, &|row| loss(row, rr, w, b)))
+        .collect();
+    let dw = diff(w, &|w| loss(x, r, w, b));
+    let db = b.map(|b| diff(b, &|b| loss(x, r, w, Some(b))));
     (dx, dw, db)
 }
 
@@ -104,6 +109,8 @@ pub struct Case {
     pub rms: bool,
     pub bias: bool,
     pub dtype: DType,
+    /// The weight's and bias's dtype.
+    pub param_dtype: DType,
     /// The input is a transposed (non-contiguous) view.
     pub transposed: bool,
 }
@@ -146,7 +153,11 @@ pub fn check<B: AutodiffBackend + NormBackend>(c: Case, tol: f64) {
     let w: Vec<f64> = values(d, seed + 1, 0.5).iter().map(|v| 1.0 + v).collect();
     let b = values(d, seed + 2, 0.5);
     let r = values(rows * d, seed + 3, 1.0);
-    let (x, w, b) = (round(&x, c.dtype), round(&w, c.dtype), round(&b, c.dtype));
+    let (x, w, b) = (
+        round(&x, c.dtype),
+        round(&w, c.param_dtype),
+        round(&b, c.param_dtype),
+    );
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
     let xt = if c.transposed {
         let t: Vec<f64> = (0..d * rows)
@@ -161,7 +172,7 @@ pub fn check<B: AutodiffBackend + NormBackend>(c: Case, tol: f64) {
     .require_grad();
     let load1 = |v: &[f64]| {
         Tensor::<B, 1>::from_data(TensorData::new(f32s(v), [d]), &device)
-            .cast(c.dtype)
+            .cast(c.param_dtype)
             .require_grad()
     };
     let (wt, bt) = (load1(&w), load1(&b));

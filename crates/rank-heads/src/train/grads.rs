@@ -23,7 +23,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 }
 
 /// The L2 norm of all gradients together (PyTorch's `clip_grad_norm_` norm), on the device:
-/// a `[1]` f32 tensor, read by nobody here (`None` without gradients).
+/// a `[1]` f32 tensor for the caller to read with the step's other values (`None` without
+/// gradients).
 pub(super) fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &GradientsParams,
@@ -35,32 +36,28 @@ pub(super) fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 pub(super) struct ScaleVisitor<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    factor: Tensor<B::InnerBackend, 1>,
+    factor: f64,
+    _b: std::marker::PhantomData<B>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleVisitor<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let f = self.factor.clone().cast(g.dtype()).reshape([1; D]);
-            self.grads.register(param.id, g * f);
+            self.grads.register(param.id, g.mul_scalar(self.factor));
         }
     }
 }
 
-/// Clips the gradients to the global norm `max` without reading the norm on the host: every
-/// gradient is multiplied by `max / (norm + 1e-6)` where `norm > max`, else by exactly 1
-/// (PyTorch's `clip_grad_norm_`; a NaN norm leaves the gradients as they are).
-pub(super) fn clip_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub(super) fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
-    norm: &Tensor<B::InnerBackend, 1>,
-    max: f64,
+    factor: f64,
 ) {
-    let scale = (norm.clone() + 1e-6).recip() * max;
-    let factor = norm
-        .ones_like()
-        .mask_where(norm.clone().greater_elem(max), scale);
-    let mut v = ScaleVisitor::<B> { grads, factor };
+    let mut v = ScaleVisitor::<B> {
+        grads,
+        factor,
+        _b: std::marker::PhantomData,
+    };
     model.visit(&mut v);
 }
 

@@ -8,11 +8,12 @@
 //! `(seed, index)` before each micro-batch, so randomness does not depend on history either.
 //! Training `2N` steps equals training `N`, stopping, and resuming `N` (tested bit for bit).
 //!
-//! A step reads the device once, after its update is queued: the loss, the gradient norm and
-//! the token count (clipping is computed on the device). A GPU backend runs the step without
-//! waiting for the host in between. A loss that is not finite takes the update back (model and
-//! optimizer as before the step) and ends training with an error naming the cause. A
-//! multi-device run also reads each replica's loss for the all-reduce.
+//! The host waits for the device once per step, when the step's backward passes are queued: it
+//! reads the loss, the gradient norm and the token count together (the clipping and the
+//! divergence check need them before the update), not after every forward and backward. A loss
+//! that is not finite ends training with an error naming the cause before the update is
+//! applied. A multi-device run also reads each replica's loss for the all-reduce, and the
+//! models read their token ids once per forward to check them.
 
 mod config;
 mod grads;

@@ -26,7 +26,7 @@ use crate::{RankError, TokenBatch};
 
 use super::Objective;
 use super::config::TrainConfig;
-use super::grads::{clip_grads, global_norm};
+use super::grads::{global_norm, scale_grads};
 use super::ring::Ring;
 use super::trainer::*;
 
@@ -400,10 +400,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                         &self.comm,
                     )?;
                     // the same all-reduced gradients as replica 0: the same norm, clip and step
-                    if let (Some(max), Some(norm)) =
-                        (cfg.grad_clip_norm, global_norm::<B, M>(&self.model, &grads))
+                    let norm = global_norm::<B, M>(&self.model, &grads)
+                        .map_or(0.0, |n| read_f32(n)[0] as f64);
+                    if let Some(max) = cfg.grad_clip_norm
+                        && norm > max
                     {
-                        clip_grads::<B, M>(&self.model, &mut grads, &norm, max);
+                        scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
                     }
                     let model = self.model.clone();
                     self.model = self.optim.step(lr, model, grads);

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RankError, TokenBatch};
 
-use super::grads::{clip_grads, global_norm};
+use super::grads::{global_norm, scale_grads};
 use super::nodes::{Fingerprint, Fnv, NodeSetup, WeightsHash};
 use super::parallel::*;
 #[cfg(feature = "collective")]
@@ -436,7 +436,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             let step = self.step;
             let lr = cfg.lr_at(step);
             let mut acc = GradientsAccumulator::<M>::new();
-            // the step's loss and token count stay on the device until the step is queued
+            // the step's loss and token count stay on the device until its backward is queued
             let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
             let mut token_sum: Option<Tensor<B, 1, Int>> = None;
             for micro in 0..cfg.accumulation {
@@ -539,28 +539,24 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                 // the logged loss is the global batch's: the mean of the replicas' shard means
                 reduced_loss = Some(loss[0] as f64);
             }
-            let norm_t = global_norm::<B, M>(&self.model, &grads);
-            if let (Some(max), Some(norm)) = (cfg.grad_clip_norm, &norm_t) {
-                clip_grads::<B, M>(&self.model, &mut grads, norm, max);
-            }
-            // The update is queued before anything is read: the device runs this step while
-            // the host waits once for its loss, gradient norm and token count. Should they
-            // show a divergence, the model and optimizer go back to their state before it.
-            let before = (self.model.clone(), self.optim.to_record());
-            let model = self.model.clone();
-            self.model = self.optim.step(lr, model, grads);
-            let read = read_f32(match norm_t {
+            // The host waits for the device once per step, when the backward passes are queued:
+            // the loss, the gradient norm (one read) and the token count, which the clipping
+            // and the divergence check need before the update.
+            let read = read_f32(match global_norm::<B, M>(&self.model, &grads) {
                 Some(n) => Tensor::cat(vec![loss_sum.cast(DType::F32), n], 0),
                 None => loss_sum.cast(DType::F32),
             });
-            let step_loss = reduced_loss.unwrap_or(read[0] as f64);
-            let norm = read.get(1).map_or(0.0, |&n| n as f64);
             if let Some(t) = token_sum {
                 tokens_total += t.into_scalar().elem::<i64>() as usize;
             }
+            let step_loss = reduced_loss.unwrap_or(read[0] as f64);
+            let norm = read.get(1).map_or(0.0, |&n| n as f64);
+            if let Some(max) = cfg.grad_clip_norm
+                && norm > max
+            {
+                scale_grads::<B, M>(&self.model, &mut grads, max / (norm + 1e-6));
+            }
             if !step_loss.is_finite() || (global > 1 && !norm.is_finite()) {
-                self.model = before.0;
-                self.optim = new_optim::<B, M>(&cfg).load_record(before.1);
                 // weights that were already broken (a loaded checkpoint or model with NaN or
                 // inf values) are not a learning-rate problem: say which it is
                 let broken = super::grads::non_finite_tensors::<B, M>(&self.model);
@@ -582,6 +578,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                     )
                 }));
             }
+            let model = self.model.clone();
+            self.model = self.optim.step(lr, model, grads);
             // the local replicas have stepped too
             for (r, link) in links.iter().enumerate() {
                 link.done(peer + r + 1)?;
