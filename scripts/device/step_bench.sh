@@ -5,8 +5,8 @@
 # (`--features cuda,fusion`), mamba-official/ (shared/anchors/mamba-official/). Results go to
 # $OUT (at most 8 files). In order, within BUDGET seconds:
 # - bf16 steps of BERT-base and Pythia-160m, then Mamba-130m (its own process: the memory
-#   pools keep what the transformers left): Burn's AdamW, the fused AdamW, then Fusion with
-#   the fused AdamW;
+#   pools keep what the transformers left): the norm kernels against Burn's norms
+#   (`--norm burn`), Burn's AdamW against the fused AdamW, then Fusion with the fused AdamW;
 # - the PyTorch steps in the same call (HF SDPA; Mamba with the official selective scan);
 # - the optimizer step timed alone (`--phases`) with either AdamW;
 # - a step too large for the device (an error row, not a panic);
@@ -40,7 +40,7 @@ prof() { BIN="$work/rankmamba-fusion" OUT="$work/prof" timeout 150 bash scripts/
 # the forward alone, then forward + backward: four launches hold the three kernels
 ncu_flash() {
   log "start: ncu of the flash-attention kernels"
-  timeout 200 ncu --clock-control none --kernel-name regex:flash --launch-count 4 \
+  timeout 200 ncu --clock-control none --kernel-name 'regex:[Ff]lash' --launch-count 4 \
     --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
     --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
     "$work/rankmamba" bench scan --backend cuda --parts attention --lens 512 --precision bf16 \
@@ -59,8 +59,10 @@ T="--models bert-base,pythia-160m"
 M="--models mamba-130m"
 # most important first
 step tr --precision bf16 $T --optimizer fused-adamw
+step tr --precision bf16 $T --optimizer fused-adamw --norm burn
 step bf --precision bf16 $T --optimizer fused-adamw
 step tr --precision bf16 $M --optimizer fused-adamw
+step tr --precision bf16 $M --optimizer fused-adamw --norm burn
 step bf --precision bf16 $M --optimizer fused-adamw
 step tr --precision bf16 $T --optimizer adamw
 step fu --precision bf16 $T --optimizer fused-adamw
