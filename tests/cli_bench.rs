@@ -144,7 +144,7 @@ fn bench_train_json_and_table() {
         "{out}"
     );
     assert!(out.contains("LCE, adamw"), "{out}");
-    assert!(err.contains("optimizer adamw norm burn"), "{err}");
+    assert!(out.contains("optimizer adamw norm burn"), "{out}");
     // with --phases the optimizer step's own time is the row's last cell
     let row = out
         .lines()
