@@ -131,7 +131,7 @@ pub enum OptimizerKind {
     /// `fused_optim::FusedAdamW`: one kernel per parameter tensor.
     #[default]
     FusedAdamw,
-    /// Burn's `AdamW`: about fourteen tensor operations per parameter tensor.
+    /// Burn's `AdamW`: about ten kernel launches per parameter tensor.
     Adamw,
 }
 
