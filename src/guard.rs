@@ -16,6 +16,37 @@ static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new(
 /// Allocation failures seen (their panics are not printed), and the latest one's message.
 static OOMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static LAST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+/// Guards running now; whether an allocation failed during them (the device thread's
+/// follow-on panics are then not printed), and how many were not.
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SILENCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Marks a guard as running until dropped; the last one to end prints how many follow-on
+/// panics it kept quiet.
+struct Active;
+
+impl Active {
+    fn start() -> Self {
+        count_panics();
+        ACTIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if ACTIVE.fetch_sub(1, SeqCst) == 1 && QUIET.swap(false, SeqCst) {
+            let n = SILENCED.swap(0, SeqCst);
+            if n > 0 {
+                eprintln!(
+                    "({n} panics of the device thread that followed the allocation failure were not printed)"
+                );
+            }
+        }
+    }
+}
 
 /// Counts every panic of the process (the previous hook still prints it). cubecl runs each
 /// device's server in its own thread: an allocation failure there (out of device memory)
@@ -38,11 +69,18 @@ fn count_panics() {
             }
             // an allocation failure becomes the measurement's error (`guarded`); anything else
             // is printed as before
+            use std::sync::atomic::Ordering::SeqCst;
             if out_of_memory(&msg).is_some() {
                 if let Ok(mut last) = LAST_OOM.lock() {
                     *last = first_line(&msg);
                 }
-                OOMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                OOMS.fetch_add(1, SeqCst);
+                if ACTIVE.load(SeqCst) > 0 {
+                    QUIET.store(true, SeqCst);
+                }
+            } else if QUIET.load(SeqCst) && ACTIVE.load(SeqCst) > 0 {
+                // a consequence of the allocation failure the guard reports
+                SILENCED.fetch_add(1, SeqCst);
             } else {
                 previous(info);
             }
@@ -55,7 +93,7 @@ fn count_panics() {
 /// while `f` runs (cubecl's device server, e.g. "can't allocate buffer") is an error too,
 /// even when `f` itself returned.
 pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    count_panics();
+    let _active = Active::start();
     let before = PANICS.load(std::sync::atomic::Ordering::SeqCst);
     let oom_before = OOMS.load(std::sync::atomic::Ordering::SeqCst);
     let r = match catch_unwind(AssertUnwindSafe(f)) {
@@ -91,7 +129,7 @@ pub fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
 /// server that failed one round and went on), the failure is printed as a warning. Any other
 /// panic unwinds as before.
 pub fn device_guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    count_panics();
+    let _active = Active::start();
     let oom_before = OOMS.load(std::sync::atomic::Ordering::SeqCst);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => {
@@ -181,6 +219,19 @@ mod tests {
             e.contains("a backend thread panicked") && e.contains("index out of bounds"),
             "{e}"
         );
+        // After an allocation failure, the device thread's follow-on panics are counted, not
+        // printed, while the guard runs.
+        let silenced = super::SILENCED.load(std::sync::atomic::Ordering::SeqCst);
+        let e = guarded(|| -> anyhow::Result<()> {
+            let _ =
+                std::thread::spawn(|| panic!("can't allocate buffer of size: 3000000000")).join();
+            let _ = std::thread::spawn(|| panic!("Memory page 0 doesn't exist")).join();
+            let now = super::SILENCED.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(now, silenced + 1, "the follow-on panic was printed");
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("3.00 GB"), "{e}");
         // An allocation failure in the device thread, then a follow-on panic in `f`: the
         // failure is the error.
         let e = guarded(|| -> anyhow::Result<()> {
