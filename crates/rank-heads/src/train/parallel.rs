@@ -394,14 +394,16 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Replica<B, M> {
                     let (mut grads, _) = all_reduce_mean::<B, M>(
                         &self.model,
                         grads,
-                        &[loss.take().map_or(0.0, |l| read_f32(l)[0])],
+                        &[loss
+                            .take()
+                            .map_or(0.0, |l| read_f32(l).first().copied().unwrap_or(f32::NAN))],
                         &self.device,
                         self.rank,
                         &self.comm,
                     )?;
                     // the same all-reduced gradients as replica 0: the same norm, clip and step
                     let norm = global_norm::<B, M>(&self.model, &grads)
-                        .map_or(0.0, |n| read_f32(n)[0] as f64);
+                        .map_or(0.0, |n| read_f32(n).first().map_or(f64::NAN, |&v| v as f64));
                     if let Some(max) = cfg.grad_clip_norm
                         && norm > max
                     {

@@ -531,7 +531,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
                         )));
                     }
                 }
-                let local = read_f32(loss_sum.clone())[0];
+                let local = read_f32(loss_sum.clone())
+                    .first()
+                    .copied()
+                    .unwrap_or(f32::NAN);
                 let (reduced, loss) =
                     all_reduce_mean::<B, M>(&self.model, grads, &[local], &self.device, peer, comm)
                         .map_err(|e| replica_failure(links, e))?;
@@ -549,7 +552,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>> Trainer<B, M> {
             if let Some(t) = token_sum {
                 tokens_total += t.into_scalar().elem::<i64>() as usize;
             }
-            let step_loss = reduced_loss.unwrap_or(read[0] as f64);
+            let step_loss =
+                reduced_loss.unwrap_or_else(|| read.first().map_or(f64::NAN, |&l| l as f64));
             let norm = read.get(1).map_or(0.0, |&n| n as f64);
             if let Some(max) = cfg.grad_clip_norm
                 && norm > max
@@ -786,7 +790,8 @@ pub(super) fn micro_step<B: AutodiffBackend, M: AutodiffModule<B> + Objective<B>
     Ok((value, grads))
 }
 
-/// A small tensor's values on the host, as f32.
+/// A small tensor's values on the host, as f32 (empty if the device gave none back: the
+/// callers then take NaN, which stops training with an error).
 pub(super) fn read_f32<B: Backend>(t: Tensor<B, 1>) -> Vec<f32> {
     t.cast(DType::F32)
         .into_data()
