@@ -17,7 +17,7 @@ static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new(
 static OOMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static LAST_OOM: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 /// Guards running now; whether an allocation failed during them (the device thread's
-/// follow-on panics are then not printed), and how many were not.
+/// follow-on panics, [`follows_oom`], are then not printed), and how many were not.
 static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static SILENCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -78,7 +78,7 @@ fn count_panics() {
                 if ACTIVE.load(SeqCst) > 0 {
                     QUIET.store(true, SeqCst);
                 }
-            } else if QUIET.load(SeqCst) && ACTIVE.load(SeqCst) > 0 {
+            } else if QUIET.load(SeqCst) && ACTIVE.load(SeqCst) > 0 && follows_oom(&msg) {
                 // a consequence of the allocation failure the guard reports
                 SILENCED.fetch_add(1, SeqCst);
             } else {
@@ -86,6 +86,12 @@ fn count_panics() {
             }
         }));
     });
+}
+
+/// What cubecl 0.10's device thread panics with after an allocation failed (its buffers'
+/// handles no longer resolve).
+fn follows_oom(msg: &str) -> bool {
+    msg.contains("Memory page") || msg.contains("couldn't find resource")
 }
 
 /// Runs `f`, turning a panic inside a backend (out of memory, an unsupported op) into an error,
