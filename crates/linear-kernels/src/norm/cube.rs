@@ -263,12 +263,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
             return super::norm_forward_ops(input, weight, bias, epsilon, kind);
         }
         let has_bias = bias.is_some();
-        let c = |t: CubeTensor<R>| into_contiguous(t);
-        let x = c(prim(input));
+        let x = into_contiguous(prim(input));
         // the weight and bias in f32 whatever their dtype (an absent bias is not read: the
         // weight stands in)
-        let w = c(prim(cast(weight, DType::F32)));
-        let b = bias.map_or_else(|| w.clone(), |b| c(prim(cast(b, DType::F32))));
+        let w = into_contiguous(prim(cast(weight, DType::F32)));
+        let b = bias.map_or_else(|| w.clone(), |b| into_contiguous(prim(cast(b, DType::F32))));
         let y = empty(&x, vec![rows, d], dtype);
         let mean = empty(&x, vec![rows], DType::F32);
         let rstd = empty(&x, vec![rows], DType::F32);
@@ -321,12 +320,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> NormBacken
         if !kernel_dtype(dtype) || rows == 0 || d == 0 {
             return super::norm_backward_ops(grad, input, weight, mean, rstd, kind, has_bias);
         }
-        let c = |t: CubeTensor<R>| into_contiguous(t);
-        let dy = c(prim(cast(grad, dtype)));
-        let x = c(prim(input));
-        let w = c(prim(cast(weight, DType::F32)));
-        let mean = c(prim(cast(mean, DType::F32)));
-        let rstd = c(prim(cast(rstd, DType::F32)));
+        let dy = into_contiguous(prim(cast(grad, dtype)));
+        let x = into_contiguous(prim(input));
+        let w = into_contiguous(prim(cast(weight, DType::F32)));
+        let mean = into_contiguous(prim(cast(mean, DType::F32)));
+        let rstd = into_contiguous(prim(cast(rstd, DType::F32)));
         let dx = empty(&x, vec![rows, d], dtype);
         let blocks = row_blocks(rows);
         let per = rows.div_ceil(blocks);

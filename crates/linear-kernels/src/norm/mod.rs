@@ -131,11 +131,17 @@ pub fn norm_forward_ops<B: Backend>(
     let s = stats_dtype(dtype);
     let [rows, d] = input.dims();
     let x = cast(input, s);
-    let mean = match kind {
-        NormKind::Layer => x.clone().mean_dim(1),
-        NormKind::Rms => Tensor::<B, 2>::zeros([rows, 1], &x.device()).cast(s),
+    let (centred, mean) = match kind {
+        NormKind::Layer => {
+            let mean = x.clone().mean_dim(1);
+            (x - mean.clone(), mean)
+        }
+        // not centred: the mean is saved as zero
+        NormKind::Rms => {
+            let zero = Tensor::<B, 2>::zeros([rows, 1], &x.device()).cast(s);
+            (x, zero)
+        }
     };
-    let centred = x - mean.clone();
     let rstd = (centred.clone().square().mean_dim(1) + epsilon)
         .sqrt()
         .recip();
@@ -235,21 +241,13 @@ pub fn rms_norm<B: NormBackend, const D: usize>(
     epsilon: f64,
 ) -> Tensor<B, D> {
     let dims = x.dims();
-    if !B::NORM_KERNELS || !norm_kernels() || D == 0 {
+    let f = if B::NORM_KERNELS && norm_kernels() {
+        B::norm_forward(rows(x), weight, None, epsilon, NormKind::Rms)
+    } else {
         // Burn's operations, differentiated by Burn
-        let dtype = x.dtype();
-        let s = stats_dtype(dtype);
-        let x = cast(x, s);
-        let rstd = (x.clone().square().mean_dim(D - 1) + epsilon)
-            .sqrt()
-            .recip();
-        let mut shape = [1usize; D];
-        shape[D - 1] = dims[D - 1];
-        return cast(x * rstd * cast(weight, s).reshape(shape), dtype);
-    }
-    B::norm_forward(rows(x), weight, None, epsilon, NormKind::Rms)
-        .output
-        .reshape(dims)
+        norm_forward_ops(rows(x), weight, None, epsilon, NormKind::Rms)
+    };
+    f.output.reshape(dims)
 }
 
 /// Configuration of a [`LayerNorm`] (as `burn::nn::LayerNormConfig`).
